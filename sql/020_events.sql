@@ -1,0 +1,59 @@
+-- Producing events from SQL (SPEC §3): triggers on hookline.events make a plain
+-- INSERT behave exactly like hookline.send().
+--
+-- * events_idempotency (BEFORE, per row, only when idempotency_key is set):
+--   the first event with a (tenant, key) pair wins; a later insert with the same
+--   pair is silently skipped. Concurrent inserts of one key serialise on the
+--   event_idempotency primary key, and the loser is skipped once the winner
+--   commits.
+-- * events_fan_out (AFTER, per statement): one INSERT … SELECT creates a
+--   pending delivery for every matching enabled endpoint of the event's tenant,
+--   then one NOTIFY wakes the workers. NOTIFYs with the same payload collapse
+--   within a transaction, so a 10,000-row insert wakes workers once.
+--
+-- Cost for the producer's transaction: one index probe of endpoints_fanout per
+-- statement plus, per matching endpoint, one deliveries row (four index
+-- entries). Nothing is delivered unless the transaction commits.
+
+CREATE OR REPLACE FUNCTION hookline.events_claim_idempotency_key() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO hookline.event_idempotency (tenant, idempotency_key, event_id)
+    VALUES (NEW.tenant, NEW.idempotency_key, NEW.id)
+    ON CONFLICT DO NOTHING;
+    IF NOT FOUND THEN
+        RETURN NULL; -- a duplicate: create nothing
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+DROP TRIGGER IF EXISTS events_idempotency ON hookline.events;
+CREATE TRIGGER events_idempotency
+    BEFORE INSERT ON hookline.events
+    FOR EACH ROW WHEN (NEW.idempotency_key IS NOT NULL)
+    EXECUTE FUNCTION hookline.events_claim_idempotency_key();
+
+CREATE OR REPLACE FUNCTION hookline.events_fan_out() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO hookline.deliveries (event_id, endpoint_id, tenant, event_type, next_attempt_at, created_at)
+    SELECT e.id, ep.id, e.tenant, e.event_type, now(), now()
+    FROM new_events AS e
+    JOIN hookline.endpoints AS ep
+      ON ep.tenant = e.tenant
+     AND ep.enabled
+     AND hookline.event_type_matches(ep.event_types, e.event_type);
+    IF FOUND THEN
+        PERFORM pg_notify('hookline_wake', '');
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+DROP TRIGGER IF EXISTS events_fan_out ON hookline.events;
+CREATE TRIGGER events_fan_out
+    AFTER INSERT ON hookline.events
+    REFERENCING NEW TABLE AS new_events
+    FOR EACH STATEMENT
+    EXECUTE FUNCTION hookline.events_fan_out();

@@ -1,0 +1,74 @@
+-- Endpoint bookkeeping that must hold however an endpoint is changed (API or
+-- plain SQL):
+-- * every endpoint has an endpoint_state row (health counters);
+-- * updated_at follows every update;
+-- * disabling stamps disabled_at, and moves the endpoint's pending deliveries
+--   to `dead` (reason in last_error) so the claim index never has to skip
+--   them; `recover` can re-queue them later. Enabling clears the reason and
+--   the failure run.
+
+CREATE OR REPLACE FUNCTION hookline.endpoints_before_write() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' THEN
+        NEW.updated_at := now();
+        IF OLD.enabled AND NOT NEW.enabled THEN
+            NEW.disabled_at := coalesce(NEW.disabled_at, now());
+            NEW.disabled_reason := coalesce(NEW.disabled_reason, 'disabled');
+        ELSIF NEW.enabled AND NOT OLD.enabled THEN
+            NEW.disabled_at := NULL;
+            NEW.disabled_reason := NULL;
+        END IF;
+    ELSIF NOT NEW.enabled THEN
+        NEW.disabled_at := coalesce(NEW.disabled_at, now());
+        NEW.disabled_reason := coalesce(NEW.disabled_reason, 'disabled');
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+DROP TRIGGER IF EXISTS endpoints_before_write ON hookline.endpoints;
+CREATE TRIGGER endpoints_before_write
+    BEFORE INSERT OR UPDATE ON hookline.endpoints
+    FOR EACH ROW EXECUTE FUNCTION hookline.endpoints_before_write();
+
+CREATE OR REPLACE FUNCTION hookline.endpoints_after_write() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO hookline.endpoint_state (endpoint_id) VALUES (NEW.id);
+    ELSIF OLD.enabled AND NOT NEW.enabled THEN
+        UPDATE hookline.deliveries
+           SET state = 'dead',
+               last_error = 'endpoint disabled: ' || NEW.disabled_reason,
+               completed_at = now()
+         WHERE endpoint_id = NEW.id AND state = 'pending';
+    ELSIF NEW.enabled AND NOT OLD.enabled THEN
+        UPDATE hookline.endpoint_state
+           SET consecutive_failures = 0
+         WHERE endpoint_id = NEW.id;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+DROP TRIGGER IF EXISTS endpoints_after_write ON hookline.endpoints;
+CREATE TRIGGER endpoints_after_write
+    AFTER INSERT OR UPDATE OF enabled ON hookline.endpoints
+    FOR EACH ROW EXECUTE FUNCTION hookline.endpoints_after_write();
+
+-- Deleting an endpoint cancels what is still queued for it; its history stays.
+CREATE OR REPLACE FUNCTION hookline.endpoints_after_delete() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE hookline.deliveries
+       SET state = 'cancelled', last_error = 'endpoint deleted', completed_at = now()
+     WHERE endpoint_id = OLD.id AND state = 'pending';
+    RETURN NULL;
+END
+$$;
+
+DROP TRIGGER IF EXISTS endpoints_after_delete ON hookline.endpoints;
+CREATE TRIGGER endpoints_after_delete
+    AFTER DELETE ON hookline.endpoints
+    FOR EACH ROW EXECUTE FUNCTION hookline.endpoints_after_delete();

@@ -1,0 +1,46 @@
+//! Operations: liveness and readiness.
+
+use deadpool_postgres::Pool;
+use poem::web::Data;
+use poem_openapi::{ApiResponse, OpenApi, Tags, payload::PlainText};
+
+#[derive(Tags)]
+enum OpsTags {
+    /// Liveness and readiness probes.
+    Operations,
+}
+
+pub struct OpsApi;
+
+#[derive(ApiResponse)]
+enum ReadyResponse {
+    /// The database answers.
+    #[oai(status = 200)]
+    Ready(PlainText<&'static str>),
+    /// The database does not answer.
+    #[oai(status = 503)]
+    NotReady(PlainText<&'static str>),
+}
+
+#[OpenApi(tag = "OpsTags::Operations")]
+impl OpsApi {
+    /// The process is up.
+    #[oai(path = "/healthz", method = "get", operation_id = "healthz")]
+    async fn healthz(&self) -> PlainText<&'static str> {
+        PlainText("ok")
+    }
+
+    /// The process can reach its database.
+    #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
+    async fn readyz(&self, pool: Data<&Pool>) -> ReadyResponse {
+        let ready = match pool.get().await {
+            Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
+            Err(_) => false,
+        };
+        if ready {
+            ReadyResponse::Ready(PlainText("ready"))
+        } else {
+            ReadyResponse::NotReady(PlainText("database unavailable"))
+        }
+    }
+}

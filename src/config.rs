@@ -1,0 +1,260 @@
+//! Settings: command-line flags, `HOOKLINE_*` environment variables, and an
+//! optional TOML file (`--config`), in that order of precedence.
+//!
+//! The TOML file is folded into the environment before the command line is
+//! parsed (a key `worker_concurrency` becomes `HOOKLINE_WORKER_CONCURRENCY`
+//! unless that is already set), so every setting is parsed and validated by
+//! one code path and documented once, here.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Args;
+use ipnet::IpNet;
+
+use crate::domain::retry::RetrySchedule;
+
+/// Every setting; each doc comment is the README's description of it.
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// PostgreSQL connection URL (falls back to DATABASE_URL).
+    #[arg(
+        long,
+        env = "HOOKLINE_DATABASE_URL",
+        global = true,
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+
+    /// Address the HTTP API listens on.
+    #[arg(
+        long,
+        env = "HOOKLINE_LISTEN",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
+    pub listen: SocketAddr,
+
+    /// Connections in each process's database pool.
+    #[arg(long, env = "HOOKLINE_POOL_SIZE", default_value_t = 16, global = true)]
+    pub pool_size: usize,
+
+    /// Deliver to private, loopback and link-local addresses too.
+    #[arg(
+        long,
+        env = "HOOKLINE_ALLOW_PRIVATE_NETWORKS",
+        default_value_t = false,
+        global = true
+    )]
+    pub allow_private_networks: bool,
+
+    /// Comma-separated networks (CIDR) allowed even though they are private.
+    #[arg(
+        long,
+        env = "HOOKLINE_ALLOWED_NETWORKS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub allowed_networks: Vec<IpNet>,
+
+    /// Default retry delays in seconds after the first attempt.
+    #[arg(long, env = "HOOKLINE_RETRY_SCHEDULE", default_value = "1,5,30,120,600,1800",
+          value_parser = RetrySchedule::parse, global = true)]
+    pub retry_schedule: RetrySchedule,
+
+    /// Longest wait a `Retry-After` header can impose, in seconds.
+    #[arg(
+        long,
+        env = "HOOKLINE_RETRY_AFTER_MAX_S",
+        default_value_t = 3600,
+        global = true
+    )]
+    pub retry_after_max_s: u64,
+
+    /// Requests one worker process keeps in flight at most.
+    #[arg(
+        long,
+        env = "HOOKLINE_WORKER_CONCURRENCY",
+        default_value_t = 512,
+        global = true
+    )]
+    pub worker_concurrency: usize,
+
+    /// Deliveries claimed per database round trip at most.
+    #[arg(
+        long,
+        env = "HOOKLINE_CLAIM_BATCH",
+        default_value_t = 256,
+        global = true
+    )]
+    pub claim_batch: usize,
+
+    /// Fallback poll when no notification arrives, in milliseconds.
+    #[arg(
+        long,
+        env = "HOOKLINE_POLL_INTERVAL_MS",
+        default_value_t = 5000,
+        global = true
+    )]
+    pub poll_interval_ms: u64,
+
+    /// Upper bound of a lease (request timeout plus 5 s margin), in seconds.
+    #[arg(
+        long,
+        env = "HOOKLINE_LEASE_MAX_S",
+        default_value_t = 60,
+        global = true
+    )]
+    pub lease_max_s: u64,
+
+    /// How often each worker returns expired leases to pending, in milliseconds.
+    #[arg(
+        long,
+        env = "HOOKLINE_RESCUE_INTERVAL_MS",
+        default_value_t = 5000,
+        global = true
+    )]
+    pub rescue_interval_ms: u64,
+
+    /// On SIGTERM, how long in-flight requests may still finish, in seconds.
+    #[arg(
+        long,
+        env = "HOOKLINE_SHUTDOWN_GRACE_S",
+        default_value_t = 30,
+        global = true
+    )]
+    pub shutdown_grace_s: u64,
+
+    /// Log filter (tracing EnvFilter syntax, e.g. `info,hookline=debug`).
+    #[arg(long, env = "HOOKLINE_LOG", default_value = "info", global = true)]
+    pub log: String,
+
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "HOOKLINE_LOG_FORMAT", default_value = "text", global = true,
+          value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
+impl Settings {
+    /// The configured database URL, HOOKLINE_DATABASE_URL before DATABASE_URL.
+    pub fn database_url(&self) -> Option<String> {
+        self.database_url
+            .clone()
+            .or_else(|| std::env::var("DATABASE_URL").ok())
+            .filter(|u| !u.is_empty())
+    }
+
+    pub fn worker(&self) -> WorkerSettings {
+        WorkerSettings {
+            retry_schedule: self.retry_schedule.clone(),
+            retry_after_max: Duration::from_secs(self.retry_after_max_s),
+            concurrency: self.worker_concurrency.max(1),
+            claim_batch: self.claim_batch.max(1),
+            poll_interval: Duration::from_millis(self.poll_interval_ms.max(10)),
+            lease_max: Duration::from_secs(self.lease_max_s.max(1)),
+            rescue_interval: Duration::from_millis(self.rescue_interval_ms.max(10)),
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_s),
+            network: NetworkPolicy {
+                allow_private: self.allow_private_networks,
+                allowed: self.allowed_networks.clone(),
+            },
+        }
+    }
+}
+
+/// What a worker needs to know, decoupled from how it was configured.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub retry_schedule: RetrySchedule,
+    pub retry_after_max: Duration,
+    pub concurrency: usize,
+    pub claim_batch: usize,
+    pub poll_interval: Duration,
+    pub lease_max: Duration,
+    pub rescue_interval: Duration,
+    pub shutdown_grace: Duration,
+    pub network: NetworkPolicy,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            retry_schedule: RetrySchedule::standard(),
+            retry_after_max: Duration::from_secs(3600),
+            concurrency: 512,
+            claim_batch: 256,
+            poll_interval: Duration::from_secs(5),
+            lease_max: Duration::from_secs(60),
+            rescue_interval: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(30),
+            network: NetworkPolicy::default(),
+        }
+    }
+}
+
+/// Which destination addresses deliveries may reach.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkPolicy {
+    pub allow_private: bool,
+    pub allowed: Vec<IpNet>,
+}
+
+/// Folds a TOML settings file into the environment (see the module docs).
+/// Returns one line naming the problem when the file is unusable.
+pub fn load_file_into_env(path: &std::path::Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        format!(
+            "config file {} is not valid TOML: {}",
+            path.display(),
+            e.message()
+        )
+    })?;
+    for (key, value) in table {
+        let var = format!("HOOKLINE_{}", key.to_uppercase());
+        if !KNOWN_KEYS.contains(&key.as_str()) {
+            return Err(format!(
+                "config file {}: unknown setting `{key}`",
+                path.display()
+            ));
+        }
+        let value = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Array(items) => {
+                items.iter().map(toml_scalar).collect::<Vec<_>>().join(",")
+            }
+            other => toml_scalar(&other),
+        };
+        if std::env::var_os(&var).is_none() {
+            // SAFETY: called at start-up before any other thread exists.
+            unsafe { std::env::set_var(var, value) };
+        }
+    }
+    Ok(())
+}
+
+fn toml_scalar(value: &toml::Value) -> String {
+    match value {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+const KNOWN_KEYS: &[&str] = &[
+    "database_url",
+    "listen",
+    "pool_size",
+    "allow_private_networks",
+    "allowed_networks",
+    "retry_schedule",
+    "retry_after_max_s",
+    "worker_concurrency",
+    "claim_batch",
+    "poll_interval_ms",
+    "lease_max_s",
+    "rescue_interval_ms",
+    "shutdown_grace_s",
+    "log",
+    "log_format",
+];

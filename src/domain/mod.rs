@@ -1,0 +1,4 @@
+//! Plain types and decisions of the delivery domain; no IO.
+
+pub mod delivery;
+pub mod retry;

@@ -1,0 +1,248 @@
+//! The `hookline` command: parses settings, then hands over to the library.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use deadpool_postgres::Pool;
+use tokio::sync::watch;
+
+use hookline::config::Settings;
+use hookline::{api, db, dev, telemetry, worker};
+
+#[derive(Parser)]
+#[command(
+    name = "hookline",
+    version,
+    about = "Webhook delivery whose whole state lives in PostgreSQL"
+)]
+struct Cli {
+    /// A TOML file of settings (keys as in the README, e.g. `worker_concurrency = 64`).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+
+    #[command(flatten)]
+    settings: Settings,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply the migrations and the SQL objects of sql/.
+    Migrate,
+    /// Run the HTTP API.
+    Serve,
+    /// Run a delivery worker.
+    Worker,
+    /// Migrate, then run the API and one worker in this process.
+    Run,
+    /// `run` against a throwaway PostgreSQL (unless one is configured), with a demo endpoint.
+    Dev,
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+fn main() {
+    let cli = match parse_cli() {
+        Ok(cli) => cli,
+        Err(line) => {
+            eprintln!("hookline: {line}");
+            std::process::exit(2);
+        }
+    };
+    telemetry::init(&cli.settings.log, &cli.settings.log_format);
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    if let Err(error) = runtime.block_on(execute(cli)) {
+        eprintln!("hookline: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+/// Parses flags, environment and config file; any problem is one line.
+fn parse_cli() -> Result<Cli, String> {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(path) = config_path(&args) {
+        hookline::config::load_file_into_env(&path)?;
+    }
+    Cli::try_parse_from(&args).map_err(|e| match e.kind() {
+        clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => e.exit(),
+        _ => e
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or("invalid arguments")
+            .trim_start_matches("error: ")
+            .to_owned(),
+    })
+}
+
+/// `--config` must be read before clap parses, since it feeds the environment.
+fn config_path(args: &[String]) -> Option<PathBuf> {
+    let at = args
+        .iter()
+        .position(|a| a == "--config" || a.starts_with("--config="))?;
+    match args[at].strip_prefix("--config=") {
+        Some(path) => Some(path.into()),
+        None => args.get(at + 1).map(PathBuf::from),
+    }
+}
+
+async fn execute(cli: Cli) -> anyhow::Result<()> {
+    let settings = cli.settings;
+    match cli.command {
+        Command::Openapi => {
+            println!("{}", api::openapi_service().spec());
+            Ok(())
+        }
+        Command::Migrate => {
+            let pool = connect(&required_url(&settings)?, &settings).await?;
+            migrate(&pool).await
+        }
+        Command::Serve => {
+            let pool = connect(&required_url(&settings)?, &settings).await?;
+            serve(pool, &settings, shutdown_signal()).await
+        }
+        Command::Worker => {
+            let url = required_url(&settings)?;
+            let pool = connect(&url, &settings).await?;
+            work(pool, &url, &settings, shutdown_signal()).await
+        }
+        Command::Run => {
+            let url = required_url(&settings)?;
+            let pool = connect(&url, &settings).await?;
+            migrate(&pool).await?;
+            run_all(pool, &url, &settings).await
+        }
+        Command::Dev => run_dev(settings).await,
+    }
+}
+
+fn required_url(settings: &Settings) -> anyhow::Result<String> {
+    settings
+        .database_url()
+        .context("no database configured: set HOOKLINE_DATABASE_URL (or DATABASE_URL), or try `hookline dev`")
+}
+
+async fn connect(url: &str, settings: &Settings) -> anyhow::Result<Pool> {
+    let pool = db::pool(url, settings.pool_size)?;
+    let client = pool
+        .get()
+        .await
+        .with_context(|| format!("cannot connect to the database at {}", redact(url)))?;
+    drop(client);
+    Ok(pool)
+}
+
+async fn migrate(pool: &Pool) -> anyhow::Result<()> {
+    let mut client = pool.get().await?;
+    db::migrate(&mut client)
+        .await
+        .map_err(|e| anyhow::anyhow!(telemetry::error_chain(&e)))?;
+    tracing::info!("database schema is up to date");
+    Ok(())
+}
+
+async fn serve(
+    pool: Pool,
+    settings: &Settings,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (HOOKLINE_LISTEN)", settings.listen))?;
+    tracing::info!(listen = %settings.listen, "API listening");
+    let acceptor = poem::listener::TcpAcceptor::from_tokio(listener)?;
+    poem::Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(
+            api::app(pool),
+            async move {
+                let _ = shutdown.changed().await;
+            },
+            None,
+        )
+        .await?;
+    Ok(())
+}
+
+async fn work(
+    pool: Pool,
+    url: &str,
+    settings: &Settings,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let listen_config: tokio_postgres::Config = url.parse()?;
+    worker::run(pool, listen_config, settings.worker(), shutdown).await
+}
+
+async fn run_all(pool: Pool, url: &str, settings: &Settings) -> anyhow::Result<()> {
+    let shutdown = shutdown_signal();
+    let (api, worker) = tokio::join!(
+        serve(pool.clone(), settings, shutdown.clone()),
+        work(pool, url, settings, shutdown)
+    );
+    api.and(worker)
+}
+
+async fn run_dev(mut settings: Settings) -> anyhow::Result<()> {
+    let (local, url) = match settings.database_url() {
+        Some(url) => (None, url),
+        None => {
+            let (server, url) = dev::start_local_database().await?;
+            (Some(server), url)
+        }
+    };
+    // The demo receiver lives on loopback.
+    settings.allow_private_networks = true;
+    let pool = connect(&url, &settings).await?;
+    migrate(&pool).await?;
+    let shutdown = shutdown_signal();
+    let receiver = dev::start_echo_receiver(shutdown.clone()).await?;
+    let endpoint = dev::create_demo_endpoint(&pool, receiver).await?;
+    println!(
+        "\nhookline dev is running.\n\
+         \x20 database:      {url}\n\
+         \x20 connect:       psql '{url}'\n\
+         \x20 API:           http://{listen}  (docs at /docs)\n\
+         \x20 demo endpoint: {endpoint} -> http://{receiver}/webhooks\n\
+         \x20 send an event: psql '{url}' -c \"SELECT hookline.send('order.created', '{{\\\"order_id\\\": 42}}')\"\n\
+         A demo event `dev.ping` is sent every 5 s. Ctrl-C stops everything.\n",
+        listen = settings.listen
+    );
+    let demo = tokio::spawn(dev::send_demo_events(pool.clone(), shutdown.clone()));
+    let result = run_all(pool, &url, &settings).await;
+    let _ = demo.await;
+    if let Some(server) = local {
+        server.stop()?;
+    }
+    result
+}
+
+/// Turns true on SIGTERM or Ctrl-C.
+fn shutdown_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: shutting down"),
+        }
+        let _ = tx.send(true);
+        // Keep the sender alive so receivers see `true`, not a closed channel.
+        std::future::pending::<()>().await;
+    });
+    rx
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match url.parse::<url::Url>() {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}

@@ -1,0 +1,134 @@
+//! Standard Webhooks v1 signatures (standardwebhooks.com): HMAC-SHA256 over
+//! `"{id}.{timestamp}.{body}"`, keyed by the base64 part of a `whsec_` secret,
+//! sent as `v1,<base64>`; several space-separated during a secret rotation.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+const SECRET_PREFIX: &str = "whsec_";
+
+/// A decoded signing key. Its `Debug` never shows the key.
+#[derive(Clone)]
+pub struct SigningKey(Vec<u8>);
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SigningKey(***)")
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SecretError {
+    #[error("secret must start with `whsec_`")]
+    MissingPrefix,
+    #[error("secret is not valid base64 after `whsec_`")]
+    NotBase64,
+    #[error("secret must hold between 24 and 64 bytes")]
+    BadLength,
+}
+
+impl SigningKey {
+    /// Parses a `whsec_<base64>` secret.
+    pub fn from_secret(secret: &str) -> Result<Self, SecretError> {
+        let encoded = secret
+            .strip_prefix(SECRET_PREFIX)
+            .ok_or(SecretError::MissingPrefix)?;
+        let key = BASE64.decode(encoded).map_err(|_| SecretError::NotBase64)?;
+        if !(24..=64).contains(&key.len()) {
+            return Err(SecretError::BadLength);
+        }
+        Ok(Self(key))
+    }
+
+    fn mac(&self, id: &str, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(id.as_bytes());
+        mac.update(b".");
+        mac.update(timestamp.to_string().as_bytes());
+        mac.update(b".");
+        mac.update(body);
+        mac
+    }
+
+    /// `v1,<base64 signature>`.
+    pub fn sign(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
+        let digest = self.mac(id, timestamp, body).finalize().into_bytes();
+        format!("v1,{}", BASE64.encode(digest))
+    }
+
+    /// Does any `v1,` entry of a `webhook-signature` header match? Constant time per entry.
+    pub fn verify(&self, id: &str, timestamp: i64, body: &[u8], header: &str) -> bool {
+        header
+            .split(' ')
+            .filter_map(|entry| entry.strip_prefix("v1,"))
+            .any(|sig| {
+                BASE64
+                    .decode(sig)
+                    .is_ok_and(|sig| self.mac(id, timestamp, body).verify_slice(&sig).is_ok())
+            })
+    }
+}
+
+/// The `webhook-signature` header value for all keys in force.
+pub fn signature_header(keys: &[SigningKey], id: &str, timestamp: i64, body: &[u8]) -> String {
+    keys.iter()
+        .map(|k| k.sign(id, timestamp, body))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The Standard Webhooks specification's published test vector.
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const ID: &str = "msg_p5jXN8AQM9LWM0D4loKWxJek";
+    const TIMESTAMP: i64 = 1614265330;
+    const BODY: &str = r#"{"test": 2432232314}"#;
+    const EXPECTED: &str = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+
+    #[test]
+    fn signs_the_published_test_vector() {
+        let key = SigningKey::from_secret(SECRET).unwrap();
+        assert_eq!(key.sign(ID, TIMESTAMP, BODY.as_bytes()), EXPECTED);
+    }
+
+    #[test]
+    fn verifies_any_of_several_signatures() {
+        let key = SigningKey::from_secret(SECRET).unwrap();
+        let header = format!("v1,bm90IGl0 {EXPECTED}");
+        assert!(key.verify(ID, TIMESTAMP, BODY.as_bytes(), &header));
+        assert!(!key.verify(ID, TIMESTAMP + 1, BODY.as_bytes(), &header));
+        assert!(!key.verify(ID, TIMESTAMP, b"{}", &header));
+    }
+
+    #[test]
+    fn rotation_header_carries_one_signature_per_key() {
+        let old = SigningKey::from_secret(SECRET).unwrap();
+        let new = SigningKey::from_secret("whsec_QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=").unwrap();
+        let header = signature_header(&[new.clone(), old.clone()], ID, TIMESTAMP, BODY.as_bytes());
+        assert!(header.ends_with(EXPECTED));
+        assert!(new.verify(ID, TIMESTAMP, BODY.as_bytes(), &header));
+        assert_eq!(header.split(' ').count(), 2);
+    }
+
+    #[test]
+    fn rejects_malformed_secrets() {
+        assert_eq!(
+            SigningKey::from_secret("MfKQ9r8GKY").unwrap_err(),
+            SecretError::MissingPrefix
+        );
+        assert_eq!(
+            SigningKey::from_secret("whsec_!!!").unwrap_err(),
+            SecretError::NotBase64
+        );
+        assert_eq!(
+            SigningKey::from_secret("whsec_YWJj").unwrap_err(),
+            SecretError::BadLength
+        );
+        assert!(!format!("{:?}", SigningKey::from_secret(SECRET).unwrap()).contains("MfKQ"));
+    }
+}

@@ -1,0 +1,124 @@
+//! Turning attempts into recorded outcomes: decide the delivery's next state
+//! (a pure function), then write outcomes in batches, one statement each.
+
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::dispatch::{Attempt, Outcome};
+use crate::config::WorkerSettings;
+use crate::db::{self, deliveries::Claimed, deliveries::Completion};
+use crate::domain::delivery::DeliveryState;
+use crate::domain::retry::{NextAttempt, RetrySchedule};
+
+/// Written per statement at most; larger backlogs take several.
+const FLUSH_MAX: usize = 1000;
+
+/// What the flusher receives for one attempt.
+#[derive(Debug)]
+pub struct Finished {
+    pub completion: Completion,
+    /// Set when the endpoint answered 410 Gone.
+    pub disable_endpoint: bool,
+}
+
+/// Decides where a delivery goes after `attempt`.
+pub fn decide(
+    delivery: &Claimed,
+    attempt: Attempt,
+    settings: &WorkerSettings,
+    jitter: f64,
+) -> Finished {
+    let schedule = delivery
+        .retry_schedule
+        .clone()
+        .and_then(|delays| RetrySchedule::new(delays).ok())
+        .unwrap_or_else(|| settings.retry_schedule.clone());
+    let (state, retry_in, error_kind, error, disable_endpoint) = match attempt.outcome {
+        Outcome::Delivered => (DeliveryState::Succeeded, None, None, None, false),
+        Outcome::Gone => (
+            DeliveryState::Dead,
+            None,
+            Some(crate::domain::delivery::ErrorKind::HttpStatus),
+            Some("410 Gone: endpoint disabled".to_owned()),
+            true,
+        ),
+        Outcome::Failed {
+            kind,
+            message,
+            retry_after,
+        } => {
+            let attempts_made = delivery.attempt.max(1) as u32;
+            match schedule.next_attempt(
+                attempts_made,
+                retry_after,
+                settings.retry_after_max,
+                jitter,
+            ) {
+                NextAttempt::After(delay) => (
+                    DeliveryState::Pending,
+                    Some(delay),
+                    Some(kind),
+                    Some(message),
+                    false,
+                ),
+                NextAttempt::Dead => (DeliveryState::Dead, None, Some(kind), Some(message), false),
+            }
+        }
+    };
+    Finished {
+        completion: Completion {
+            delivery_id: delivery.delivery_id,
+            endpoint_id: delivery.endpoint_id,
+            attempt: delivery.attempt,
+            state: state.as_str(),
+            retry_in_s: retry_in.map(|d: Duration| d.as_secs_f64()),
+            started_at: attempt.started_at,
+            duration_ms: attempt.duration.as_millis().min(i32::MAX as u128) as i32,
+            status_code: attempt.status_code.map(i32::from),
+            response_headers: attempt.response_headers,
+            response_body: attempt.response_body,
+            error_kind: error_kind.map(|k| k.as_str()),
+            error,
+        },
+        disable_endpoint,
+    }
+}
+
+/// Writes finished attempts until every sender is gone and the queue is empty.
+/// Whatever accumulated while a write was in progress goes into the next one,
+/// so batches grow with load by themselves. A failed write is retried with
+/// backoff: until it lands the deliveries stay leased to us, and if the lease
+/// runs out first they are delivered again (at-least-once).
+pub async fn flush_loop(pool: Pool, worker: Uuid, mut finished: mpsc::Receiver<Finished>) {
+    let mut batch = Vec::with_capacity(FLUSH_MAX);
+    while finished.recv_many(&mut batch, FLUSH_MAX).await > 0 {
+        let mut backoff = Duration::from_millis(50);
+        while let Err(error) = write(&pool, worker, &batch).await {
+            tracing::error!(error = %crate::telemetry::error_chain(&error), retry_in = ?backoff, "recording outcomes failed");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+        batch.clear();
+    }
+}
+
+async fn write(pool: &Pool, worker: Uuid, batch: &[Finished]) -> db::Result<()> {
+    let client = pool.get().await?;
+    let completions: Vec<&Completion> = batch.iter().map(|f| &f.completion).collect();
+    let still_ours = db::deliveries::complete_many(&**client, worker, &completions).await?;
+    if still_ours < batch.len() as i64 {
+        tracing::warn!(
+            lost = batch.len() as i64 - still_ours,
+            "leases expired before outcomes were recorded"
+        );
+    }
+    for gone in batch.iter().filter(|f| f.disable_endpoint) {
+        if db::endpoints::disable(&**client, gone.completion.endpoint_id, "410 Gone").await? {
+            tracing::warn!(endpoint_id = %gone.completion.endpoint_id, "endpoint answered 410 Gone: disabled");
+        }
+    }
+    Ok(())
+}

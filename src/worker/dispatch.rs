@@ -1,0 +1,284 @@
+//! One HTTP attempt: build the Standard Webhooks request, sign it, send it,
+//! and describe what happened. No database access; failures are data.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
+use super::net::{BlockedAddress, DnsFailed, GuardedResolver};
+use crate::config::NetworkPolicy;
+use crate::db::deliveries::Claimed;
+use crate::domain::delivery::ErrorKind;
+use crate::domain::retry::parse_retry_after;
+use crate::signing::{SigningKey, signature_header};
+
+/// Response bodies are kept up to this many characters (SPEC §2).
+pub const RESPONSE_BODY_MAX_CHARS: usize = 5000;
+/// Bytes of a response body read at most; the rest is not waited for.
+const RESPONSE_READ_MAX_BYTES: usize = 64 * 1024;
+/// Envelopes larger than this are not sent (`body_too_large`).
+pub const REQUEST_BODY_MAX_BYTES: usize = 4 * 1024 * 1024;
+
+const USER_AGENT: &str = concat!("hookline/", env!("CARGO_PKG_VERSION"));
+
+#[derive(Debug)]
+pub struct Attempt {
+    pub started_at: DateTime<Utc>,
+    pub duration: Duration,
+    pub status_code: Option<u16>,
+    pub response_headers: Option<serde_json::Value>,
+    pub response_body: Option<String>,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    /// Any 2xx.
+    Delivered,
+    /// `410 Gone`: the receiver wants no more deliveries.
+    Gone,
+    Failed {
+        kind: ErrorKind,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+}
+
+/// Sends attempts over one pooled, keep-alive HTTP client.
+#[derive(Clone)]
+pub struct Dispatcher {
+    client: reqwest::Client,
+    policy: Arc<NetworkPolicy>,
+    max_timeout: Duration,
+}
+
+impl Dispatcher {
+    /// `max_timeout` caps every endpoint's timeout so a request always ends
+    /// before its lease does.
+    pub fn new(policy: NetworkPolicy, max_timeout: Duration) -> reqwest::Result<Self> {
+        // reqwest is built without a TLS crypto provider of its own: use ring.
+        // Installing is idempotent; an Err only means one is already installed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let policy = Arc::new(policy);
+        let client = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(GuardedResolver {
+                policy: policy.clone(),
+            }))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(1024)
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(10))
+            .build()?;
+        Ok(Self {
+            client,
+            policy,
+            max_timeout,
+        })
+    }
+
+    pub async fn attempt(&self, delivery: &Claimed) -> Attempt {
+        let started_at = Utc::now();
+        let clock = Instant::now();
+        let result = self.send(delivery).await;
+        let duration = clock.elapsed();
+        match result {
+            Ok(attempt) => Attempt {
+                started_at,
+                duration,
+                ..attempt
+            },
+            Err((kind, message)) => Attempt {
+                started_at,
+                duration,
+                status_code: None,
+                response_headers: None,
+                response_body: None,
+                outcome: Outcome::Failed {
+                    kind,
+                    message,
+                    retry_after: None,
+                },
+            },
+        }
+    }
+
+    async fn send(&self, d: &Claimed) -> Result<Attempt, (ErrorKind, String)> {
+        let url = reqwest::Url::parse(&d.url)
+            .map_err(|e| (ErrorKind::InvalidUrl, format!("invalid URL: {e}")))?;
+        // reqwest skips the resolver for IP literals, so check those here.
+        if let Some(ip) = literal_ip(&url) {
+            if !self.policy.permits(ip) {
+                return Err((
+                    ErrorKind::BlockedAddress,
+                    format!("{ip} is a blocked address"),
+                ));
+            }
+        }
+        let body = envelope(d);
+        if body.len() > REQUEST_BODY_MAX_BYTES {
+            return Err((
+                ErrorKind::BodyTooLarge,
+                format!("envelope is {} bytes", body.len()),
+            ));
+        }
+        let headers = request_headers(d, &body).map_err(|e| (ErrorKind::InvalidUrl, e))?;
+        let method =
+            reqwest::Method::from_bytes(d.http_method.as_bytes()).unwrap_or(reqwest::Method::POST);
+        let timeout = Duration::from_millis(d.timeout_ms.max(1) as u64).min(self.max_timeout);
+
+        let response = self
+            .client
+            .request(method, url)
+            .headers(headers)
+            .timeout(timeout)
+            .body(body)
+            .send()
+            .await
+            .map_err(classify)?;
+
+        let status = response.status();
+        let response_headers = headers_json(response.headers());
+        let retry_after = match status.as_u16() {
+            429 | 503 => response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, SystemTime::now())),
+            _ => None,
+        };
+        let response_body = read_truncated(response).await;
+        let outcome = if status.is_success() {
+            Outcome::Delivered
+        } else if status == reqwest::StatusCode::GONE {
+            Outcome::Gone
+        } else {
+            Outcome::Failed {
+                kind: ErrorKind::HttpStatus,
+                message: format!("HTTP {status}"),
+                retry_after,
+            }
+        };
+        Ok(Attempt {
+            started_at: Utc::now(),
+            duration: Duration::ZERO,
+            status_code: Some(status.as_u16()),
+            response_headers: Some(response_headers),
+            response_body: Some(response_body),
+            outcome,
+        })
+    }
+}
+
+/// The Standard Webhooks envelope. The payload is spliced in as the text
+/// PostgreSQL produced, which is valid JSON, instead of parsed and re-encoded.
+pub fn envelope(d: &Claimed) -> String {
+    let event_type = serde_json::to_string(&d.event_type).expect("a string serialises");
+    format!(
+        r#"{{"id":"{}","type":{},"timestamp":"{}","data":{}}}"#,
+        d.event_id,
+        event_type,
+        d.event_created_at
+            .to_rfc3339_opts(SecondsFormat::Micros, true),
+        d.payload_json
+    )
+}
+
+fn request_headers(d: &Claimed, body: &str) -> Result<HeaderMap, String> {
+    let mut headers = HeaderMap::new();
+    if let Some(custom) = d.headers.as_object() {
+        for (name, value) in custom {
+            let (Ok(name), Some(Ok(value))) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                value.as_str().map(HeaderValue::from_str),
+            ) else {
+                return Err(format!("invalid custom header `{name}`"));
+            };
+            headers.insert(name, value);
+        }
+    }
+    let keys: Vec<SigningKey> = std::iter::once(&d.secret)
+        .chain(d.previous_secret.as_ref())
+        .filter_map(|s| SigningKey::from_secret(s).ok())
+        .collect();
+    let webhook_id = d.event_id.to_string();
+    let timestamp = Utc::now().timestamp();
+    let signature = signature_header(&keys, &webhook_id, timestamp, body.as_bytes());
+    let fixed = [
+        ("content-type", "application/json".to_owned()),
+        ("webhook-id", webhook_id),
+        ("webhook-timestamp", timestamp.to_string()),
+        ("webhook-signature", signature),
+    ];
+    for (name, value) in fixed {
+        headers.insert(
+            name,
+            HeaderValue::from_str(&value).expect("ASCII header value"),
+        );
+    }
+    Ok(headers)
+}
+
+fn literal_ip(url: &reqwest::Url) -> Option<std::net::IpAddr> {
+    match url.host()? {
+        url::Host::Ipv4(v4) => Some(v4.into()),
+        url::Host::Ipv6(v6) => Some(v6.into()),
+        url::Host::Domain(_) => None,
+    }
+}
+
+fn headers_json(headers: &HeaderMap) -> serde_json::Value {
+    let map = headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                serde_json::Value::String(String::from_utf8_lossy(v.as_bytes()).into()),
+            )
+        })
+        .collect();
+    serde_json::Value::Object(map)
+}
+
+async fn read_truncated(mut response: reqwest::Response) -> String {
+    let mut bytes = Vec::new();
+    while bytes.len() < RESPONSE_READ_MAX_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&bytes)
+        .chars()
+        .take(RESPONSE_BODY_MAX_CHARS)
+        .collect()
+}
+
+/// Maps a transport failure to its SPEC error kind by walking the cause chain.
+fn classify(error: reqwest::Error) -> (ErrorKind, String) {
+    let mut kind = if error.is_timeout() {
+        ErrorKind::Timeout
+    } else {
+        ErrorKind::Connect
+    };
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+    while let Some(cause) = source {
+        if cause.is::<BlockedAddress>() {
+            kind = ErrorKind::BlockedAddress;
+        } else if cause.is::<DnsFailed>() {
+            kind = ErrorKind::Dns;
+        } else if cause.is::<rustls::Error>() {
+            kind = ErrorKind::Tls;
+        } else if cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::TimedOut)
+        {
+            kind = ErrorKind::Timeout;
+        }
+        source = cause.source();
+    }
+    (kind, crate::telemetry::error_chain(&error))
+}

@@ -1,0 +1,242 @@
+//! `hookline worker`: claims due deliveries and sends them.
+//!
+//! ```text
+//!            claim (FOR UPDATE SKIP LOCKED, lease)          2xx
+//!  pending ─────────────────────────────────────▶ in_flight ──────▶ succeeded
+//!     ▲                                              │  │
+//!     │   failure with retries left (next_attempt_at)│  │ last retry failed, or 410
+//!     └──────────────────────────────────────────────┘  └─────────────▶ dead
+//!     ▲                                              │
+//!     └──────── lease expired (rescue) / shutdown ───┘
+//! ```
+//!
+//! Pieces: [`wake`] (LISTEN), the claim loop below, [`dispatch`] (HTTP),
+//! [`complete`] (decide + batched writes), the rescuer below.
+//! Several workers share one queue through the database alone.
+
+pub mod complete;
+pub mod dispatch;
+pub mod net;
+pub mod wake;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+use uuid::Uuid;
+
+use crate::config::WorkerSettings;
+use crate::db;
+use crate::telemetry::error_chain;
+use complete::Finished;
+use dispatch::Dispatcher;
+
+/// Margin between the request timeout and the lease: time to record the outcome.
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
+
+/// Runs a worker until `shutdown` turns true, then drains: stops claiming,
+/// lets in-flight requests finish within the grace period, records their
+/// outcomes and hands anything unfinished back to the queue.
+pub async fn run(
+    pool: Pool,
+    listen_config: tokio_postgres::Config,
+    settings: WorkerSettings,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let worker_id = Uuid::now_v7();
+    let max_timeout = settings
+        .lease_max
+        .saturating_sub(LEASE_MARGIN)
+        .max(Duration::from_secs(1));
+    let dispatcher = Dispatcher::new(settings.network.clone(), max_timeout)?;
+    tracing::info!(%worker_id, pid = std::process::id(), concurrency = settings.concurrency, "worker started");
+
+    let wake = Arc::new(Notify::new());
+    let listener = tokio::spawn(wake::listen(listen_config, wake.clone(), shutdown.clone()));
+    let rescuer = tokio::spawn(rescue_loop(
+        pool.clone(),
+        settings.rescue_interval,
+        wake.clone(),
+        shutdown.clone(),
+    ));
+    let (finished_tx, finished_rx) = mpsc::channel(settings.concurrency * 2);
+    let flusher = tokio::spawn(complete::flush_loop(pool.clone(), worker_id, finished_rx));
+
+    let worker = Worker {
+        id: worker_id,
+        pool: pool.clone(),
+        settings: Arc::new(settings),
+        dispatcher,
+        wake,
+    };
+    let mut requests = JoinSet::new();
+    worker
+        .claim_loop(&mut requests, finished_tx, shutdown)
+        .await;
+
+    tracing::info!(%worker_id, in_flight = requests.len(), "worker draining");
+    let grace = worker.settings.shutdown_grace;
+    if tokio::time::timeout(grace, async {
+        while requests.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        tracing::warn!(
+            unfinished = requests.len(),
+            "grace period over: abandoning in-flight requests"
+        );
+        requests.shutdown().await;
+    }
+    // All senders are gone now, so the flusher ends once everything is written.
+    let _ = flusher.await;
+    match pool.get().await {
+        Ok(client) => match db::deliveries::release_owned(&**client, worker_id).await {
+            Ok(released) if released > 0 => {
+                tracing::info!(released, "handed unfinished deliveries back")
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(error = %error_chain(&error), "could not release leases; they will expire")
+            }
+        },
+        Err(error) => {
+            tracing::warn!(error = %error_chain(&error), "could not release leases; they will expire")
+        }
+    }
+    let _ = tokio::join!(listener, rescuer);
+    tracing::info!(%worker_id, "worker stopped");
+    Ok(())
+}
+
+struct Worker {
+    id: Uuid,
+    pool: Pool,
+    settings: Arc<WorkerSettings>,
+    dispatcher: Dispatcher,
+    wake: Arc<Notify>,
+}
+
+impl Worker {
+    /// Claims as many due deliveries as there are free request slots and
+    /// starts them; sleeps when nothing is due until a notification, the next
+    /// due retry, or the fallback poll, whichever comes first.
+    async fn claim_loop(
+        &self,
+        requests: &mut JoinSet<()>,
+        finished: mpsc::Sender<Finished>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let slots = Arc::new(Semaphore::new(self.settings.concurrency));
+        let mut backoff = Duration::from_millis(50);
+        while !*shutdown.borrow() {
+            while requests.try_join_next().is_some() {}
+            let first_slot = tokio::select! {
+                slot = slots.clone().acquire_owned() => slot.expect("never closed"),
+                _ = shutdown.changed() => break,
+            };
+            let wanted = (slots.available_permits() + 1).min(self.settings.claim_batch);
+            let claimed = match self.claim(wanted).await {
+                Ok(claimed) => {
+                    backoff = Duration::from_millis(50);
+                    claimed
+                }
+                Err(error) => {
+                    tracing::warn!(error = %error_chain(&error), retry_in = ?backoff, "claiming failed");
+                    drop(first_slot);
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            let got = claimed.len();
+            let mut first_slot = Some(first_slot);
+            for delivery in claimed {
+                let slot = match first_slot.take() {
+                    Some(slot) => slot,
+                    None => slots
+                        .clone()
+                        .try_acquire_owned()
+                        .expect("claimed no more than the free slots"),
+                };
+                let (dispatcher, settings, finished) = (
+                    self.dispatcher.clone(),
+                    self.settings.clone(),
+                    finished.clone(),
+                );
+                requests.spawn(async move {
+                    let attempt = dispatcher.attempt(&delivery).await;
+                    let jitter = rand::random_range(-1.0..=1.0);
+                    let outcome = complete::decide(&delivery, attempt, &settings, jitter);
+                    let _ = finished.send(outcome).await;
+                    drop(slot);
+                });
+            }
+            if got < wanted {
+                drop(first_slot);
+                self.sleep_until_due(&mut shutdown).await;
+            }
+        }
+    }
+
+    async fn claim(&self, limit: usize) -> db::Result<Vec<db::deliveries::Claimed>> {
+        let client = self.pool.get().await?;
+        let lease_max_s = self.settings.lease_max.as_secs_f64();
+        db::deliveries::claim_due(&**client, limit as i64, self.id, lease_max_s).await
+    }
+
+    async fn sleep_until_due(&self, shutdown: &mut watch::Receiver<bool>) {
+        let poll = self.settings.poll_interval;
+        let until_due = match self.pool.get().await {
+            Ok(client) => db::deliveries::seconds_until_next_due(&**client)
+                .await
+                .ok()
+                .flatten(),
+            Err(_) => None,
+        };
+        let nap = until_due.map_or(poll, |s| Duration::from_secs_f64(s.max(0.0)).min(poll));
+        tokio::select! {
+            _ = self.wake.notified() => {}
+            _ = tokio::time::sleep(nap) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+/// Returns expired leases to the queue every `interval`, and wakes the claim
+/// loop when it did.
+async fn rescue_loop(
+    pool: Pool,
+    interval: Duration,
+    wake: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.changed() => return,
+        }
+        let rescued = match pool.get().await {
+            Ok(client) => db::deliveries::rescue_expired(&**client).await,
+            Err(error) => Err(error.into()),
+        };
+        match rescued {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::warn!(
+                    deliveries = n,
+                    "returned deliveries with expired leases to the queue"
+                );
+                wake.notify_one();
+            }
+            Err(error) => {
+                tracing::warn!(error = %error_chain(&error), "rescuing expired leases failed")
+            }
+        }
+    }
+}

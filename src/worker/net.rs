@@ -1,0 +1,158 @@
+//! Which addresses a delivery may reach, checked after DNS resolution so a
+//! public name that resolves to a private address is refused too (SSRF).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+
+use crate::config::NetworkPolicy;
+
+impl NetworkPolicy {
+    pub fn permits(&self, ip: IpAddr) -> bool {
+        self.allow_private || !is_internal(ip) || self.allowed.iter().any(|net| net.contains(&ip))
+    }
+}
+
+/// Loopback, private, link-local, shared, multicast and reserved addresses,
+/// including IPv4 addresses embedded in IPv6 (mapped, NAT64).
+pub fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_internal_v4(v4),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_internal_v4(v4);
+            }
+            let segments = v6.segments();
+            let nat64 =
+                segments[0] == 0x64 && segments[1] == 0xff9b && segments[2..6] == [0, 0, 0, 0];
+            if nat64 {
+                let [.., a, b, c, d] = v6.octets();
+                return is_internal_v4(Ipv4Addr::new(a, b, c, d));
+            }
+            is_internal_v6(v6)
+        }
+    }
+}
+
+fn is_internal_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, ..] = ip.octets();
+    ip.is_unspecified()
+        || ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_broadcast()
+        || ip.is_multicast()
+        || a == 0                                  // "this network"
+        || (a == 100 && (64..128).contains(&b))    // shared address space (CGNAT)
+        || (a == 192 && b == 0 && ip.octets()[2] == 0) // IETF protocol assignments
+        || a >= 240 // reserved
+}
+
+fn is_internal_v6(ip: Ipv6Addr) -> bool {
+    ip.is_unspecified()
+        || ip.is_loopback()
+        || ip.is_multicast()
+        || ip.is_unique_local()
+        || ip.is_unicast_link_local()
+        || ip.segments()[0] == 0xfec0 // deprecated site-local
+}
+
+/// DNS resolution refused every address the name resolved to.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} resolves only to blocked addresses")]
+pub struct BlockedAddress(pub String);
+
+/// The name did not resolve.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot resolve {name}: {source}")]
+pub struct DnsFailed {
+    pub name: String,
+    pub source: std::io::Error,
+}
+
+/// A reqwest resolver that drops addresses the policy does not permit.
+pub struct GuardedResolver {
+    pub policy: Arc<NetworkPolicy>,
+}
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let policy = self.policy.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let resolved = tokio::net::lookup_host((host.as_str(), 0))
+                .await
+                .map_err(|source| DnsFailed {
+                    name: host.clone(),
+                    source,
+                })?;
+            let permitted: Vec<SocketAddr> = resolved.filter(|a| policy.permits(a.ip())).collect();
+            if permitted.is_empty() {
+                return Err(
+                    Box::new(BlockedAddress(host)) as Box<dyn std::error::Error + Send + Sync>
+                );
+            }
+            Ok(Box::new(permitted.into_iter()) as Addrs)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn internal_addresses_are_recognised() {
+        for blocked in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "64:ff9b::a00:1",
+        ] {
+            assert!(is_internal(ip(blocked)), "{blocked} should be internal");
+        }
+        for public in [
+            "93.184.216.34",
+            "1.1.1.1",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+        ] {
+            assert!(!is_internal(ip(public)), "{public} should be public");
+        }
+    }
+
+    #[test]
+    fn policy_allows_private_only_when_configured() {
+        let strict = NetworkPolicy::default();
+        assert!(!strict.permits(ip("127.0.0.1")));
+        assert!(strict.permits(ip("1.1.1.1")));
+        let open = NetworkPolicy {
+            allow_private: true,
+            allowed: vec![],
+        };
+        assert!(open.permits(ip("127.0.0.1")));
+        let listed = NetworkPolicy {
+            allow_private: false,
+            allowed: vec!["10.0.0.0/8".parse().unwrap()],
+        };
+        assert!(listed.permits(ip("10.9.9.9")));
+        assert!(!listed.permits(ip("192.168.0.1")));
+    }
+}

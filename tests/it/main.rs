@@ -1,0 +1,9 @@
+//! Integration tests against a real PostgreSQL and real HTTP receivers.
+
+mod support;
+
+mod delivery;
+mod openapi;
+mod producer;
+mod resilience;
+mod retries;

@@ -1,0 +1,68 @@
+//! Workers for tests: in-process (fast, for most tests) or as a real
+//! `hookline worker` process (for SIGTERM and kill -9).
+
+use std::time::Duration;
+
+use hookline::config::{NetworkPolicy, WorkerSettings};
+use hookline::domain::retry::RetrySchedule;
+use tokio::sync::watch;
+
+use super::db::TestDb;
+
+/// Settings for tests: loopback receivers allowed, quick polls and rescues.
+pub fn test_settings() -> WorkerSettings {
+    WorkerSettings {
+        retry_schedule: RetrySchedule::parse("0.05,0.05").unwrap(),
+        concurrency: 64,
+        claim_batch: 32,
+        poll_interval: Duration::from_millis(500),
+        rescue_interval: Duration::from_millis(200),
+        shutdown_grace: Duration::from_secs(5),
+        network: NetworkPolicy {
+            allow_private: true,
+            allowed: vec![],
+        },
+        ..WorkerSettings::default()
+    }
+}
+
+pub struct RunningWorker {
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningWorker {
+    pub async fn start(db: &TestDb, settings: WorkerSettings) -> Self {
+        let (shutdown, rx) = watch::channel(false);
+        let config: tokio_postgres::Config = db.url.parse().unwrap();
+        let task = tokio::spawn(hookline::worker::run(db.pool.clone(), config, settings, rx));
+        RunningWorker { shutdown, task }
+    }
+
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("worker stops within 30 s")
+            .expect("worker task")
+            .expect("worker result");
+    }
+}
+
+/// `hookline worker` as a child process, with extra environment.
+pub fn spawn_process(db: &TestDb, env: &[(&str, &str)]) -> std::process::Child {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_hookline"));
+    command
+        .arg("worker")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOOKLINE_DATABASE_URL", &db.url)
+        .env("HOOKLINE_ALLOW_PRIVATE_NETWORKS", "true")
+        .env("HOOKLINE_POOL_SIZE", "4")
+        .env("HOOKLINE_LOG", "warn")
+        .stdout(std::process::Stdio::null());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.spawn().expect("spawn hookline worker")
+}
