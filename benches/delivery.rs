@@ -1,1 +1,313 @@
-fn main() {}
+//! `just bench`: the delivery engine measured end to end on this machine.
+//!
+//! Starts a throwaway PostgreSQL (default durability: fsync and synchronous
+//! commit on), a fast receiver in this process, and real `hookline worker`
+//! processes (release build), then prints:
+//! - drain rate: N events queued via SQL, then workers start; deliveries/s
+//!   until the last one is recorded (one and two workers);
+//! - steady rate while producers keep inserting (two workers);
+//! - commit→receipt latency p50/p95/p99 at 200 events/s;
+//! - `hookline.send` throughput from 4 connections, one event per transaction;
+//! - CPU seconds of hookline + PostgreSQL per 1,000 deliveries, and WAL bytes
+//!   per delivery (fan-out insert, claim, completion, attempt).
+//!
+//! Sizes can be changed with BENCH_DRAIN_N, BENCH_SECONDS.
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hookline::pg_local::LocalPostgres;
+use poem::{Endpoint, Request, Response, Route};
+use tokio_postgres::NoTls;
+
+type Receipts = Arc<Mutex<HashMap<String, Instant>>>;
+
+struct Bench {
+    url: String,
+    server: LocalPostgres,
+    receiver_url: String,
+    received: Arc<AtomicU64>,
+    receipts: Receipts,
+    client: tokio_postgres::Client,
+}
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let drain_n = env_or("BENCH_DRAIN_N", 50_000);
+    let seconds = env_or("BENCH_SECONDS", 10);
+    let bench = Bench::start().await?;
+    println!("hookline delivery benchmark ({} cores)\n", std::thread::available_parallelism()?.get());
+
+    for workers in [1, 2] {
+        bench.drain(drain_n, workers).await?;
+    }
+    bench.steady(seconds, 2).await?;
+    bench.latency(seconds, 200).await?;
+    bench.send_throughput(seconds.min(5), 4).await?;
+    bench.server.stop()?;
+    Ok(())
+}
+
+impl Bench {
+    async fn start() -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("hookline-bench-{}", std::process::id()));
+        let server = LocalPostgres::start(
+            &dir,
+            &[("shared_buffers", "512MB"), ("max_connections", "200"), ("max_wal_size", "4GB")],
+        )?;
+        server.stop_when_process_exits(std::process::id(), &dir)?;
+        let (admin, connection) = tokio_postgres::connect(&server.url("postgres"), NoTls).await?;
+        tokio::spawn(connection);
+        admin.batch_execute("CREATE DATABASE hookline_bench").await?;
+        let url = server.url("hookline_bench");
+        let (mut client, connection) = tokio_postgres::connect(&url, NoTls).await?;
+        tokio::spawn(connection);
+        hookline::db::migrate(&mut client).await?;
+
+        let received = Arc::new(AtomicU64::new(0));
+        let receipts: Receipts = Arc::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let receiver_url = format!("http://{}/hook", listener.local_addr()?);
+        let app = Route::new().at("/hook", Receiver { received: received.clone(), receipts: receipts.clone() });
+        tokio::spawn(async move {
+            let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();
+            poem::Server::new_with_acceptor(acceptor).run(app).await
+        });
+        client
+            .execute("INSERT INTO hookline.endpoints (url, description) VALUES ($1, 'bench')", &[&receiver_url])
+            .await?;
+        Ok(Bench { url, server, receiver_url, received, receipts, client })
+    }
+
+    fn spawn_workers(&self, n: usize) -> Vec<Child> {
+        (0..n)
+            .map(|_| {
+                Command::new(env!("CARGO_BIN_EXE_hookline"))
+                    .arg("worker")
+                    .env("HOOKLINE_DATABASE_URL", &self.url)
+                    .env("HOOKLINE_ALLOW_PRIVATE_NETWORKS", "true")
+                    .env("HOOKLINE_LOG", "warn")
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .expect("spawn worker")
+            })
+            .collect()
+    }
+
+    async fn settled(&self) -> anyhow::Result<()> {
+        loop {
+            let row = self.client.query_one("SELECT pending + in_flight FROM hookline.queue_stats", &[]).await?;
+            if row.get::<_, i64>(0) == 0 {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    async fn wal_lsn(&self) -> anyhow::Result<i64> {
+        let row = self.client.query_one("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint", &[]).await?;
+        Ok(row.get(0))
+    }
+
+    fn postgres_cpu(&self) -> f64 {
+        self.server.postmaster_pid().map_or(0.0, |pid| cpu_seconds(pid, true))
+    }
+
+    async fn drain(&self, n: u64, workers: usize) -> anyhow::Result<()> {
+        let wal_before = self.wal_lsn().await?;
+        self.client
+            .execute(
+                "INSERT INTO hookline.events (event_type, payload)
+                 SELECT 'bench.drain', jsonb_build_object('n', n, 'padding', repeat('x', 100))
+                   FROM generate_series(1, $1::bigint) AS n",
+                &[&(n as i64)],
+            )
+            .await?;
+        let received_before = self.received.load(Ordering::Relaxed);
+        let pg_cpu_before = self.postgres_cpu();
+        let started = Instant::now();
+        let mut children = self.spawn_workers(workers);
+        self.settled().await?;
+        let elapsed = started.elapsed();
+        let worker_cpu: f64 = children.iter().map(|c| cpu_seconds(c.id(), false)).sum();
+        let pg_cpu = self.postgres_cpu() - pg_cpu_before;
+        let wal = self.wal_lsn().await? - wal_before;
+        stop(&mut children);
+        let delivered = self.received.load(Ordering::Relaxed) - received_before;
+        println!(
+            "drain, {workers} worker(s): {n} deliveries in {:.2} s = {:.0} deliveries/s (receiver saw {delivered})",
+            elapsed.as_secs_f64(),
+            n as f64 / elapsed.as_secs_f64()
+        );
+        println!(
+            "  CPU per 1,000 deliveries: {:.3} s (hookline {:.3} + PostgreSQL {:.3}); WAL per delivery: {} bytes",
+            (worker_cpu + pg_cpu) / n as f64 * 1000.0,
+            worker_cpu / n as f64 * 1000.0,
+            pg_cpu / n as f64 * 1000.0,
+            wal / n as i64
+        );
+        Ok(())
+    }
+
+    async fn steady(&self, seconds: u64, workers: usize) -> anyhow::Result<()> {
+        let mut children = self.spawn_workers(workers);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        let produced = Arc::new(AtomicU64::new(0));
+        let mut producers = Vec::new();
+        for _ in 0..2 {
+            let (client, connection) = tokio_postgres::connect(&self.url, NoTls).await?;
+            tokio::spawn(connection);
+            let produced = produced.clone();
+            producers.push(tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    client
+                        .execute(
+                            "INSERT INTO hookline.events (event_type, payload)
+                             SELECT 'bench.steady', jsonb_build_object('n', n) FROM generate_series(1, 100) AS n",
+                            &[],
+                        )
+                        .await
+                        .expect("produce");
+                    produced.fetch_add(100, Ordering::Relaxed);
+                }
+            }));
+        }
+        let received_before = self.received.load(Ordering::Relaxed);
+        let started = Instant::now();
+        for p in producers {
+            p.await?;
+        }
+        let elapsed = started.elapsed();
+        let delivered = self.received.load(Ordering::Relaxed) - received_before;
+        self.settled().await?;
+        stop(&mut children);
+        println!(
+            "steady, {workers} workers, 2 producers inserting 100-event batches: produced {:.0}/s, delivered {:.0}/s",
+            produced.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64(),
+            delivered as f64 / elapsed.as_secs_f64()
+        );
+        Ok(())
+    }
+
+    async fn latency(&self, seconds: u64, per_second: u64) -> anyhow::Result<()> {
+        let mut children = self.spawn_workers(1);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        self.receipts.lock().unwrap().clear();
+        let (client, connection) = tokio_postgres::connect(&self.url, NoTls).await?;
+        tokio::spawn(connection);
+        let send = client.prepare("SELECT hookline.send('bench.latency', '{\"hello\": \"world\"}')").await?;
+        let mut committed: Vec<(String, Instant)> = Vec::new();
+        let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / per_second as f64));
+        for _ in 0..seconds * per_second {
+            tick.tick().await;
+            let id: uuid::Uuid = client.query_one(&send, &[]).await?.get(0);
+            committed.push((id.to_string(), Instant::now()));
+        }
+        self.settled().await?;
+        stop(&mut children);
+        let receipts = self.receipts.lock().unwrap();
+        let mut latencies: Vec<f64> = committed
+            .iter()
+            .filter_map(|(id, at)| receipts.get(id).map(|r| r.saturating_duration_since(*at).as_secs_f64() * 1000.0))
+            .collect();
+        latencies.sort_by(f64::total_cmp);
+        let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+        println!(
+            "latency at {per_second} events/s (1 worker), commit → receipt over {} events: p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms",
+            latencies.len(),
+            pct(0.50),
+            pct(0.95),
+            pct(0.99)
+        );
+        Ok(())
+    }
+
+    async fn send_throughput(&self, seconds: u64, connections: usize) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        let sent = Arc::new(AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..connections {
+            let (client, connection) = tokio_postgres::connect(&self.url, NoTls).await?;
+            tokio::spawn(connection);
+            let sent = sent.clone();
+            tasks.push(tokio::spawn(async move {
+                let send = client.prepare("SELECT hookline.send('bench.send', '{\"order_id\": 42}')").await.unwrap();
+                while Instant::now() < deadline {
+                    client.query_one(&send, &[]).await.expect("send");
+                    sent.fetch_add(1, Ordering::Relaxed);
+                }
+            }));
+        }
+        let started = Instant::now();
+        for t in tasks {
+            t.await?;
+        }
+        println!(
+            "hookline.send from {connections} connections, one event per transaction (fan-out 1, no workers): {:.0} events/s",
+            sent.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+        );
+        let _ = &self.receiver_url;
+        Ok(())
+    }
+}
+
+fn stop(children: &mut Vec<Child>) {
+    for child in children.iter() {
+        // SAFETY: plain kill(2) on our own children.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    }
+    for mut child in children.drain(..) {
+        let _ = child.wait();
+    }
+}
+
+/// User + system CPU seconds of a process (and, for the postmaster, of its
+/// live children and the reaped ones it accounts for).
+fn cpu_seconds(pid: u32, with_children: bool) -> f64 {
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let fields = |pid: u32| -> Option<Vec<u64>> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let after_name = &stat[stat.rfind(')')? + 2..];
+        Some(after_name.split(' ').map(|f| f.parse().unwrap_or(0)).collect())
+    };
+    // Fields after the name start at index 3 (state); utime is field 14.
+    let own = fields(pid).map_or(0, |f| f[11] + f[12] + if with_children { f[13] + f[14] } else { 0 });
+    let mut total = own;
+    if with_children {
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(child) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+            if let Some(f) = fields(child) {
+                if f[1] == pid as u64 {
+                    total += f[11] + f[12];
+                }
+            }
+        }
+    }
+    total as f64 / ticks
+}
+
+struct Receiver {
+    received: Arc<AtomicU64>,
+    receipts: Receipts,
+}
+
+impl Endpoint for Receiver {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> poem::Result<Response> {
+        let at = Instant::now();
+        let id = req.headers().get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        let _ = req.into_body().into_bytes().await;
+        self.received.fetch_add(1, Ordering::Relaxed);
+        self.receipts.lock().unwrap().entry(id).or_insert(at);
+        Ok(Response::builder().status(poem::http::StatusCode::NO_CONTENT).finish())
+    }
+}

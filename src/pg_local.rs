@@ -97,6 +97,12 @@ impl LocalPostgres {
         format!("postgres://postgres@127.0.0.1:{}/{dbname}", self.port)
     }
 
+    /// The postmaster's process id (its children are the backends).
+    pub fn postmaster_pid(&self) -> Option<u32> {
+        let pid_file = std::fs::read_to_string(self.data_dir.join("postmaster.pid")).ok()?;
+        pid_file.lines().next()?.trim().parse().ok()
+    }
+
     pub fn stop(&self) -> anyhow::Result<()> {
         run(self
             .tool("pg_ctl")
