@@ -182,3 +182,15 @@ CREATE TABLE hookline.attempts (
 -- Latency percentiles per endpoint over a time window (endpoint_stats_24h).
 CREATE INDEX attempts_endpoint_time ON hookline.attempts (endpoint_id, started_at)
     INCLUDE (duration_ms, status_code);
+
+-- Workers that found nothing to do and are waiting for a NOTIFY. Producers
+-- notify only while this table has a row: a NOTIFY serialises the commits of
+-- every notifying transaction in the database (PostgreSQL takes a
+-- database-wide lock for it), so under load, when every worker is busy
+-- anyway, producers skip it and commit in parallel. Unlogged: it is only a
+-- hint, and a crash that empties it merely makes workers poll once.
+CREATE UNLOGGED TABLE hookline.idle_workers (
+    worker_id uuid        NOT NULL,
+    since     timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT idle_workers_pkey PRIMARY KEY (worker_id)
+);

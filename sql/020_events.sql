@@ -8,12 +8,15 @@
 --   commits.
 -- * events_fan_out (AFTER, per statement): one INSERT … SELECT creates a
 --   pending delivery for every matching enabled endpoint of the event's tenant,
---   then one NOTIFY wakes the workers. NOTIFYs with the same payload collapse
---   within a transaction, so a 10,000-row insert wakes workers once.
+--   then one NOTIFY wakes the workers, but only if a worker is waiting for one
+--   (hookline.idle_workers; see the migration for why). NOTIFYs with the same
+--   payload collapse within a transaction, so a 10,000-row insert wakes
+--   workers once.
 --
--- Cost for the producer's transaction: one index probe of endpoints_fanout per
--- statement plus, per matching endpoint, one deliveries row (four index
--- entries). Nothing is delivered unless the transaction commits.
+-- Cost for the producer's transaction: one index probe of endpoints_fanout and
+-- a look at the (tiny) idle_workers table per statement, plus, per matching
+-- endpoint, one deliveries row (four index entries). Nothing is delivered
+-- unless the transaction commits.
 
 CREATE OR REPLACE FUNCTION hookline.events_claim_idempotency_key() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -44,7 +47,7 @@ BEGIN
       ON ep.tenant = e.tenant
      AND ep.enabled
      AND hookline.event_type_matches(ep.event_types, e.event_type);
-    IF FOUND THEN
+    IF FOUND AND EXISTS (SELECT FROM hookline.idle_workers) THEN
         PERFORM pg_notify('hookline_wake', '');
     END IF;
     RETURN NULL;

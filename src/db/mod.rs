@@ -4,6 +4,7 @@
 pub mod deliveries;
 pub mod endpoints;
 pub mod migrate;
+pub mod workers;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 

@@ -20,7 +20,7 @@ pub mod net;
 pub mod wake;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
@@ -35,6 +35,9 @@ use dispatch::Dispatcher;
 
 /// Margin between the request timeout and the lease: time to record the outcome.
 const LEASE_MARGIN: Duration = Duration::from_secs(5);
+/// An idle worker renews its registration this often, so stale rows of dead
+/// workers can be told apart and removed.
+const IDLE_REFRESH: Duration = Duration::from_secs(60);
 
 /// Runs a worker until `shutdown` turns true, then drains: stops claiming,
 /// lets in-flight requests finish within the grace period, records their
@@ -123,6 +126,12 @@ impl Worker {
     /// Claims as many due deliveries as there are free request slots and
     /// starts them; sleeps when nothing is due until a notification, the next
     /// due retry, or the fallback poll, whichever comes first.
+    ///
+    /// Producers only NOTIFY while some worker is registered as idle (see
+    /// `hookline.idle_workers`). A producer that looked just before we
+    /// registered may commit just after our last claim without notifying, so
+    /// right after registering we claim once more and then re-check at
+    /// growing intervals (5 ms, 10 ms, 20 ms, … up to the poll interval).
     async fn claim_loop(
         &self,
         requests: &mut JoinSet<()>,
@@ -131,6 +140,8 @@ impl Worker {
     ) {
         let slots = Arc::new(Semaphore::new(self.settings.concurrency));
         let mut backoff = Duration::from_millis(50);
+        let mut idle_since: Option<Instant> = None;
+        let mut registered_at = Instant::now();
         while !*shutdown.borrow() {
             while requests.try_join_next().is_some() {}
             let first_slot = tokio::select! {
@@ -146,6 +157,7 @@ impl Worker {
                 Err(error) => {
                     tracing::warn!(error = %error_chain(&error), retry_in = ?backoff, "claiming failed");
                     drop(first_slot);
+                    idle_since = None; // the registration may be gone with the database
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
                         _ = shutdown.changed() => {}
@@ -177,10 +189,42 @@ impl Worker {
                     drop(slot);
                 });
             }
-            if got < wanted {
-                drop(first_slot);
-                self.sleep_until_due(&mut shutdown).await;
+            drop(first_slot);
+            if got == wanted {
+                // Busy: producers need not wake us.
+                if idle_since.take().is_some() {
+                    self.set_idle(false).await;
+                }
+                continue;
             }
+            if idle_since.is_none() {
+                idle_since = Some(Instant::now());
+                registered_at = Instant::now();
+                self.set_idle(true).await;
+                continue; // claim once more: see the doc comment
+            }
+            if registered_at.elapsed() > IDLE_REFRESH {
+                registered_at = Instant::now();
+                self.set_idle(true).await;
+            }
+            let recheck = idle_since
+                .map_or(Duration::ZERO, |since| since.elapsed())
+                .max(Duration::from_millis(5));
+            self.sleep_until_due(recheck, &mut shutdown).await;
+        }
+        if idle_since.is_some() {
+            self.set_idle(false).await;
+        }
+    }
+
+    async fn set_idle(&self, idle: bool) {
+        let result = match self.pool.get().await {
+            Ok(client) if idle => db::workers::register_idle(&**client, self.id).await,
+            Ok(client) => db::workers::deregister_idle(&**client, self.id).await,
+            Err(error) => Err(error.into()),
+        };
+        if let Err(error) = result {
+            tracing::warn!(error = %error_chain(&error), idle, "could not record idleness");
         }
     }
 
@@ -190,8 +234,10 @@ impl Worker {
         db::deliveries::claim_due(&**client, limit as i64, self.id, lease_max_s).await
     }
 
-    async fn sleep_until_due(&self, shutdown: &mut watch::Receiver<bool>) {
-        let poll = self.settings.poll_interval;
+    /// Sleeps until a notification, the next due delivery, `recheck`, or the
+    /// poll interval, whichever comes first.
+    async fn sleep_until_due(&self, recheck: Duration, shutdown: &mut watch::Receiver<bool>) {
+        let poll = self.settings.poll_interval.min(recheck);
         let until_due = match self.pool.get().await {
             Ok(client) => db::deliveries::seconds_until_next_due(&**client)
                 .await
@@ -222,7 +268,10 @@ async fn rescue_loop(
             _ = shutdown.changed() => return,
         }
         let rescued = match pool.get().await {
-            Ok(client) => db::deliveries::rescue_expired(&**client).await,
+            Ok(client) => {
+                let _ = db::workers::forget_stale(&**client).await;
+                db::deliveries::rescue_expired(&**client).await
+            }
             Err(error) => Err(error.into()),
         };
         match rescued {

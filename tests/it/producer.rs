@@ -217,14 +217,17 @@ async fn event_type_patterns_match_exactly_or_by_prefix() {
     }
 }
 
-#[tokio::test]
-async fn a_bulk_insert_wakes_workers_with_one_notification() {
-    let db = TestDb::new().await;
-    NewEndpoint::default().insert(&db).await;
+/// A connection listening on the workers' channel, and its notifications.
+async fn listen(
+    db: &TestDb,
+) -> (
+    tokio_postgres::Client,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
     let (listener, mut connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
         .await
         .unwrap();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Some(Ok(message)) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
             if let tokio_postgres::AsyncMessage::Notification(n) = message {
@@ -234,6 +237,22 @@ async fn a_bulk_insert_wakes_workers_with_one_notification() {
     });
     listener
         .batch_execute("LISTEN hookline_wake")
+        .await
+        .unwrap();
+    (listener, rx)
+}
+
+#[tokio::test]
+async fn a_bulk_insert_wakes_idle_workers_with_one_notification() {
+    let db = TestDb::new().await;
+    NewEndpoint::default().insert(&db).await;
+    let (listener, mut rx) = listen(&db).await;
+    db.client()
+        .await
+        .execute(
+            "INSERT INTO hookline.idle_workers (worker_id) VALUES (gen_random_uuid())",
+            &[],
+        )
         .await
         .unwrap();
 
@@ -296,4 +315,37 @@ async fn disabling_an_endpoint_moves_its_queue_to_dead_letters() {
         1,
         "nothing is queued while disabled"
     );
+}
+
+#[tokio::test]
+async fn producers_skip_the_notification_while_no_worker_is_idle() {
+    let db = TestDb::new().await;
+    NewEndpoint::default().insert(&db).await;
+    let (listener, mut rx) = listen(&db).await;
+    db.client()
+        .await
+        .execute("SELECT hookline.send('a.b', '{}')", &[])
+        .await
+        .unwrap();
+    listener.batch_execute("SELECT 1").await.unwrap();
+    assert!(rx.try_recv().is_err(), "busy workers are not notified");
+
+    db.client()
+        .await
+        .execute(
+            "INSERT INTO hookline.idle_workers (worker_id) VALUES (gen_random_uuid())",
+            &[],
+        )
+        .await
+        .unwrap();
+    db.client()
+        .await
+        .execute("SELECT hookline.send('a.b', '{}')", &[])
+        .await
+        .unwrap();
+    let woken = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("an idle worker is notified");
+    assert_eq!(woken.as_deref(), Some("hookline_wake"));
+    assert_eq!(count(&db, DELIVERIES).await, 2);
 }
