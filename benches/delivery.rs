@@ -35,10 +35,7 @@ struct Bench {
 }
 
 fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 #[tokio::main]
@@ -46,10 +43,7 @@ async fn main() -> anyhow::Result<()> {
     let drain_n = env_or("BENCH_DRAIN_N", 50_000);
     let seconds = env_or("BENCH_SECONDS", 10);
     let bench = Bench::start().await?;
-    println!(
-        "hookline delivery benchmark ({} cores)\n",
-        std::thread::available_parallelism()?.get()
-    );
+    println!("hookline delivery benchmark ({} cores)\n", std::thread::available_parallelism()?.get());
 
     for workers in [1, 2] {
         bench.drain(drain_n, workers).await?;
@@ -66,18 +60,12 @@ impl Bench {
         let dir = std::env::temp_dir().join(format!("hookline-bench-{}", std::process::id()));
         let server = LocalPostgres::start(
             &dir,
-            &[
-                ("shared_buffers", "512MB"),
-                ("max_connections", "200"),
-                ("max_wal_size", "4GB"),
-            ],
+            &[("shared_buffers", "512MB"), ("max_connections", "200"), ("max_wal_size", "4GB")],
         )?;
         server.stop_when_process_exits(std::process::id(), &dir)?;
         let (admin, connection) = tokio_postgres::connect(&server.url("postgres"), NoTls).await?;
         tokio::spawn(connection);
-        admin
-            .batch_execute("CREATE DATABASE hookline_bench")
-            .await?;
+        admin.batch_execute("CREATE DATABASE hookline_bench").await?;
         let url = server.url("hookline_bench");
         let (mut client, connection) = tokio_postgres::connect(&url, NoTls).await?;
         tokio::spawn(connection);
@@ -87,31 +75,15 @@ impl Bench {
         let receipts: Receipts = Arc::default();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let receiver_url = format!("http://{}/hook", listener.local_addr()?);
-        let app = Route::new().at(
-            "/hook",
-            Receiver {
-                received: received.clone(),
-                receipts: receipts.clone(),
-            },
-        );
+        let app = Route::new().at("/hook", Receiver { received: received.clone(), receipts: receipts.clone() });
         tokio::spawn(async move {
             let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();
             poem::Server::new_with_acceptor(acceptor).run(app).await
         });
         client
-            .execute(
-                "INSERT INTO hookline.endpoints (url, description) VALUES ($1, 'bench')",
-                &[&receiver_url],
-            )
+            .execute("INSERT INTO hookline.endpoints (url, description) VALUES ($1, 'bench')", &[&receiver_url])
             .await?;
-        Ok(Bench {
-            url,
-            server,
-            receiver_url,
-            received,
-            receipts,
-            client,
-        })
+        Ok(Bench { url, server, receiver_url, received, receipts, client })
     }
 
     fn spawn_workers(&self, n: usize) -> Vec<Child> {
@@ -131,10 +103,7 @@ impl Bench {
 
     async fn settled(&self) -> anyhow::Result<()> {
         loop {
-            let row = self
-                .client
-                .query_one("SELECT pending + in_flight FROM hookline.queue_stats", &[])
-                .await?;
+            let row = self.client.query_one("SELECT pending + in_flight FROM hookline.queue_stats", &[]).await?;
             if row.get::<_, i64>(0) == 0 {
                 return Ok(());
             }
@@ -143,17 +112,12 @@ impl Bench {
     }
 
     async fn wal_lsn(&self) -> anyhow::Result<i64> {
-        let row = self
-            .client
-            .query_one("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint", &[])
-            .await?;
+        let row = self.client.query_one("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint", &[]).await?;
         Ok(row.get(0))
     }
 
     fn postgres_cpu(&self) -> f64 {
-        self.server
-            .postmaster_pid()
-            .map_or(0.0, |pid| cpu_seconds(pid, true))
+        self.server.postmaster_pid().map_or(0.0, |pid| cpu_seconds(pid, true))
     }
 
     async fn drain(&self, n: u64, workers: usize) -> anyhow::Result<()> {
@@ -239,9 +203,7 @@ impl Bench {
         self.receipts.lock().unwrap().clear();
         let (client, connection) = tokio_postgres::connect(&self.url, NoTls).await?;
         tokio::spawn(connection);
-        let send = client
-            .prepare("SELECT hookline.send('bench.latency', '{\"hello\": \"world\"}')")
-            .await?;
+        let send = client.prepare("SELECT hookline.send('bench.latency', '{\"hello\": \"world\"}')").await?;
         let mut committed: Vec<(String, Instant)> = Vec::new();
         let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / per_second as f64));
         for _ in 0..seconds * per_second {
@@ -254,15 +216,10 @@ impl Bench {
         let receipts = self.receipts.lock().unwrap();
         let mut latencies: Vec<f64> = committed
             .iter()
-            .filter_map(|(id, at)| {
-                receipts
-                    .get(id)
-                    .map(|r| r.saturating_duration_since(*at).as_secs_f64() * 1000.0)
-            })
+            .filter_map(|(id, at)| receipts.get(id).map(|r| r.saturating_duration_since(*at).as_secs_f64() * 1000.0))
             .collect();
         latencies.sort_by(f64::total_cmp);
-        let pct =
-            |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+        let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
         println!(
             "latency at {per_second} events/s (1 worker), commit → receipt over {} events: p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms",
             latencies.len(),
@@ -282,10 +239,7 @@ impl Bench {
             tokio::spawn(connection);
             let sent = sent.clone();
             tasks.push(tokio::spawn(async move {
-                let send = client
-                    .prepare("SELECT hookline.send('bench.send', '{\"order_id\": 42}')")
-                    .await
-                    .unwrap();
+                let send = client.prepare("SELECT hookline.send('bench.send', '{\"order_id\": 42}')").await.unwrap();
                 while Instant::now() < deadline {
                     client.query_one(&send, &[]).await.expect("send");
                     sent.fetch_add(1, Ordering::Relaxed);
@@ -322,31 +276,20 @@ fn cpu_seconds(pid: u32, with_children: bool) -> f64 {
     let fields = |pid: u32| -> Option<Vec<u64>> {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         let after_name = &stat[stat.rfind(')')? + 2..];
-        Some(
-            after_name
-                .split(' ')
-                .map(|f| f.parse().unwrap_or(0))
-                .collect(),
-        )
+        Some(after_name.split(' ').map(|f| f.parse().unwrap_or(0)).collect())
     };
     // Fields after the name start at index 3 (state); utime is field 14.
-    let own = fields(pid).map_or(0, |f| {
-        f[11] + f[12] + if with_children { f[13] + f[14] } else { 0 }
-    });
+    let own = fields(pid).map_or(0, |f| f[11] + f[12] + if with_children { f[13] + f[14] } else { 0 });
     let mut total = own;
     if with_children {
         for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Some(child) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u32>().ok())
-            else {
+            let Some(child) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
                 continue;
             };
-            if let Some(f) = fields(child) {
-                if f[1] == pid as u64 {
-                    total += f[11] + f[12];
-                }
+            if let Some(f) = fields(child)
+                && f[1] == pid as u64
+            {
+                total += f[11] + f[12];
             }
         }
     }
@@ -363,17 +306,10 @@ impl Endpoint for Receiver {
 
     async fn call(&self, req: Request) -> poem::Result<Response> {
         let at = Instant::now();
-        let id = req
-            .headers()
-            .get("webhook-id")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
+        let id = req.headers().get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
         let _ = req.into_body().into_bytes().await;
         self.received.fetch_add(1, Ordering::Relaxed);
         self.receipts.lock().unwrap().entry(id).or_insert(at);
-        Ok(Response::builder()
-            .status(poem::http::StatusCode::NO_CONTENT)
-            .finish())
+        Ok(Response::builder().status(poem::http::StatusCode::NO_CONTENT).finish())
     }
 }

@@ -194,3 +194,13 @@ CREATE UNLOGGED TABLE hookline.idle_workers (
     since     timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT idle_workers_pkey PRIMARY KEY (worker_id)
 );
+
+-- The smallest UUIDv7 of a moment: `id >= hookline.uuid_v7_floor(t)` selects
+-- rows created at or after t through any index on a UUIDv7 id.
+CREATE FUNCTION hookline.uuid_v7_floor(at timestamptz) RETURNS uuid
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT encode(
+        substring(int8send(floor(extract(epoch FROM at) * 1000)::bigint) FROM 3)
+            || '\x70000000000000000000'::bytea,
+        'hex')::uuid
+$$;

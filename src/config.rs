@@ -18,21 +18,11 @@ use crate::domain::retry::RetrySchedule;
 #[derive(Debug, Clone, Args)]
 pub struct Settings {
     /// PostgreSQL connection URL (falls back to DATABASE_URL).
-    #[arg(
-        long,
-        env = "HOOKLINE_DATABASE_URL",
-        global = true,
-        hide_env_values = true
-    )]
+    #[arg(long, env = "HOOKLINE_DATABASE_URL", global = true, hide_env_values = true)]
     pub database_url: Option<String>,
 
     /// Address the HTTP API listens on.
-    #[arg(
-        long,
-        env = "HOOKLINE_LISTEN",
-        default_value = "127.0.0.1:8080",
-        global = true
-    )]
+    #[arg(long, env = "HOOKLINE_LISTEN", default_value = "127.0.0.1:8080", global = true)]
     pub listen: SocketAddr,
 
     /// Connections in each process's database pool.
@@ -40,21 +30,11 @@ pub struct Settings {
     pub pool_size: usize,
 
     /// Deliver to private, loopback and link-local addresses too.
-    #[arg(
-        long,
-        env = "HOOKLINE_ALLOW_PRIVATE_NETWORKS",
-        default_value_t = false,
-        global = true
-    )]
+    #[arg(long, env = "HOOKLINE_ALLOW_PRIVATE_NETWORKS", default_value_t = false, global = true)]
     pub allow_private_networks: bool,
 
     /// Comma-separated networks (CIDR) allowed even though they are private.
-    #[arg(
-        long,
-        env = "HOOKLINE_ALLOWED_NETWORKS",
-        value_delimiter = ',',
-        global = true
-    )]
+    #[arg(long, env = "HOOKLINE_ALLOWED_NETWORKS", value_delimiter = ',', global = true)]
     pub allowed_networks: Vec<IpNet>,
 
     /// Default retry delays in seconds after the first attempt.
@@ -63,66 +43,31 @@ pub struct Settings {
     pub retry_schedule: RetrySchedule,
 
     /// Longest wait a `Retry-After` header can impose, in seconds.
-    #[arg(
-        long,
-        env = "HOOKLINE_RETRY_AFTER_MAX_S",
-        default_value_t = 3600,
-        global = true
-    )]
+    #[arg(long, env = "HOOKLINE_RETRY_AFTER_MAX_S", default_value_t = 3600, global = true)]
     pub retry_after_max_s: u64,
 
     /// Requests one worker process keeps in flight at most.
-    #[arg(
-        long,
-        env = "HOOKLINE_WORKER_CONCURRENCY",
-        default_value_t = 512,
-        global = true
-    )]
+    #[arg(long, env = "HOOKLINE_WORKER_CONCURRENCY", default_value_t = 512, global = true)]
     pub worker_concurrency: usize,
 
     /// Deliveries claimed per database round trip at most.
-    #[arg(
-        long,
-        env = "HOOKLINE_CLAIM_BATCH",
-        default_value_t = 256,
-        global = true
-    )]
+    #[arg(long, env = "HOOKLINE_CLAIM_BATCH", default_value_t = 256, global = true)]
     pub claim_batch: usize,
 
     /// Fallback poll when no notification arrives, in milliseconds.
-    #[arg(
-        long,
-        env = "HOOKLINE_POLL_INTERVAL_MS",
-        default_value_t = 5000,
-        global = true
-    )]
+    #[arg(long, env = "HOOKLINE_POLL_INTERVAL_MS", default_value_t = 5000, global = true)]
     pub poll_interval_ms: u64,
 
     /// Upper bound of a lease (request timeout plus 5 s margin), in seconds.
-    #[arg(
-        long,
-        env = "HOOKLINE_LEASE_MAX_S",
-        default_value_t = 60,
-        global = true
-    )]
+    #[arg(long, env = "HOOKLINE_LEASE_MAX_S", default_value_t = 60, global = true)]
     pub lease_max_s: u64,
 
     /// How often each worker returns expired leases to pending, in milliseconds.
-    #[arg(
-        long,
-        env = "HOOKLINE_RESCUE_INTERVAL_MS",
-        default_value_t = 5000,
-        global = true
-    )]
+    #[arg(long, env = "HOOKLINE_RESCUE_INTERVAL_MS", default_value_t = 5000, global = true)]
     pub rescue_interval_ms: u64,
 
     /// On SIGTERM, how long in-flight requests may still finish, in seconds.
-    #[arg(
-        long,
-        env = "HOOKLINE_SHUTDOWN_GRACE_S",
-        default_value_t = 30,
-        global = true
-    )]
+    #[arg(long, env = "HOOKLINE_SHUTDOWN_GRACE_S", default_value_t = 30, global = true)]
     pub shutdown_grace_s: u64,
 
     /// Log filter (tracing EnvFilter syntax, e.g. `info,hookline=debug`).
@@ -138,10 +83,7 @@ pub struct Settings {
 impl Settings {
     /// The configured database URL, HOOKLINE_DATABASE_URL before DATABASE_URL.
     pub fn database_url(&self) -> Option<String> {
-        self.database_url
-            .clone()
-            .or_else(|| std::env::var("DATABASE_URL").ok())
-            .filter(|u| !u.is_empty())
+        self.database_url.clone().or_else(|| std::env::var("DATABASE_URL").ok()).filter(|u| !u.is_empty())
     }
 
     pub fn worker(&self) -> WorkerSettings {
@@ -202,28 +144,18 @@ pub struct NetworkPolicy {
 /// Folds a TOML settings file into the environment (see the module docs).
 /// Returns one line naming the problem when the file is unusable.
 pub fn load_file_into_env(path: &std::path::Path) -> Result<(), String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-        format!(
-            "config file {} is not valid TOML: {}",
-            path.display(),
-            e.message()
-        )
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| format!("config file {} is not valid TOML: {}", path.display(), e.message()))?;
     for (key, value) in table {
         let var = format!("HOOKLINE_{}", key.to_uppercase());
         if !KNOWN_KEYS.contains(&key.as_str()) {
-            return Err(format!(
-                "config file {}: unknown setting `{key}`",
-                path.display()
-            ));
+            return Err(format!("config file {}: unknown setting `{key}`", path.display()));
         }
         let value = match value {
             toml::Value::String(s) => s,
-            toml::Value::Array(items) => {
-                items.iter().map(toml_scalar).collect::<Vec<_>>().join(",")
-            }
+            toml::Value::Array(items) => items.iter().map(toml_scalar).collect::<Vec<_>>().join(","),
             other => toml_scalar(&other),
         };
         if std::env::var_os(&var).is_none() {

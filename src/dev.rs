@@ -37,16 +37,10 @@ pub async fn start_local_database() -> anyhow::Result<(LocalPostgres, String)> {
     let dir = data_dir();
     tracing::info!(dir = %dir.display(), "no database configured: starting a throwaway PostgreSQL");
     let dir_for_start = dir.clone();
-    let server =
-        tokio::task::spawn_blocking(move || LocalPostgres::start(&dir_for_start, &[])).await??;
-    let (admin, connection) =
-        tokio_postgres::connect(&server.url("postgres"), tokio_postgres::NoTls).await?;
+    let server = tokio::task::spawn_blocking(move || LocalPostgres::start(&dir_for_start, &[])).await??;
+    let (admin, connection) = tokio_postgres::connect(&server.url("postgres"), tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
-    if admin
-        .query_opt("SELECT 1 FROM pg_database WHERE datname = 'hookline'", &[])
-        .await?
-        .is_none()
-    {
+    if admin.query_opt("SELECT 1 FROM pg_database WHERE datname = 'hookline'", &[]).await?.is_none() {
         admin.batch_execute("CREATE DATABASE hookline").await?;
     }
     let url = server.url("hookline");
@@ -60,9 +54,7 @@ pub async fn start_echo_receiver(shutdown: watch::Receiver<bool>) -> anyhow::Res
     let app = Route::new().at("/*path", echo);
     let mut shutdown = shutdown;
     tokio::spawn(async move {
-        let server = poem::Server::new_with_acceptor(
-            poem::listener::TcpAcceptor::from_tokio(listener).expect("bound"),
-        );
+        let server = poem::Server::new_with_acceptor(poem::listener::TcpAcceptor::from_tokio(listener).expect("bound"));
         let _ = server
             .run_with_graceful_shutdown(
                 app,
@@ -78,13 +70,7 @@ pub async fn start_echo_receiver(shutdown: watch::Receiver<bool>) -> anyhow::Res
 
 #[handler]
 fn echo(headers: &HeaderMap, body: String) -> poem::http::StatusCode {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("-")
-            .to_owned()
-    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
     tracing::info!(
         webhook_id = %header("webhook-id"),
         signature = %header("webhook-signature").chars().take(12).collect::<String>(),
@@ -95,16 +81,10 @@ fn echo(headers: &HeaderMap, body: String) -> poem::http::StatusCode {
 }
 
 /// Points the demo endpoint at the echo receiver.
-pub async fn create_demo_endpoint(
-    pool: &deadpool_postgres::Pool,
-    receiver: SocketAddr,
-) -> anyhow::Result<uuid::Uuid> {
+pub async fn create_demo_endpoint(pool: &deadpool_postgres::Pool, receiver: SocketAddr) -> anyhow::Result<uuid::Uuid> {
     let client = pool.get().await?;
     let url = format!("http://{receiver}/webhooks");
-    Ok(
-        db::endpoints::upsert_by_description(&**client, DEMO_ENDPOINT_DESCRIPTION, &url, &[])
-            .await?,
-    )
+    Ok(db::endpoints::upsert_by_description(&**client, DEMO_ENDPOINT_DESCRIPTION, &url, &[]).await?)
 }
 
 /// Sends `dev.ping` through `hookline.send` until shutdown.
@@ -119,10 +99,7 @@ pub async fn send_demo_events(pool: deadpool_postgres::Pool, mut shutdown: watch
         let sent = async {
             let client = pool.get().await.context("pool")?;
             let payload = serde_json::json!({ "n": n, "hello": "from hookline dev" });
-            client
-                .execute("SELECT hookline.send('dev.ping', $1)", &[&payload])
-                .await
-                .context("hookline.send")?;
+            client.execute("SELECT hookline.send('dev.ping', $1)", &[&payload]).await.context("hookline.send")?;
             anyhow::Ok(())
         };
         if let Err(error) = sent.await {

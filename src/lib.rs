@@ -2,15 +2,15 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: settings from flags, `HOOKLINE_*` variables and a TOML file.
-//! - [`db`]: the pool, migrations, and one module of named statements per table.
-//! - [`domain`]: delivery states, error kinds, the retry schedule; no IO.
-//! - [`signing`]: Standard Webhooks signatures.
-//! - [`worker`]: claims due deliveries, sends them, records outcomes.
-//! - [`api`]: the HTTP API (poem-openapi) and its OpenAPI document.
-//! - [`pg_local`]: a throwaway PostgreSQL from the local binaries (`hookline dev`, tests, bench).
-//! - [`dev`]: `hookline dev`, the one-command first run.
-//! - [`telemetry`]: logging.
+//! - [`config`] — settings from flags, `HOOKLINE_*` variables and a TOML file.
+//! - [`db`] — the pool, migrations, and one module of named statements per table.
+//! - [`domain`] — delivery states, error kinds, the retry schedule; no IO.
+//! - [`signing`] — Standard Webhooks signatures.
+//! - [`worker`] — claims due deliveries, sends them, records outcomes.
+//! - [`api`] — the HTTP API (poem-openapi) and its OpenAPI document.
+//! - [`pg_local`] — a throwaway PostgreSQL from the local binaries (`hookline dev`, tests, bench).
+//! - [`dev`] — `hookline dev`, the one-command first run.
+//! - [`telemetry`] — logging.
 //!
 //! The SQL half lives in `migrations/` (tables) and `sql/` (the public
 //! functions, triggers and views that producers and dashboards use).

@@ -11,11 +11,7 @@ use hookline::config::Settings;
 use hookline::{api, db, dev, telemetry, worker};
 
 #[derive(Parser)]
-#[command(
-    name = "hookline",
-    version,
-    about = "Webhook delivery whose whole state lives in PostgreSQL"
-)]
+#[command(name = "hookline", version, about = "Webhook delivery whose whole state lives in PostgreSQL")]
 struct Cli {
     /// A TOML file of settings (keys as in the README, e.g. `worker_concurrency = 64`).
     #[arg(long, global = true)]
@@ -68,21 +64,13 @@ fn parse_cli() -> Result<Cli, String> {
     }
     Cli::try_parse_from(&args).map_err(|e| match e.kind() {
         clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => e.exit(),
-        _ => e
-            .to_string()
-            .lines()
-            .next()
-            .unwrap_or("invalid arguments")
-            .trim_start_matches("error: ")
-            .to_owned(),
+        _ => e.to_string().lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ").to_owned(),
     })
 }
 
 /// `--config` must be read before clap parses, since it feeds the environment.
 fn config_path(args: &[String]) -> Option<PathBuf> {
-    let at = args
-        .iter()
-        .position(|a| a == "--config" || a.starts_with("--config="))?;
+    let at = args.iter().position(|a| a == "--config" || a.starts_with("--config="))?;
     match args[at].strip_prefix("--config=") {
         Some(path) => Some(path.into()),
         None => args.get(at + 1).map(PathBuf::from),
@@ -113,7 +101,7 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             let url = required_url(&settings)?;
             let pool = connect(&url, &settings).await?;
             migrate(&pool).await?;
-            run_all(pool, &url, &settings).await
+            run_all(pool, &url, &settings, shutdown_signal()).await
         }
         Command::Dev => run_dev(settings).await,
     }
@@ -127,28 +115,19 @@ fn required_url(settings: &Settings) -> anyhow::Result<String> {
 
 async fn connect(url: &str, settings: &Settings) -> anyhow::Result<Pool> {
     let pool = db::pool(url, settings.pool_size)?;
-    let client = pool
-        .get()
-        .await
-        .with_context(|| format!("cannot connect to the database at {}", redact(url)))?;
+    let client = pool.get().await.with_context(|| format!("cannot connect to the database at {}", redact(url)))?;
     drop(client);
     Ok(pool)
 }
 
 async fn migrate(pool: &Pool) -> anyhow::Result<()> {
     let mut client = pool.get().await?;
-    db::migrate(&mut client)
-        .await
-        .map_err(|e| anyhow::anyhow!(telemetry::error_chain(&e)))?;
+    db::migrate(&mut client).await.map_err(|e| anyhow::anyhow!(telemetry::error_chain(&e)))?;
     tracing::info!("database schema is up to date");
     Ok(())
 }
 
-async fn serve(
-    pool: Pool,
-    settings: &Settings,
-    mut shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
+async fn serve(pool: Pool, settings: &Settings, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {} (HOOKLINE_LISTEN)", settings.listen))?;
@@ -166,22 +145,14 @@ async fn serve(
     Ok(())
 }
 
-async fn work(
-    pool: Pool,
-    url: &str,
-    settings: &Settings,
-    shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
+async fn work(pool: Pool, url: &str, settings: &Settings, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let listen_config: tokio_postgres::Config = url.parse()?;
     worker::run(pool, listen_config, settings.worker(), shutdown).await
 }
 
-async fn run_all(pool: Pool, url: &str, settings: &Settings) -> anyhow::Result<()> {
-    let shutdown = shutdown_signal();
-    let (api, worker) = tokio::join!(
-        serve(pool.clone(), settings, shutdown.clone()),
-        work(pool, url, settings, shutdown)
-    );
+async fn run_all(pool: Pool, url: &str, settings: &Settings, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let (api, worker) =
+        tokio::join!(serve(pool.clone(), settings, shutdown.clone()), work(pool, url, settings, shutdown));
     api.and(worker)
 }
 
@@ -211,7 +182,7 @@ async fn run_dev(mut settings: Settings) -> anyhow::Result<()> {
         listen = settings.listen
     );
     let demo = tokio::spawn(dev::send_demo_events(pool.clone(), shutdown.clone()));
-    let result = run_all(pool, &url, &settings).await;
+    let result = run_all(pool, &url, &settings, shutdown).await;
     let _ = demo.await;
     if let Some(server) = local {
         server.stop()?;
@@ -223,8 +194,8 @@ async fn run_dev(mut settings: Settings) -> anyhow::Result<()> {
 fn shutdown_signal() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
             _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: shutting down"),

@@ -26,17 +26,10 @@ impl LocalPostgres {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let dir = dir.canonicalize()?;
         if is_root() {
-            run(Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(&dir))?;
+            run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir))?;
         }
         let data_dir = dir.join("data");
-        let this = Self {
-            bin_dir,
-            socket_dir: dir.clone(),
-            data_dir,
-            port: free_port()?,
-        };
+        let this = Self { bin_dir, socket_dir: dir.clone(), data_dir, port: free_port()? };
         if !this.data_dir.join("PG_VERSION").exists() {
             run(this.tool("initdb").arg("-D").arg(&this.data_dir).args([
                 "-U",
@@ -50,28 +43,11 @@ impl LocalPostgres {
             ]))
             .context("initdb failed")?;
         }
-        if this
-            .tool("pg_ctl")
-            .arg("status")
-            .arg("-D")
-            .arg(&this.data_dir)
-            .output()?
-            .status
-            .success()
-        {
+        if this.tool("pg_ctl").arg("status").arg("-D").arg(&this.data_dir).output()?.status.success() {
             // Left running by a process that was killed: restart it on our port.
-            let _ = run(this
-                .tool("pg_ctl")
-                .arg("stop")
-                .arg("-D")
-                .arg(&this.data_dir)
-                .args(["-m", "immediate"]));
+            let _ = run(this.tool("pg_ctl").arg("stop").arg("-D").arg(&this.data_dir).args(["-m", "immediate"]));
         }
-        let mut options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1",
-            this.port,
-            this.socket_dir.display()
-        );
+        let mut options = format!("-p {} -k {} -c listen_addresses=127.0.0.1", this.port, this.socket_dir.display());
         for (name, value) in settings {
             options.push_str(&format!(" -c {name}={value}"));
         }
@@ -83,12 +59,7 @@ impl LocalPostgres {
             .arg("-l")
             .arg(dir.join("server.log"))
             .args(["-w", "-t", "60", "-o", &options]))
-        .with_context(|| {
-            format!(
-                "starting PostgreSQL failed (log: {})",
-                dir.join("server.log").display()
-            )
-        })?;
+        .with_context(|| format!("starting PostgreSQL failed (log: {})", dir.join("server.log").display()))?;
         Ok(this)
     }
 
@@ -104,23 +75,14 @@ impl LocalPostgres {
     }
 
     pub fn stop(&self) -> anyhow::Result<()> {
-        run(self
-            .tool("pg_ctl")
-            .arg("stop")
-            .arg("-D")
-            .arg(&self.data_dir)
-            .args(["-m", "fast"]))
+        run(self.tool("pg_ctl").arg("stop").arg("-D").arg(&self.data_dir).args(["-m", "fast"]))
     }
 
     /// A shell command that stops this server once process `pid` has exited:
     /// test processes cannot run code at exit, so a watchdog does it for them.
     pub fn stop_when_process_exits(&self, pid: u32, remove: &Path) -> anyhow::Result<()> {
         let pg_ctl = self.bin_dir.join("pg_ctl");
-        let prefix = if is_root() {
-            "runuser -u postgres -- "
-        } else {
-            ""
-        };
+        let prefix = if is_root() { "runuser -u postgres -- " } else { "" };
         let script = format!(
             "while kill -0 {pid} 2>/dev/null; do sleep 0.2; done; {prefix}{} stop -D {} -m immediate >/dev/null 2>&1; rm -rf {}",
             pg_ctl.display(),
@@ -190,15 +152,9 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 fn run(command: &mut Command) -> anyhow::Result<()> {
-    let output = command
-        .output()
-        .with_context(|| format!("running {command:?}"))?;
+    let output = command.output().with_context(|| format!("running {command:?}"))?;
     if !output.status.success() {
-        bail!(
-            "{:?} failed: {}",
-            command.get_program(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
+        bail!("{:?} failed: {}", command.get_program(), String::from_utf8_lossy(&output.stderr).trim());
     }
     Ok(())
 }

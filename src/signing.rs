@@ -32,9 +32,7 @@ pub enum SecretError {
 impl SigningKey {
     /// Parses a `whsec_<base64>` secret.
     pub fn from_secret(secret: &str) -> Result<Self, SecretError> {
-        let encoded = secret
-            .strip_prefix(SECRET_PREFIX)
-            .ok_or(SecretError::MissingPrefix)?;
+        let encoded = secret.strip_prefix(SECRET_PREFIX).ok_or(SecretError::MissingPrefix)?;
         let key = BASE64.decode(encoded).map_err(|_| SecretError::NotBase64)?;
         if !(24..=64).contains(&key.len()) {
             return Err(SecretError::BadLength);
@@ -63,20 +61,13 @@ impl SigningKey {
         header
             .split(' ')
             .filter_map(|entry| entry.strip_prefix("v1,"))
-            .any(|sig| {
-                BASE64
-                    .decode(sig)
-                    .is_ok_and(|sig| self.mac(id, timestamp, body).verify_slice(&sig).is_ok())
-            })
+            .any(|sig| BASE64.decode(sig).is_ok_and(|sig| self.mac(id, timestamp, body).verify_slice(&sig).is_ok()))
     }
 }
 
 /// The `webhook-signature` header value for all keys in force.
 pub fn signature_header(keys: &[SigningKey], id: &str, timestamp: i64, body: &[u8]) -> String {
-    keys.iter()
-        .map(|k| k.sign(id, timestamp, body))
-        .collect::<Vec<_>>()
-        .join(" ")
+    keys.iter().map(|k| k.sign(id, timestamp, body)).collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]
@@ -117,18 +108,9 @@ mod tests {
 
     #[test]
     fn rejects_malformed_secrets() {
-        assert_eq!(
-            SigningKey::from_secret("MfKQ9r8GKY").unwrap_err(),
-            SecretError::MissingPrefix
-        );
-        assert_eq!(
-            SigningKey::from_secret("whsec_!!!").unwrap_err(),
-            SecretError::NotBase64
-        );
-        assert_eq!(
-            SigningKey::from_secret("whsec_YWJj").unwrap_err(),
-            SecretError::BadLength
-        );
+        assert_eq!(SigningKey::from_secret("MfKQ9r8GKY").unwrap_err(), SecretError::MissingPrefix);
+        assert_eq!(SigningKey::from_secret("whsec_!!!").unwrap_err(), SecretError::NotBase64);
+        assert_eq!(SigningKey::from_secret("whsec_YWJj").unwrap_err(), SecretError::BadLength);
         assert!(!format!("{:?}", SigningKey::from_secret(SECRET).unwrap()).contains("MfKQ"));
     }
 }

@@ -22,9 +22,5 @@ pub fn app(pool: Pool) -> impl poem::Endpoint {
     let service = openapi_service();
     let docs = service.swagger_ui();
     let spec = service.spec_endpoint();
-    Route::new()
-        .nest("/", service)
-        .nest("/docs", docs)
-        .at("/openapi.json", spec)
-        .data(pool)
+    Route::new().nest("/", service).nest("/docs", docs).at("/openapi.json", spec).data(pool)
 }

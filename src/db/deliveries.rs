@@ -127,15 +127,8 @@ pub struct Claimed {
     pub previous_secret: Option<String>,
 }
 
-pub async fn claim_due(
-    db: &impl GenericClient,
-    limit: i64,
-    worker: Uuid,
-    lease_max_s: f64,
-) -> Result<Vec<Claimed>> {
-    let rows = db
-        .query(DELIVERY_CLAIM_DUE, &[&limit, &worker, &lease_max_s])
-        .await?;
+pub async fn claim_due(db: &impl GenericClient, limit: i64, worker: Uuid, lease_max_s: f64) -> Result<Vec<Claimed>> {
+    let rows = db.query(DELIVERY_CLAIM_DUE, &[&limit, &worker, &lease_max_s]).await?;
     Ok(rows
         .into_iter()
         .map(|r| Claimed {
@@ -176,11 +169,7 @@ pub struct Completion {
 }
 
 /// Writes a batch of completions; returns how many deliveries were still ours.
-pub async fn complete_many(
-    db: &impl GenericClient,
-    worker: Uuid,
-    batch: &[&Completion],
-) -> Result<i64> {
+pub async fn complete_many(db: &impl GenericClient, worker: Uuid, batch: &[&Completion]) -> Result<i64> {
     let ids: Vec<Uuid> = batch.iter().map(|c| c.delivery_id).collect();
     let endpoints: Vec<Uuid> = batch.iter().map(|c| c.endpoint_id).collect();
     let attempts: Vec<i32> = batch.iter().map(|c| c.attempt).collect();
@@ -189,8 +178,7 @@ pub async fn complete_many(
     let started: Vec<DateTime<Utc>> = batch.iter().map(|c| c.started_at).collect();
     let durations: Vec<i32> = batch.iter().map(|c| c.duration_ms).collect();
     let statuses: Vec<Option<i32>> = batch.iter().map(|c| c.status_code).collect();
-    let headers: Vec<Option<&serde_json::Value>> =
-        batch.iter().map(|c| c.response_headers.as_ref()).collect();
+    let headers: Vec<Option<&serde_json::Value>> = batch.iter().map(|c| c.response_headers.as_ref()).collect();
     let bodies: Vec<Option<&str>> = batch.iter().map(|c| c.response_body.as_deref()).collect();
     let kinds: Vec<Option<&str>> = batch.iter().map(|c| c.error_kind).collect();
     let errors: Vec<Option<&str>> = batch.iter().map(|c| c.error.as_deref()).collect();
@@ -198,8 +186,8 @@ pub async fn complete_many(
         .query_one(
             DELIVERY_COMPLETE_MANY,
             &[
-                &ids, &endpoints, &attempts, &states, &retry_in, &started, &durations, &statuses,
-                &headers, &bodies, &kinds, &errors, &worker,
+                &ids, &endpoints, &attempts, &states, &retry_in, &started, &durations, &statuses, &headers, &bodies,
+                &kinds, &errors, &worker,
             ],
         )
         .await?;
@@ -215,8 +203,5 @@ pub async fn release_owned(db: &impl GenericClient, worker: Uuid) -> Result<u64>
 }
 
 pub async fn seconds_until_next_due(db: &impl GenericClient) -> Result<Option<f64>> {
-    Ok(db
-        .query_one(DELIVERY_SECONDS_UNTIL_NEXT_DUE, &[])
-        .await?
-        .get(0))
+    Ok(db.query_one(DELIVERY_SECONDS_UNTIL_NEXT_DUE, &[]).await?.get(0))
 }

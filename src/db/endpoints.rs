@@ -34,16 +34,11 @@ pub async fn upsert_by_description(
     url: &str,
     event_types: &[&str],
 ) -> Result<Uuid> {
-    if let Some(row) = db
-        .query_opt(ENDPOINT_FIND_BY_DESCRIPTION, &[&description])
-        .await?
-    {
+    if let Some(row) = db.query_opt(ENDPOINT_FIND_BY_DESCRIPTION, &[&description]).await? {
         let id: Uuid = row.get(0);
         db.execute(ENDPOINT_SET_URL, &[&id, &url]).await?;
         return Ok(id);
     }
-    let row = db
-        .query_one(ENDPOINT_INSERT_MINIMAL, &[&url, &description, &event_types])
-        .await?;
+    let row = db.query_one(ENDPOINT_INSERT_MINIMAL, &[&url, &description, &event_types]).await?;
     Ok(row.get(0))
 }

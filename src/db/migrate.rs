@@ -8,40 +8,31 @@ mod embedded {
     refinery::embed_migrations!("migrations");
 }
 
+/// `(file name, contents)` of each file of `sql/`, embedded in the binary.
+macro_rules! sql_objects {
+    ($($file:literal),* $(,)?) => { &[$(($file, include_str!(concat!("../../sql/", $file)))),*] };
+}
+
 /// The files of `sql/`, applied in this order after the migrations.
-const SQL_OBJECTS: &[(&str, &str)] = &[
-    (
-        "010_event_type_matches.sql",
-        include_str!("../../sql/010_event_type_matches.sql"),
-    ),
-    ("020_events.sql", include_str!("../../sql/020_events.sql")),
-    ("030_send.sql", include_str!("../../sql/030_send.sql")),
-    (
-        "040_endpoints.sql",
-        include_str!("../../sql/040_endpoints.sql"),
-    ),
-    (
-        "100_endpoint_health.sql",
-        include_str!("../../sql/100_endpoint_health.sql"),
-    ),
-    (
-        "120_queue_stats.sql",
-        include_str!("../../sql/120_queue_stats.sql"),
-    ),
+const SQL_OBJECTS: &[(&str, &str)] = sql_objects![
+    "010_event_type_matches.sql",
+    "020_events.sql",
+    "030_send.sql",
+    "040_endpoints.sql",
+    "100_endpoint_health.sql",
+    "110_endpoint_stats_24h.sql",
+    "120_queue_stats.sql",
+    "130_delivery_stats_hourly.sql",
 ];
 
 /// Arbitrary, fixed: "hookline" in ASCII.
 const MIGRATE_LOCK_KEY: i64 = 0x686f_6f6b_6c69_6e65;
 
 pub async fn migrate(client: &mut tokio_postgres::Client) -> super::Result<()> {
-    client
-        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATE_LOCK_KEY])
-        .await?;
+    client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATE_LOCK_KEY]).await?;
     let result = apply(client).await;
     // The lock is session-level; release it even when applying failed.
-    let unlock = client
-        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATE_LOCK_KEY])
-        .await;
+    let unlock = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATE_LOCK_KEY]).await;
     result?;
     unlock?;
     Ok(())
@@ -54,8 +45,7 @@ async fn apply(client: &mut tokio_postgres::Client) -> super::Result<()> {
     }
     let tx = client.transaction().await?;
     // The DROP … IF EXISTS lines would each print a NOTICE on first install.
-    tx.batch_execute("SET LOCAL client_min_messages = warning")
-        .await?;
+    tx.batch_execute("SET LOCAL client_min_messages = warning").await?;
     for (_, sql) in SQL_OBJECTS {
         tx.batch_execute(sql).await?;
     }
@@ -75,9 +65,18 @@ pub fn schema_fingerprint() -> String {
         hash.update(name.as_bytes());
         hash.update(sql.as_bytes());
     }
-    hash.finalize()
-        .iter()
-        .take(6)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hash.finalize().iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_file_of_sql_is_applied_in_order() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/sql");
+        let mut on_disk: Vec<String> =
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        on_disk.sort();
+        let applied: Vec<&str> = super::SQL_OBJECTS.iter().map(|(name, _)| *name).collect();
+        assert_eq!(applied, on_disk);
+    }
 }

@@ -26,15 +26,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// A connection pool for `url`, opened lazily (no connection is made here).
 pub fn pool(url: &str, max_size: usize) -> anyhow::Result<Pool> {
-    let config: tokio_postgres::Config = url
-        .parse()
-        .map_err(|e| anyhow::anyhow!("invalid database URL: {e}"))?;
-    let manager = Manager::from_config(
-        config,
-        tokio_postgres::NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
+    let config: tokio_postgres::Config = url.parse().map_err(|e| anyhow::anyhow!("invalid database URL: {e}"))?;
+    let manager =
+        Manager::from_config(config, tokio_postgres::NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     Ok(Pool::builder(manager).max_size(max_size).build()?)
 }

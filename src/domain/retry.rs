@@ -23,9 +23,7 @@ impl RetrySchedule {
 
     pub fn new(delays_s: Vec<f64>) -> Result<Self, String> {
         match delays_s.iter().find(|d| !d.is_finite() || **d < 0.0) {
-            Some(bad) => Err(format!(
-                "retry delays must be non-negative seconds, got {bad}"
-            )),
+            Some(bad) => Err(format!("retry delays must be non-negative seconds, got {bad}")),
             None => Ok(Self(delays_s)),
         }
     }
@@ -36,10 +34,7 @@ impl RetrySchedule {
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
-            .map(|s| {
-                s.parse::<f64>()
-                    .map_err(|_| format!("`{s}` is not a number of seconds"))
-            })
+            .map(|s| s.parse::<f64>().map_err(|_| format!("`{s}` is not a number of seconds")))
             .collect::<Result<Vec<_>, _>>()?;
         Self::new(delays)
     }
@@ -112,12 +107,8 @@ mod tests {
     #[test]
     fn jitter_stays_within_ten_percent() {
         let s = RetrySchedule::standard();
-        let NextAttempt::After(high) = s.next_attempt(3, None, CAP, 1.0) else {
-            panic!()
-        };
-        let NextAttempt::After(low) = s.next_attempt(3, None, CAP, -1.0) else {
-            panic!()
-        };
+        let NextAttempt::After(high) = s.next_attempt(3, None, CAP, 1.0) else { panic!() };
+        let NextAttempt::After(low) = s.next_attempt(3, None, CAP, -1.0) else { panic!() };
         assert_eq!(high, Duration::from_secs(33));
         assert_eq!(low, Duration::from_secs(27));
     }
@@ -126,35 +117,23 @@ mod tests {
     fn retry_after_raises_the_delay_up_to_the_cap() {
         let s = RetrySchedule::standard();
         let asked = Some(Duration::from_secs(90));
-        assert_eq!(
-            s.next_attempt(1, asked, CAP, 0.0),
-            NextAttempt::After(Duration::from_secs(90))
-        );
+        assert_eq!(s.next_attempt(1, asked, CAP, 0.0), NextAttempt::After(Duration::from_secs(90)));
         let huge = Some(Duration::from_secs(86_400));
         assert_eq!(s.next_attempt(1, huge, CAP, 0.0), NextAttempt::After(CAP));
         // A shorter Retry-After never shortens the schedule.
         let short = Some(Duration::from_secs(2));
-        assert_eq!(
-            s.next_attempt(3, short, CAP, 0.0),
-            NextAttempt::After(Duration::from_secs(30))
-        );
+        assert_eq!(s.next_attempt(3, short, CAP, 0.0), NextAttempt::After(Duration::from_secs(30)));
     }
 
     #[test]
     fn retry_after_does_not_revive_the_last_attempt() {
         let s = RetrySchedule::parse("1").unwrap();
-        assert_eq!(
-            s.next_attempt(2, Some(Duration::from_secs(1)), CAP, 0.0),
-            NextAttempt::Dead
-        );
+        assert_eq!(s.next_attempt(2, Some(Duration::from_secs(1)), CAP, 0.0), NextAttempt::Dead);
     }
 
     #[test]
     fn parse_accepts_fractions_and_rejects_garbage() {
-        assert_eq!(
-            RetrySchedule::parse("0.05, 1,2").unwrap().delays(),
-            &[0.05, 1.0, 2.0]
-        );
+        assert_eq!(RetrySchedule::parse("0.05, 1,2").unwrap().delays(), &[0.05, 1.0, 2.0]);
         assert_eq!(RetrySchedule::parse("").unwrap().max_attempts(), 1);
         assert!(RetrySchedule::parse("1,x").is_err());
         assert!(RetrySchedule::parse("-1").is_err());
@@ -163,18 +142,9 @@ mod tests {
     #[test]
     fn retry_after_header_forms() {
         let now = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
-        assert_eq!(
-            parse_retry_after("120", now),
-            Some(Duration::from_secs(120))
-        );
-        assert_eq!(
-            parse_retry_after("Sun, 06 Nov 1994 08:50:37 GMT", now),
-            Some(Duration::from_secs(60))
-        );
-        assert_eq!(
-            parse_retry_after("Sun, 06 Nov 1994 08:40:00 GMT", now),
-            Some(Duration::ZERO)
-        );
+        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:50:37 GMT", now), Some(Duration::from_secs(60)));
+        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:40:00 GMT", now), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("soon", now), None);
     }
 }

@@ -25,12 +25,7 @@ pub struct Finished {
 }
 
 /// Decides where a delivery goes after `attempt`.
-pub fn decide(
-    delivery: &Claimed,
-    attempt: Attempt,
-    settings: &WorkerSettings,
-    jitter: f64,
-) -> Finished {
+pub fn decide(delivery: &Claimed, attempt: Attempt, settings: &WorkerSettings, jitter: f64) -> Finished {
     let schedule = delivery
         .retry_schedule
         .clone()
@@ -45,25 +40,10 @@ pub fn decide(
             Some("410 Gone: endpoint disabled".to_owned()),
             true,
         ),
-        Outcome::Failed {
-            kind,
-            message,
-            retry_after,
-        } => {
+        Outcome::Failed { kind, message, retry_after } => {
             let attempts_made = delivery.attempt.max(1) as u32;
-            match schedule.next_attempt(
-                attempts_made,
-                retry_after,
-                settings.retry_after_max,
-                jitter,
-            ) {
-                NextAttempt::After(delay) => (
-                    DeliveryState::Pending,
-                    Some(delay),
-                    Some(kind),
-                    Some(message),
-                    false,
-                ),
+            match schedule.next_attempt(attempts_made, retry_after, settings.retry_after_max, jitter) {
+                NextAttempt::After(delay) => (DeliveryState::Pending, Some(delay), Some(kind), Some(message), false),
                 NextAttempt::Dead => (DeliveryState::Dead, None, Some(kind), Some(message), false),
             }
         }
@@ -110,10 +90,7 @@ async fn write(pool: &Pool, worker: Uuid, batch: &[Finished]) -> db::Result<()> 
     let completions: Vec<&Completion> = batch.iter().map(|f| &f.completion).collect();
     let still_ours = db::deliveries::complete_many(&**client, worker, &completions).await?;
     if still_ours < batch.len() as i64 {
-        tracing::warn!(
-            lost = batch.len() as i64 - still_ours,
-            "leases expired before outcomes were recorded"
-        );
+        tracing::warn!(lost = batch.len() as i64 - still_ours, "leases expired before outcomes were recorded");
     }
     for gone in batch.iter().filter(|f| f.disable_endpoint) {
         if db::endpoints::disable(&**client, gone.completion.endpoint_id, "410 Gone").await? {

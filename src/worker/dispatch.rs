@@ -65,19 +65,13 @@ impl Dispatcher {
         let client = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(Arc::new(GuardedResolver {
-                policy: policy.clone(),
-            }))
+            .dns_resolver(Arc::new(GuardedResolver { policy: policy.clone() }))
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(1024)
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(10))
             .build()?;
-        Ok(Self {
-            client,
-            policy,
-            max_timeout,
-        })
+        Ok(Self { client, policy, max_timeout })
     }
 
     pub async fn attempt(&self, delivery: &Claimed) -> Attempt {
@@ -86,48 +80,32 @@ impl Dispatcher {
         let result = self.send(delivery).await;
         let duration = clock.elapsed();
         match result {
-            Ok(attempt) => Attempt {
-                started_at,
-                duration,
-                ..attempt
-            },
+            Ok(attempt) => Attempt { started_at, duration, ..attempt },
             Err((kind, message)) => Attempt {
                 started_at,
                 duration,
                 status_code: None,
                 response_headers: None,
                 response_body: None,
-                outcome: Outcome::Failed {
-                    kind,
-                    message,
-                    retry_after: None,
-                },
+                outcome: Outcome::Failed { kind, message, retry_after: None },
             },
         }
     }
 
     async fn send(&self, d: &Claimed) -> Result<Attempt, (ErrorKind, String)> {
-        let url = reqwest::Url::parse(&d.url)
-            .map_err(|e| (ErrorKind::InvalidUrl, format!("invalid URL: {e}")))?;
+        let url = reqwest::Url::parse(&d.url).map_err(|e| (ErrorKind::InvalidUrl, format!("invalid URL: {e}")))?;
         // reqwest skips the resolver for IP literals, so check those here.
-        if let Some(ip) = literal_ip(&url) {
-            if !self.policy.permits(ip) {
-                return Err((
-                    ErrorKind::BlockedAddress,
-                    format!("{ip} is a blocked address"),
-                ));
-            }
+        if let Some(ip) = literal_ip(&url)
+            && !self.policy.permits(ip)
+        {
+            return Err((ErrorKind::BlockedAddress, format!("{ip} is a blocked address")));
         }
         let body = envelope(d);
         if body.len() > REQUEST_BODY_MAX_BYTES {
-            return Err((
-                ErrorKind::BodyTooLarge,
-                format!("envelope is {} bytes", body.len()),
-            ));
+            return Err((ErrorKind::BodyTooLarge, format!("envelope is {} bytes", body.len())));
         }
         let headers = request_headers(d, &body).map_err(|e| (ErrorKind::InvalidUrl, e))?;
-        let method =
-            reqwest::Method::from_bytes(d.http_method.as_bytes()).unwrap_or(reqwest::Method::POST);
+        let method = reqwest::Method::from_bytes(d.http_method.as_bytes()).unwrap_or(reqwest::Method::POST);
         let timeout = Duration::from_millis(d.timeout_ms.max(1) as u64).min(self.max_timeout);
 
         let response = self
@@ -156,11 +134,7 @@ impl Dispatcher {
         } else if status == reqwest::StatusCode::GONE {
             Outcome::Gone
         } else {
-            Outcome::Failed {
-                kind: ErrorKind::HttpStatus,
-                message: format!("HTTP {status}"),
-                retry_after,
-            }
+            Outcome::Failed { kind: ErrorKind::HttpStatus, message: format!("HTTP {status}"), retry_after }
         };
         Ok(Attempt {
             started_at: Utc::now(),
@@ -181,8 +155,7 @@ pub fn envelope(d: &Claimed) -> String {
         r#"{{"id":"{}","type":{},"timestamp":"{}","data":{}}}"#,
         d.event_id,
         event_type,
-        d.event_created_at
-            .to_rfc3339_opts(SecondsFormat::Micros, true),
+        d.event_created_at.to_rfc3339_opts(SecondsFormat::Micros, true),
         d.payload_json
     )
 }
@@ -191,10 +164,9 @@ fn request_headers(d: &Claimed, body: &str) -> Result<HeaderMap, String> {
     let mut headers = HeaderMap::new();
     if let Some(custom) = d.headers.as_object() {
         for (name, value) in custom {
-            let (Ok(name), Some(Ok(value))) = (
-                HeaderName::from_bytes(name.as_bytes()),
-                value.as_str().map(HeaderValue::from_str),
-            ) else {
+            let (Ok(name), Some(Ok(value))) =
+                (HeaderName::from_bytes(name.as_bytes()), value.as_str().map(HeaderValue::from_str))
+            else {
                 return Err(format!("invalid custom header `{name}`"));
             };
             headers.insert(name, value);
@@ -214,10 +186,7 @@ fn request_headers(d: &Claimed, body: &str) -> Result<HeaderMap, String> {
         ("webhook-signature", signature),
     ];
     for (name, value) in fixed {
-        headers.insert(
-            name,
-            HeaderValue::from_str(&value).expect("ASCII header value"),
-        );
+        headers.insert(name, HeaderValue::from_str(&value).expect("ASCII header value"));
     }
     Ok(headers)
 }
@@ -233,12 +202,7 @@ fn literal_ip(url: &reqwest::Url) -> Option<std::net::IpAddr> {
 fn headers_json(headers: &HeaderMap) -> serde_json::Value {
     let map = headers
         .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_owned(),
-                serde_json::Value::String(String::from_utf8_lossy(v.as_bytes()).into()),
-            )
-        })
+        .map(|(k, v)| (k.as_str().to_owned(), serde_json::Value::String(String::from_utf8_lossy(v.as_bytes()).into())))
         .collect();
     serde_json::Value::Object(map)
 }
@@ -251,19 +215,12 @@ async fn read_truncated(mut response: reqwest::Response) -> String {
             _ => break,
         }
     }
-    String::from_utf8_lossy(&bytes)
-        .chars()
-        .take(RESPONSE_BODY_MAX_CHARS)
-        .collect()
+    String::from_utf8_lossy(&bytes).chars().take(RESPONSE_BODY_MAX_CHARS).collect()
 }
 
 /// Maps a transport failure to its SPEC error kind by walking the cause chain.
 fn classify(error: reqwest::Error) -> (ErrorKind, String) {
-    let mut kind = if error.is_timeout() {
-        ErrorKind::Timeout
-    } else {
-        ErrorKind::Connect
-    };
+    let mut kind = if error.is_timeout() { ErrorKind::Timeout } else { ErrorKind::Connect };
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
     while let Some(cause) = source {
         if cause.is::<BlockedAddress>() {
@@ -272,10 +229,7 @@ fn classify(error: reqwest::Error) -> (ErrorKind, String) {
             kind = ErrorKind::Dns;
         } else if cause.is::<rustls::Error>() {
             kind = ErrorKind::Tls;
-        } else if cause
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == std::io::ErrorKind::TimedOut)
-        {
+        } else if cause.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::TimedOut) {
             kind = ErrorKind::Timeout;
         }
         source = cause.source();

@@ -49,48 +49,24 @@ pub async fn run(
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let worker_id = Uuid::now_v7();
-    let max_timeout = settings
-        .lease_max
-        .saturating_sub(LEASE_MARGIN)
-        .max(Duration::from_secs(1));
+    let max_timeout = settings.lease_max.saturating_sub(LEASE_MARGIN).max(Duration::from_secs(1));
     let dispatcher = Dispatcher::new(settings.network.clone(), max_timeout)?;
     tracing::info!(%worker_id, pid = std::process::id(), concurrency = settings.concurrency, "worker started");
 
     let wake = Arc::new(Notify::new());
     let listener = tokio::spawn(wake::listen(listen_config, wake.clone(), shutdown.clone()));
-    let rescuer = tokio::spawn(rescue_loop(
-        pool.clone(),
-        settings.rescue_interval,
-        wake.clone(),
-        shutdown.clone(),
-    ));
+    let rescuer = tokio::spawn(rescue_loop(pool.clone(), settings.rescue_interval, wake.clone(), shutdown.clone()));
     let (finished_tx, finished_rx) = mpsc::channel(settings.concurrency * 2);
     let flusher = tokio::spawn(complete::flush_loop(pool.clone(), worker_id, finished_rx));
 
-    let worker = Worker {
-        id: worker_id,
-        pool: pool.clone(),
-        settings: Arc::new(settings),
-        dispatcher,
-        wake,
-    };
+    let worker = Worker { id: worker_id, pool: pool.clone(), settings: Arc::new(settings), dispatcher, wake };
     let mut requests = JoinSet::new();
-    worker
-        .claim_loop(&mut requests, finished_tx, shutdown)
-        .await;
+    worker.claim_loop(&mut requests, finished_tx, shutdown).await;
 
     tracing::info!(%worker_id, in_flight = requests.len(), "worker draining");
     let grace = worker.settings.shutdown_grace;
-    if tokio::time::timeout(grace, async {
-        while requests.join_next().await.is_some() {}
-    })
-    .await
-    .is_err()
-    {
-        tracing::warn!(
-            unfinished = requests.len(),
-            "grace period over: abandoning in-flight requests"
-        );
+    if tokio::time::timeout(grace, async { while requests.join_next().await.is_some() {} }).await.is_err() {
+        tracing::warn!(unfinished = requests.len(), "grace period over: abandoning in-flight requests");
         requests.shutdown().await;
     }
     // All senders are gone now, so the flusher ends once everything is written.
@@ -171,16 +147,10 @@ impl Worker {
             for delivery in claimed {
                 let slot = match first_slot.take() {
                     Some(slot) => slot,
-                    None => slots
-                        .clone()
-                        .try_acquire_owned()
-                        .expect("claimed no more than the free slots"),
+                    None => slots.clone().try_acquire_owned().expect("claimed no more than the free slots"),
                 };
-                let (dispatcher, settings, finished) = (
-                    self.dispatcher.clone(),
-                    self.settings.clone(),
-                    finished.clone(),
-                );
+                let (dispatcher, settings, finished) =
+                    (self.dispatcher.clone(), self.settings.clone(), finished.clone());
                 requests.spawn(async move {
                     let attempt = dispatcher.attempt(&delivery).await;
                     let jitter = rand::random_range(-1.0..=1.0);
@@ -207,9 +177,7 @@ impl Worker {
                 registered_at = Instant::now();
                 self.set_idle(true).await;
             }
-            let recheck = idle_since
-                .map_or(Duration::ZERO, |since| since.elapsed())
-                .max(Duration::from_millis(5));
+            let recheck = idle_since.map_or(Duration::ZERO, |since| since.elapsed()).max(Duration::from_millis(5));
             self.sleep_until_due(recheck, &mut shutdown).await;
         }
         if idle_since.is_some() {
@@ -239,10 +207,7 @@ impl Worker {
     async fn sleep_until_due(&self, recheck: Duration, shutdown: &mut watch::Receiver<bool>) {
         let poll = self.settings.poll_interval.min(recheck);
         let until_due = match self.pool.get().await {
-            Ok(client) => db::deliveries::seconds_until_next_due(&**client)
-                .await
-                .ok()
-                .flatten(),
+            Ok(client) => db::deliveries::seconds_until_next_due(&**client).await.ok().flatten(),
             Err(_) => None,
         };
         let nap = until_due.map_or(poll, |s| Duration::from_secs_f64(s.max(0.0)).min(poll));
@@ -256,12 +221,7 @@ impl Worker {
 
 /// Returns expired leases to the queue every `interval`, and wakes the claim
 /// loop when it did.
-async fn rescue_loop(
-    pool: Pool,
-    interval: Duration,
-    wake: Arc<Notify>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+async fn rescue_loop(pool: Pool, interval: Duration, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
@@ -277,10 +237,7 @@ async fn rescue_loop(
         match rescued {
             Ok(0) => {}
             Ok(n) => {
-                tracing::warn!(
-                    deliveries = n,
-                    "returned deliveries with expired leases to the queue"
-                );
+                tracing::warn!(deliveries = n, "returned deliveries with expired leases to the queue");
                 wake.notify_one();
             }
             Err(error) => {

@@ -24,8 +24,7 @@ pub fn is_internal(ip: IpAddr) -> bool {
                 return is_internal_v4(v4);
             }
             let segments = v6.segments();
-            let nat64 =
-                segments[0] == 0x64 && segments[1] == 0xff9b && segments[2..6] == [0, 0, 0, 0];
+            let nat64 = segments[0] == 0x64 && segments[1] == 0xff9b && segments[2..6] == [0, 0, 0, 0];
             if nat64 {
                 let [.., a, b, c, d] = v6.octets();
                 return is_internal_v4(Ipv4Addr::new(a, b, c, d));
@@ -83,15 +82,10 @@ impl Resolve for GuardedResolver {
             let host = name.as_str().to_owned();
             let resolved = tokio::net::lookup_host((host.as_str(), 0))
                 .await
-                .map_err(|source| DnsFailed {
-                    name: host.clone(),
-                    source,
-                })?;
+                .map_err(|source| DnsFailed { name: host.clone(), source })?;
             let permitted: Vec<SocketAddr> = resolved.filter(|a| policy.permits(a.ip())).collect();
             if permitted.is_empty() {
-                return Err(
-                    Box::new(BlockedAddress(host)) as Box<dyn std::error::Error + Send + Sync>
-                );
+                return Err(Box::new(BlockedAddress(host)) as Box<dyn std::error::Error + Send + Sync>);
             }
             Ok(Box::new(permitted.into_iter()) as Addrs)
         })
@@ -127,13 +121,7 @@ mod tests {
         ] {
             assert!(is_internal(ip(blocked)), "{blocked} should be internal");
         }
-        for public in [
-            "93.184.216.34",
-            "1.1.1.1",
-            "2606:4700::1111",
-            "::ffff:8.8.8.8",
-            "64:ff9b::808:808",
-        ] {
+        for public in ["93.184.216.34", "1.1.1.1", "2606:4700::1111", "::ffff:8.8.8.8", "64:ff9b::808:808"] {
             assert!(!is_internal(ip(public)), "{public} should be public");
         }
     }
@@ -143,15 +131,9 @@ mod tests {
         let strict = NetworkPolicy::default();
         assert!(!strict.permits(ip("127.0.0.1")));
         assert!(strict.permits(ip("1.1.1.1")));
-        let open = NetworkPolicy {
-            allow_private: true,
-            allowed: vec![],
-        };
+        let open = NetworkPolicy { allow_private: true, allowed: vec![] };
         assert!(open.permits(ip("127.0.0.1")));
-        let listed = NetworkPolicy {
-            allow_private: false,
-            allowed: vec!["10.0.0.0/8".parse().unwrap()],
-        };
+        let listed = NetworkPolicy { allow_private: false, allowed: vec!["10.0.0.0/8".parse().unwrap()] };
         assert!(listed.permits(ip("10.9.9.9")));
         assert!(!listed.permits(ip("192.168.0.1")));
     }

@@ -13,20 +13,14 @@ pub const WAKE_CHANNEL: &str = "hookline_wake";
 
 /// Runs until shutdown, calling `wake.notify_one()` per notification. Bursts
 /// collapse: `Notify` stores at most one pending wake-up.
-pub async fn listen(
-    config: tokio_postgres::Config,
-    wake: Arc<Notify>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn listen(config: tokio_postgres::Config, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
     let mut backoff = Duration::from_millis(100);
     while !*shutdown.borrow() {
         match config.connect(tokio_postgres::NoTls).await {
             Ok((client, mut connection)) => {
                 let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
                 let driver = tokio::spawn(async move {
-                    while let Some(message) =
-                        std::future::poll_fn(|cx| connection.poll_message(cx)).await
-                    {
+                    while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
                         match message {
                             Ok(AsyncMessage::Notification(_)) => {
                                 if tx.send(()).is_err() {
@@ -41,10 +35,7 @@ pub async fn listen(
                         }
                     }
                 });
-                match client
-                    .batch_execute(&format!("LISTEN {WAKE_CHANNEL}"))
-                    .await
-                {
+                match client.batch_execute(&format!("LISTEN {WAKE_CHANNEL}")).await {
                     Ok(()) => {
                         backoff = Duration::from_millis(100);
                         // We may have missed notifications while disconnected.

@@ -16,20 +16,12 @@ const WAIT: Duration = Duration::from_secs(10);
 async fn a_sent_event_arrives_signed_in_the_standard_webhooks_envelope() {
     let db = TestDb::new().await;
     let receiver = TestReceiver::start().await;
-    let endpoint = NewEndpoint {
-        url: &receiver.url,
-        ..Default::default()
-    }
-    .insert(&db)
-    .await;
+    let endpoint = NewEndpoint { url: &receiver.url, ..Default::default() }.insert(&db).await;
     let worker = RunningWorker::start(&db, test_settings()).await;
 
     let client = db.client().await;
     let event_id: uuid::Uuid = client
-        .query_one(
-            "SELECT hookline.send('order.created', '{\"order_id\": 42, \"note\": \"ünïcode\"}')",
-            &[],
-        )
+        .query_one("SELECT hookline.send('order.created', '{\"order_id\": 42, \"note\": \"ünïcode\"}')", &[])
         .await
         .unwrap()
         .get(0);
@@ -43,34 +35,22 @@ async fn a_sent_event_arrives_signed_in_the_standard_webhooks_envelope() {
     let envelope = request.json();
     assert_eq!(envelope["id"], event_id.to_string());
     assert_eq!(envelope["type"], "order.created");
-    assert_eq!(
-        envelope["data"],
-        serde_json::json!({"order_id": 42, "note": "ünïcode"})
-    );
-    chrono::DateTime::parse_from_rfc3339(envelope["timestamp"].as_str().unwrap())
-        .expect("RFC 3339 timestamp");
+    assert_eq!(envelope["data"], serde_json::json!({"order_id": 42, "note": "ünïcode"}));
+    chrono::DateTime::parse_from_rfc3339(envelope["timestamp"].as_str().unwrap()).expect("RFC 3339 timestamp");
 
-    let secret: String = client
-        .query_one(
-            "SELECT secret FROM hookline.endpoints WHERE id = $1",
-            &[&endpoint],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let secret: String =
+        client.query_one("SELECT secret FROM hookline.endpoints WHERE id = $1", &[&endpoint]).await.unwrap().get(0);
     let timestamp: i64 = request.header("webhook-timestamp").parse().unwrap();
     assert!((chrono::Utc::now().timestamp() - timestamp).abs() < 60);
     let key = SigningKey::from_secret(&secret).unwrap();
-    assert!(key.verify(
-        &event_id.to_string(),
-        timestamp,
-        request.body.as_bytes(),
-        request.header("webhook-signature")
-    ));
+    assert!(key.verify(&event_id.to_string(), timestamp, request.body.as_bytes(), request.header("webhook-signature")));
 
     let delivery = eventually(WAIT, "the delivery to be recorded", || async {
         let row = client
-            .query_one("SELECT state, attempts, last_status_code, completed_at IS NOT NULL FROM hookline.deliveries", &[])
+            .query_one(
+                "SELECT state, attempts, last_status_code, completed_at IS NOT NULL FROM hookline.deliveries",
+                &[],
+            )
             .await
             .unwrap();
         (row.get::<_, String>(0) == "succeeded").then_some(row)
@@ -80,10 +60,7 @@ async fn a_sent_event_arrives_signed_in_the_standard_webhooks_envelope() {
     assert_eq!(delivery.get::<_, Option<i32>>(2), Some(200));
     assert!(delivery.get::<_, bool>(3));
     let attempt = client
-        .query_one(
-            "SELECT attempt, status_code, error_kind, response_body FROM hookline.attempts",
-            &[],
-        )
+        .query_one("SELECT attempt, status_code, error_kind, response_body FROM hookline.attempts", &[])
         .await
         .unwrap();
     assert_eq!(attempt.get::<_, i32>(0), 1);
@@ -97,18 +74,9 @@ async fn a_sent_event_arrives_signed_in_the_standard_webhooks_envelope() {
 async fn during_a_rotation_both_secrets_sign() {
     let db = TestDb::new().await;
     let receiver = TestReceiver::start().await;
-    let endpoint = NewEndpoint {
-        url: &receiver.url,
-        ..Default::default()
-    }
-    .insert(&db)
-    .await;
+    let endpoint = NewEndpoint { url: &receiver.url, ..Default::default() }.insert(&db).await;
     let client = db.client().await;
-    let old: String = client
-        .query_one("SELECT secret FROM hookline.endpoints", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let old: String = client.query_one("SELECT secret FROM hookline.endpoints", &[]).await.unwrap().get(0);
     client
         .execute(
             "UPDATE hookline.endpoints SET previous_secret = secret, previous_secret_expires_at = now() + interval '1 hour',
@@ -117,28 +85,16 @@ async fn during_a_rotation_both_secrets_sign() {
         )
         .await
         .unwrap();
-    let new: String = client
-        .query_one("SELECT secret FROM hookline.endpoints", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let new: String = client.query_one("SELECT secret FROM hookline.endpoints", &[]).await.unwrap().get(0);
     let worker = RunningWorker::start(&db, test_settings()).await;
-    client
-        .execute("SELECT hookline.send('a.b', '{}')", &[])
-        .await
-        .unwrap();
+    client.execute("SELECT hookline.send('a.b', '{}')", &[]).await.unwrap();
     let request = &receiver.wait_for(1, WAIT).await[0];
     let header = request.header("webhook-signature");
     assert_eq!(header.split(' ').count(), 2);
     let timestamp: i64 = request.header("webhook-timestamp").parse().unwrap();
     for secret in [old, new] {
         let key = SigningKey::from_secret(&secret).unwrap();
-        assert!(key.verify(
-            request.header("webhook-id"),
-            timestamp,
-            request.body.as_bytes(),
-            header
-        ));
+        assert!(key.verify(request.header("webhook-id"), timestamp, request.body.as_bytes(), header));
     }
     worker.stop().await;
 }
@@ -156,17 +112,12 @@ async fn custom_headers_and_method_are_sent_but_cannot_forge_the_signature() {
     .insert(&db)
     .await;
     let worker = RunningWorker::start(&db, test_settings()).await;
-    db.client()
-        .await
-        .execute("SELECT hookline.send('a.b', '{}')", &[])
-        .await
-        .unwrap();
+    db.client().await.execute("SELECT hookline.send('a.b', '{}')", &[]).await.unwrap();
     let request = &receiver.wait_for(1, WAIT).await[0];
     assert_eq!(request.method, "PUT");
     assert_eq!(request.header("x-tenant-token"), "abc");
     assert!(
-        request.header("webhook-signature").starts_with("v1,")
-            && request.header("webhook-signature") != "v1,forged"
+        request.header("webhook-signature").starts_with("v1,") && request.header("webhook-signature") != "v1,forged"
     );
     worker.stop().await;
 }
@@ -176,30 +127,11 @@ async fn private_addresses_are_refused_unless_allowed() {
     let db = TestDb::new().await;
     let receiver = TestReceiver::start().await;
     let by_name = receiver.url.replace("127.0.0.1", "localhost");
-    NewEndpoint {
-        url: &receiver.url,
-        retry_schedule: Some(vec![]),
-        ..Default::default()
-    }
-    .insert(&db)
-    .await;
-    NewEndpoint {
-        url: &by_name,
-        retry_schedule: Some(vec![]),
-        ..Default::default()
-    }
-    .insert(&db)
-    .await;
-    let strict = hookline::config::WorkerSettings {
-        network: NetworkPolicy::default(),
-        ..test_settings()
-    };
+    NewEndpoint { url: &receiver.url, retry_schedule: Some(vec![]), ..Default::default() }.insert(&db).await;
+    NewEndpoint { url: &by_name, retry_schedule: Some(vec![]), ..Default::default() }.insert(&db).await;
+    let strict = hookline::config::WorkerSettings { network: NetworkPolicy::default(), ..test_settings() };
     let worker = RunningWorker::start(&db, strict).await;
-    db.client()
-        .await
-        .execute("SELECT hookline.send('a.b', '{}')", &[])
-        .await
-        .unwrap();
+    db.client().await.execute("SELECT hookline.send('a.b', '{}')", &[]).await.unwrap();
 
     let client = db.client().await;
     let kinds: Vec<String> = eventually(WAIT, "both deliveries to die", || async {
@@ -210,11 +142,7 @@ async fn private_addresses_are_refused_unless_allowed() {
         (rows.len() == 2).then(|| rows.iter().map(|r| r.get(0)).collect())
     })
     .await;
-    assert_eq!(
-        kinds,
-        vec!["blocked_address", "blocked_address"],
-        "literal IP and a name resolving to loopback"
-    );
+    assert_eq!(kinds, vec!["blocked_address", "blocked_address"], "literal IP and a name resolving to loopback");
     assert!(receiver.received().is_empty());
     worker.stop().await;
 }

@@ -7,3 +7,5 @@ mod openapi;
 mod producer;
 mod resilience;
 mod retries;
+mod statements;
+mod views;

@@ -19,18 +19,11 @@ fn committed_openapi_document_matches_the_code() {
 
 #[test]
 fn every_operation_has_an_operation_id_and_a_summary() {
-    let document: serde_json::Value =
-        serde_json::from_str(&hookline::api::openapi_service().spec()).unwrap();
+    let document: serde_json::Value = serde_json::from_str(&hookline::api::openapi_service().spec()).unwrap();
     for (path, operations) in document["paths"].as_object().unwrap() {
         for (method, operation) in operations.as_object().unwrap() {
-            assert!(
-                operation["operationId"].is_string(),
-                "{method} {path} has no operationId"
-            );
-            assert!(
-                operation["summary"].is_string(),
-                "{method} {path} has no summary"
-            );
+            assert!(operation["operationId"].is_string(), "{method} {path} has no operationId");
+            assert!(operation["summary"].is_string(), "{method} {path} has no summary");
         }
     }
 }

@@ -10,68 +10,28 @@ const DELIVERIES: &str = "SELECT count(*) FROM hookline.deliveries";
 #[tokio::test]
 async fn send_and_insert_fan_out_to_every_matching_endpoint() {
     let db = TestDb::new().await;
-    NewEndpoint {
-        event_types: &[],
-        ..Default::default()
-    }
-    .insert(&db)
-    .await;
-    NewEndpoint {
-        event_types: &["order.*"],
-        ..Default::default()
-    }
-    .insert(&db)
-    .await;
-    NewEndpoint {
-        event_types: &["order.created"],
-        ..Default::default()
-    }
-    .insert(&db)
-    .await;
-    NewEndpoint {
-        event_types: &["user.created"],
-        ..Default::default()
-    }
-    .insert(&db)
-    .await;
+    NewEndpoint { event_types: &[], ..Default::default() }.insert(&db).await;
+    NewEndpoint { event_types: &["order.*"], ..Default::default() }.insert(&db).await;
+    NewEndpoint { event_types: &["order.created"], ..Default::default() }.insert(&db).await;
+    NewEndpoint { event_types: &["user.created"], ..Default::default() }.insert(&db).await;
 
     let client = db.client().await;
     let id: uuid::Uuid = client
-        .query_one(
-            "SELECT hookline.send('order.created', '{\"order_id\": 42}'::jsonb)",
-            &[],
-        )
+        .query_one("SELECT hookline.send('order.created', '{\"order_id\": 42}'::jsonb)", &[])
         .await
         .unwrap()
         .get(0);
     client
-        .execute(
-            "INSERT INTO hookline.events (event_type, payload) VALUES ('order.shipped', '{}')",
-            &[],
-        )
+        .execute("INSERT INTO hookline.events (event_type, payload) VALUES ('order.shipped', '{}')", &[])
         .await
         .unwrap();
 
-    let for_send = count(
-        &db,
-        &format!("SELECT count(*) FROM hookline.deliveries WHERE event_id = '{id}'"),
-    )
-    .await;
-    assert_eq!(
-        for_send, 3,
-        "all-types, order.* and the exact filter match order.created"
-    );
-    let for_insert = count(
-        &db,
-        "SELECT count(*) FROM hookline.deliveries WHERE event_type = 'order.shipped'",
-    )
-    .await;
+    let for_send = count(&db, &format!("SELECT count(*) FROM hookline.deliveries WHERE event_id = '{id}'")).await;
+    assert_eq!(for_send, 3, "all-types, order.* and the exact filter match order.created");
+    let for_insert = count(&db, "SELECT count(*) FROM hookline.deliveries WHERE event_type = 'order.shipped'").await;
     assert_eq!(for_insert, 2, "all-types and order.* match order.shipped");
-    let source: String = client
-        .query_one("SELECT source FROM hookline.events WHERE id = $1", &[&id])
-        .await
-        .unwrap()
-        .get(0);
+    let source: String =
+        client.query_one("SELECT source FROM hookline.events WHERE id = $1", &[&id]).await.unwrap().get(0);
     assert_eq!(source, "sql");
 }
 
@@ -82,23 +42,14 @@ async fn a_rolled_back_transaction_delivers_nothing() {
     let mut client = db.connect().await;
 
     let tx = client.transaction().await.unwrap();
-    tx.execute("SELECT hookline.send('order.created', '{}')", &[])
-        .await
-        .unwrap();
-    tx.execute(
-        "INSERT INTO hookline.events (event_type, payload) VALUES ('order.created', '{}')",
-        &[],
-    )
-    .await
-    .unwrap();
+    tx.execute("SELECT hookline.send('order.created', '{}')", &[]).await.unwrap();
+    tx.execute("INSERT INTO hookline.events (event_type, payload) VALUES ('order.created', '{}')", &[]).await.unwrap();
     tx.rollback().await.unwrap();
     assert_eq!(count(&db, "SELECT count(*) FROM hookline.events").await, 0);
     assert_eq!(count(&db, DELIVERIES).await, 0);
 
     let tx = client.transaction().await.unwrap();
-    tx.execute("SELECT hookline.send('order.created', '{}')", &[])
-        .await
-        .unwrap();
+    tx.execute("SELECT hookline.send('order.created', '{}')", &[]).await.unwrap();
     assert_eq!(count(&db, DELIVERIES).await, 0, "invisible before commit");
     tx.commit().await.unwrap();
     assert_eq!(count(&db, DELIVERIES).await, 1);
@@ -110,16 +61,8 @@ async fn an_idempotency_key_returns_the_first_event_and_creates_nothing() {
     NewEndpoint::default().insert(&db).await;
     let client = db.client().await;
     let send = "SELECT hookline.send('order.created', $1, tenant => 'default', idempotency_key => 'order-42')";
-    let first: uuid::Uuid = client
-        .query_one(send, &[&serde_json::json!({"n": 1})])
-        .await
-        .unwrap()
-        .get(0);
-    let second: uuid::Uuid = client
-        .query_one(send, &[&serde_json::json!({"n": 2})])
-        .await
-        .unwrap()
-        .get(0);
+    let first: uuid::Uuid = client.query_one(send, &[&serde_json::json!({"n": 1})]).await.unwrap().get(0);
+    let second: uuid::Uuid = client.query_one(send, &[&serde_json::json!({"n": 2})]).await.unwrap().get(0);
     assert_eq!(first, second);
 
     let inserted = client
@@ -135,10 +78,7 @@ async fn an_idempotency_key_returns_the_first_event_and_creates_nothing() {
 
     // Keys are per tenant.
     client
-        .execute(
-            "INSERT INTO hookline.endpoints (url, tenant) VALUES ('http://127.0.0.1:9/', 'acme')",
-            &[],
-        )
+        .execute("INSERT INTO hookline.endpoints (url, tenant) VALUES ('http://127.0.0.1:9/', 'acme')", &[])
         .await
         .unwrap();
     let other: uuid::Uuid = client
@@ -153,31 +93,11 @@ async fn an_idempotency_key_returns_the_first_event_and_creates_nothing() {
 #[tokio::test]
 async fn tenants_and_disabled_endpoints_are_not_fanned_out_to() {
     let db = TestDb::new().await;
-    let acme = NewEndpoint {
-        tenant: "acme",
-        ..Default::default()
-    }
-    .insert(&db)
-    .await;
-    NewEndpoint {
-        tenant: "globex",
-        ..Default::default()
-    }
-    .insert(&db)
-    .await;
-    NewEndpoint {
-        tenant: "acme",
-        enabled: false,
-        ..Default::default()
-    }
-    .insert(&db)
-    .await;
+    let acme = NewEndpoint { tenant: "acme", ..Default::default() }.insert(&db).await;
+    NewEndpoint { tenant: "globex", ..Default::default() }.insert(&db).await;
+    NewEndpoint { tenant: "acme", enabled: false, ..Default::default() }.insert(&db).await;
 
-    db.client()
-        .await
-        .execute("SELECT hookline.send('x.y', '{}', tenant => 'acme')", &[])
-        .await
-        .unwrap();
+    db.client().await.execute("SELECT hookline.send('x.y', '{}', tenant => 'acme')", &[]).await.unwrap();
     let endpoints: Vec<uuid::Uuid> = db
         .client()
         .await
@@ -206,10 +126,7 @@ async fn event_type_patterns_match_exactly_or_by_prefix() {
     ];
     for (patterns, event_type, expected) in cases {
         let matched: bool = client
-            .query_one(
-                "SELECT hookline.event_type_matches($1, $2)",
-                &[&patterns, &event_type],
-            )
+            .query_one("SELECT hookline.event_type_matches($1, $2)", &[&patterns, &event_type])
             .await
             .unwrap()
             .get(0);
@@ -218,15 +135,8 @@ async fn event_type_patterns_match_exactly_or_by_prefix() {
 }
 
 /// A connection listening on the workers' channel, and its notifications.
-async fn listen(
-    db: &TestDb,
-) -> (
-    tokio_postgres::Client,
-    tokio::sync::mpsc::UnboundedReceiver<String>,
-) {
-    let (listener, mut connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
+async fn listen(db: &TestDb) -> (tokio_postgres::Client, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    let (listener, mut connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls).await.unwrap();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Some(Ok(message)) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
@@ -235,10 +145,7 @@ async fn listen(
             }
         }
     });
-    listener
-        .batch_execute("LISTEN hookline_wake")
-        .await
-        .unwrap();
+    listener.batch_execute("LISTEN hookline_wake").await.unwrap();
     (listener, rx)
 }
 
@@ -249,10 +156,7 @@ async fn a_bulk_insert_wakes_idle_workers_with_one_notification() {
     let (listener, mut rx) = listen(&db).await;
     db.client()
         .await
-        .execute(
-            "INSERT INTO hookline.idle_workers (worker_id) VALUES (gen_random_uuid())",
-            &[],
-        )
+        .execute("INSERT INTO hookline.idle_workers (worker_id) VALUES (gen_random_uuid())", &[])
         .await
         .unwrap();
 
@@ -265,16 +169,11 @@ async fn a_bulk_insert_wakes_idle_workers_with_one_notification() {
         )
         .await
         .unwrap();
-    let first = tokio::time::timeout(Duration::from_secs(5), rx.recv())
-        .await
-        .expect("a notification");
+    let first = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.expect("a notification");
     assert_eq!(first.as_deref(), Some("hookline_wake"));
     // A round trip on the listener flushes anything else the server sent.
     listener.batch_execute("SELECT 1").await.unwrap();
-    assert!(
-        rx.try_recv().is_err(),
-        "1,000 rows in one statement notify once"
-    );
+    assert!(rx.try_recv().is_err(), "1,000 rows in one statement notify once");
     assert_eq!(count(&db, DELIVERIES).await, 1000);
 }
 
@@ -283,38 +182,22 @@ async fn disabling_an_endpoint_moves_its_queue_to_dead_letters() {
     let db = TestDb::new().await;
     let endpoint = NewEndpoint::default().insert(&db).await;
     let client = db.client().await;
+    client.execute("SELECT hookline.send('a.b', '{}')", &[]).await.unwrap();
     client
-        .execute("SELECT hookline.send('a.b', '{}')", &[])
-        .await
-        .unwrap();
-    client
-        .execute("UPDATE hookline.endpoints SET enabled = false, disabled_reason = 'maintenance' WHERE id = $1", &[&endpoint])
-        .await
-        .unwrap();
-    let row = client
-        .query_one("SELECT state, last_error FROM hookline.deliveries", &[])
-        .await
-        .unwrap();
-    assert_eq!(row.get::<_, String>(0), "dead");
-    assert_eq!(row.get::<_, String>(1), "endpoint disabled: maintenance");
-    let disabled_at_set: bool = client
-        .query_one(
-            "SELECT disabled_at IS NOT NULL FROM hookline.endpoints",
-            &[],
+        .execute(
+            "UPDATE hookline.endpoints SET enabled = false, disabled_reason = 'maintenance' WHERE id = $1",
+            &[&endpoint],
         )
         .await
-        .unwrap()
-        .get(0);
-    assert!(disabled_at_set);
-    client
-        .execute("SELECT hookline.send('a.b', '{}')", &[])
-        .await
         .unwrap();
-    assert_eq!(
-        count(&db, DELIVERIES).await,
-        1,
-        "nothing is queued while disabled"
-    );
+    let row = client.query_one("SELECT state, last_error FROM hookline.deliveries", &[]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), "dead");
+    assert_eq!(row.get::<_, String>(1), "endpoint disabled: maintenance");
+    let disabled_at_set: bool =
+        client.query_one("SELECT disabled_at IS NOT NULL FROM hookline.endpoints", &[]).await.unwrap().get(0);
+    assert!(disabled_at_set);
+    client.execute("SELECT hookline.send('a.b', '{}')", &[]).await.unwrap();
+    assert_eq!(count(&db, DELIVERIES).await, 1, "nothing is queued while disabled");
 }
 
 #[tokio::test]
@@ -322,30 +205,17 @@ async fn producers_skip_the_notification_while_no_worker_is_idle() {
     let db = TestDb::new().await;
     NewEndpoint::default().insert(&db).await;
     let (listener, mut rx) = listen(&db).await;
-    db.client()
-        .await
-        .execute("SELECT hookline.send('a.b', '{}')", &[])
-        .await
-        .unwrap();
+    db.client().await.execute("SELECT hookline.send('a.b', '{}')", &[]).await.unwrap();
     listener.batch_execute("SELECT 1").await.unwrap();
     assert!(rx.try_recv().is_err(), "busy workers are not notified");
 
     db.client()
         .await
-        .execute(
-            "INSERT INTO hookline.idle_workers (worker_id) VALUES (gen_random_uuid())",
-            &[],
-        )
+        .execute("INSERT INTO hookline.idle_workers (worker_id) VALUES (gen_random_uuid())", &[])
         .await
         .unwrap();
-    db.client()
-        .await
-        .execute("SELECT hookline.send('a.b', '{}')", &[])
-        .await
-        .unwrap();
-    let woken = tokio::time::timeout(Duration::from_secs(5), rx.recv())
-        .await
-        .expect("an idle worker is notified");
+    db.client().await.execute("SELECT hookline.send('a.b', '{}')", &[]).await.unwrap();
+    let woken = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.expect("an idle worker is notified");
     assert_eq!(woken.as_deref(), Some("hookline_wake"));
     assert_eq!(count(&db, DELIVERIES).await, 2);
 }

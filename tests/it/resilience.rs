@@ -13,12 +13,7 @@ const WAIT: Duration = Duration::from_secs(20);
 async fn several_workers_share_one_queue_without_duplicates() {
     let db = TestDb::new().await;
     let receiver = TestReceiver::start().await;
-    NewEndpoint {
-        url: &receiver.url,
-        ..Default::default()
-    }
-    .insert(&db)
-    .await;
+    NewEndpoint { url: &receiver.url, ..Default::default() }.insert(&db).await;
     let workers = [
         RunningWorker::start(&db, test_settings()).await,
         RunningWorker::start(&db, test_settings()).await,
@@ -35,27 +30,14 @@ async fn several_workers_share_one_queue_without_duplicates() {
 
     let got = receiver.wait_for(600, WAIT).await;
     eventually(WAIT, "all deliveries recorded", || async {
-        (count(
-            &db,
-            "SELECT count(*) FROM hookline.deliveries WHERE state = 'succeeded'",
-        )
-        .await
-            == 600)
-            .then_some(())
+        (count(&db, "SELECT count(*) FROM hookline.deliveries WHERE state = 'succeeded'").await == 600).then_some(())
     })
     .await;
     let distinct: HashSet<&str> = got.iter().map(|r| r.header("webhook-id")).collect();
     assert_eq!(distinct.len(), 600);
-    assert_eq!(
-        receiver.received().len(),
-        600,
-        "no event was delivered twice"
-    );
+    assert_eq!(receiver.received().len(), 600, "no event was delivered twice");
     let workers_used = count(&db, "SELECT count(DISTINCT worker) FROM hookline.attempts").await;
-    assert!(
-        workers_used >= 2,
-        "the queue was shared ({workers_used} worker(s) did everything)"
-    );
+    assert!(workers_used >= 2, "the queue was shared ({workers_used} worker(s) did everything)");
     for worker in workers {
         worker.stop().await;
     }
@@ -66,42 +48,20 @@ async fn a_killed_worker_loses_nothing_its_lease_expires_and_another_delivers() 
     let db = TestDb::new().await;
     let receiver = TestReceiver::start().await;
     receiver.script([Reply::status(200).after(Duration::from_secs(30))]);
-    NewEndpoint {
-        url: &receiver.url,
-        timeout_ms: 60_000,
-        ..Default::default()
-    }
-    .insert(&db)
-    .await;
+    NewEndpoint { url: &receiver.url, timeout_ms: 60_000, ..Default::default() }.insert(&db).await;
     let mut doomed = spawn_process(&db, &[("HOOKLINE_LEASE_MAX_S", "2")]);
-    db.client()
-        .await
-        .execute("SELECT hookline.send('a.b', '{}')", &[])
-        .await
-        .unwrap();
+    db.client().await.execute("SELECT hookline.send('a.b', '{}')", &[]).await.unwrap();
 
     receiver.wait_for(1, WAIT).await;
     doomed.kill().expect("kill -9"); // SIGKILL: no chance to clean up
     doomed.wait().unwrap();
-    assert_eq!(
-        count(
-            &db,
-            "SELECT count(*) FROM hookline.deliveries WHERE state = 'in_flight'"
-        )
-        .await,
-        1
-    );
+    assert_eq!(count(&db, "SELECT count(*) FROM hookline.deliveries WHERE state = 'in_flight'").await, 1);
 
     let rescuer = RunningWorker::start(&db, test_settings()).await;
     let got = receiver.wait_for(2, WAIT).await;
     assert_eq!(got[0].header("webhook-id"), got[1].header("webhook-id"));
     let (state, attempts) = eventually(WAIT, "the redelivery to be recorded", || async {
-        let row = db
-            .client()
-            .await
-            .query_one("SELECT state, attempts FROM hookline.deliveries", &[])
-            .await
-            .unwrap();
+        let row = db.client().await.query_one("SELECT state, attempts FROM hookline.deliveries", &[]).await.unwrap();
         let state: String = row.get(0);
         (state == "succeeded").then(|| (state, row.get::<_, i32>(1)))
     })
@@ -115,60 +75,28 @@ async fn sigterm_finishes_in_flight_requests_and_claims_nothing_more() {
     let db = TestDb::new().await;
     let receiver = TestReceiver::start().await;
     receiver.always(Reply::status(200).after(Duration::from_millis(800)));
-    NewEndpoint {
-        url: &receiver.url,
-        ..Default::default()
-    }
-    .insert(&db)
-    .await;
+    NewEndpoint { url: &receiver.url, ..Default::default() }.insert(&db).await;
     db.client()
         .await
-        .execute("INSERT INTO hookline.events (event_type, payload) SELECT 'a.b', '{}' FROM generate_series(1, 10)", &[])
+        .execute(
+            "INSERT INTO hookline.events (event_type, payload) SELECT 'a.b', '{}' FROM generate_series(1, 10)",
+            &[],
+        )
         .await
         .unwrap();
-    let mut worker = spawn_process(
-        &db,
-        &[
-            ("HOOKLINE_WORKER_CONCURRENCY", "4"),
-            ("HOOKLINE_CLAIM_BATCH", "4"),
-        ],
-    );
+    let mut worker = spawn_process(&db, &[("HOOKLINE_WORKER_CONCURRENCY", "4"), ("HOOKLINE_CLAIM_BATCH", "4")]);
 
     receiver.wait_for(4, WAIT).await;
     // SAFETY: plain kill(2) on our own child.
     assert_eq!(unsafe { libc::kill(worker.id() as i32, libc::SIGTERM) }, 0);
-    let status = tokio::task::spawn_blocking(move || worker.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = tokio::task::spawn_blocking(move || worker.wait()).await.unwrap().unwrap();
     assert!(status.success(), "worker exited with {status}");
 
     let delivered = receiver.received().len() as i64;
     assert_eq!(delivered, 4, "nothing is claimed after SIGTERM");
-    assert_eq!(
-        count(
-            &db,
-            "SELECT count(*) FROM hookline.deliveries WHERE state = 'succeeded'"
-        )
-        .await,
-        delivered
-    );
-    assert_eq!(
-        count(
-            &db,
-            "SELECT count(*) FROM hookline.deliveries WHERE state = 'in_flight'"
-        )
-        .await,
-        0
-    );
-    assert_eq!(
-        count(
-            &db,
-            "SELECT count(*) FROM hookline.deliveries WHERE state = 'pending'"
-        )
-        .await,
-        10 - delivered
-    );
+    assert_eq!(count(&db, "SELECT count(*) FROM hookline.deliveries WHERE state = 'succeeded'").await, delivered);
+    assert_eq!(count(&db, "SELECT count(*) FROM hookline.deliveries WHERE state = 'in_flight'").await, 0);
+    assert_eq!(count(&db, "SELECT count(*) FROM hookline.deliveries WHERE state = 'pending'").await, 10 - delivered);
 
     receiver.always(Reply::status(200));
     let next = RunningWorker::start(&db, test_settings()).await;
@@ -182,18 +110,9 @@ async fn sigterm_finishes_in_flight_requests_and_claims_nothing_more() {
 async fn a_worker_recovers_when_its_database_connections_are_cut() {
     let db = TestDb::new().await;
     let receiver = TestReceiver::start().await;
-    NewEndpoint {
-        url: &receiver.url,
-        ..Default::default()
-    }
-    .insert(&db)
-    .await;
+    NewEndpoint { url: &receiver.url, ..Default::default() }.insert(&db).await;
     let worker = RunningWorker::start(&db, test_settings()).await;
-    db.client()
-        .await
-        .execute("SELECT hookline.send('before.cut', '{}')", &[])
-        .await
-        .unwrap();
+    db.client().await.execute("SELECT hookline.send('before.cut', '{}')", &[]).await.unwrap();
     receiver.wait_for(1, WAIT).await;
 
     let admin = db.connect().await;
@@ -207,10 +126,7 @@ async fn a_worker_recovers_when_its_database_connections_are_cut() {
         .unwrap()
         .get(0);
     assert!(cut >= 1, "the worker's connections were cut");
-    admin
-        .execute("SELECT hookline.send('after.cut', '{}')", &[])
-        .await
-        .unwrap();
+    admin.execute("SELECT hookline.send('after.cut', '{}')", &[]).await.unwrap();
     let got = receiver.wait_for(2, WAIT).await;
     assert_eq!(got[1].json()["type"], "after.cut");
     worker.stop().await;

@@ -9,12 +9,7 @@ use crate::support::{NewEndpoint, db::TestDb, eventually};
 const WAIT: Duration = Duration::from_secs(15);
 
 async fn delivery_state(db: &TestDb) -> (String, i32) {
-    let row = db
-        .client()
-        .await
-        .query_one("SELECT state, attempts FROM hookline.deliveries", &[])
-        .await
-        .unwrap();
+    let row = db.client().await.query_one("SELECT state, attempts FROM hookline.deliveries", &[]).await.unwrap();
     (row.get(0), row.get(1))
 }
 
@@ -31,52 +26,30 @@ async fn failures_are_retried_on_schedule_until_success() {
     let db = TestDb::new().await;
     let receiver = TestReceiver::start().await;
     receiver.script([Reply::status(500), Reply::status(502)]);
-    NewEndpoint {
-        url: &receiver.url,
-        retry_schedule: Some(vec![0.2, 0.4, 5.0]),
-        ..Default::default()
-    }
-    .insert(&db)
-    .await;
+    NewEndpoint { url: &receiver.url, retry_schedule: Some(vec![0.2, 0.4, 5.0]), ..Default::default() }
+        .insert(&db)
+        .await;
     let worker = RunningWorker::start(&db, test_settings()).await;
-    db.client()
-        .await
-        .execute("SELECT hookline.send('a.b', '{}')", &[])
-        .await
-        .unwrap();
+    db.client().await.execute("SELECT hookline.send('a.b', '{}')", &[]).await.unwrap();
 
     let got = receiver.wait_for(3, WAIT).await;
     assert_eq!(wait_for_state(&db, "succeeded").await, 3);
     let ids: Vec<&str> = got.iter().map(|r| r.header("webhook-id")).collect();
-    assert!(
-        ids.iter().all(|id| *id == ids[0]),
-        "webhook-id is the same on every retry"
-    );
+    assert!(ids.iter().all(|id| *id == ids[0]), "webhook-id is the same on every retry");
     // Jitter is ±10%, so the gaps are at least 90% of the schedule.
     let first_gap = got[1].at - got[0].at;
     let second_gap = got[2].at - got[1].at;
-    assert!(
-        first_gap >= Duration::from_millis(180),
-        "first retry after {first_gap:?}"
-    );
-    assert!(
-        second_gap >= Duration::from_millis(360),
-        "second retry after {second_gap:?}"
-    );
+    assert!(first_gap >= Duration::from_millis(180), "first retry after {first_gap:?}");
+    assert!(second_gap >= Duration::from_millis(360), "second retry after {second_gap:?}");
 
     let attempts = db
         .client()
         .await
-        .query(
-            "SELECT attempt, status_code, error_kind FROM hookline.attempts ORDER BY attempt",
-            &[],
-        )
+        .query("SELECT attempt, status_code, error_kind FROM hookline.attempts ORDER BY attempt", &[])
         .await
         .unwrap();
-    let summary: Vec<(i32, Option<i32>, Option<String>)> = attempts
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
+    let summary: Vec<(i32, Option<i32>, Option<String>)> =
+        attempts.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
     assert_eq!(
         summary,
         vec![
@@ -93,36 +66,24 @@ async fn the_last_failed_attempt_makes_the_delivery_dead() {
     let db = TestDb::new().await;
     let receiver = TestReceiver::start().await;
     receiver.always(Reply::status(500));
-    NewEndpoint {
-        url: &receiver.url,
-        retry_schedule: Some(vec![0.05, 0.05]),
-        ..Default::default()
-    }
-    .insert(&db)
-    .await;
+    NewEndpoint { url: &receiver.url, retry_schedule: Some(vec![0.05, 0.05]), ..Default::default() }.insert(&db).await;
     let worker = RunningWorker::start(&db, test_settings()).await;
-    db.client()
+    db.client().await.execute("SELECT hookline.send('a.b', '{}')", &[]).await.unwrap();
+
+    assert_eq!(wait_for_state(&db, "dead").await, 3, "first attempt plus two retries");
+    let row = db
+        .client()
         .await
-        .execute("SELECT hookline.send('a.b', '{}')", &[])
+        .query_one("SELECT last_status_code, last_error, completed_at IS NOT NULL FROM hookline.deliveries", &[])
         .await
         .unwrap();
-
-    assert_eq!(
-        wait_for_state(&db, "dead").await,
-        3,
-        "first attempt plus two retries"
-    );
-    let row = db.client().await.query_one("SELECT last_status_code, last_error, completed_at IS NOT NULL FROM hookline.deliveries", &[]).await.unwrap();
     assert_eq!(row.get::<_, Option<i32>>(0), Some(500));
     assert!(row.get::<_, String>(1).contains("500"));
     assert!(row.get::<_, bool>(2));
     let failures: i32 = db
         .client()
         .await
-        .query_one(
-            "SELECT consecutive_failures FROM hookline.endpoint_health",
-            &[],
-        )
+        .query_one("SELECT consecutive_failures FROM hookline.endpoint_health", &[])
         .await
         .unwrap()
         .get(0);
@@ -136,26 +97,12 @@ async fn retry_after_delays_the_next_attempt() {
     let db = TestDb::new().await;
     let receiver = TestReceiver::start().await;
     receiver.script([Reply::status(429).header("retry-after", "1")]);
-    NewEndpoint {
-        url: &receiver.url,
-        retry_schedule: Some(vec![0.01]),
-        ..Default::default()
-    }
-    .insert(&db)
-    .await;
+    NewEndpoint { url: &receiver.url, retry_schedule: Some(vec![0.01]), ..Default::default() }.insert(&db).await;
     let worker = RunningWorker::start(&db, test_settings()).await;
-    db.client()
-        .await
-        .execute("SELECT hookline.send('a.b', '{}')", &[])
-        .await
-        .unwrap();
+    db.client().await.execute("SELECT hookline.send('a.b', '{}')", &[]).await.unwrap();
 
     let got = receiver.wait_for(2, WAIT).await;
-    assert!(
-        got[1].at - got[0].at >= Duration::from_millis(990),
-        "waited {:?}",
-        got[1].at - got[0].at
-    );
+    assert!(got[1].at - got[0].at >= Duration::from_millis(990), "waited {:?}", got[1].at - got[0].at);
     assert_eq!(wait_for_state(&db, "succeeded").await, 2);
     worker.stop().await;
 }
@@ -165,49 +112,21 @@ async fn gone_kills_the_delivery_and_disables_the_endpoint() {
     let db = TestDb::new().await;
     let receiver = TestReceiver::start().await;
     receiver.always(Reply::status(410));
-    NewEndpoint {
-        url: &receiver.url,
-        ..Default::default()
-    }
-    .insert(&db)
-    .await;
+    NewEndpoint { url: &receiver.url, ..Default::default() }.insert(&db).await;
     let worker = RunningWorker::start(&db, test_settings()).await;
-    db.client()
-        .await
-        .execute("SELECT hookline.send('a.b', '{}')", &[])
-        .await
-        .unwrap();
+    db.client().await.execute("SELECT hookline.send('a.b', '{}')", &[]).await.unwrap();
 
     assert_eq!(wait_for_state(&db, "dead").await, 1, "410 is not retried");
     let endpoint = eventually(WAIT, "the endpoint to be disabled", || async {
-        let row = db
-            .client()
-            .await
-            .query_one(
-                "SELECT enabled, disabled_reason FROM hookline.endpoints",
-                &[],
-            )
-            .await
-            .unwrap();
+        let row =
+            db.client().await.query_one("SELECT enabled, disabled_reason FROM hookline.endpoints", &[]).await.unwrap();
         (!row.get::<_, bool>(0)).then_some(row)
     })
     .await;
-    assert_eq!(
-        endpoint.get::<_, Option<String>>(1).as_deref(),
-        Some("410 Gone")
-    );
-    db.client()
-        .await
-        .execute("SELECT hookline.send('a.b', '{}')", &[])
-        .await
-        .unwrap();
-    let queued: i64 = db
-        .client()
-        .await
-        .query_one("SELECT count(*) FROM hookline.deliveries", &[])
-        .await
-        .unwrap()
-        .get(0);
+    assert_eq!(endpoint.get::<_, Option<String>>(1).as_deref(), Some("410 Gone"));
+    db.client().await.execute("SELECT hookline.send('a.b', '{}')", &[]).await.unwrap();
+    let queued: i64 =
+        db.client().await.query_one("SELECT count(*) FROM hookline.deliveries", &[]).await.unwrap().get(0);
     assert_eq!(queued, 1, "a disabled endpoint gets nothing new");
     worker.stop().await;
 }
@@ -218,19 +137,9 @@ async fn redirects_are_failures_and_are_not_followed() {
     let receiver = TestReceiver::start().await;
     let elsewhere = format!("{}/elsewhere", receiver.url);
     receiver.always(Reply::status(307).header("location", &elsewhere));
-    NewEndpoint {
-        url: &receiver.url,
-        retry_schedule: Some(vec![]),
-        ..Default::default()
-    }
-    .insert(&db)
-    .await;
+    NewEndpoint { url: &receiver.url, retry_schedule: Some(vec![]), ..Default::default() }.insert(&db).await;
     let worker = RunningWorker::start(&db, test_settings()).await;
-    db.client()
-        .await
-        .execute("SELECT hookline.send('a.b', '{}')", &[])
-        .await
-        .unwrap();
+    db.client().await.execute("SELECT hookline.send('a.b', '{}')", &[]).await.unwrap();
 
     wait_for_state(&db, "dead").await;
     let paths: Vec<String> = receiver.received().iter().map(|r| r.path.clone()).collect();
@@ -243,29 +152,17 @@ async fn a_timeout_is_recorded_as_such_and_retried() {
     let db = TestDb::new().await;
     let receiver = TestReceiver::start().await;
     receiver.script([Reply::status(200).after(Duration::from_secs(3))]);
-    NewEndpoint {
-        url: &receiver.url,
-        timeout_ms: 200,
-        retry_schedule: Some(vec![0.05]),
-        ..Default::default()
-    }
-    .insert(&db)
-    .await;
+    NewEndpoint { url: &receiver.url, timeout_ms: 200, retry_schedule: Some(vec![0.05]), ..Default::default() }
+        .insert(&db)
+        .await;
     let worker = RunningWorker::start(&db, test_settings()).await;
-    db.client()
-        .await
-        .execute("SELECT hookline.send('a.b', '{}')", &[])
-        .await
-        .unwrap();
+    db.client().await.execute("SELECT hookline.send('a.b', '{}')", &[]).await.unwrap();
 
     assert_eq!(wait_for_state(&db, "succeeded").await, 2);
     let kind: Option<String> = db
         .client()
         .await
-        .query_one(
-            "SELECT error_kind FROM hookline.attempts WHERE attempt = 1",
-            &[],
-        )
+        .query_one("SELECT error_kind FROM hookline.attempts WHERE attempt = 1", &[])
         .await
         .unwrap()
         .get(0);

@@ -25,19 +25,12 @@ impl TestDb {
         let name = format!("hl_test_{}", uuid::Uuid::new_v4().simple());
         let admin = connect(&admin_url).await;
         admin
-            .batch_execute(&format!(
-                "CREATE DATABASE \"{name}\" TEMPLATE \"{template}\" STRATEGY FILE_COPY"
-            ))
+            .batch_execute(&format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\" STRATEGY FILE_COPY"))
             .await
             .expect("create test database");
         let url = with_database(&admin_url, &name);
         let pool = hookline::db::pool(&url, 8).unwrap();
-        TestDb {
-            name,
-            url,
-            pool,
-            admin_url,
-        }
+        TestDb { name, url, pool, admin_url }
     }
 
     pub async fn client(&self) -> deadpool_postgres::Object {
@@ -59,16 +52,11 @@ impl Drop for TestDb {
         let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
         // Drop cannot await, and may run inside a runtime: use a thread of its own.
         let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             runtime.block_on(async {
                 if let Ok((client, connection)) = tokio_postgres::connect(&admin_url, NoTls).await {
                     tokio::spawn(connection);
-                    let _ = client
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                        .await;
+                    let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
                 }
             });
         })
@@ -77,9 +65,8 @@ impl Drop for TestDb {
 }
 
 pub async fn connect(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+    let (client, connection) =
+        tokio_postgres::connect(url, NoTls).await.unwrap_or_else(|e| panic!("connect {url}: {e}"));
     tokio::spawn(connection);
     client
 }
@@ -93,9 +80,8 @@ fn with_database(url: &str, name: &str) -> String {
 async fn admin_url() -> &'static str {
     ADMIN_URL
         .get_or_init(|| async {
-            let configured = std::env::var("HOOKLINE_TEST_DATABASE_URL")
-                .or_else(|_| std::env::var("DATABASE_URL"))
-                .ok();
+            let configured =
+                std::env::var("HOOKLINE_TEST_DATABASE_URL").or_else(|_| std::env::var("DATABASE_URL")).ok();
             if let Some(url) = configured.filter(|u| !u.is_empty()) {
                 return url;
             }
@@ -110,17 +96,11 @@ async fn admin_url() -> &'static str {
 
 fn start_throwaway_cluster() -> String {
     let dir = std::env::temp_dir().join(format!("hookline-test-pg-{}", std::process::id()));
-    let settings = [
-        ("fsync", "off"),
-        ("synchronous_commit", "off"),
-        ("full_page_writes", "off"),
-        ("max_connections", "300"),
-    ];
+    let settings =
+        [("fsync", "off"), ("synchronous_commit", "off"), ("full_page_writes", "off"), ("max_connections", "300")];
     let server = hookline::pg_local::LocalPostgres::start(&dir, &settings)
         .expect("no PostgreSQL reachable and none could be started from local binaries");
-    server
-        .stop_when_process_exits(std::process::id(), &dir)
-        .expect("watchdog");
+    server.stop_when_process_exits(std::process::id(), &dir).expect("watchdog");
     server.url("postgres")
 }
 

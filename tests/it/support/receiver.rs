@@ -19,10 +19,7 @@ pub struct Received {
 
 impl Received {
     pub fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default()
     }
 
     pub fn json(&self) -> serde_json::Value {
@@ -40,11 +37,7 @@ pub struct Reply {
 
 impl Reply {
     pub fn status(status: u16) -> Self {
-        Reply {
-            status,
-            headers: vec![],
-            delay: Duration::ZERO,
-        }
+        Reply { status, headers: vec![], delay: Duration::ZERO }
     }
     pub fn header(mut self, name: &'static str, value: &str) -> Self {
         self.headers.push((name, value.to_owned()));
@@ -75,20 +68,12 @@ impl TestReceiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let state = Arc::new(Mutex::new(State::default()));
-        let app = Route::new().at(
-            "/*path",
-            Recorder {
-                state: state.clone(),
-            },
-        );
+        let app = Route::new().at("/*path", Recorder { state: state.clone() });
         tokio::spawn(async move {
             let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();
             let _ = poem::Server::new_with_acceptor(acceptor).run(app).await;
         });
-        TestReceiver {
-            url: format!("http://127.0.0.1:{port}/hook"),
-            state,
-        }
+        TestReceiver { url: format!("http://127.0.0.1:{port}/hook"), state }
     }
 
     /// The next requests get these replies, in order; then the default.
@@ -107,14 +92,10 @@ impl TestReceiver {
 
     /// Waits until at least `n` requests arrived.
     pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Received> {
-        super::eventually(
-            timeout,
-            &format!("{n} requests at the receiver"),
-            || async {
-                let got = self.received();
-                (got.len() >= n).then_some(got)
-            },
-        )
+        super::eventually(timeout, &format!("{n} requests at the receiver"), || async {
+            let got = self.received();
+            (got.len() >= n).then_some(got)
+        })
         .await
     }
 }
@@ -127,26 +108,12 @@ impl Endpoint for Recorder {
     type Output = Response;
 
     async fn call(&self, req: Request) -> poem::Result<Response> {
-        let (method, path, headers) = (
-            req.method().to_string(),
-            req.uri().path().to_owned(),
-            req.headers().clone(),
-        );
+        let (method, path, headers) = (req.method().to_string(), req.uri().path().to_owned(), req.headers().clone());
         let body = req.into_body().into_string().await?;
         let reply = {
             let mut state = self.state.lock().unwrap();
-            state.received.push(Received {
-                method,
-                path,
-                headers,
-                body,
-                at: Instant::now(),
-            });
-            state
-                .script
-                .pop_front()
-                .or_else(|| state.default.clone())
-                .unwrap_or(Reply::status(200))
+            state.received.push(Received { method, path, headers, body, at: Instant::now() });
+            state.script.pop_front().or_else(|| state.default.clone()).unwrap_or(Reply::status(200))
         };
         if !reply.delay.is_zero() {
             tokio::time::sleep(reply.delay).await;

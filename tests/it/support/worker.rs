@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use hookline::config::{NetworkPolicy, WorkerSettings};
+use hookline::config::NetworkPolicy;
+pub use hookline::config::WorkerSettings;
 use hookline::domain::retry::RetrySchedule;
 use tokio::sync::watch;
 
@@ -18,10 +19,7 @@ pub fn test_settings() -> WorkerSettings {
         poll_interval: Duration::from_millis(500),
         rescue_interval: Duration::from_millis(200),
         shutdown_grace: Duration::from_secs(5),
-        network: NetworkPolicy {
-            allow_private: true,
-            allowed: vec![],
-        },
+        network: NetworkPolicy { allow_private: true, allowed: vec![] },
         ..WorkerSettings::default()
     }
 }

@@ -1,0 +1,109 @@
+//! The statistics views (SPEC §4) agree with what a receiver saw.
+
+use std::time::Duration;
+
+use crate::support::receiver::{Reply, TestReceiver};
+use crate::support::worker::{RunningWorker, test_settings};
+use crate::support::{NewEndpoint, count, db::TestDb, eventually};
+
+#[tokio::test]
+async fn views_count_what_the_receiver_saw() {
+    let db = TestDb::new().await;
+    let receiver = TestReceiver::start().await;
+    // Three deliveries succeed; the fourth fails its only attempt and dies.
+    receiver.script([Reply::status(200), Reply::status(200), Reply::status(200)]);
+    receiver.always(Reply::status(500));
+    let endpoint =
+        NewEndpoint { url: &receiver.url, retry_schedule: Some(vec![]), ..Default::default() }.insert(&db).await;
+    let worker =
+        RunningWorker::start(&db, crate::support::worker::WorkerSettings { concurrency: 1, ..test_settings() }).await;
+    let client = db.client().await;
+    for n in 0..4 {
+        client.execute("SELECT hookline.send('order.created', jsonb_build_object('n', $1::int))", &[&n]).await.unwrap();
+        receiver.wait_for(n as usize + 1, Duration::from_secs(10)).await;
+    }
+    eventually(Duration::from_secs(10), "all deliveries finished", || async {
+        (count(&db, "SELECT count(*) FROM hookline.deliveries WHERE state IN ('succeeded', 'dead')").await == 4)
+            .then_some(())
+    })
+    .await;
+    worker.stop().await;
+
+    let stats = client
+        .query_one(
+            "SELECT total, succeeded, dead, pending, success_rate::float8, p50_ms, p99_ms FROM hookline.endpoint_stats_24h WHERE endpoint_id = $1",
+            &[&endpoint],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (stats.get::<_, i64>(0), stats.get::<_, i64>(1), stats.get::<_, i64>(2), stats.get::<_, i64>(3)),
+        (4, 3, 1, 0)
+    );
+    assert_eq!(stats.get::<_, Option<f64>>(4), Some(0.75));
+    let (p50, p99): (Option<f64>, Option<f64>) = (stats.get(5), stats.get(6));
+    assert!(p50.is_some_and(|p| p >= 0.0) && p99 >= p50);
+
+    let queue = client
+        .query_one("SELECT pending, due_now, in_flight, dead, oldest_due_age_s FROM hookline.queue_stats", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        (queue.get::<_, i64>(0), queue.get::<_, i64>(1), queue.get::<_, i64>(2), queue.get::<_, i64>(3)),
+        (0, 0, 0, 1)
+    );
+    assert_eq!(queue.get::<_, f64>(4), 0.0);
+
+    let hourly = client
+        .query_one("SELECT total, succeeded, dead, mean_attempts FROM hookline.delivery_stats_hourly WHERE event_type = 'order.created'", &[])
+        .await
+        .unwrap();
+    assert_eq!((hourly.get::<_, i64>(0), hourly.get::<_, i64>(1), hourly.get::<_, i64>(2)), (4, 3, 1));
+    assert_eq!(hourly.get::<_, f64>(3), 1.0);
+
+    let health = client
+        .query_one("SELECT enabled, consecutive_failures, last_success_at IS NOT NULL, last_failure_at IS NOT NULL, circuit_state FROM hookline.endpoint_health", &[])
+        .await
+        .unwrap();
+    assert!(health.get::<_, bool>(0));
+    assert_eq!(health.get::<_, i32>(1), 1);
+    assert!(health.get::<_, bool>(2) && health.get::<_, bool>(3));
+    assert_eq!(health.get::<_, String>(4), "closed");
+}
+
+#[tokio::test]
+async fn queue_stats_sees_due_and_future_deliveries() {
+    let db = TestDb::new().await;
+    NewEndpoint::default().insert(&db).await;
+    let client = db.client().await;
+    client.execute("SELECT hookline.send('a.b', '{}') FROM generate_series(1, 3)", &[]).await.unwrap();
+    client
+        .execute(
+            "UPDATE hookline.deliveries SET next_attempt_at = now() + interval '1 hour'
+              WHERE id = (SELECT id FROM hookline.deliveries ORDER BY id LIMIT 1)",
+            &[],
+        )
+        .await
+        .unwrap();
+    client.execute("UPDATE hookline.deliveries SET next_attempt_at = now() - interval '30 seconds' WHERE next_attempt_at < now()", &[]).await.unwrap();
+    let queue =
+        client.query_one("SELECT pending, due_now, oldest_due_age_s FROM hookline.queue_stats", &[]).await.unwrap();
+    assert_eq!((queue.get::<_, i64>(0), queue.get::<_, i64>(1)), (3, 2));
+    assert!(queue.get::<_, f64>(2) >= 30.0);
+}
+
+#[tokio::test]
+async fn uuid_v7_floor_bounds_ids_by_creation_time() {
+    let db = TestDb::new().await;
+    let row = db
+        .client()
+        .await
+        .query_one(
+            "SELECT hookline.uuid_v7_floor(now() - interval '1 second') < hookline.uuid_v7(),
+                    hookline.uuid_v7_floor(now() + interval '1 second') > hookline.uuid_v7()",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(row.get::<_, bool>(0) && row.get::<_, bool>(1));
+}
