@@ -34,6 +34,21 @@ LANGUAGE sql VOLATILE PARALLEL SAFE AS $$
     SELECT 'whsec_' || encode(decode(replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''), 'hex'), 'base64')
 $$;
 
+-- An endpoint's filter patterns as LIKE patterns: `order.*` → `order.%`,
+-- `*` or an empty list → `%`, exact names escaped. Fan-out then matches with
+-- one `event_type LIKE ANY (…)`, several times cheaper than unnesting the
+-- patterns for every (event, endpoint) pair.
+CREATE FUNCTION hookline.event_type_like_patterns(patterns text[]) RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN cardinality(patterns) = 0 OR '*' = ANY (patterns) THEN '{%}'::text[]
+           ELSE array(
+               SELECT CASE WHEN right(p, 2) = '.*'
+                           THEN replace(replace(replace(left(p, -1), '\', '\\'), '%', '\%'), '_', '\_') || '%'
+                           ELSE replace(replace(replace(p, '\', '\\'), '%', '\%'), '_', '\_') END
+               FROM unnest(patterns) AS p)
+           END
+$$;
+
 CREATE TABLE hookline.endpoints (
     id                     uuid        NOT NULL DEFAULT hookline.uuid_v7(),
     tenant                 text        NOT NULL DEFAULT 'default',
@@ -41,6 +56,8 @@ CREATE TABLE hookline.endpoints (
     description            text        NOT NULL DEFAULT '',
     -- Filter patterns: exact names or a trailing wildcard (`order.*`); empty = all.
     event_types            text[]      NOT NULL DEFAULT '{}',
+    event_types_like       text[]      NOT NULL
+        GENERATED ALWAYS AS (hookline.event_type_like_patterns(event_types)) STORED,
     -- Standard Webhooks secret `whsec_<base64>`, generated when not given.
     secret                 text        NOT NULL DEFAULT hookline.new_secret(),
     -- During a rotation the old secret keeps signing until it expires.
@@ -102,8 +119,10 @@ CREATE TABLE hookline.events (
     source          text        NOT NULL DEFAULT 'sql',
     created_at      timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT events_pkey PRIMARY KEY (id),
-    CONSTRAINT events_event_type_valid CHECK (event_type ~ '^[A-Za-z0-9_.:-]{1,200}$'),
-    CONSTRAINT events_tenant_valid CHECK (tenant ~ '^[A-Za-z0-9_.:-]{1,100}$')
+    -- Length checks only: a regular expression here cost producers 8% of
+    -- their throughput. The API validates the characters.
+    CONSTRAINT events_event_type_length CHECK (char_length(event_type) BETWEEN 1 AND 200),
+    CONSTRAINT events_tenant_length CHECK (char_length(tenant) BETWEEN 1 AND 100)
 );
 
 -- Idempotency keys live in their own table rather than as a unique index on

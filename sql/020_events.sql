@@ -46,7 +46,7 @@ BEGIN
     JOIN hookline.endpoints AS ep
       ON ep.tenant = e.tenant
      AND ep.enabled
-     AND hookline.event_type_matches(ep.event_types, e.event_type);
+     AND e.event_type LIKE ANY (ep.event_types_like);
     IF FOUND AND EXISTS (SELECT FROM hookline.idle_workers) THEN
         PERFORM pg_notify('hookline_wake', '');
     END IF;

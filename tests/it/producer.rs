@@ -123,6 +123,9 @@ async fn event_type_patterns_match_exactly_or_by_prefix() {
         (vec!["order.*"], "order", false),
         (vec!["order.*"], "orders.created", false),
         (vec!["user.*", "order.paid"], "order.paid", true),
+        (vec!["order_paid"], "orderXpaid", false),
+        (vec!["100%"], "1000", false),
+        (vec!["a\\b.*"], "a\\b.c", true),
     ];
     for (patterns, event_type, expected) in cases {
         let matched: bool = client
