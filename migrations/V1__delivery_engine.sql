@@ -8,9 +8,9 @@
 -- * No foreign keys from deliveries/attempts to events: partitions of those
 --   tables must be droppable independently (retention by DROP, not DELETE),
 --   and an FK check per fanned-out row would cost the producer's transaction.
--- * `deliveries` is both queue and history. The claim path reads the partial
---   index `deliveries_due`, which holds only pending rows, so it stays small
---   however long the history grows.
+-- * Deliveries live twice: their history in `deliveries`, their place in the
+--   queue in `delivery_queue` (see below), so the claim path stays small and
+--   fast however long the history grows.
 
 CREATE SCHEMA IF NOT EXISTS hookline;
 
@@ -136,6 +136,20 @@ CREATE TABLE hookline.event_idempotency (
     CONSTRAINT event_idempotency_pkey PRIMARY KEY (tenant, idempotency_key)
 );
 
+-- Deliveries are split in two tables by how often rows change:
+--
+-- * `deliveries` is the history: one row per (event, endpoint), written at
+--   fan-out and updated once per attempt. No index covers a column that
+--   changes after insert, so every update is HOT (no index writes), and the
+--   table only grows, ready to be partitioned by time and dropped by
+--   partition later.
+-- * `delivery_queue` holds the open deliveries only: pending (including in
+--   flight) and dead (the dead-letter queue). It is small and churns: a row
+--   is inserted at fan-out, updated at each claim, and deleted on success.
+--
+-- A successful first attempt therefore costs: deliveries insert + queue
+-- insert (fan-out), queue update (claim), queue delete + deliveries HOT
+-- update + attempts insert (completion).
 CREATE TABLE hookline.deliveries (
     id               uuid        NOT NULL DEFAULT hookline.uuid_v7(),
     event_id         uuid        NOT NULL,
@@ -143,39 +157,53 @@ CREATE TABLE hookline.deliveries (
     -- Copied from the event so filters and stats need no join.
     tenant           text        NOT NULL,
     event_type       text        NOT NULL,
+    -- pending | succeeded | dead | cancelled. Whether a pending delivery is
+    -- in flight right now is known from its queue row's lease.
     state            text        NOT NULL DEFAULT 'pending',
     attempts         integer     NOT NULL DEFAULT 0,
-    next_attempt_at  timestamptz NOT NULL DEFAULT now(),
-    -- The worker holding an in_flight delivery, and until when.
-    lease_owner      uuid,
-    lease_expires_at timestamptz,
     last_status_code integer,
     last_error       text,
     created_at       timestamptz NOT NULL DEFAULT now(),
     completed_at     timestamptz,
     CONSTRAINT deliveries_pkey PRIMARY KEY (id),
-    CONSTRAINT deliveries_state_valid
-        CHECK (state IN ('pending', 'in_flight', 'succeeded', 'dead', 'cancelled')),
-    CONSTRAINT deliveries_lease_consistent
-        CHECK ((state = 'in_flight') = (lease_owner IS NOT NULL AND lease_expires_at IS NOT NULL))
--- Every delivery is updated twice (claim, completion). Free space on the page
--- lets the new row versions stay on the same page, and aggressive autovacuum
--- keeps the dead versions from piling up under constant churn.
-) WITH (fillfactor = 70,
-        autovacuum_vacuum_scale_factor = 0.02,
-        autovacuum_vacuum_insert_scale_factor = 0.05,
-        autovacuum_analyze_scale_factor = 0.02);
+    CONSTRAINT deliveries_state_valid CHECK (state IN ('pending', 'succeeded', 'dead', 'cancelled'))
+-- Room on each page for the HOT versions of the rows on it.
+) WITH (fillfactor = 80, autovacuum_vacuum_scale_factor = 0.05);
 
--- The claim path: due pending deliveries in due order. Only pending rows are
--- indexed, so the index stays as small as the queue.
-CREATE INDEX deliveries_due ON hookline.deliveries (next_attempt_at)
-    WHERE state = 'pending';
--- The rescuer: in_flight deliveries whose lease ran out.
-CREATE INDEX deliveries_leased ON hookline.deliveries (lease_expires_at)
-    WHERE state = 'in_flight';
--- An event's deliveries, and an endpoint's deliveries newest first.
+-- An event's deliveries, and an endpoint's deliveries in creation order
+-- (UUIDv7 ids sort by time).
 CREATE INDEX deliveries_event ON hookline.deliveries (event_id);
 CREATE INDEX deliveries_endpoint ON hookline.deliveries (endpoint_id, id);
+
+CREATE TABLE hookline.delivery_queue (
+    delivery_id     uuid        NOT NULL,
+    event_id        uuid        NOT NULL,
+    endpoint_id     uuid        NOT NULL,
+    -- pending (waiting or in flight) | dead
+    state           text        NOT NULL DEFAULT 'pending',
+    -- When the next attempt may start. While a worker holds the delivery it
+    -- is the end of the lease: an expired lease simply makes it due again,
+    -- so a killed worker's deliveries need no separate rescue.
+    next_attempt_at timestamptz NOT NULL DEFAULT now(),
+    -- Claims so far; the attempt number of the current claim.
+    attempts        integer     NOT NULL DEFAULT 0,
+    -- The worker holding it (until next_attempt_at), or NULL.
+    lease_owner     uuid,
+    CONSTRAINT delivery_queue_pkey PRIMARY KEY (delivery_id),
+    CONSTRAINT delivery_queue_state_valid CHECK (state IN ('pending', 'dead'))
+-- Constant churn: keep free space for updates and vacuum early and often.
+) WITH (fillfactor = 70,
+        autovacuum_vacuum_scale_factor = 0.01,
+        autovacuum_vacuum_insert_scale_factor = 0.05,
+        autovacuum_analyze_scale_factor = 0.02,
+        autovacuum_vacuum_cost_delay = 0);
+
+-- The claim path: pending deliveries in due order.
+CREATE INDEX delivery_queue_due ON hookline.delivery_queue (next_attempt_at)
+    WHERE state = 'pending';
+-- The dead-letter queue in creation order.
+CREATE INDEX delivery_queue_dead ON hookline.delivery_queue (delivery_id)
+    WHERE state = 'dead';
 
 -- One row per HTTP try. Keyed by (delivery, attempt number) so a row costs
 -- one index entry less than a surrogate id would.

@@ -7,7 +7,8 @@
 --   event_idempotency primary key, and the loser is skipped once the winner
 --   commits.
 -- * events_fan_out (AFTER, per statement): one INSERT … SELECT creates a
---   pending delivery for every matching enabled endpoint of the event's tenant,
+--   pending delivery (history row + queue row) for every matching enabled
+--   endpoint of the event's tenant,
 --   then one NOTIFY wakes the workers, but only if a worker is waiting for one
 --   (hookline.idle_workers; see the migration for why). NOTIFYs with the same
 --   payload collapse within a transaction, so a 10,000-row insert wakes
@@ -15,7 +16,7 @@
 --
 -- Cost for the producer's transaction: one index probe of endpoints_fanout and
 -- a look at the (tiny) idle_workers table per statement, plus, per matching
--- endpoint, one deliveries row (four index entries). Nothing is delivered
+-- endpoint, one deliveries row and one delivery_queue row (five index entries). Nothing is delivered
 -- unless the transaction commits.
 
 CREATE OR REPLACE FUNCTION hookline.events_claim_idempotency_key() RETURNS trigger
@@ -40,13 +41,18 @@ CREATE TRIGGER events_idempotency
 CREATE OR REPLACE FUNCTION hookline.events_fan_out() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO hookline.deliveries (event_id, endpoint_id, tenant, event_type, next_attempt_at, created_at)
-    SELECT e.id, ep.id, e.tenant, e.event_type, now(), now()
-    FROM new_events AS e
-    JOIN hookline.endpoints AS ep
-      ON ep.tenant = e.tenant
-     AND ep.enabled
-     AND e.event_type LIKE ANY (ep.event_types_like);
+    WITH created AS (
+        INSERT INTO hookline.deliveries (event_id, endpoint_id, tenant, event_type)
+        SELECT e.id, ep.id, e.tenant, e.event_type
+        FROM new_events AS e
+        JOIN hookline.endpoints AS ep
+          ON ep.tenant = e.tenant
+         AND ep.enabled
+         AND e.event_type LIKE ANY (ep.event_types_like)
+        RETURNING id, event_id, endpoint_id
+    )
+    INSERT INTO hookline.delivery_queue (delivery_id, event_id, endpoint_id)
+    SELECT id, event_id, endpoint_id FROM created;
     IF FOUND AND EXISTS (SELECT FROM hookline.idle_workers) THEN
         PERFORM pg_notify('hookline_wake', '');
     END IF;

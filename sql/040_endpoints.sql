@@ -2,10 +2,11 @@
 -- plain SQL):
 -- * every endpoint has an endpoint_state row (health counters);
 -- * updated_at follows every update;
--- * disabling stamps disabled_at, and moves the endpoint's pending deliveries
+-- * disabling stamps disabled_at, and moves the endpoint's waiting deliveries
 --   to `dead` (reason in last_error) so the claim index never has to skip
 --   them; `recover` can re-queue them later. Enabling clears the reason and
---   the failure run.
+--   the failure run. (The queue has no index on endpoint_id, to keep claims
+--   cheap: these rare operations scan it.)
 
 CREATE OR REPLACE FUNCTION hookline.endpoints_before_write() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -38,11 +39,19 @@ BEGIN
     IF TG_OP = 'INSERT' THEN
         INSERT INTO hookline.endpoint_state (endpoint_id) VALUES (NEW.id);
     ELSIF OLD.enabled AND NOT NEW.enabled THEN
+        -- Rows in flight keep their lease; their outcome is recorded as usual.
+        WITH parked AS (
+            UPDATE hookline.delivery_queue
+               SET state = 'dead'
+             WHERE endpoint_id = NEW.id AND state = 'pending'
+               AND (lease_owner IS NULL OR next_attempt_at <= now())
+            RETURNING delivery_id
+        )
         UPDATE hookline.deliveries
            SET state = 'dead',
                last_error = 'endpoint disabled: ' || NEW.disabled_reason,
                completed_at = now()
-         WHERE endpoint_id = NEW.id AND state = 'pending';
+         WHERE id IN (SELECT delivery_id FROM parked);
     ELSIF NEW.enabled AND NOT OLD.enabled THEN
         UPDATE hookline.endpoint_state
            SET consecutive_failures = 0
@@ -61,9 +70,12 @@ CREATE TRIGGER endpoints_after_write
 CREATE OR REPLACE FUNCTION hookline.endpoints_after_delete() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+    WITH removed AS (
+        DELETE FROM hookline.delivery_queue WHERE endpoint_id = OLD.id RETURNING delivery_id, state
+    )
     UPDATE hookline.deliveries
        SET state = 'cancelled', last_error = 'endpoint deleted', completed_at = now()
-     WHERE endpoint_id = OLD.id AND state = 'pending';
+     WHERE id IN (SELECT delivery_id FROM removed WHERE state = 'pending');
     RETURN NULL;
 END
 $$;

@@ -62,10 +62,6 @@ pub struct Settings {
     #[arg(long, env = "HOOKLINE_LEASE_MAX_S", default_value_t = 60, global = true)]
     pub lease_max_s: u64,
 
-    /// How often each worker returns expired leases to pending, in milliseconds.
-    #[arg(long, env = "HOOKLINE_RESCUE_INTERVAL_MS", default_value_t = 5000, global = true)]
-    pub rescue_interval_ms: u64,
-
     /// On SIGTERM, how long in-flight requests may still finish, in seconds.
     #[arg(long, env = "HOOKLINE_SHUTDOWN_GRACE_S", default_value_t = 30, global = true)]
     pub shutdown_grace_s: u64,
@@ -94,7 +90,6 @@ impl Settings {
             claim_batch: self.claim_batch.max(1),
             poll_interval: Duration::from_millis(self.poll_interval_ms.max(10)),
             lease_max: Duration::from_secs(self.lease_max_s.max(1)),
-            rescue_interval: Duration::from_millis(self.rescue_interval_ms.max(10)),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_s),
             network: NetworkPolicy {
                 allow_private: self.allow_private_networks,
@@ -113,7 +108,6 @@ pub struct WorkerSettings {
     pub claim_batch: usize,
     pub poll_interval: Duration,
     pub lease_max: Duration,
-    pub rescue_interval: Duration,
     pub shutdown_grace: Duration,
     pub network: NetworkPolicy,
 }
@@ -127,7 +121,6 @@ impl Default for WorkerSettings {
             claim_batch: 256,
             poll_interval: Duration::from_secs(5),
             lease_max: Duration::from_secs(60),
-            rescue_interval: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(30),
             network: NetworkPolicy::default(),
         }
@@ -185,7 +178,6 @@ const KNOWN_KEYS: &[&str] = &[
     "claim_batch",
     "poll_interval_ms",
     "lease_max_s",
-    "rescue_interval_ms",
     "shutdown_grace_s",
     "log",
     "log_format",

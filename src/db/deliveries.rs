@@ -1,4 +1,4 @@
-//! The delivery queue: claim, complete, rescue, release.
+//! The delivery queue: claim, complete, release.
 //!
 //! A worker claims due deliveries in one statement (state → `in_flight`, with
 //! a lease), commits, and only then makes HTTP requests with no transaction
@@ -14,56 +14,74 @@ use super::Result;
 
 /// Claims up to `$1` due deliveries for worker `$2` and returns everything the
 /// request needs, so a delivery costs one round trip to start. The lease is
-/// the endpoint's timeout plus 5 s, capped at `$3` seconds.
+/// the endpoint's timeout plus 5 s, capped at `$3` seconds; it is stored as
+/// `next_attempt_at`, so an expired lease makes the delivery due again.
 pub const DELIVERY_CLAIM_DUE: &str = "
 WITH due AS (
-    SELECT id
-      FROM hookline.deliveries
+    SELECT delivery_id
+      FROM hookline.delivery_queue
      WHERE state = 'pending' AND next_attempt_at <= now()
      ORDER BY next_attempt_at
      LIMIT $1
        FOR UPDATE SKIP LOCKED
 )
-UPDATE hookline.deliveries AS d
-   SET state = 'in_flight',
-       attempts = d.attempts + 1,
+UPDATE hookline.delivery_queue AS q
+   SET next_attempt_at = now() + make_interval(secs => least(ep.timeout_ms / 1000.0 + 5, $3::float8)),
        lease_owner = $2,
-       lease_expires_at = now() + make_interval(secs => least(ep.timeout_ms / 1000.0 + 5, $3::float8))
+       attempts = q.attempts + 1
   FROM due, hookline.events AS e, hookline.endpoints AS ep
- WHERE d.id = due.id AND e.id = d.event_id AND ep.id = d.endpoint_id
-RETURNING d.id, d.attempts, e.id, e.event_type, e.created_at, e.payload::text,
+ WHERE q.delivery_id = due.delivery_id AND e.id = q.event_id AND ep.id = q.endpoint_id
+RETURNING q.delivery_id, q.attempts, e.id, e.event_type, e.created_at, e.payload::text,
           ep.id, ep.url, ep.http_method, ep.headers, ep.timeout_ms, ep.retry_schedule,
           ep.secret,
           CASE WHEN ep.previous_secret_expires_at > now() THEN ep.previous_secret END";
 
-/// Records a batch of outcomes in one statement: the deliveries' new states
-/// (only where the lease is still ours), their attempts, and per-endpoint
-/// health. `last_success_at` is refreshed at most once a second per endpoint,
-/// which keeps a busy endpoint from costing a row write per delivery.
+/// Records a batch of outcomes in one statement, only for deliveries still
+/// leased to worker `$13`: successes leave the queue, retries get their next
+/// attempt time, dead ones stay as dead letters (a retry for an endpoint that
+/// was disabled meanwhile is dead too); the history row (a HOT update), the
+/// attempt, and per-endpoint health follow. `last_success_at` is refreshed at
+/// most once a second per endpoint, so a busy endpoint does not cost a row
+/// write per delivery.
 pub const DELIVERY_COMPLETE_MANY: &str = "
 WITH outcome AS (
-    SELECT *
+    SELECT o.*,
+           CASE WHEN o.state = 'pending' AND NOT coalesce(ep.enabled, false) THEN 'dead' ELSE o.state END AS final_state
       FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::text[], $5::float8[],
                   $6::timestamptz[], $7::int[], $8::int[], $9::jsonb[], $10::text[],
                   $11::text[], $12::text[])
         AS o(delivery_id, endpoint_id, attempt, state, retry_in_s,
              started_at, duration_ms, status_code, response_headers, response_body,
              error_kind, error)
+      LEFT JOIN hookline.endpoints AS ep ON ep.id = o.endpoint_id
 ),
-completed AS (
-    UPDATE hookline.deliveries AS d
-       SET state = o.state,
-           next_attempt_at = CASE WHEN o.state = 'pending'
+kept AS (
+    UPDATE hookline.delivery_queue AS q
+       SET state = CASE WHEN o.final_state = 'dead' THEN 'dead' ELSE 'pending' END,
+           next_attempt_at = CASE WHEN o.final_state = 'pending'
                                   THEN now() + make_interval(secs => o.retry_in_s)
-                                  ELSE d.next_attempt_at END,
+                                  ELSE now() END,
+           lease_owner = NULL
+      FROM outcome AS o
+     WHERE q.delivery_id = o.delivery_id AND q.lease_owner = $13 AND o.final_state <> 'succeeded'
+    RETURNING q.delivery_id
+),
+removed AS (
+    DELETE FROM hookline.delivery_queue AS q
+     USING outcome AS o
+     WHERE q.delivery_id = o.delivery_id AND q.lease_owner = $13 AND o.final_state = 'succeeded'
+    RETURNING q.delivery_id
+),
+history AS (
+    UPDATE hookline.deliveries AS d
+       SET state = o.final_state,
+           attempts = o.attempt,
            last_status_code = o.status_code,
            last_error = o.error,
-           lease_owner = NULL,
-           lease_expires_at = NULL,
-           completed_at = CASE WHEN o.state IN ('succeeded', 'dead') THEN now() END
+           completed_at = CASE WHEN o.final_state IN ('succeeded', 'dead') THEN now() END
       FROM outcome AS o
-     WHERE d.id = o.delivery_id AND d.state = 'in_flight' AND d.lease_owner = $13
-    RETURNING d.id
+     WHERE d.id = o.delivery_id
+       AND d.id IN (SELECT delivery_id FROM kept UNION ALL SELECT delivery_id FROM removed)
 ),
 recorded AS (
     INSERT INTO hookline.attempts (delivery_id, endpoint_id, attempt, started_at, duration_ms,
@@ -79,34 +97,28 @@ health AS (
            last_success_at = CASE WHEN h.succeeded THEN now() ELSE s.last_success_at END,
            last_failure_at = CASE WHEN h.failed THEN now() ELSE s.last_failure_at END
       FROM (SELECT endpoint_id,
-                   bool_or(state = 'succeeded') AS succeeded,
-                   bool_or(state <> 'succeeded') AS failed,
-                   count(*) FILTER (WHERE state = 'dead') AS dead
+                   bool_or(final_state = 'succeeded') AS succeeded,
+                   bool_or(final_state <> 'succeeded') AS failed,
+                   count(*) FILTER (WHERE final_state = 'dead') AS dead
               FROM outcome GROUP BY endpoint_id) AS h
      WHERE s.endpoint_id = h.endpoint_id
        AND (h.failed OR s.consecutive_failures > 0
             OR s.last_success_at IS NULL OR s.last_success_at < now() - interval '1 second')
 )
-SELECT count(*) FROM completed";
+SELECT (SELECT count(*) FROM kept) + (SELECT count(*) FROM removed)";
 
-/// Returns deliveries whose lease ran out (their worker died or hung) to the queue.
-pub const DELIVERY_RESCUE_EXPIRED: &str = "
-UPDATE hookline.deliveries
-   SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL,
-       next_attempt_at = now(), last_error = 'lease expired'
- WHERE state = 'in_flight' AND lease_expires_at < now()";
+/// Hands deliveries this worker still holds back to the queue (at shutdown),
+/// due at once and without counting the unfinished attempt.
+pub const DELIVERY_RELEASE: &str = "
+UPDATE hookline.delivery_queue
+   SET next_attempt_at = now(), lease_owner = NULL, attempts = attempts - 1
+ WHERE delivery_id = ANY ($1) AND lease_owner = $2";
 
-/// Hands back what this worker still holds (at shutdown) for others to take now.
-pub const DELIVERY_RELEASE_OWNED: &str = "
-UPDATE hookline.deliveries
-   SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = now()
- WHERE state = 'in_flight' AND lease_owner = $1";
-
-/// Seconds until the next pending delivery falls due, by the database's clock
-/// (NULL when the queue is empty; negative when one is overdue).
+/// Seconds until the next pending delivery falls due or a lease runs out, by
+/// the database's clock (NULL when the queue is empty; negative when overdue).
 pub const DELIVERY_SECONDS_UNTIL_NEXT_DUE: &str = "
 SELECT extract(epoch FROM min(next_attempt_at) - now())::float8
-  FROM hookline.deliveries WHERE state = 'pending'";
+  FROM hookline.delivery_queue WHERE state = 'pending'";
 
 /// A claimed delivery with its event and endpoint.
 #[derive(Debug, Clone)]
@@ -194,12 +206,8 @@ pub async fn complete_many(db: &impl GenericClient, worker: Uuid, batch: &[&Comp
     Ok(row.get(0))
 }
 
-pub async fn rescue_expired(db: &impl GenericClient) -> Result<u64> {
-    Ok(db.execute(DELIVERY_RESCUE_EXPIRED, &[]).await?)
-}
-
-pub async fn release_owned(db: &impl GenericClient, worker: Uuid) -> Result<u64> {
-    Ok(db.execute(DELIVERY_RELEASE_OWNED, &[&worker]).await?)
+pub async fn release(db: &impl GenericClient, worker: Uuid, deliveries: &[Uuid]) -> Result<u64> {
+    Ok(db.execute(DELIVERY_RELEASE, &[&deliveries, &worker]).await?)
 }
 
 pub async fn seconds_until_next_due(db: &impl GenericClient) -> Result<Option<f64>> {

@@ -7,19 +7,22 @@
 //!     │   failure with retries left (next_attempt_at)│  │ last retry failed, or 410
 //!     └──────────────────────────────────────────────┘  └─────────────▶ dead
 //!     ▲                                              │
-//!     └──────── lease expired (rescue) / shutdown ───┘
+//!     └────────── lease expired / released at shutdown
 //! ```
 //!
+//! A lease is the queue row's `next_attempt_at` pushed to the end of the
+//! lease, so a delivery whose worker died simply falls due again: no rescuer.
 //! Pieces: [`wake`] (LISTEN), the claim loop below, [`dispatch`] (HTTP),
-//! [`complete`] (decide + batched writes), the rescuer below.
-//! Several workers share one queue through the database alone.
+//! [`complete`] (decide + batched writes). Several workers share one queue
+//! through the database alone.
 
 pub mod complete;
 pub mod dispatch;
 pub mod net;
 pub mod wake;
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
@@ -38,6 +41,8 @@ const LEASE_MARGIN: Duration = Duration::from_secs(5);
 /// An idle worker renews its registration this often, so stale rows of dead
 /// workers can be told apart and removed.
 const IDLE_REFRESH: Duration = Duration::from_secs(60);
+/// How long a stopping worker waits for its outcomes to be written.
+const FLUSH_AT_SHUTDOWN: Duration = Duration::from_secs(10);
 
 /// Runs a worker until `shutdown` turns true, then drains: stops claiming,
 /// lets in-flight requests finish within the grace period, records their
@@ -55,11 +60,17 @@ pub async fn run(
 
     let wake = Arc::new(Notify::new());
     let listener = tokio::spawn(wake::listen(listen_config, wake.clone(), shutdown.clone()));
-    let rescuer = tokio::spawn(rescue_loop(pool.clone(), settings.rescue_interval, wake.clone(), shutdown.clone()));
     let (finished_tx, finished_rx) = mpsc::channel(settings.concurrency * 2);
     let flusher = tokio::spawn(complete::flush_loop(pool.clone(), worker_id, finished_rx));
 
-    let worker = Worker { id: worker_id, pool: pool.clone(), settings: Arc::new(settings), dispatcher, wake };
+    let worker = Worker {
+        id: worker_id,
+        pool: pool.clone(),
+        settings: Arc::new(settings),
+        dispatcher,
+        wake,
+        held: Arc::default(),
+    };
     let mut requests = JoinSet::new();
     worker.claim_loop(&mut requests, finished_tx, shutdown).await;
 
@@ -69,23 +80,23 @@ pub async fn run(
         tracing::warn!(unfinished = requests.len(), "grace period over: abandoning in-flight requests");
         requests.shutdown().await;
     }
-    // All senders are gone now, so the flusher ends once everything is written.
-    let _ = flusher.await;
-    match pool.get().await {
-        Ok(client) => match db::deliveries::release_owned(&**client, worker_id).await {
-            Ok(released) if released > 0 => {
-                tracing::info!(released, "handed unfinished deliveries back")
-            }
-            Ok(_) => {}
-            Err(error) => {
-                tracing::warn!(error = %error_chain(&error), "could not release leases; they will expire")
-            }
-        },
-        Err(error) => {
-            tracing::warn!(error = %error_chain(&error), "could not release leases; they will expire")
+    // All senders are gone now, so the flusher ends once everything is written
+    // (or, if the database is gone, the leases expire and others redeliver).
+    if tokio::time::timeout(FLUSH_AT_SHUTDOWN, flusher).await.is_err() {
+        tracing::warn!("outcomes not recorded before shutdown; those deliveries will be retried");
+    }
+    let unfinished: Vec<Uuid> = worker.held.lock().expect("not poisoned").drain().collect();
+    if !unfinished.is_empty() {
+        let released = match pool.get().await {
+            Ok(client) => db::deliveries::release(&**client, worker_id, &unfinished).await,
+            Err(error) => Err(error.into()),
+        };
+        match released {
+            Ok(n) => tracing::info!(released = n, "handed unfinished deliveries back"),
+            Err(error) => tracing::warn!(error = %error_chain(&error), "could not release leases; they will expire"),
         }
     }
-    let _ = tokio::join!(listener, rescuer);
+    let _ = listener.await;
     tracing::info!(%worker_id, "worker stopped");
     Ok(())
 }
@@ -96,6 +107,9 @@ struct Worker {
     settings: Arc<WorkerSettings>,
     dispatcher: Dispatcher,
     wake: Arc<Notify>,
+    /// Deliveries claimed whose outcome has not reached the flusher yet:
+    /// what to hand back if the grace period runs out.
+    held: Arc<Mutex<HashSet<Uuid>>>,
 }
 
 impl Worker {
@@ -143,6 +157,7 @@ impl Worker {
                 }
             };
             let got = claimed.len();
+            self.held.lock().expect("not poisoned").extend(claimed.iter().map(|d| d.delivery_id));
             let mut first_slot = Some(first_slot);
             for delivery in claimed {
                 let slot = match first_slot.take() {
@@ -187,7 +202,10 @@ impl Worker {
 
     async fn set_idle(&self, idle: bool) {
         let result = match self.pool.get().await {
-            Ok(client) if idle => db::workers::register_idle(&**client, self.id).await,
+            Ok(client) if idle => {
+                let _ = db::workers::forget_stale(&**client).await;
+                db::workers::register_idle(&**client, self.id).await
+            }
             Ok(client) => db::workers::deregister_idle(&**client, self.id).await,
             Err(error) => Err(error.into()),
         };
@@ -215,34 +233,6 @@ impl Worker {
             _ = self.wake.notified() => {}
             _ = tokio::time::sleep(nap) => {}
             _ = shutdown.changed() => {}
-        }
-    }
-}
-
-/// Returns expired leases to the queue every `interval`, and wakes the claim
-/// loop when it did.
-async fn rescue_loop(pool: Pool, interval: Duration, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = shutdown.changed() => return,
-        }
-        let rescued = match pool.get().await {
-            Ok(client) => {
-                let _ = db::workers::forget_stale(&**client).await;
-                db::deliveries::rescue_expired(&**client).await
-            }
-            Err(error) => Err(error.into()),
-        };
-        match rescued {
-            Ok(0) => {}
-            Ok(n) => {
-                tracing::warn!(deliveries = n, "returned deliveries with expired leases to the queue");
-                wake.notify_one();
-            }
-            Err(error) => {
-                tracing::warn!(error = %error_chain(&error), "rescuing expired leases failed")
-            }
         }
     }
 }

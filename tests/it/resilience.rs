@@ -8,6 +8,8 @@ use crate::support::worker::{RunningWorker, spawn_process, test_settings};
 use crate::support::{NewEndpoint, count, db::TestDb, eventually};
 
 const WAIT: Duration = Duration::from_secs(20);
+const LEASED: &str =
+    "SELECT count(*) FROM hookline.delivery_queue WHERE lease_owner IS NOT NULL AND next_attempt_at > now()";
 
 #[tokio::test]
 async fn several_workers_share_one_queue_without_duplicates() {
@@ -55,7 +57,7 @@ async fn a_killed_worker_loses_nothing_its_lease_expires_and_another_delivers() 
     receiver.wait_for(1, WAIT).await;
     doomed.kill().expect("kill -9"); // SIGKILL: no chance to clean up
     doomed.wait().unwrap();
-    assert_eq!(count(&db, "SELECT count(*) FROM hookline.deliveries WHERE state = 'in_flight'").await, 1);
+    assert_eq!(count(&db, LEASED).await, 1, "the dead worker still holds the delivery");
 
     let rescuer = RunningWorker::start(&db, test_settings()).await;
     let got = receiver.wait_for(2, WAIT).await;
@@ -95,8 +97,12 @@ async fn sigterm_finishes_in_flight_requests_and_claims_nothing_more() {
     let delivered = receiver.received().len() as i64;
     assert_eq!(delivered, 4, "nothing is claimed after SIGTERM");
     assert_eq!(count(&db, "SELECT count(*) FROM hookline.deliveries WHERE state = 'succeeded'").await, delivered);
-    assert_eq!(count(&db, "SELECT count(*) FROM hookline.deliveries WHERE state = 'in_flight'").await, 0);
+    assert_eq!(count(&db, LEASED).await, 0, "leases were handed back");
     assert_eq!(count(&db, "SELECT count(*) FROM hookline.deliveries WHERE state = 'pending'").await, 10 - delivered);
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM hookline.delivery_queue WHERE next_attempt_at <= now()").await,
+        10 - delivered
+    );
 
     receiver.always(Reply::status(200));
     let next = RunningWorker::start(&db, test_settings()).await;

@@ -12,8 +12,7 @@ async fn every_named_statement_prepares() {
     let statements = [
         ("DELIVERY_CLAIM_DUE", deliveries::DELIVERY_CLAIM_DUE),
         ("DELIVERY_COMPLETE_MANY", deliveries::DELIVERY_COMPLETE_MANY),
-        ("DELIVERY_RESCUE_EXPIRED", deliveries::DELIVERY_RESCUE_EXPIRED),
-        ("DELIVERY_RELEASE_OWNED", deliveries::DELIVERY_RELEASE_OWNED),
+        ("DELIVERY_RELEASE", deliveries::DELIVERY_RELEASE),
         ("DELIVERY_SECONDS_UNTIL_NEXT_DUE", deliveries::DELIVERY_SECONDS_UNTIL_NEXT_DUE),
         ("ENDPOINT_DISABLE", endpoints::ENDPOINT_DISABLE),
         ("ENDPOINT_INSERT_MINIMAL", endpoints::ENDPOINT_INSERT_MINIMAL),
@@ -39,5 +38,5 @@ async fn the_claim_reads_the_due_index() {
     let sql = deliveries::DELIVERY_CLAIM_DUE.replace("$1", "10").replace("$2", "gen_random_uuid()").replace("$3", "60");
     let plan: Vec<String> =
         client.query(&format!("EXPLAIN {sql}"), &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
-    assert!(plan.iter().any(|line| line.contains("deliveries_due")), "claim plan:\n{}", plan.join("\n"));
+    assert!(plan.iter().any(|line| line.contains("delivery_queue_due")), "claim plan:\n{}", plan.join("\n"));
 }

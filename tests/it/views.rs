@@ -79,13 +79,13 @@ async fn queue_stats_sees_due_and_future_deliveries() {
     client.execute("SELECT hookline.send('a.b', '{}') FROM generate_series(1, 3)", &[]).await.unwrap();
     client
         .execute(
-            "UPDATE hookline.deliveries SET next_attempt_at = now() + interval '1 hour'
-              WHERE id = (SELECT id FROM hookline.deliveries ORDER BY id LIMIT 1)",
+            "UPDATE hookline.delivery_queue SET next_attempt_at = now() + interval '1 hour'
+              WHERE delivery_id = (SELECT delivery_id FROM hookline.delivery_queue ORDER BY delivery_id LIMIT 1)",
             &[],
         )
         .await
         .unwrap();
-    client.execute("UPDATE hookline.deliveries SET next_attempt_at = now() - interval '30 seconds' WHERE next_attempt_at < now()", &[]).await.unwrap();
+    client.execute("UPDATE hookline.delivery_queue SET next_attempt_at = now() - interval '30 seconds' WHERE next_attempt_at < now()", &[]).await.unwrap();
     let queue =
         client.query_one("SELECT pending, due_now, oldest_due_age_s FROM hookline.queue_stats", &[]).await.unwrap();
     assert_eq!((queue.get::<_, i64>(0), queue.get::<_, i64>(1)), (3, 2));

@@ -10,14 +10,13 @@ use tokio::sync::watch;
 
 use super::db::TestDb;
 
-/// Settings for tests: loopback receivers allowed, quick polls and rescues.
+/// Settings for tests: loopback receivers allowed, quick polls.
 pub fn test_settings() -> WorkerSettings {
     WorkerSettings {
         retry_schedule: RetrySchedule::parse("0.05,0.05").unwrap(),
         concurrency: 64,
         claim_batch: 32,
         poll_interval: Duration::from_millis(500),
-        rescue_interval: Duration::from_millis(200),
         shutdown_grace: Duration::from_secs(5),
         network: NetworkPolicy { allow_private: true, allowed: vec![] },
         ..WorkerSettings::default()
