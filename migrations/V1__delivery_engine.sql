@@ -167,8 +167,10 @@ CREATE TABLE hookline.deliveries (
     completed_at     timestamptz,
     CONSTRAINT deliveries_pkey PRIMARY KEY (id),
     CONSTRAINT deliveries_state_valid CHECK (state IN ('pending', 'succeeded', 'dead', 'cancelled'))
--- Room on each page for the HOT versions of the rows on it.
-) WITH (fillfactor = 80, autovacuum_vacuum_scale_factor = 0.05);
+-- Room on each page for a second version of most rows on it: most rows are
+-- updated exactly once (their first attempt succeeds), and with 40% free a
+-- drain measured 94% HOT updates (65% at fillfactor 80).
+) WITH (fillfactor = 60, autovacuum_vacuum_scale_factor = 0.05);
 
 -- An event's deliveries, and an endpoint's deliveries in creation order
 -- (UUIDv7 ids sort by time).

@@ -89,7 +89,6 @@ recorded AS (
     SELECT delivery_id, endpoint_id, attempt, started_at, duration_ms,
            status_code, response_headers, response_body, error_kind, error, $13
       FROM outcome
-    ON CONFLICT DO NOTHING
 ),
 health AS (
     UPDATE hookline.endpoint_state AS s
