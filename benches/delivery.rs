@@ -28,7 +28,6 @@ type Receipts = Arc<Mutex<HashMap<String, Instant>>>;
 struct Bench {
     url: String,
     server: LocalPostgres,
-    receiver_url: String,
     received: Arc<AtomicU64>,
     receipts: Receipts,
     client: tokio_postgres::Client,
@@ -51,6 +50,7 @@ async fn main() -> anyhow::Result<()> {
     bench.steady(seconds, 2).await?;
     bench.latency(seconds, 200).await?;
     bench.send_throughput(seconds.min(5), 4).await?;
+    bench.burst(10_000).await?;
     bench.server.stop()?;
     Ok(())
 }
@@ -83,7 +83,7 @@ impl Bench {
         client
             .execute("INSERT INTO hookline.endpoints (url, description) VALUES ($1, 'bench')", &[&receiver_url])
             .await?;
-        Ok(Bench { url, server, receiver_url, received, receipts, client })
+        Ok(Bench { url, server, received, receipts, client })
     }
 
     fn spawn_workers(&self, n: usize) -> Vec<Child> {
@@ -230,19 +230,21 @@ impl Bench {
         Ok(())
     }
 
-    async fn send_throughput(&self, seconds: u64, connections: usize) -> anyhow::Result<()> {
+    /// Events/s from `connections` connections each running `sql` in its own
+    /// transaction for `seconds`.
+    async fn per_transaction_rate(&self, sql: &str, seconds: u64, connections: usize) -> anyhow::Result<f64> {
         let deadline = Instant::now() + Duration::from_secs(seconds);
-        let sent = Arc::new(AtomicU64::new(0));
+        let done = Arc::new(AtomicU64::new(0));
         let mut tasks = Vec::new();
         for _ in 0..connections {
             let (client, connection) = tokio_postgres::connect(&self.url, NoTls).await?;
             tokio::spawn(connection);
-            let sent = sent.clone();
+            let (done, sql) = (done.clone(), sql.to_owned());
             tasks.push(tokio::spawn(async move {
-                let send = client.prepare("SELECT hookline.send('bench.send', '{\"order_id\": 42}')").await.unwrap();
+                let statement = client.prepare(&sql).await.expect("prepare");
                 while Instant::now() < deadline {
-                    client.query_one(&send, &[]).await.expect("send");
-                    sent.fetch_add(1, Ordering::Relaxed);
+                    client.execute(&statement, &[]).await.expect("execute");
+                    done.fetch_add(1, Ordering::Relaxed);
                 }
             }));
         }
@@ -250,11 +252,48 @@ impl Bench {
         for t in tasks {
             t.await?;
         }
+        Ok(done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
+    }
+
+    async fn send_throughput(&self, seconds: u64, connections: usize) -> anyhow::Result<()> {
+        self.client.batch_execute("CREATE TABLE IF NOT EXISTS bench_plain (id bigserial PRIMARY KEY, payload jsonb)").await?;
+        let floor = self
+            .per_transaction_rate("INSERT INTO bench_plain (payload) VALUES ('{\"order_id\": 42}')", seconds, connections)
+            .await?;
+        let send = "SELECT hookline.send('bench.send', '{\"order_id\": 42}')";
+        let quiet = self.per_transaction_rate(send, seconds, connections).await?;
+        // An idle worker makes every producer NOTIFY, which serialises commits.
+        self.client.execute("INSERT INTO hookline.idle_workers (worker_id) VALUES (gen_random_uuid())", &[]).await?;
+        let notifying = self.per_transaction_rate(send, seconds, connections).await?;
+        self.client.execute("DELETE FROM hookline.idle_workers", &[]).await?;
         println!(
-            "hookline.send from {connections} connections, one event per transaction (fan-out 1, no workers): {:.0} events/s",
-            sent.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+            "hookline.send from {connections} connections, one event per transaction (fan-out 1): \
+             {quiet:.0} events/s while workers are busy, {notifying:.0} events/s while one is idle (NOTIFY); \
+             a plain one-row INSERT into a bare table: {floor:.0}/s"
         );
-        let _ = &self.receiver_url;
+        Ok(())
+    }
+
+    /// A burst of 10,000 one-row INSERTs in one transaction wakes workers once.
+    async fn burst(&self, n: usize) -> anyhow::Result<()> {
+        self.client.execute("INSERT INTO hookline.idle_workers (worker_id) VALUES (gen_random_uuid())", &[]).await?;
+        let (mut client, connection) = tokio_postgres::connect(&self.url, NoTls).await?;
+        tokio::spawn(connection);
+        let started = Instant::now();
+        let tx = client.transaction().await?;
+        let insert = tx.prepare("INSERT INTO hookline.events (event_type, payload) VALUES ('bench.burst', '{}')").await?;
+        for _ in 0..n {
+            tx.execute(&insert, &[]).await?;
+        }
+        tx.commit().await?;
+        let elapsed = started.elapsed();
+        self.client.execute("DELETE FROM hookline.idle_workers", &[]).await?;
+        self.client.execute("DELETE FROM hookline.delivery_queue", &[]).await?;
+        println!(
+            "burst: {n} one-row INSERTs in one transaction (one NOTIFY at commit): {:.0} ms, {:.1} µs per event",
+            elapsed.as_secs_f64() * 1000.0,
+            elapsed.as_secs_f64() * 1e6 / n as f64
+        );
         Ok(())
     }
 }
