@@ -2,6 +2,7 @@
 
 mod support;
 
+mod cli;
 mod delivery;
 mod openapi;
 mod producer;
