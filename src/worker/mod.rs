@@ -82,7 +82,9 @@ pub async fn run(
     }
     // All senders are gone now, so the flusher ends once everything is written
     // (or, if the database is gone, the leases expire and others redeliver).
+    let give_up = flusher.abort_handle();
     if tokio::time::timeout(FLUSH_AT_SHUTDOWN, flusher).await.is_err() {
+        give_up.abort();
         tracing::warn!("outcomes not recorded before shutdown; those deliveries will be retried");
     }
     let unfinished: Vec<Uuid> = worker.held.lock().expect("not poisoned").drain().collect();
