@@ -256,9 +256,15 @@ impl Bench {
     }
 
     async fn send_throughput(&self, seconds: u64, connections: usize) -> anyhow::Result<()> {
-        self.client.batch_execute("CREATE TABLE IF NOT EXISTS bench_plain (id bigserial PRIMARY KEY, payload jsonb)").await?;
+        self.client
+            .batch_execute("CREATE TABLE IF NOT EXISTS bench_plain (id bigserial PRIMARY KEY, payload jsonb)")
+            .await?;
         let floor = self
-            .per_transaction_rate("INSERT INTO bench_plain (payload) VALUES ('{\"order_id\": 42}')", seconds, connections)
+            .per_transaction_rate(
+                "INSERT INTO bench_plain (payload) VALUES ('{\"order_id\": 42}')",
+                seconds,
+                connections,
+            )
             .await?;
         let send = "SELECT hookline.send('bench.send', '{\"order_id\": 42}')";
         let quiet = self.per_transaction_rate(send, seconds, connections).await?;
@@ -281,7 +287,8 @@ impl Bench {
         tokio::spawn(connection);
         let started = Instant::now();
         let tx = client.transaction().await?;
-        let insert = tx.prepare("INSERT INTO hookline.events (event_type, payload) VALUES ('bench.burst', '{}')").await?;
+        let insert =
+            tx.prepare("INSERT INTO hookline.events (event_type, payload) VALUES ('bench.burst', '{}')").await?;
         for _ in 0..n {
             tx.execute(&insert, &[]).await?;
         }

@@ -25,6 +25,10 @@ pub struct Settings {
     #[arg(long, env = "HOOKLINE_LISTEN", default_value = "127.0.0.1:8080", global = true)]
     pub listen: SocketAddr,
 
+    /// Largest request body the API accepts, in bytes (larger: 413).
+    #[arg(long, env = "HOOKLINE_MAX_BODY_BYTES", default_value_t = 1024 * 1024, global = true)]
+    pub max_body_bytes: usize,
+
     /// Connections in each process's database pool.
     #[arg(long, env = "HOOKLINE_POOL_SIZE", default_value_t = 16, global = true)]
     pub pool_size: usize,
@@ -169,6 +173,7 @@ fn toml_scalar(value: &toml::Value) -> String {
 const KNOWN_KEYS: &[&str] = &[
     "database_url",
     "listen",
+    "max_body_bytes",
     "pool_size",
     "allow_private_networks",
     "allowed_networks",

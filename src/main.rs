@@ -38,6 +38,27 @@ enum Command {
     Dev,
     /// Print the OpenAPI document.
     Openapi,
+    /// Manage API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token and print it (only its hash is stored).
+    Create {
+        /// A name to recognise it by.
+        #[arg(long)]
+        name: String,
+        /// read, write or admin.
+        #[arg(long, value_parser = ["read", "write", "admin"])]
+        scope: String,
+        /// Bind the token to one tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }
 
 fn main() {
@@ -104,6 +125,16 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             run_all(pool, &url, &settings, shutdown_signal()).await
         }
         Command::Dev => run_dev(settings).await,
+        Command::Token { command: TokenCommand::Create { name, scope, tenant } } => {
+            let pool = connect(&required_url(&settings)?, &settings).await?;
+            let client = pool.get().await?;
+            let scope = api::auth::Scope::parse(&scope).expect("clap checked it");
+            let (token, _) = api::auth::create_token(&**client, &name, scope, tenant.as_deref())
+                .await
+                .map_err(|e| anyhow::anyhow!(telemetry::error_chain(&e)))?;
+            println!("{token}");
+            Ok(())
+        }
     }
 }
 
@@ -135,7 +166,7 @@ async fn serve(pool: Pool, settings: &Settings, mut shutdown: watch::Receiver<bo
     let acceptor = poem::listener::TcpAcceptor::from_tokio(listener)?;
     poem::Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(
-            api::app(pool),
+            api::app(api::AppState::new(pool, settings.max_body_bytes)),
             async move {
                 let _ = shutdown.changed().await;
             },

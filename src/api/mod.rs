@@ -1,26 +1,88 @@
-//! The HTTP API. The OpenAPI service is built without any IO, so
-//! `hookline openapi` prints the document with no database around.
+//! The HTTP API (SPEC §6). The OpenAPI service is built without any IO, so
+//! `hookline openapi` prints the document with no database around; handlers
+//! reach the pool through `Data<&AppState>`.
+//!
+//! A resource module reads: types → handlers. Errors are [`problem::Problem`].
 
+mod audit;
+pub mod auth;
+pub mod body;
 mod ops;
+pub mod page;
+pub mod problem;
+mod tokens;
+mod validate;
+
+use std::sync::Arc;
 
 use deadpool_postgres::Pool;
-use poem::{EndpointExt, Route};
-use poem_openapi::OpenApiService;
+use poem::{Endpoint, EndpointExt, Route};
+use poem_openapi::{OpenApiService, Tags};
 
 /// The API version in the OpenAPI document; bumped by hand on contract changes.
 pub const API_VERSION: &str = "1.0.0";
 
-pub type Api = ops::OpsApi;
+#[derive(Tags)]
+pub enum ApiTags {
+    /// Subscribers: where events are delivered.
+    Endpoints,
+    /// Events to deliver.
+    Events,
+    /// One event to one endpoint, and its attempts.
+    Deliveries,
+    /// Deliveries that will not be retried any more.
+    DeadLetters,
+    /// Queue and endpoint statistics.
+    Stats,
+    /// API tokens (admin).
+    Tokens,
+    /// The record of every mutation (admin).
+    Audit,
+    /// Liveness, readiness and metrics.
+    Operations,
+}
+
+pub type Api = (tokens::TokensApi, audit::AuditApi, ops::OpsApi);
+
+/// What handlers share.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
+    pub pool: Pool,
+    pub tokens: auth::TokenCache,
+    pub max_body_bytes: usize,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(pool: Pool, max_body_bytes: usize) -> Self {
+        AppState(Arc::new(Shared { pool, tokens: auth::TokenCache::default(), max_body_bytes }))
+    }
+}
 
 pub fn openapi_service() -> OpenApiService<Api, ()> {
-    OpenApiService::new(ops::OpsApi, "hookline", API_VERSION)
+    OpenApiService::new((tokens::TokensApi, audit::AuditApi, ops::OpsApi), "hookline", API_VERSION)
         .description("Webhook delivery whose whole state lives in PostgreSQL.")
 }
 
 /// The route tree served by `hookline serve`.
-pub fn app(pool: Pool) -> impl poem::Endpoint {
+pub fn app(state: AppState) -> impl Endpoint {
     let service = openapi_service();
     let docs = service.swagger_ui();
     let spec = service.spec_endpoint();
-    Route::new().nest("/", service).nest("/docs", docs).at("/openapi.json", spec).data(pool)
+    let limit = body::BodyLimit(state.max_body_bytes);
+    Route::new()
+        .nest("/", service)
+        .nest("/docs", docs)
+        .at("/openapi.json", spec)
+        .data(state)
+        .data(limit)
+        .catch_all_error(problem::catch_all)
 }

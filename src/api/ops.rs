@@ -1,14 +1,9 @@
 //! Operations: liveness and readiness.
 
-use deadpool_postgres::Pool;
 use poem::web::Data;
-use poem_openapi::{ApiResponse, OpenApi, Tags, payload::PlainText};
+use poem_openapi::{ApiResponse, OpenApi, payload::PlainText};
 
-#[derive(Tags)]
-enum OpsTags {
-    /// Liveness and readiness probes.
-    Operations,
-}
+use super::{ApiTags, AppState};
 
 pub struct OpsApi;
 
@@ -22,7 +17,7 @@ enum ReadyResponse {
     NotReady(PlainText<&'static str>),
 }
 
-#[OpenApi(tag = "OpsTags::Operations")]
+#[OpenApi(tag = "ApiTags::Operations")]
 impl OpsApi {
     /// The process is up.
     #[oai(path = "/healthz", method = "get", operation_id = "healthz")]
@@ -32,8 +27,8 @@ impl OpsApi {
 
     /// The process can reach its database.
     #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
-    async fn readyz(&self, pool: Data<&Pool>) -> ReadyResponse {
-        let ready = match pool.get().await {
+    async fn readyz(&self, state: Data<&AppState>) -> ReadyResponse {
+        let ready = match state.pool.get().await {
             Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
             Err(_) => false,
         };

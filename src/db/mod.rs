@@ -1,9 +1,11 @@
 //! PostgreSQL access: the pool, the error type, and one module per table with
 //! its statements as named constants beside the functions that run them.
 
+pub mod audit;
 pub mod deliveries;
 pub mod endpoints;
 pub mod migrate;
+pub mod tokens;
 pub mod workers;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod api_tokens;
 mod cli;
 mod delivery;
 mod openapi;

@@ -1,6 +1,7 @@
 //! Test harness: a database per test cloned from a migrated template, a real
 //! HTTP receiver on 127.0.0.1, and workers in-process or as real processes.
 
+pub mod api;
 pub mod db;
 pub mod receiver;
 pub mod worker;

@@ -1,0 +1,128 @@
+//! `Body<T>`: a JSON request body parsed with serde, so a bad field is named
+//! exactly (`event_types[2]`, `headers.x-api-key`) in the 400 problem, while
+//! the OpenAPI document still describes `T` through poem-openapi.
+//!
+//! poem-openapi's own `Json<T>` parser reports which *type* failed, not which
+//! field, and coerces numbers and booleans into strings.
+
+use poem::{IntoResponse, Request, RequestBody};
+use poem_openapi::payload::{ParsePayload, Payload};
+use poem_openapi::registry::{MetaMediaType, MetaRequest, MetaSchemaRef, Registry};
+use poem_openapi::types::Type;
+use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
+use serde::de::DeserializeOwned;
+
+use super::problem::{Problem, ProblemKind};
+
+/// The largest request body accepted, unless configured otherwise.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// The configured body limit, put into request data by the app.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+pub struct Body<T>(pub T);
+
+impl<T: Type> Payload for Body<T> {
+    const CONTENT_TYPE: &'static str = "application/json";
+
+    fn check_content_type(content_type: &str) -> bool {
+        content_type.parse::<mime::Mime>().is_ok_and(|m| {
+            m.type_() == "application" && (m.subtype() == "json" || m.suffix().is_some_and(|s| s == "json"))
+        })
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        T::schema_ref()
+    }
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
+    }
+}
+
+impl<T: Type + DeserializeOwned + Send> ParsePayload for Body<T> {
+    const IS_REQUIRED: bool = true;
+
+    async fn from_request(request: &Request, body: &mut RequestBody) -> poem::Result<Self> {
+        let limit = request.data::<BodyLimit>().map_or(DEFAULT_MAX_BODY_BYTES, |l| l.0);
+        let bytes = read_limited(body.take()?, limit).await?;
+        let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
+        let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let field = (path != ".").then_some(path);
+            reject(Problem::new(ProblemKind::InvalidField, invalid_json_detail(&inner), field))
+        })?;
+        deserializer.end().map_err(|e| reject(Problem::new(ProblemKind::InvalidRequest, e.to_string(), None)))?;
+        Ok(Body(value))
+    }
+}
+
+impl<'a, T: Type + DeserializeOwned + Send> ApiExtractor<'a> for Body<T> {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        <Self as Payload>::register(registry);
+    }
+
+    fn request_meta() -> Option<MetaRequest> {
+        Some(MetaRequest {
+            description: None,
+            content: vec![MetaMediaType { content_type: Self::CONTENT_TYPE, schema: Self::schema_ref() }],
+            required: true,
+        })
+    }
+
+    async fn from_request(
+        request: &'a Request,
+        body: &mut RequestBody,
+        _options: ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
+        match request.content_type() {
+            Some(content_type) if Self::check_content_type(content_type) => {
+                <Self as ParsePayload>::from_request(request, body).await
+            }
+            Some(other) => Err(reject(Problem::new(
+                ProblemKind::UnsupportedMediaType,
+                format!("the body must be application/json, not {other}"),
+                None,
+            ))),
+            None => Err(reject(Problem::new(
+                ProblemKind::UnsupportedMediaType,
+                "the body must be application/json (no Content-Type was given)",
+                None,
+            ))),
+        }
+    }
+}
+
+/// Reads at most `limit` bytes; more is a 413 problem.
+pub async fn read_limited(body: poem::Body, limit: usize) -> poem::Result<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut bytes = Vec::new();
+    let mut reader = body.into_async_read().take(limit as u64 + 1);
+    reader.read_to_end(&mut bytes).await.map_err(|e| {
+        reject(Problem::new(ProblemKind::InvalidRequest, format!("reading the body failed: {e}"), None))
+    })?;
+    if bytes.len() > limit {
+        return Err(reject(Problem::new(
+            ProblemKind::PayloadTooLarge,
+            format!("the body is larger than {limit} bytes"),
+            None,
+        )));
+    }
+    Ok(bytes)
+}
+
+/// A problem as a poem error, answered as is.
+pub fn reject(problem: Problem) -> poem::Error {
+    poem::Error::from_response(problem.into_response())
+}
+
+fn invalid_json_detail(error: &serde_json::Error) -> String {
+    // serde's messages end with " at line 1 column 42": keep them, they help.
+    error.to_string()
+}
