@@ -51,8 +51,13 @@ impl<T: Type + DeserializeOwned + Send> ParsePayload for Body<T> {
         let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
-            let field = (path != ".").then_some(path);
-            reject(Problem::new(ProblemKind::InvalidField, invalid_json_detail(&inner), field))
+            match inner.classify() {
+                // Wrong types, unknown or missing fields: name the field.
+                serde_json::error::Category::Data if path != "." => {
+                    reject(Problem::new(ProblemKind::InvalidField, inner.to_string(), Some(path)))
+                }
+                _ => reject(Problem::new(ProblemKind::InvalidRequest, format!("malformed JSON: {inner}"), None)),
+            }
         })?;
         deserializer.end().map_err(|e| reject(Problem::new(ProblemKind::InvalidRequest, e.to_string(), None)))?;
         Ok(Body(value))
@@ -120,9 +125,4 @@ pub async fn read_limited(body: poem::Body, limit: usize) -> poem::Result<Vec<u8
 /// A problem as a poem error, answered as is.
 pub fn reject(problem: Problem) -> poem::Error {
     poem::Error::from_response(problem.into_response())
-}
-
-fn invalid_json_detail(error: &serde_json::Error) -> String {
-    // serde's messages end with " at line 1 column 42": keep them, they help.
-    error.to_string()
 }
