@@ -49,6 +49,9 @@ BEGIN
           ON ep.tenant = e.tenant
          AND ep.enabled
          AND e.event_type LIKE ANY (ep.event_types_like)
+        -- An endpoint's test event (POST /v1/endpoints/{id}/test) goes to that
+        -- endpoint alone; the API queues it.
+        WHERE e.source <> 'test'
         RETURNING id, event_id, endpoint_id
     )
     INSERT INTO hookline.delivery_queue (delivery_id, event_id, endpoint_id)

@@ -56,6 +56,13 @@ impl<T: Type + DeserializeOwned + Send> ParsePayload for Body<T> {
                 serde_json::error::Category::Data if path != "." => {
                     reject(Problem::new(ProblemKind::InvalidField, inner.to_string(), Some(path)))
                 }
+                serde_json::error::Category::Data => {
+                    let missing = inner
+                        .to_string()
+                        .strip_prefix("missing field `")
+                        .and_then(|r| r.split('`').next().map(str::to_owned));
+                    reject(Problem::new(ProblemKind::InvalidField, inner.to_string(), missing))
+                }
                 _ => reject(Problem::new(ProblemKind::InvalidRequest, format!("malformed JSON: {inner}"), None)),
             }
         })?;

@@ -7,9 +7,13 @@
 mod audit;
 pub mod auth;
 pub mod body;
+mod deliveries;
+mod endpoints;
+mod events;
 mod ops;
 pub mod page;
 pub mod problem;
+mod stats;
 mod tokens;
 mod validate;
 
@@ -42,7 +46,16 @@ pub enum ApiTags {
     Operations,
 }
 
-pub type Api = (tokens::TokensApi, audit::AuditApi, ops::OpsApi);
+pub type Api = (
+    endpoints::EndpointsApi,
+    events::EventsApi,
+    deliveries::DeliveriesApi,
+    deliveries::DeadLettersApi,
+    stats::StatsApi,
+    tokens::TokensApi,
+    audit::AuditApi,
+    ops::OpsApi,
+);
 
 /// What handlers share.
 #[derive(Clone)]
@@ -65,10 +78,25 @@ impl AppState {
     pub fn new(pool: Pool, max_body_bytes: usize) -> Self {
         AppState(Arc::new(Shared { pool, tokens: auth::TokenCache::default(), max_body_bytes }))
     }
+
+    /// A pooled connection; failing to get one is a 500 problem.
+    pub async fn client(&self) -> Result<deadpool_postgres::Object, problem::Problem> {
+        Ok(self.pool.get().await.map_err(crate::db::Error::from)?)
+    }
 }
 
 pub fn openapi_service() -> OpenApiService<Api, ()> {
-    OpenApiService::new((tokens::TokensApi, audit::AuditApi, ops::OpsApi), "hookline", API_VERSION)
+    let apis = (
+        endpoints::EndpointsApi,
+        events::EventsApi,
+        deliveries::DeliveriesApi,
+        deliveries::DeadLettersApi,
+        stats::StatsApi,
+        tokens::TokensApi,
+        audit::AuditApi,
+        ops::OpsApi,
+    );
+    OpenApiService::new(apis, "hookline", API_VERSION)
         .description("Webhook delivery whose whole state lives in PostgreSQL.")
 }
 

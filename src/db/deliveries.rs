@@ -212,3 +212,289 @@ pub async fn release(db: &impl GenericClient, worker: Uuid, deliveries: &[Uuid])
 pub async fn seconds_until_next_due(db: &impl GenericClient) -> Result<Option<f64>> {
     Ok(db.query_one(DELIVERY_SECONDS_UNTIL_NEXT_DUE, &[]).await?.get(0))
 }
+
+// ---- The API's view of deliveries -------------------------------------------
+
+/// A delivery as the API shows it. `in_flight` is not stored: a pending
+/// delivery whose queue row holds an unexpired lease is in flight.
+macro_rules! delivery_view {
+    () => {
+        "SELECT d.id, d.event_id, d.endpoint_id, d.tenant, d.event_type,
+                CASE WHEN d.state = 'pending' AND q.lease_owner IS NOT NULL AND q.next_attempt_at > now()
+                     THEN 'in_flight' ELSE d.state END AS state,
+                d.attempts,
+                CASE WHEN d.state = 'pending' AND (q.lease_owner IS NULL OR q.next_attempt_at <= now())
+                     THEN q.next_attempt_at END AS next_attempt_at,
+                d.last_status_code, d.last_error, d.created_at, d.completed_at
+           FROM hookline.deliveries AS d
+           LEFT JOIN hookline.delivery_queue AS q ON q.delivery_id = d.id"
+    };
+}
+
+pub const DELIVERY_GET: &str = concat!(delivery_view!(), " WHERE d.id = $1");
+
+pub const DELIVERIES_OF_EVENT: &str = concat!(delivery_view!(), " WHERE d.event_id = $1 ORDER BY d.id");
+
+/// Newest first after cursor `$1`, filtered by tenant `$3`, endpoint `$4`,
+/// event type `$5`, creation window [`$6`, `$7`) and (derived) state `$8`.
+pub const DELIVERY_LIST_PAGE: &str = concat!(
+    "SELECT * FROM (",
+    delivery_view!(),
+    " WHERE ($1::uuid IS NULL OR d.id < $1)
+        AND ($3::text IS NULL OR d.tenant = $3)
+        AND ($4::uuid IS NULL OR d.endpoint_id = $4)
+        AND ($5::text IS NULL OR d.event_type = $5)
+        AND ($6::timestamptz IS NULL OR d.id >= hookline.uuid_v7_floor($6))
+        AND ($7::timestamptz IS NULL OR d.id < hookline.uuid_v7_floor($7))
+      ORDER BY d.id DESC) AS v
+     WHERE ($8::text IS NULL OR v.state = $8)
+     LIMIT $2"
+);
+
+/// The dead-letter queue, newest first, read through its own index.
+pub const DEAD_LETTER_LIST_PAGE: &str = concat!(
+    delivery_view!(),
+    " WHERE q.state = 'dead'
+        AND ($1::uuid IS NULL OR q.delivery_id < $1)
+        AND ($3::text IS NULL OR d.tenant = $3)
+        AND ($4::uuid IS NULL OR q.endpoint_id = $4)
+        AND ($5::text IS NULL OR d.event_type = $5)
+      ORDER BY q.delivery_id DESC LIMIT $2"
+);
+
+pub const ATTEMPTS_OF_DELIVERY: &str = "
+SELECT attempt, started_at, duration_ms, status_code, response_headers, response_body, error_kind, error, worker
+  FROM hookline.attempts WHERE delivery_id = $1 ORDER BY attempt";
+
+/// Puts a delivery back in the queue, due now, unless a worker holds it.
+/// Returns the delivery id when it did.
+pub const DELIVERY_REQUEUE: &str = "
+WITH queued AS (
+    INSERT INTO hookline.delivery_queue (delivery_id, event_id, endpoint_id)
+    SELECT id, event_id, endpoint_id FROM hookline.deliveries WHERE id = $1
+    ON CONFLICT (delivery_id) DO UPDATE
+       SET state = 'pending', next_attempt_at = now(), lease_owner = NULL
+     WHERE hookline.delivery_queue.lease_owner IS NULL OR hookline.delivery_queue.next_attempt_at <= now()
+    RETURNING delivery_id
+)
+UPDATE hookline.deliveries AS d
+   SET state = 'pending', completed_at = NULL
+  FROM queued WHERE d.id = queued.delivery_id
+RETURNING d.id";
+
+/// Takes a delivery out of the queue for good, unless a worker holds it.
+pub const DELIVERY_CANCEL: &str = "
+WITH removed AS (
+    DELETE FROM hookline.delivery_queue
+     WHERE delivery_id = $1 AND (lease_owner IS NULL OR next_attempt_at <= now())
+    RETURNING delivery_id
+)
+UPDATE hookline.deliveries AS d
+   SET state = 'cancelled', completed_at = now(), last_error = coalesce(d.last_error, $2)
+  FROM removed WHERE d.id = removed.delivery_id
+RETURNING d.id";
+
+/// Re-queues the dead letters matching tenant `$1`, endpoint `$2`, type `$3`,
+/// window [`$4`, `$5`); returns how many.
+pub const DEAD_LETTER_REPLAY_MATCHING: &str = "
+WITH revived AS (
+    UPDATE hookline.delivery_queue AS q
+       SET state = 'pending', next_attempt_at = now(), lease_owner = NULL
+      FROM hookline.deliveries AS d
+     WHERE q.state = 'dead' AND d.id = q.delivery_id
+       AND ($1::text IS NULL OR d.tenant = $1)
+       AND ($2::uuid IS NULL OR q.endpoint_id = $2)
+       AND ($3::text IS NULL OR d.event_type = $3)
+       AND ($4::timestamptz IS NULL OR q.delivery_id >= hookline.uuid_v7_floor($4))
+       AND ($5::timestamptz IS NULL OR q.delivery_id < hookline.uuid_v7_floor($5))
+    RETURNING q.delivery_id
+),
+history AS (
+    UPDATE hookline.deliveries AS d
+       SET state = 'pending', completed_at = NULL
+      FROM revived WHERE d.id = revived.delivery_id
+)
+SELECT count(*) FROM revived";
+
+/// Queues, for endpoint `$1`, the matching events since `$2` that it has no
+/// delivery of (those produced while it was disabled); returns how many.
+pub const DELIVERY_QUEUE_MISSED: &str = "
+WITH missed AS (
+    SELECT e.id, e.tenant, e.event_type
+      FROM hookline.endpoints AS ep
+      JOIN hookline.events AS e
+        ON e.tenant = ep.tenant AND e.id >= hookline.uuid_v7_floor($2)
+       AND e.source <> 'test' AND e.event_type LIKE ANY (ep.event_types_like)
+     WHERE ep.id = $1
+       AND NOT EXISTS (SELECT FROM hookline.deliveries AS d WHERE d.event_id = e.id AND d.endpoint_id = ep.id)
+),
+created AS (
+    INSERT INTO hookline.deliveries (event_id, endpoint_id, tenant, event_type)
+    SELECT id, $1, tenant, event_type FROM missed
+    RETURNING id, event_id, endpoint_id
+)
+INSERT INTO hookline.delivery_queue (delivery_id, event_id, endpoint_id)
+SELECT id, event_id, endpoint_id FROM created";
+
+/// Queues event `$1` for endpoint `$2` alone (an endpoint test).
+pub const DELIVERY_QUEUE_ONE: &str = "
+WITH created AS (
+    INSERT INTO hookline.deliveries (event_id, endpoint_id, tenant, event_type)
+    VALUES ($1, $2, $3, $4)
+    RETURNING id, event_id, endpoint_id
+)
+INSERT INTO hookline.delivery_queue (delivery_id, event_id, endpoint_id)
+SELECT id, event_id, endpoint_id FROM created
+RETURNING delivery_id";
+
+/// Wakes idle workers after the API queued something by hand.
+pub const DELIVERY_WAKE_WORKERS: &str = "
+SELECT pg_notify('hookline_wake', '') WHERE EXISTS (SELECT FROM hookline.idle_workers)";
+
+#[derive(Debug, Clone)]
+pub struct DeliveryView {
+    pub id: Uuid,
+    pub event_id: Uuid,
+    pub endpoint_id: Uuid,
+    pub tenant: String,
+    pub event_type: String,
+    pub state: String,
+    pub attempts: i32,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub last_status_code: Option<i32>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+impl From<tokio_postgres::Row> for DeliveryView {
+    fn from(r: tokio_postgres::Row) -> Self {
+        DeliveryView {
+            id: r.get(0),
+            event_id: r.get(1),
+            endpoint_id: r.get(2),
+            tenant: r.get(3),
+            event_type: r.get(4),
+            state: r.get(5),
+            attempts: r.get(6),
+            next_attempt_at: r.get(7),
+            last_status_code: r.get(8),
+            last_error: r.get(9),
+            created_at: r.get(10),
+            completed_at: r.get(11),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AttemptView {
+    pub attempt: i32,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: i32,
+    pub status_code: Option<i32>,
+    pub response_headers: Option<serde_json::Value>,
+    pub response_body: Option<String>,
+    pub error_kind: Option<String>,
+    pub error: Option<String>,
+    pub worker: Uuid,
+}
+
+/// Filters of delivery and dead-letter lists.
+#[derive(Debug, Default)]
+pub struct DeliveryFilter<'a> {
+    pub after: Option<Uuid>,
+    pub limit: i64,
+    pub tenant: Option<&'a str>,
+    pub endpoint_id: Option<Uuid>,
+    pub event_type: Option<&'a str>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub state: Option<&'a str>,
+}
+
+pub async fn get(db: &impl GenericClient, id: Uuid) -> Result<Option<DeliveryView>> {
+    Ok(db.query_opt(DELIVERY_GET, &[&id]).await?.map(DeliveryView::from))
+}
+
+pub async fn of_event(db: &impl GenericClient, event_id: Uuid) -> Result<Vec<DeliveryView>> {
+    Ok(db.query(DELIVERIES_OF_EVENT, &[&event_id]).await?.into_iter().map(DeliveryView::from).collect())
+}
+
+pub async fn list_page(db: &impl GenericClient, f: &DeliveryFilter<'_>) -> Result<Vec<DeliveryView>> {
+    let rows = db
+        .query(
+            DELIVERY_LIST_PAGE,
+            &[&f.after, &f.limit, &f.tenant, &f.endpoint_id, &f.event_type, &f.since, &f.until, &f.state],
+        )
+        .await?;
+    Ok(rows.into_iter().map(DeliveryView::from).collect())
+}
+
+pub async fn dead_letters_page(db: &impl GenericClient, f: &DeliveryFilter<'_>) -> Result<Vec<DeliveryView>> {
+    let rows = db.query(DEAD_LETTER_LIST_PAGE, &[&f.after, &f.limit, &f.tenant, &f.endpoint_id, &f.event_type]).await?;
+    Ok(rows.into_iter().map(DeliveryView::from).collect())
+}
+
+pub async fn attempts(db: &impl GenericClient, delivery_id: Uuid) -> Result<Vec<AttemptView>> {
+    let rows = db.query(ATTEMPTS_OF_DELIVERY, &[&delivery_id]).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| AttemptView {
+            attempt: r.get(0),
+            started_at: r.get(1),
+            duration_ms: r.get(2),
+            status_code: r.get(3),
+            response_headers: r.get(4),
+            response_body: r.get(5),
+            error_kind: r.get(6),
+            error: r.get(7),
+            worker: r.get(8),
+        })
+        .collect())
+}
+
+/// False when a worker holds the delivery right now.
+pub async fn requeue(db: &impl GenericClient, id: Uuid) -> Result<bool> {
+    let done = db.query_opt(DELIVERY_REQUEUE, &[&id]).await?.is_some();
+    if done {
+        db.execute(DELIVERY_WAKE_WORKERS, &[]).await?;
+    }
+    Ok(done)
+}
+
+/// False when a worker holds the delivery right now.
+pub async fn cancel(db: &impl GenericClient, id: Uuid, reason: &str) -> Result<bool> {
+    Ok(db.query_opt(DELIVERY_CANCEL, &[&id, &reason]).await?.is_some())
+}
+
+pub async fn replay_dead_letters(db: &impl GenericClient, f: &DeliveryFilter<'_>) -> Result<i64> {
+    let row = db
+        .query_one(DEAD_LETTER_REPLAY_MATCHING, &[&f.tenant, &f.endpoint_id, &f.event_type, &f.since, &f.until])
+        .await?;
+    let revived: i64 = row.get(0);
+    if revived > 0 {
+        db.execute(DELIVERY_WAKE_WORKERS, &[]).await?;
+    }
+    Ok(revived)
+}
+
+pub async fn queue_missed(db: &impl GenericClient, endpoint_id: Uuid, since: DateTime<Utc>) -> Result<u64> {
+    let queued = db.execute(DELIVERY_QUEUE_MISSED, &[&endpoint_id, &since]).await?;
+    if queued > 0 {
+        db.execute(DELIVERY_WAKE_WORKERS, &[]).await?;
+    }
+    Ok(queued)
+}
+
+pub struct OneDelivery<'a> {
+    pub event_id: Uuid,
+    pub endpoint_id: Uuid,
+    pub tenant: &'a str,
+    pub event_type: &'a str,
+}
+
+pub async fn queue_one(db: &impl GenericClient, d: &OneDelivery<'_>) -> Result<Uuid> {
+    let row = db.query_one(DELIVERY_QUEUE_ONE, &[&d.event_id, &d.endpoint_id, &d.tenant, &d.event_type]).await?;
+    db.execute(DELIVERY_WAKE_WORKERS, &[]).await?;
+    Ok(row.get(0))
+}

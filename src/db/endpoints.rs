@@ -1,9 +1,56 @@
-//! Endpoints as the worker and `hookline dev` need them (the API adds the rest).
+//! Endpoints: the API's CRUD, and what the worker and `hookline dev` need.
 
-use tokio_postgres::GenericClient;
+use chrono::{DateTime, Utc};
+use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
 
 use super::Result;
+
+/// The columns every endpoint query returns, in `Endpoint::from(Row)` order.
+macro_rules! endpoint_columns {
+    () => {
+        "id, tenant, url, description, event_types, secret, previous_secret, previous_secret_expires_at,
+         http_method, headers, timeout_ms, rate_limit_per_s, max_in_flight, retry_schedule, disable_after_failures,
+         enabled, disabled_reason, disabled_at, metadata, created_at, updated_at"
+    };
+}
+
+pub const ENDPOINT_INSERT: &str = concat!(
+    "INSERT INTO hookline.endpoints (tenant, url, description, event_types, secret, http_method, headers,
+        timeout_ms, rate_limit_per_s, max_in_flight, retry_schedule, disable_after_failures, enabled, metadata)
+     VALUES ($1, $2, $3, $4, coalesce($5, hookline.new_secret()), $6, $7, $8, $9, $10, $11, $12, $13, $14)
+     RETURNING ",
+    endpoint_columns!()
+);
+
+pub const ENDPOINT_GET: &str = concat!("SELECT ", endpoint_columns!(), " FROM hookline.endpoints WHERE id = $1");
+
+/// The same, locked for an update in this transaction.
+pub const ENDPOINT_GET_FOR_UPDATE: &str =
+    concat!("SELECT ", endpoint_columns!(), " FROM hookline.endpoints WHERE id = $1 FOR UPDATE");
+
+/// Newest first, after cursor `$1`, optionally of one tenant (`$3`).
+pub const ENDPOINT_LIST_PAGE: &str = concat!(
+    "SELECT ",
+    endpoint_columns!(),
+    " FROM hookline.endpoints
+     WHERE ($1::uuid IS NULL OR id < $1) AND ($3::text IS NULL OR tenant = $3)
+     ORDER BY id DESC LIMIT $2"
+);
+
+/// Writes every changeable column (the API reads, changes and writes back).
+pub const ENDPOINT_UPDATE: &str = concat!(
+    "UPDATE hookline.endpoints
+        SET url = $2, description = $3, event_types = $4, http_method = $5, headers = $6, timeout_ms = $7,
+            rate_limit_per_s = $8, max_in_flight = $9, retry_schedule = $10, disable_after_failures = $11,
+            enabled = $12, disabled_reason = $13, metadata = $14, secret = $15, previous_secret = $16,
+            previous_secret_expires_at = $17
+      WHERE id = $1
+     RETURNING ",
+    endpoint_columns!()
+);
+
+pub const ENDPOINT_DELETE: &str = "DELETE FROM hookline.endpoints WHERE id = $1";
 
 /// Disables an endpoint with a reason; the endpoints trigger moves its pending
 /// deliveries to the dead-letter queue.
@@ -22,6 +69,154 @@ SELECT id FROM hookline.endpoints WHERE description = $1 ORDER BY created_at LIM
 
 pub const ENDPOINT_SET_URL: &str = "
 UPDATE hookline.endpoints SET url = $2, enabled = true WHERE id = $1";
+
+/// An endpoint row, secrets included: the API decides what to show.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Endpoint {
+    pub id: Uuid,
+    pub tenant: String,
+    pub url: String,
+    pub description: String,
+    pub event_types: Vec<String>,
+    pub secret: String,
+    pub previous_secret: Option<String>,
+    pub previous_secret_expires_at: Option<DateTime<Utc>>,
+    pub http_method: String,
+    pub headers: serde_json::Value,
+    pub timeout_ms: i32,
+    pub rate_limit_per_s: Option<i32>,
+    pub max_in_flight: Option<i32>,
+    pub retry_schedule: Option<Vec<f64>>,
+    pub disable_after_failures: i32,
+    pub enabled: bool,
+    pub disabled_reason: Option<String>,
+    pub disabled_at: Option<DateTime<Utc>>,
+    pub metadata: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Row> for Endpoint {
+    fn from(r: Row) -> Self {
+        Endpoint {
+            id: r.get(0),
+            tenant: r.get(1),
+            url: r.get(2),
+            description: r.get(3),
+            event_types: r.get(4),
+            secret: r.get(5),
+            previous_secret: r.get(6),
+            previous_secret_expires_at: r.get(7),
+            http_method: r.get(8),
+            headers: r.get(9),
+            timeout_ms: r.get(10),
+            rate_limit_per_s: r.get(11),
+            max_in_flight: r.get(12),
+            retry_schedule: r.get(13),
+            disable_after_failures: r.get(14),
+            enabled: r.get(15),
+            disabled_reason: r.get(16),
+            disabled_at: r.get(17),
+            metadata: r.get(18),
+            created_at: r.get(19),
+            updated_at: r.get(20),
+        }
+    }
+}
+
+/// What a new endpoint is made of; `secret` None = generated.
+#[derive(Debug, Clone)]
+pub struct NewEndpoint {
+    pub tenant: String,
+    pub url: String,
+    pub description: String,
+    pub event_types: Vec<String>,
+    pub secret: Option<String>,
+    pub http_method: String,
+    pub headers: serde_json::Value,
+    pub timeout_ms: i32,
+    pub rate_limit_per_s: Option<i32>,
+    pub max_in_flight: Option<i32>,
+    pub retry_schedule: Option<Vec<f64>>,
+    pub disable_after_failures: i32,
+    pub enabled: bool,
+    pub metadata: serde_json::Value,
+}
+
+pub async fn insert(db: &impl GenericClient, e: &NewEndpoint) -> Result<Endpoint> {
+    let row = db
+        .query_one(
+            ENDPOINT_INSERT,
+            &[
+                &e.tenant,
+                &e.url,
+                &e.description,
+                &e.event_types,
+                &e.secret,
+                &e.http_method,
+                &e.headers,
+                &e.timeout_ms,
+                &e.rate_limit_per_s,
+                &e.max_in_flight,
+                &e.retry_schedule,
+                &e.disable_after_failures,
+                &e.enabled,
+                &e.metadata,
+            ],
+        )
+        .await?;
+    Ok(row.into())
+}
+
+pub async fn get(db: &impl GenericClient, id: Uuid) -> Result<Option<Endpoint>> {
+    Ok(db.query_opt(ENDPOINT_GET, &[&id]).await?.map(Endpoint::from))
+}
+
+pub async fn get_for_update(db: &impl GenericClient, id: Uuid) -> Result<Option<Endpoint>> {
+    Ok(db.query_opt(ENDPOINT_GET_FOR_UPDATE, &[&id]).await?.map(Endpoint::from))
+}
+
+pub async fn list_page(
+    db: &impl GenericClient,
+    after: Option<Uuid>,
+    limit: i64,
+    tenant: Option<&str>,
+) -> Result<Vec<Endpoint>> {
+    Ok(db.query(ENDPOINT_LIST_PAGE, &[&after, &limit, &tenant]).await?.into_iter().map(Endpoint::from).collect())
+}
+
+/// Writes `e`'s changeable columns back.
+pub async fn update(db: &impl GenericClient, e: &Endpoint) -> Result<Endpoint> {
+    let row = db
+        .query_one(
+            ENDPOINT_UPDATE,
+            &[
+                &e.id,
+                &e.url,
+                &e.description,
+                &e.event_types,
+                &e.http_method,
+                &e.headers,
+                &e.timeout_ms,
+                &e.rate_limit_per_s,
+                &e.max_in_flight,
+                &e.retry_schedule,
+                &e.disable_after_failures,
+                &e.enabled,
+                &e.disabled_reason,
+                &e.metadata,
+                &e.secret,
+                &e.previous_secret,
+                &e.previous_secret_expires_at,
+            ],
+        )
+        .await?;
+    Ok(row.into())
+}
+
+pub async fn delete(db: &impl GenericClient, id: Uuid) -> Result<bool> {
+    Ok(db.execute(ENDPOINT_DELETE, &[&id]).await? == 1)
+}
 
 pub async fn disable(db: &impl GenericClient, id: Uuid, reason: &str) -> Result<bool> {
     Ok(db.execute(ENDPOINT_DISABLE, &[&id, &reason]).await? == 1)

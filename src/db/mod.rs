@@ -4,7 +4,9 @@
 pub mod audit;
 pub mod deliveries;
 pub mod endpoints;
+pub mod events;
 pub mod migrate;
+pub mod stats;
 pub mod tokens;
 pub mod workers;
 

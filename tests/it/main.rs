@@ -2,6 +2,7 @@
 
 mod support;
 
+mod api_endpoints;
 mod api_tokens;
 mod cli;
 mod delivery;

@@ -1,0 +1,847 @@
+//! `/v1/endpoints`: subscribers. Secrets appear only in the create and
+//! rotate answers and at `GET /v1/endpoints/{id}/secret`.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use poem::web::Data;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::types::MaybeUndefined;
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::auth::{Auth, Principal, Scope};
+use super::body::Body;
+use super::page::PageRequest;
+use super::problem::Problem;
+use super::{ApiTags, AppState, validate};
+use crate::db;
+use crate::db::audit::Entry;
+use crate::signing::SigningKey;
+
+/// Headers an endpoint may not set: hookline owns them.
+const RESERVED_HEADERS: &[&str] =
+    &["content-type", "content-length", "host", "user-agent", "webhook-id", "webhook-timestamp", "webhook-signature"];
+/// Default overlap during which a rotated-out secret keeps signing.
+const DEFAULT_ROTATION_OVERLAP_S: i64 = 24 * 3600;
+
+#[derive(Enum, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[oai(rename_all = "UPPERCASE")]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpMethod {
+    Post,
+    Put,
+    Patch,
+}
+
+impl HttpMethod {
+    fn as_str(self) -> &'static str {
+        match self {
+            HttpMethod::Post => "POST",
+            HttpMethod::Put => "PUT",
+            HttpMethod::Patch => "PATCH",
+        }
+    }
+}
+
+/// A new endpoint. Only `url` is required.
+#[derive(Object, Deserialize, Debug)]
+#[oai(deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointCreate {
+    /// Where to deliver: an http(s) URL.
+    #[oai(validator(max_length = 2000))]
+    pub url: String,
+    /// The tenant (default `default`; a tenant-bound token's own).
+    #[oai(validator(pattern = r"^[A-Za-z0-9_.:-]{1,100}$"), nullable)]
+    #[serde(default)]
+    pub tenant: Option<String>,
+    #[oai(validator(max_length = 1000), nullable)]
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Event types to receive: exact names, `prefix.*` or `*`; empty = all.
+    #[oai(nullable)]
+    #[serde(default)]
+    pub event_types: Option<Vec<String>>,
+    /// A Standard Webhooks secret `whsec_<base64>`; generated when absent.
+    #[oai(nullable)]
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// POST (default), PUT or PATCH.
+    #[oai(nullable)]
+    #[serde(default)]
+    pub http_method: Option<HttpMethod>,
+    /// Extra request headers.
+    #[oai(nullable)]
+    #[serde(default)]
+    pub headers: Option<BTreeMap<String, String>>,
+    /// Request timeout, 1 to 300,000 ms (default 10,000).
+    #[oai(validator(minimum(value = "1"), maximum(value = "300000")), nullable)]
+    #[serde(default)]
+    pub timeout_ms: Option<i32>,
+    /// Deliveries per second at most, across all workers.
+    #[oai(validator(minimum(value = "1")), nullable)]
+    #[serde(default)]
+    pub rate_limit_per_s: Option<i32>,
+    /// Requests in flight at most, across all workers.
+    #[oai(validator(minimum(value = "1")), nullable)]
+    #[serde(default)]
+    pub max_in_flight: Option<i32>,
+    /// Seconds to wait before each retry (default: the global schedule).
+    #[oai(nullable)]
+    #[serde(default)]
+    pub retry_schedule: Option<Vec<f64>>,
+    /// Disable after this many consecutive dead deliveries (default 5).
+    #[oai(validator(minimum(value = "1"), maximum(value = "10000")), nullable)]
+    #[serde(default)]
+    pub disable_after_failures: Option<i32>,
+    #[oai(nullable)]
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Any JSON object, kept for you.
+    #[oai(nullable)]
+    #[serde(default)]
+    pub metadata: Option<BTreeMap<String, serde_json::Value>>,
+}
+
+/// Changes to an endpoint: absent fields stay as they are; `null` clears the
+/// optional limits and the retry schedule.
+#[derive(Object, Deserialize, Debug, Default)]
+#[oai(deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointUpdate {
+    #[oai(validator(max_length = 2000))]
+    #[serde(default)]
+    pub url: MaybeUndefined<String>,
+    #[oai(validator(max_length = 1000))]
+    #[serde(default)]
+    pub description: MaybeUndefined<String>,
+    #[serde(default)]
+    pub event_types: MaybeUndefined<Vec<String>>,
+    #[serde(default)]
+    pub http_method: MaybeUndefined<HttpMethod>,
+    #[serde(default)]
+    pub headers: MaybeUndefined<BTreeMap<String, String>>,
+    #[oai(validator(minimum(value = "1"), maximum(value = "300000")))]
+    #[serde(default)]
+    pub timeout_ms: MaybeUndefined<i32>,
+    #[oai(validator(minimum(value = "1")))]
+    #[serde(default)]
+    pub rate_limit_per_s: MaybeUndefined<i32>,
+    #[oai(validator(minimum(value = "1")))]
+    #[serde(default)]
+    pub max_in_flight: MaybeUndefined<i32>,
+    #[serde(default)]
+    pub retry_schedule: MaybeUndefined<Vec<f64>>,
+    #[oai(validator(minimum(value = "1"), maximum(value = "10000")))]
+    #[serde(default)]
+    pub disable_after_failures: MaybeUndefined<i32>,
+    #[serde(default)]
+    pub enabled: MaybeUndefined<bool>,
+    #[serde(default)]
+    pub metadata: MaybeUndefined<BTreeMap<String, serde_json::Value>>,
+}
+
+/// An endpoint (never its secret).
+#[derive(Object, Debug, Clone)]
+pub struct Endpoint {
+    pub id: Uuid,
+    pub tenant: String,
+    pub url: String,
+    pub description: String,
+    pub event_types: Vec<String>,
+    pub http_method: HttpMethod,
+    pub headers: BTreeMap<String, String>,
+    pub timeout_ms: i32,
+    #[oai(nullable)]
+    pub rate_limit_per_s: Option<i32>,
+    #[oai(nullable)]
+    pub max_in_flight: Option<i32>,
+    /// Retry delays in seconds; null = the global schedule.
+    #[oai(nullable)]
+    pub retry_schedule: Option<Vec<f64>>,
+    pub disable_after_failures: i32,
+    pub enabled: bool,
+    #[oai(nullable)]
+    pub disabled_reason: Option<String>,
+    #[oai(nullable)]
+    pub disabled_at: Option<DateTime<Utc>>,
+    pub metadata: BTreeMap<String, serde_json::Value>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A new endpoint with its secret, shown this once.
+#[derive(Object, Debug)]
+pub struct CreatedEndpoint {
+    #[oai(flatten)]
+    pub endpoint: Endpoint,
+    pub secret: String,
+}
+
+#[derive(Object, Debug)]
+pub struct EndpointList {
+    pub data: Vec<Endpoint>,
+    #[oai(nullable)]
+    pub next_cursor: Option<String>,
+}
+
+/// The secrets that sign deliveries now.
+#[derive(Object, Debug)]
+pub struct EndpointSecret {
+    pub secret: String,
+    /// The rotated-out secret, still signing until `previous_secret_expires_at`.
+    #[oai(nullable)]
+    pub previous_secret: Option<String>,
+    #[oai(nullable)]
+    pub previous_secret_expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Object, Deserialize, Debug, Default)]
+#[oai(deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
+pub struct RotateSecret {
+    /// The new secret; generated when absent.
+    #[oai(nullable)]
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// Seconds the old secret keeps signing (default 86,400; 0 = none).
+    #[oai(validator(minimum(value = "0"), maximum(value = "2592000")), nullable)]
+    #[serde(default)]
+    pub overlap_s: Option<i64>,
+}
+
+#[derive(Object, Deserialize, Debug, Default)]
+#[oai(deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
+pub struct TestEvent {
+    /// Default `hookline.test`.
+    #[oai(validator(pattern = r"^[A-Za-z0-9_.:-]{1,200}$"), nullable)]
+    #[serde(default)]
+    pub event_type: Option<String>,
+    /// Default `{"test": true}`.
+    #[oai(nullable)]
+    #[serde(default)]
+    pub payload: Option<serde_json::Value>,
+}
+
+#[derive(Object, Debug)]
+pub struct TestQueued {
+    pub event_id: Uuid,
+    pub delivery_id: Uuid,
+}
+
+#[derive(Object, Deserialize, Debug)]
+#[oai(deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
+pub struct Recover {
+    /// Re-queue dead deliveries created since then, and queue the matching
+    /// events produced since then that the endpoint missed.
+    pub since: DateTime<Utc>,
+}
+
+#[derive(Object, Debug)]
+pub struct Recovered {
+    /// Dead deliveries queued again.
+    pub requeued: i64,
+    /// Missed events queued.
+    pub queued: i64,
+}
+
+/// Health and the last 24 hours of one endpoint.
+#[derive(Object, Debug)]
+pub struct EndpointStats {
+    pub endpoint_id: Uuid,
+    pub enabled: bool,
+    #[oai(nullable)]
+    pub disabled_reason: Option<String>,
+    pub consecutive_failures: i32,
+    #[oai(nullable)]
+    pub last_success_at: Option<DateTime<Utc>>,
+    #[oai(nullable)]
+    pub last_failure_at: Option<DateTime<Utc>>,
+    pub circuit_state: String,
+    pub total: i64,
+    pub succeeded: i64,
+    pub dead: i64,
+    pub pending: i64,
+    #[oai(nullable)]
+    pub success_rate: Option<f64>,
+    #[oai(nullable)]
+    pub p50_ms: Option<f64>,
+    #[oai(nullable)]
+    pub p95_ms: Option<f64>,
+    #[oai(nullable)]
+    pub p99_ms: Option<f64>,
+}
+
+#[derive(ApiResponse)]
+pub enum CreateEndpointResponse {
+    #[oai(status = 201)]
+    Created(Json<CreatedEndpoint>),
+}
+
+#[derive(ApiResponse)]
+pub enum DeleteEndpointResponse {
+    /// Deleted; its queued deliveries are cancelled, its history stays.
+    #[oai(status = 204)]
+    Deleted,
+}
+
+#[derive(ApiResponse)]
+pub enum TestResponse {
+    /// Queued for this endpoint alone.
+    #[oai(status = 202)]
+    Queued(Json<TestQueued>),
+}
+
+pub struct EndpointsApi;
+
+#[OpenApi(prefix_path = "/v1", tag = "ApiTags::Endpoints")]
+impl EndpointsApi {
+    /// Create an endpoint
+    #[oai(path = "/endpoints", method = "post", operation_id = "createEndpoint")]
+    async fn create(
+        &self,
+        auth: Auth,
+        state: Data<&AppState>,
+        body: Body<EndpointCreate>,
+    ) -> Result<CreateEndpointResponse, Problem> {
+        auth.0.require(Scope::Write)?;
+        let new = new_endpoint(&auth.0, body.0)?;
+        let mut client = state.client().await?;
+        let tx = client.transaction().await.map_err(db::Error::from)?;
+        let row = db::endpoints::insert(&*tx, &new).await?;
+        let endpoint = Endpoint::from(&row);
+        audit(&*tx, &auth.0, "endpoint.create", &endpoint, None, Some(&endpoint)).await?;
+        tx.commit().await.map_err(db::Error::from)?;
+        Ok(CreateEndpointResponse::Created(Json(CreatedEndpoint { endpoint, secret: row.secret })))
+    }
+
+    /// List endpoints, newest first
+    #[oai(path = "/endpoints", method = "get", operation_id = "listEndpoints")]
+    async fn list(
+        &self,
+        auth: Auth,
+        state: Data<&AppState>,
+        /// Page size, 1 to 250 (default 50).
+        limit: Query<Option<u32>>,
+        /// `next_cursor` of the previous page.
+        cursor: Query<Option<String>>,
+        /// Only this tenant's endpoints.
+        tenant: Query<Option<String>>,
+    ) -> Result<Json<EndpointList>, Problem> {
+        auth.0.require(Scope::Read)?;
+        let page = PageRequest::parse(limit.0, cursor.0.as_deref())?;
+        let client = state.client().await?;
+        let tenant = auth.0.tenant_filter(tenant.0.as_deref());
+        let rows = db::endpoints::list_page(&**client, page.after, page.fetch(), tenant).await?;
+        let mut data: Vec<Endpoint> = rows.iter().map(Endpoint::from).collect();
+        let next_cursor = page.finish(&mut data, |e| e.id);
+        Ok(Json(EndpointList { data, next_cursor }))
+    }
+
+    /// Get an endpoint
+    #[oai(path = "/endpoints/:endpoint_id", method = "get", operation_id = "getEndpoint")]
+    async fn get(
+        &self,
+        auth: Auth,
+        state: Data<&AppState>,
+        endpoint_id: Path<Uuid>,
+    ) -> Result<Json<Endpoint>, Problem> {
+        auth.0.require(Scope::Read)?;
+        let client = state.client().await?;
+        let row = visible(&auth.0, db::endpoints::get(&**client, endpoint_id.0).await?)?;
+        Ok(Json(Endpoint::from(&row)))
+    }
+
+    /// Change an endpoint
+    #[oai(path = "/endpoints/:endpoint_id", method = "patch", operation_id = "updateEndpoint")]
+    async fn update(
+        &self,
+        auth: Auth,
+        state: Data<&AppState>,
+        endpoint_id: Path<Uuid>,
+        body: Body<EndpointUpdate>,
+    ) -> Result<Json<Endpoint>, Problem> {
+        auth.0.require(Scope::Write)?;
+        let changes = body.0;
+        change_endpoint(&auth.0, &state, endpoint_id.0, "endpoint.update", move |row| apply_update(row, changes))
+            .await
+            .map(Json)
+    }
+
+    /// Delete an endpoint
+    #[oai(path = "/endpoints/:endpoint_id", method = "delete", operation_id = "deleteEndpoint")]
+    async fn delete(
+        &self,
+        auth: Auth,
+        state: Data<&AppState>,
+        endpoint_id: Path<Uuid>,
+    ) -> Result<DeleteEndpointResponse, Problem> {
+        auth.0.require(Scope::Write)?;
+        let mut client = state.client().await?;
+        let tx = client.transaction().await.map_err(db::Error::from)?;
+        let row = visible(&auth.0, db::endpoints::get_for_update(&*tx, endpoint_id.0).await?)?;
+        db::endpoints::delete(&*tx, row.id).await?;
+        let before = Endpoint::from(&row);
+        audit(&*tx, &auth.0, "endpoint.delete", &before, Some(&before), None).await?;
+        tx.commit().await.map_err(db::Error::from)?;
+        Ok(DeleteEndpointResponse::Deleted)
+    }
+
+    /// Enable an endpoint
+    #[oai(path = "/endpoints/:endpoint_id/enable", method = "post", operation_id = "enableEndpoint")]
+    async fn enable(
+        &self,
+        auth: Auth,
+        state: Data<&AppState>,
+        endpoint_id: Path<Uuid>,
+    ) -> Result<Json<Endpoint>, Problem> {
+        auth.0.require(Scope::Write)?;
+        change_endpoint(&auth.0, &state, endpoint_id.0, "endpoint.enable", |row| {
+            row.enabled = true;
+            row.disabled_reason = None;
+            Ok(())
+        })
+        .await
+        .map(Json)
+    }
+
+    /// Disable an endpoint
+    ///
+    /// Its waiting deliveries move to the dead-letter queue; `recover` can
+    /// send them, and the events it misses meanwhile, later.
+    #[oai(path = "/endpoints/:endpoint_id/disable", method = "post", operation_id = "disableEndpoint")]
+    async fn disable(
+        &self,
+        auth: Auth,
+        state: Data<&AppState>,
+        endpoint_id: Path<Uuid>,
+        /// Why (kept as `disabled_reason`).
+        reason: Query<Option<String>>,
+    ) -> Result<Json<Endpoint>, Problem> {
+        auth.0.require(Scope::Write)?;
+        let reason = reason.0.unwrap_or_else(|| format!("disabled by {}", auth.0.name));
+        validate::text("reason", &reason, 1, 500)?;
+        change_endpoint(&auth.0, &state, endpoint_id.0, "endpoint.disable", move |row| {
+            if row.enabled {
+                row.enabled = false;
+                row.disabled_reason = Some(reason);
+            }
+            Ok(())
+        })
+        .await
+        .map(Json)
+    }
+
+    /// Rotate an endpoint's secret
+    ///
+    /// The old secret keeps signing (a second signature) during the overlap.
+    #[oai(path = "/endpoints/:endpoint_id/rotate-secret", method = "post", operation_id = "rotateEndpointSecret")]
+    async fn rotate_secret(
+        &self,
+        auth: Auth,
+        state: Data<&AppState>,
+        endpoint_id: Path<Uuid>,
+        body: Body<RotateSecret>,
+    ) -> Result<Json<EndpointSecret>, Problem> {
+        auth.0.require(Scope::Write)?;
+        let rotate = body.0;
+        if let Some(secret) = &rotate.secret {
+            check_secret("secret", secret)?;
+        }
+        let overlap_s = rotate.overlap_s.unwrap_or(DEFAULT_ROTATION_OVERLAP_S);
+        validate::range("overlap_s", overlap_s, 0, 30 * 86400)?;
+        let mut client = state.client().await?;
+        let tx = client.transaction().await.map_err(db::Error::from)?;
+        let mut row = visible(&auth.0, db::endpoints::get_for_update(&*tx, endpoint_id.0).await?)?;
+        let new_secret = match rotate.secret {
+            Some(secret) => secret,
+            None => tx.query_one("SELECT hookline.new_secret()", &[]).await.map_err(db::Error::from)?.get(0),
+        };
+        let old = std::mem::replace(&mut row.secret, new_secret);
+        row.previous_secret = (overlap_s > 0).then_some(old);
+        row.previous_secret_expires_at = (overlap_s > 0).then(|| Utc::now() + chrono::Duration::seconds(overlap_s));
+        let row = db::endpoints::update(&*tx, &row).await?;
+        let endpoint = Endpoint::from(&row);
+        audit(&*tx, &auth.0, "endpoint.rotate_secret", &endpoint, None, None).await?;
+        tx.commit().await.map_err(db::Error::from)?;
+        Ok(Json(secret_of(row)))
+    }
+
+    /// Read an endpoint's signing secret
+    #[oai(path = "/endpoints/:endpoint_id/secret", method = "get", operation_id = "getEndpointSecret")]
+    async fn secret(
+        &self,
+        auth: Auth,
+        state: Data<&AppState>,
+        endpoint_id: Path<Uuid>,
+    ) -> Result<Json<EndpointSecret>, Problem> {
+        auth.0.require(Scope::Write)?;
+        let client = state.client().await?;
+        let row = visible(&auth.0, db::endpoints::get(&**client, endpoint_id.0).await?)?;
+        Ok(Json(secret_of(row)))
+    }
+
+    /// Send a test event to this endpoint alone
+    #[oai(path = "/endpoints/:endpoint_id/test", method = "post", operation_id = "testEndpoint")]
+    async fn test(
+        &self,
+        auth: Auth,
+        state: Data<&AppState>,
+        endpoint_id: Path<Uuid>,
+        body: Body<TestEvent>,
+    ) -> Result<TestResponse, Problem> {
+        auth.0.require(Scope::Write)?;
+        let event_type = body.0.event_type.unwrap_or_else(|| "hookline.test".to_owned());
+        validate::event_type("event_type", &event_type)?;
+        let payload = body.0.payload.unwrap_or_else(|| serde_json::json!({"test": true}));
+        let mut client = state.client().await?;
+        let tx = client.transaction().await.map_err(db::Error::from)?;
+        let row = visible(&auth.0, db::endpoints::get(&*tx, endpoint_id.0).await?)?;
+        if !row.enabled {
+            return Err(Problem::conflict("the endpoint is disabled: enable it first"));
+        }
+        let new_event = db::events::NewEvent {
+            tenant: &row.tenant,
+            event_type: &event_type,
+            payload: &payload,
+            idempotency_key: None,
+            source: "test",
+        };
+        let (event, _) = db::events::insert(&*tx, &new_event).await?;
+        let one = db::deliveries::OneDelivery {
+            event_id: event.id,
+            endpoint_id: row.id,
+            tenant: &row.tenant,
+            event_type: &event_type,
+        };
+        let delivery_id = db::deliveries::queue_one(&*tx, &one).await?;
+        tx.commit().await.map_err(db::Error::from)?;
+        Ok(TestResponse::Queued(Json(TestQueued { event_id: event.id, delivery_id })))
+    }
+
+    /// Recover an endpoint
+    ///
+    /// Re-queues its dead deliveries since a time and queues the matching
+    /// events it missed while disabled. The endpoint must be enabled.
+    #[oai(path = "/endpoints/:endpoint_id/recover", method = "post", operation_id = "recoverEndpoint")]
+    async fn recover(
+        &self,
+        auth: Auth,
+        state: Data<&AppState>,
+        endpoint_id: Path<Uuid>,
+        body: Body<Recover>,
+    ) -> Result<Json<Recovered>, Problem> {
+        auth.0.require(Scope::Write)?;
+        let since = body.0.since;
+        let mut client = state.client().await?;
+        let tx = client.transaction().await.map_err(db::Error::from)?;
+        let row = visible(&auth.0, db::endpoints::get_for_update(&*tx, endpoint_id.0).await?)?;
+        if !row.enabled {
+            return Err(Problem::conflict("the endpoint is disabled: enable it first"));
+        }
+        let filter =
+            db::deliveries::DeliveryFilter { endpoint_id: Some(row.id), since: Some(since), ..Default::default() };
+        let requeued = db::deliveries::replay_dead_letters(&*tx, &filter).await?;
+        let queued = db::deliveries::queue_missed(&*tx, row.id, since).await? as i64;
+        let endpoint = Endpoint::from(&row);
+        let after = serde_json::json!({"since": since, "requeued": requeued, "queued": queued});
+        let entry = Entry {
+            tenant: Some(&row.tenant),
+            action: "endpoint.recover",
+            object_type: "endpoint",
+            object_id: Some(endpoint.id.to_string()),
+            before: None,
+            after: Some(after),
+        };
+        db::audit::record(&*tx, &auth.0.actor(), entry).await?;
+        tx.commit().await.map_err(db::Error::from)?;
+        Ok(Json(Recovered { requeued, queued }))
+    }
+
+    /// An endpoint's health and last 24 hours
+    #[oai(path = "/endpoints/:endpoint_id/stats", method = "get", operation_id = "getEndpointStats")]
+    async fn stats(
+        &self,
+        auth: Auth,
+        state: Data<&AppState>,
+        endpoint_id: Path<Uuid>,
+    ) -> Result<Json<EndpointStats>, Problem> {
+        auth.0.require(Scope::Read)?;
+        let client = state.client().await?;
+        let row = visible(&auth.0, db::endpoints::get(&**client, endpoint_id.0).await?)?;
+        let s = db::stats::endpoint(&**client, row.id).await?.ok_or_else(|| Problem::not_found("endpoint"))?;
+        Ok(Json(EndpointStats {
+            endpoint_id: row.id,
+            enabled: s.enabled,
+            disabled_reason: s.disabled_reason,
+            consecutive_failures: s.consecutive_failures,
+            last_success_at: s.last_success_at,
+            last_failure_at: s.last_failure_at,
+            circuit_state: s.circuit_state,
+            total: s.total,
+            succeeded: s.succeeded,
+            dead: s.dead,
+            pending: s.pending,
+            success_rate: s.success_rate,
+            p50_ms: s.p50_ms,
+            p95_ms: s.p95_ms,
+            p99_ms: s.p99_ms,
+        }))
+    }
+}
+
+/// Reads, changes with `change`, writes back and audits an endpoint, in one transaction.
+async fn change_endpoint(
+    principal: &Principal,
+    state: &AppState,
+    id: Uuid,
+    action: &str,
+    change: impl FnOnce(&mut db::endpoints::Endpoint) -> Result<(), Problem>,
+) -> Result<Endpoint, Problem> {
+    let mut client = state.client().await?;
+    let tx = client.transaction().await.map_err(db::Error::from)?;
+    let mut row = visible(principal, db::endpoints::get_for_update(&*tx, id).await?)?;
+    let before = Endpoint::from(&row);
+    change(&mut row)?;
+    let after = Endpoint::from(&db::endpoints::update(&*tx, &row).await?);
+    audit(&*tx, principal, action, &after, Some(&before), Some(&after)).await?;
+    tx.commit().await.map_err(db::Error::from)?;
+    Ok(after)
+}
+
+/// The endpoint, if it exists for this caller (another tenant's is a 404).
+fn visible(principal: &Principal, row: Option<db::endpoints::Endpoint>) -> Result<db::endpoints::Endpoint, Problem> {
+    row.filter(|r| principal.sees(&r.tenant)).ok_or_else(|| Problem::not_found("endpoint"))
+}
+
+fn new_endpoint(principal: &Principal, c: EndpointCreate) -> Result<db::endpoints::NewEndpoint, Problem> {
+    if let Some(tenant) = &c.tenant {
+        validate::tenant("tenant", tenant)?;
+    }
+    let tenant = principal.tenant_for_create(c.tenant.as_deref())?;
+    validate::url("url", &c.url)?;
+    if let Some(secret) = &c.secret {
+        check_secret("secret", secret)?;
+    }
+    let new = db::endpoints::NewEndpoint {
+        tenant,
+        url: c.url,
+        description: c.description.unwrap_or_default(),
+        event_types: c.event_types.unwrap_or_default(),
+        secret: c.secret,
+        http_method: c.http_method.unwrap_or(HttpMethod::Post).as_str().to_owned(),
+        headers: headers_json(c.headers.unwrap_or_default()),
+        timeout_ms: c.timeout_ms.unwrap_or(10_000),
+        rate_limit_per_s: c.rate_limit_per_s,
+        max_in_flight: c.max_in_flight,
+        retry_schedule: c.retry_schedule,
+        disable_after_failures: c.disable_after_failures.unwrap_or(5),
+        enabled: c.enabled.unwrap_or(true),
+        metadata: serde_json::Value::Object(c.metadata.unwrap_or_default().into_iter().collect()),
+    };
+    check_settings(&Settings {
+        description: &new.description,
+        event_types: &new.event_types,
+        headers: &new.headers,
+        timeout_ms: new.timeout_ms,
+        rate_limit_per_s: new.rate_limit_per_s,
+        max_in_flight: new.max_in_flight,
+        retry_schedule: new.retry_schedule.as_deref(),
+        disable_after_failures: new.disable_after_failures,
+    })?;
+    Ok(new)
+}
+
+fn apply_update(row: &mut db::endpoints::Endpoint, u: EndpointUpdate) -> Result<(), Problem> {
+    /// A field that may be absent but not null.
+    fn required<T>(field: &str, value: MaybeUndefined<T>) -> Result<Option<T>, Problem> {
+        match value {
+            MaybeUndefined::Undefined => Ok(None),
+            MaybeUndefined::Null => Err(Problem::field(field, "may not be null")),
+            MaybeUndefined::Value(v) => Ok(Some(v)),
+        }
+    }
+    /// A field that null clears.
+    fn clearable<T>(value: MaybeUndefined<T>, current: &mut Option<T>) {
+        match value {
+            MaybeUndefined::Undefined => {}
+            MaybeUndefined::Null => *current = None,
+            MaybeUndefined::Value(v) => *current = Some(v),
+        }
+    }
+    if let Some(url) = required("url", u.url)? {
+        validate::url("url", &url)?;
+        row.url = url;
+    }
+    if let Some(description) = required("description", u.description)? {
+        row.description = description;
+    }
+    if let Some(event_types) = required("event_types", u.event_types)? {
+        row.event_types = event_types;
+    }
+    if let Some(method) = required("http_method", u.http_method)? {
+        row.http_method = method.as_str().to_owned();
+    }
+    if let Some(headers) = required("headers", u.headers)? {
+        row.headers = headers_json(headers);
+    }
+    if let Some(timeout_ms) = required("timeout_ms", u.timeout_ms)? {
+        row.timeout_ms = timeout_ms;
+    }
+    clearable(u.rate_limit_per_s, &mut row.rate_limit_per_s);
+    clearable(u.max_in_flight, &mut row.max_in_flight);
+    clearable(u.retry_schedule, &mut row.retry_schedule);
+    if let Some(n) = required("disable_after_failures", u.disable_after_failures)? {
+        row.disable_after_failures = n;
+    }
+    if let Some(enabled) = required("enabled", u.enabled)? {
+        if enabled != row.enabled {
+            row.disabled_reason = (!enabled).then(|| "disabled".to_owned());
+        }
+        row.enabled = enabled;
+    }
+    if let Some(metadata) = required("metadata", u.metadata)? {
+        row.metadata = serde_json::Value::Object(metadata.into_iter().collect());
+    }
+    check_settings(&Settings {
+        description: &row.description,
+        event_types: &row.event_types,
+        headers: &row.headers,
+        timeout_ms: row.timeout_ms,
+        rate_limit_per_s: row.rate_limit_per_s,
+        max_in_flight: row.max_in_flight,
+        retry_schedule: row.retry_schedule.as_deref(),
+        disable_after_failures: row.disable_after_failures,
+    })
+}
+
+/// The settings both create and update must leave valid.
+struct Settings<'a> {
+    description: &'a str,
+    event_types: &'a [String],
+    headers: &'a serde_json::Value,
+    timeout_ms: i32,
+    rate_limit_per_s: Option<i32>,
+    max_in_flight: Option<i32>,
+    retry_schedule: Option<&'a [f64]>,
+    disable_after_failures: i32,
+}
+
+fn check_settings(s: &Settings<'_>) -> Result<(), Problem> {
+    validate::text("description", s.description, 0, 1000)?;
+    if s.event_types.len() > 100 {
+        return Err(Problem::field("event_types", "at most 100 patterns"));
+    }
+    for (i, pattern) in s.event_types.iter().enumerate() {
+        validate::event_type_pattern(&format!("event_types[{i}]"), pattern)?;
+    }
+    for (name, value) in s.headers.as_object().into_iter().flatten() {
+        let field = format!("headers.{name}");
+        if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            return Err(Problem::field(field, "is set by hookline and cannot be overridden"));
+        }
+        let valid_name = reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_ok();
+        let valid_value = value.as_str().is_some_and(|v| reqwest::header::HeaderValue::from_str(v).is_ok());
+        if !valid_name || !valid_value {
+            return Err(Problem::field(field, "is not a valid HTTP header"));
+        }
+    }
+    validate::range("timeout_ms", s.timeout_ms.into(), 1, 300_000)?;
+    if let Some(rate) = s.rate_limit_per_s {
+        validate::range("rate_limit_per_s", rate.into(), 1, 100_000)?;
+    }
+    if let Some(max) = s.max_in_flight {
+        validate::range("max_in_flight", max.into(), 1, 100_000)?;
+    }
+    if let Some(schedule) = s.retry_schedule {
+        if schedule.len() > 50 {
+            return Err(Problem::field("retry_schedule", "at most 50 retries"));
+        }
+        if let Some(i) = schedule.iter().position(|d| !d.is_finite() || *d < 0.0 || *d > 7.0 * 86400.0) {
+            return Err(Problem::field(format!("retry_schedule[{i}]"), "must be 0 to 604,800 seconds"));
+        }
+    }
+    validate::range("disable_after_failures", s.disable_after_failures.into(), 1, 10_000)
+}
+
+fn check_secret(field: &str, secret: &str) -> Result<(), Problem> {
+    SigningKey::from_secret(secret).map(|_| ()).map_err(|e| Problem::field(field, e.to_string()))
+}
+
+fn headers_json(headers: BTreeMap<String, String>) -> serde_json::Value {
+    serde_json::Value::Object(headers.into_iter().map(|(k, v)| (k, serde_json::Value::String(v))).collect())
+}
+
+fn secret_of(row: db::endpoints::Endpoint) -> EndpointSecret {
+    let current = row.previous_secret_expires_at.is_some_and(|at| at > Utc::now());
+    EndpointSecret {
+        secret: row.secret,
+        previous_secret: row.previous_secret.filter(|_| current),
+        previous_secret_expires_at: row.previous_secret_expires_at.filter(|_| current),
+    }
+}
+
+async fn audit(
+    db: &impl tokio_postgres::GenericClient,
+    principal: &Principal,
+    action: &str,
+    endpoint: &Endpoint,
+    before: Option<&Endpoint>,
+    after: Option<&Endpoint>,
+) -> Result<(), Problem> {
+    let entry = Entry {
+        tenant: Some(&endpoint.tenant),
+        action,
+        object_type: "endpoint",
+        object_id: Some(endpoint.id.to_string()),
+        before: before.map(endpoint_json),
+        after: after.map(endpoint_json),
+    };
+    Ok(db::audit::record(db, &principal.actor(), entry).await?)
+}
+
+/// The audit log's copy of an endpoint: every field but secrets.
+fn endpoint_json(e: &Endpoint) -> serde_json::Value {
+    use poem_openapi::types::ToJSON;
+    e.to_json().unwrap_or_default()
+}
+
+impl From<&db::endpoints::Endpoint> for Endpoint {
+    fn from(r: &db::endpoints::Endpoint) -> Self {
+        Endpoint {
+            id: r.id,
+            tenant: r.tenant.clone(),
+            url: r.url.clone(),
+            description: r.description.clone(),
+            event_types: r.event_types.clone(),
+            http_method: match r.http_method.as_str() {
+                "PUT" => HttpMethod::Put,
+                "PATCH" => HttpMethod::Patch,
+                _ => HttpMethod::Post,
+            },
+            headers: r
+                .headers
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                .collect(),
+            timeout_ms: r.timeout_ms,
+            rate_limit_per_s: r.rate_limit_per_s,
+            max_in_flight: r.max_in_flight,
+            retry_schedule: r.retry_schedule.clone(),
+            disable_after_failures: r.disable_after_failures,
+            enabled: r.enabled,
+            disabled_reason: r.disabled_reason.clone(),
+            disabled_at: r.disabled_at,
+            metadata: r.metadata.as_object().map(|m| m.clone().into_iter().collect()).unwrap_or_default(),
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! `/v1/stats`: the queue right now, from `hookline.queue_stats`, plus totals.
+
+use poem::web::Data;
+use poem_openapi::payload::Json;
+use poem_openapi::{Object, OpenApi};
+
+use super::auth::{Auth, Scope};
+use super::problem::Problem;
+use super::{ApiTags, AppState};
+use crate::db;
+
+#[derive(Object, Debug)]
+pub struct Stats {
+    /// Deliveries waiting for their next attempt (not in flight).
+    pub pending: i64,
+    /// Pending deliveries whose next attempt is due.
+    pub due_now: i64,
+    /// Deliveries a worker is sending.
+    pub in_flight: i64,
+    /// Deliveries in the dead-letter queue.
+    pub dead: i64,
+    /// Seconds the longest-waiting due delivery has been due.
+    pub oldest_due_age_s: f64,
+    pub endpoints: i64,
+    pub enabled_endpoints: i64,
+    /// Events stored (the planner's estimate: exact counts would scan everything).
+    pub events_estimate: i64,
+    /// Deliveries stored (estimate, as above).
+    pub deliveries_estimate: i64,
+}
+
+pub struct StatsApi;
+
+#[OpenApi(prefix_path = "/v1", tag = "ApiTags::Stats")]
+impl StatsApi {
+    /// Queue statistics and totals
+    #[oai(path = "/stats", method = "get", operation_id = "getStats")]
+    async fn stats(&self, auth: Auth, state: Data<&AppState>) -> Result<Json<Stats>, Problem> {
+        auth.0.require(Scope::Read)?;
+        let client = state.client().await?;
+        let q = db::stats::queue(&**client).await?;
+        let t = db::stats::totals(&**client).await?;
+        Ok(Json(Stats {
+            pending: q.pending,
+            due_now: q.due_now,
+            in_flight: q.in_flight,
+            dead: q.dead,
+            oldest_due_age_s: q.oldest_due_age_s,
+            endpoints: t.endpoints,
+            enabled_endpoints: t.enabled_endpoints,
+            events_estimate: t.events_estimate,
+            deliveries_estimate: t.deliveries_estimate,
+        }))
+    }
+}

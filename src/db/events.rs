@@ -1,0 +1,98 @@
+//! Events: ingest from the API, lists, and the deliveries of one event.
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::{GenericClient, Row};
+use uuid::Uuid;
+
+use super::Result;
+
+/// Inserts an event (the fan-out trigger queues its deliveries). With an
+/// idempotency key already used in the tenant nothing is inserted: then
+/// `EVENT_BY_IDEMPOTENCY_KEY` finds the first event.
+pub const EVENT_INSERT: &str = "
+INSERT INTO hookline.events (id, tenant, event_type, payload, idempotency_key, source)
+VALUES ($1, $2, $3, $4, $5, $6)
+RETURNING id, tenant, event_type, payload, idempotency_key, source, created_at";
+
+pub const EVENT_BY_IDEMPOTENCY_KEY: &str = "
+SELECT e.id, e.tenant, e.event_type, e.payload, e.idempotency_key, e.source, e.created_at
+  FROM hookline.event_idempotency AS i JOIN hookline.events AS e ON e.id = i.event_id
+ WHERE i.tenant = $1 AND i.idempotency_key = $2";
+
+pub const EVENT_GET: &str = "
+SELECT id, tenant, event_type, payload, idempotency_key, source, created_at FROM hookline.events WHERE id = $1";
+
+/// Newest first after cursor `$1`; optional tenant `$3`, type `$4`, and
+/// creation window [`$5`, `$6`) (as UUIDv7 id bounds, so the index does it).
+pub const EVENT_LIST_PAGE: &str = "
+SELECT id, tenant, event_type, payload, idempotency_key, source, created_at FROM hookline.events
+ WHERE ($1::uuid IS NULL OR id < $1)
+   AND ($3::text IS NULL OR tenant = $3)
+   AND ($4::text IS NULL OR event_type = $4)
+   AND ($5::timestamptz IS NULL OR id >= hookline.uuid_v7_floor($5))
+   AND ($6::timestamptz IS NULL OR id < hookline.uuid_v7_floor($6))
+ ORDER BY id DESC LIMIT $2";
+
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub id: Uuid,
+    pub tenant: String,
+    pub event_type: String,
+    pub payload: serde_json::Value,
+    pub idempotency_key: Option<String>,
+    pub source: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<Row> for Event {
+    fn from(r: Row) -> Self {
+        Event {
+            id: r.get(0),
+            tenant: r.get(1),
+            event_type: r.get(2),
+            payload: r.get(3),
+            idempotency_key: r.get(4),
+            source: r.get(5),
+            created_at: r.get(6),
+        }
+    }
+}
+
+pub struct NewEvent<'a> {
+    pub tenant: &'a str,
+    pub event_type: &'a str,
+    pub payload: &'a serde_json::Value,
+    pub idempotency_key: Option<&'a str>,
+    pub source: &'a str,
+}
+
+/// Inserts the event, or returns the one that already holds its idempotency
+/// key; the flag says whether it is new.
+pub async fn insert(db: &impl GenericClient, e: &NewEvent<'_>) -> Result<(Event, bool)> {
+    let id = Uuid::now_v7();
+    let inserted =
+        db.query_opt(EVENT_INSERT, &[&id, &e.tenant, &e.event_type, &e.payload, &e.idempotency_key, &e.source]).await?;
+    if let Some(row) = inserted {
+        return Ok((row.into(), true));
+    }
+    let row = db.query_one(EVENT_BY_IDEMPOTENCY_KEY, &[&e.tenant, &e.idempotency_key]).await?;
+    Ok((row.into(), false))
+}
+
+pub async fn get(db: &impl GenericClient, id: Uuid) -> Result<Option<Event>> {
+    Ok(db.query_opt(EVENT_GET, &[&id]).await?.map(Event::from))
+}
+
+pub struct EventFilter<'a> {
+    pub after: Option<Uuid>,
+    pub limit: i64,
+    pub tenant: Option<&'a str>,
+    pub event_type: Option<&'a str>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+pub async fn list_page(db: &impl GenericClient, f: &EventFilter<'_>) -> Result<Vec<Event>> {
+    let rows = db.query(EVENT_LIST_PAGE, &[&f.after, &f.limit, &f.tenant, &f.event_type, &f.since, &f.until]).await?;
+    Ok(rows.into_iter().map(Event::from).collect())
+}
