@@ -267,11 +267,12 @@ SELECT attempt, started_at, duration_ms, status_code, response_headers, response
   FROM hookline.attempts WHERE delivery_id = $1 ORDER BY attempt";
 
 /// Puts a delivery back in the queue, due now, unless a worker holds it.
-/// Returns the delivery id when it did.
+/// Returns the delivery id when it did. Attempt numbers continue from the
+/// history's count, so a finished delivery sent again keeps unique attempts.
 pub const DELIVERY_REQUEUE: &str = "
 WITH queued AS (
-    INSERT INTO hookline.delivery_queue (delivery_id, event_id, endpoint_id)
-    SELECT id, event_id, endpoint_id FROM hookline.deliveries WHERE id = $1
+    INSERT INTO hookline.delivery_queue (delivery_id, event_id, endpoint_id, attempts)
+    SELECT id, event_id, endpoint_id, attempts FROM hookline.deliveries WHERE id = $1
     ON CONFLICT (delivery_id) DO UPDATE
        SET state = 'pending', next_attempt_at = now(), lease_owner = NULL
      WHERE hookline.delivery_queue.lease_owner IS NULL OR hookline.delivery_queue.next_attempt_at <= now()

@@ -75,13 +75,43 @@ pub fn decide(delivery: &Claimed, attempt: Attempt, settings: &WorkerSettings, j
 pub async fn flush_loop(pool: Pool, worker: Uuid, mut finished: mpsc::Receiver<Finished>) {
     let mut batch = Vec::with_capacity(FLUSH_MAX);
     while finished.recv_many(&mut batch, FLUSH_MAX).await > 0 {
-        let mut backoff = Duration::from_millis(50);
-        while let Err(error) = write(&pool, worker, &batch).await {
-            tracing::error!(error = %crate::telemetry::error_chain(&error), retry_in = ?backoff, "recording outcomes failed");
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
-        }
+        write_until_done(&pool, worker, &batch).await;
         batch.clear();
+    }
+}
+
+/// Retries a failed write with backoff while the failure is the database's
+/// (connection lost, restart). A batch the data itself makes fail (an
+/// integrity error) is split and written one by one, so one bad outcome
+/// cannot hold up the others; that one is logged and left to its lease.
+async fn write_until_done(pool: &Pool, worker: Uuid, batch: &[Finished]) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let Err(error) = write(pool, worker, batch).await else { return };
+        let chain = crate::telemetry::error_chain(&error);
+        if is_data_error(&error) {
+            if batch.len() > 1 {
+                tracing::warn!(error = %chain, size = batch.len(), "a batch of outcomes was refused: writing one by one");
+                for one in batch {
+                    Box::pin(write_until_done(pool, worker, std::slice::from_ref(one))).await;
+                }
+            } else {
+                tracing::error!(error = %chain, delivery_id = %batch[0].completion.delivery_id, "outcome refused; the delivery will be retried when its lease expires");
+            }
+            return;
+        }
+        tracing::error!(error = %chain, retry_in = ?backoff, "recording outcomes failed");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// SQLSTATE classes 22 (data exception) and 23 (integrity violation): the
+/// same statement would fail again.
+fn is_data_error(error: &db::Error) -> bool {
+    match error {
+        db::Error::Pg(pg) => pg.code().is_some_and(|code| matches!(&code.code()[..2], "22" | "23")),
+        _ => false,
     }
 }
 

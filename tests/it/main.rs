@@ -3,6 +3,7 @@
 mod support;
 
 mod api_endpoints;
+mod api_events;
 mod api_tokens;
 mod cli;
 mod delivery;
