@@ -38,3 +38,8 @@ CREATE TABLE hookline.audit_log (
 CREATE INDEX events_tenant ON hookline.events (tenant, id);
 -- Endpoint lists per tenant in creation order.
 CREATE INDEX endpoints_tenant ON hookline.endpoints (tenant, id);
+
+-- /metrics reads the last minutes of attempts. Attempts arrive in time order,
+-- so a BRIN index finds them for a few bytes per block range, where a B-tree
+-- would cost every attempt another index entry.
+CREATE INDEX attempts_started_brin ON hookline.attempts USING brin (started_at);

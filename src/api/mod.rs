@@ -55,6 +55,7 @@ pub type Api = (
     tokens::TokensApi,
     audit::AuditApi,
     ops::OpsApi,
+    ops::MetricsApi,
 );
 
 /// What handlers share.
@@ -95,6 +96,7 @@ pub fn openapi_service() -> OpenApiService<Api, ()> {
         tokens::TokensApi,
         audit::AuditApi,
         ops::OpsApi,
+        ops::MetricsApi,
     );
     OpenApiService::new(apis, "hookline", API_VERSION)
         .description("Webhook delivery whose whole state lives in PostgreSQL.")

@@ -1,9 +1,12 @@
-//! Operations: liveness and readiness.
+//! Operations: liveness, readiness and Prometheus metrics. Metrics come from
+//! the database (the same views dashboards read), so every `serve` process
+//! reports the whole system, workers included.
 
 use poem::web::Data;
 use poem_openapi::{ApiResponse, OpenApi, payload::PlainText};
 
 use super::{ApiTags, AppState};
+use crate::db;
 
 pub struct OpsApi;
 
@@ -38,4 +41,88 @@ impl OpsApi {
             ReadyResponse::NotReady(PlainText("database unavailable"))
         }
     }
+}
+
+/// Attempts of this window feed the latency histogram and attempt counts.
+const METRICS_WINDOW_S: f64 = 300.0;
+
+#[derive(ApiResponse)]
+enum MetricsResponse {
+    /// Prometheus text exposition format 0.0.4.
+    #[oai(status = 200, content_type = "text/plain; version=0.0.4")]
+    Metrics(PlainText<String>),
+    /// The database does not answer.
+    #[oai(status = 503)]
+    Unavailable(PlainText<&'static str>),
+}
+
+#[OpenApi(tag = "ApiTags::Operations")]
+impl MetricsApi {
+    /// Prometheus metrics
+    ///
+    /// Queue depth and age, deliveries of the last 24 hours by outcome, and
+    /// attempts of the last 5 minutes with a latency histogram.
+    #[oai(path = "/metrics", method = "get", operation_id = "metrics")]
+    async fn metrics(&self, state: Data<&AppState>) -> MetricsResponse {
+        match render_metrics(&state).await {
+            Ok(text) => MetricsResponse::Metrics(PlainText(text)),
+            Err(error) => {
+                tracing::warn!(error = %crate::telemetry::error_chain(&error), "metrics unavailable");
+                MetricsResponse::Unavailable(PlainText("database unavailable"))
+            }
+        }
+    }
+}
+
+pub struct MetricsApi;
+
+async fn render_metrics(state: &AppState) -> Result<String, db::Error> {
+    use std::fmt::Write as _;
+    let client = state.pool.get().await?;
+    let queue = db::stats::queue(&**client).await?;
+    let day = db::metrics::deliveries_24h(&**client).await?;
+    let recent = db::metrics::recent_attempts(&**client, METRICS_WINDOW_S).await?;
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, samples: &[(&str, f64)]| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    gauge("hookline_queue_pending", "Deliveries waiting for their next attempt.", &[("", queue.pending as f64)]);
+    gauge("hookline_queue_due", "Pending deliveries whose next attempt is due.", &[("", queue.due_now as f64)]);
+    gauge("hookline_queue_in_flight", "Deliveries a worker is sending.", &[("", queue.in_flight as f64)]);
+    gauge("hookline_queue_dead", "Deliveries in the dead-letter queue.", &[("", queue.dead as f64)]);
+    gauge(
+        "hookline_queue_oldest_due_age_seconds",
+        "How long the longest-waiting due delivery has been due.",
+        &[("", queue.oldest_due_age_s)],
+    );
+    gauge(
+        "hookline_deliveries_24h",
+        "Deliveries created in the last 24 hours, by state.",
+        &[
+            ("{state=\"succeeded\"}", day.succeeded as f64),
+            ("{state=\"dead\"}", day.dead as f64),
+            ("{state=\"pending\"}", day.pending as f64),
+            ("{state=\"all\"}", day.total as f64),
+        ],
+    );
+    gauge(
+        "hookline_attempts_5m",
+        "Attempts in the last 5 minutes, by outcome.",
+        &[("{outcome=\"success\"}", recent.succeeded as f64), ("{outcome=\"failure\"}", recent.failed as f64)],
+    );
+    let _ = writeln!(
+        out,
+        "# HELP hookline_attempt_duration_5m_ms Attempt durations of the last 5 minutes (a histogram of that window).\n\
+         # TYPE hookline_attempt_duration_5m_ms histogram"
+    );
+    for (le, count) in &recent.buckets {
+        let _ = writeln!(out, "hookline_attempt_duration_5m_ms_bucket{{le=\"{le}\"}} {count}");
+    }
+    let _ = writeln!(out, "hookline_attempt_duration_5m_ms_bucket{{le=\"+Inf\"}} {}", recent.count);
+    let _ = writeln!(out, "hookline_attempt_duration_5m_ms_sum {}", recent.sum_ms);
+    let _ = writeln!(out, "hookline_attempt_duration_5m_ms_count {}", recent.count);
+    Ok(out)
 }

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod deliveries;
 pub mod endpoints;
 pub mod events;
+pub mod metrics;
 pub mod migrate;
 pub mod stats;
 pub mod tokens;

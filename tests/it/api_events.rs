@@ -46,6 +46,19 @@ async fn an_event_posted_over_http_is_delivered_and_readable_with_its_deliveries
     let by_state = api.get("/v1/deliveries?state=succeeded").await;
     assert_eq!(by_state.body["data"].as_array().unwrap().len(), 1);
     assert_eq!(api.get("/v1/deliveries?state=dead").await.body["data"], json!([]));
+
+    let metrics = api.call(Method::GET, "/metrics", None, None).await;
+    assert_eq!(metrics.status, 200);
+    let text = metrics.body.as_str().unwrap();
+    for line in [
+        "hookline_queue_pending 0",
+        "hookline_queue_dead 0",
+        "hookline_deliveries_24h{state=\"succeeded\"} 1",
+        "hookline_attempts_5m{outcome=\"success\"} 1",
+        "hookline_attempt_duration_5m_ms_count 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
+    }
     worker.stop().await;
 }
 

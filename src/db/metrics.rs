@@ -1,0 +1,58 @@
+//! The numbers behind `/metrics`, from the views and the recent attempts.
+
+use tokio_postgres::GenericClient;
+
+use super::Result;
+
+/// Upper bounds (ms) of the attempt latency buckets.
+pub const LATENCY_BUCKETS_MS: &[i32] = &[5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000];
+
+/// Attempts of the last `$1` seconds: how many fell at or below each bucket
+/// bound `$2`, plus the total count and duration sum.
+pub const METRICS_RECENT_ATTEMPTS: &str = "
+SELECT b.le, count(a.*) FILTER (WHERE a.duration_ms <= b.le)
+  FROM unnest($2::int[]) AS b(le)
+  LEFT JOIN hookline.attempts AS a ON a.started_at >= now() - make_interval(secs => $1)
+ GROUP BY b.le ORDER BY b.le";
+
+pub const METRICS_RECENT_TOTALS: &str = "
+SELECT count(*), coalesce(sum(duration_ms), 0)::bigint,
+       count(*) FILTER (WHERE error_kind IS NULL), count(*) FILTER (WHERE error_kind IS NOT NULL)
+  FROM hookline.attempts WHERE started_at >= now() - make_interval(secs => $1)";
+
+/// Deliveries created in the last 24 hours by state, summed over endpoints.
+pub const METRICS_DELIVERIES_24H: &str = "
+SELECT coalesce(sum(succeeded), 0)::bigint, coalesce(sum(dead), 0)::bigint, coalesce(sum(pending), 0)::bigint,
+       coalesce(sum(total), 0)::bigint
+  FROM hookline.endpoint_stats_24h";
+
+pub struct RecentAttempts {
+    pub buckets: Vec<(i32, i64)>,
+    pub count: i64,
+    pub sum_ms: i64,
+    pub succeeded: i64,
+    pub failed: i64,
+}
+
+pub struct Deliveries24h {
+    pub succeeded: i64,
+    pub dead: i64,
+    pub pending: i64,
+    pub total: i64,
+}
+
+pub async fn recent_attempts(db: &impl GenericClient, window_s: f64) -> Result<RecentAttempts> {
+    let buckets = db
+        .query(METRICS_RECENT_ATTEMPTS, &[&window_s, &LATENCY_BUCKETS_MS])
+        .await?
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let t = db.query_one(METRICS_RECENT_TOTALS, &[&window_s]).await?;
+    Ok(RecentAttempts { buckets, count: t.get(0), sum_ms: t.get(1), succeeded: t.get(2), failed: t.get(3) })
+}
+
+pub async fn deliveries_24h(db: &impl GenericClient) -> Result<Deliveries24h> {
+    let r = db.query_one(METRICS_DELIVERIES_24H, &[]).await?;
+    Ok(Deliveries24h { succeeded: r.get(0), dead: r.get(1), pending: r.get(2), total: r.get(3) })
+}
