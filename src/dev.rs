@@ -107,3 +107,14 @@ pub async fn send_demo_events(pool: deadpool_postgres::Pool, mut shutdown: watch
         }
     }
 }
+
+const DEV_TOKEN_NAME: &str = "hookline dev";
+
+/// A fresh admin token for this run (the previous run's is deleted).
+pub async fn admin_token(pool: &deadpool_postgres::Pool) -> anyhow::Result<String> {
+    let client = pool.get().await?;
+    client.execute("DELETE FROM hookline.api_tokens WHERE name = $1", &[&DEV_TOKEN_NAME]).await?;
+    let (token, _) =
+        crate::api::auth::create_token(&**client, DEV_TOKEN_NAME, crate::api::auth::Scope::Admin, None).await?;
+    Ok(token)
+}

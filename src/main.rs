@@ -202,11 +202,14 @@ async fn run_dev(mut settings: Settings) -> anyhow::Result<()> {
     let shutdown = shutdown_signal();
     let receiver = dev::start_echo_receiver(shutdown.clone()).await?;
     let endpoint = dev::create_demo_endpoint(&pool, receiver).await?;
+    let token = dev::admin_token(&pool).await?;
     println!(
         "\nhookline dev is running.\n\
          \x20 database:      {url}\n\
          \x20 connect:       psql '{url}'\n\
          \x20 API:           http://{listen}  (docs at /docs)\n\
+         \x20 admin token:   {token}\n\
+         \x20 try:           curl -H 'Authorization: Bearer {token}' http://{listen}/v1/endpoints\n\
          \x20 demo endpoint: {endpoint} -> http://{receiver}/webhooks\n\
          \x20 send an event: psql '{url}' -c \"SELECT hookline.send('order.created', '{{\\\"order_id\\\": 42}}')\"\n\
          A demo event `dev.ping` is sent every 5 s. Ctrl-C stops everything.\n",
