@@ -102,7 +102,7 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
     let settings = cli.settings;
     match cli.command {
         Command::Openapi => {
-            println!("{}", api::openapi_service().spec());
+            println!("{}", api::openapi_document());
             Ok(())
         }
         Command::Migrate => {

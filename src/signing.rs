@@ -3,7 +3,12 @@
 //! sent as `v1,<base64>`; several space-separated during a secret rotation.
 
 use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD as BASE64};
+
+/// Secrets are decoded leniently about the unused bits of their last base64
+/// character, as other Standard Webhooks libraries do.
+const SECRET_BASE64: GeneralPurpose =
+    GeneralPurpose::new(&base64::alphabet::STANDARD, GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true));
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
@@ -33,7 +38,7 @@ impl SigningKey {
     /// Parses a `whsec_<base64>` secret.
     pub fn from_secret(secret: &str) -> Result<Self, SecretError> {
         let encoded = secret.strip_prefix(SECRET_PREFIX).ok_or(SecretError::MissingPrefix)?;
-        let key = BASE64.decode(encoded).map_err(|_| SecretError::NotBase64)?;
+        let key = SECRET_BASE64.decode(encoded).map_err(|_| SecretError::NotBase64)?;
         if !(24..=64).contains(&key.len()) {
             return Err(SecretError::BadLength);
         }

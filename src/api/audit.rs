@@ -52,6 +52,7 @@ impl AuditApi {
         auth: Auth,
         state: Data<&AppState>,
         /// Page size, 1 to 250 (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "250")))]
         limit: Query<Option<u32>>,
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,

@@ -133,3 +133,14 @@ pub async fn read_limited(body: poem::Body, limit: usize) -> poem::Result<Vec<u8
 pub fn reject(problem: Problem) -> poem::Error {
     poem::Error::from_response(problem.into_response())
 }
+
+/// For optional request fields: absent is `None` (with `#[serde(default)]`),
+/// but an explicit `null` is refused like any other wrong type, so the
+/// document can say "not nullable" and mean it.
+pub fn non_null<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}

@@ -18,6 +18,8 @@ use crate::db;
 use crate::db::audit::Entry;
 use crate::db::deliveries::DeliveryFilter;
 
+/// pending (waiting for its next attempt), in_flight, succeeded, dead (the
+/// dead-letter queue) or cancelled.
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
 #[oai(rename_all = "snake_case")]
 pub enum DeliveryState {
@@ -114,20 +116,16 @@ pub struct AttemptList {
 #[serde(deny_unknown_fields)]
 pub struct ReplayFilter {
     /// Only this endpoint's dead letters.
-    #[oai(nullable)]
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::body::non_null")]
     pub endpoint_id: Option<Uuid>,
     /// Only dead letters of this event type.
-    #[oai(nullable)]
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::body::non_null")]
     pub event_type: Option<String>,
     /// Only deliveries created at or after this time.
-    #[oai(nullable)]
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::body::non_null")]
     pub since: Option<DateTime<Utc>>,
     /// Only deliveries created before this time.
-    #[oai(nullable)]
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::body::non_null")]
     pub until: Option<DateTime<Utc>>,
 }
 
@@ -182,6 +180,7 @@ impl DeliveriesApi {
         auth: Auth,
         state: Data<&AppState>,
         /// Page size, 1 to 250 (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "250")))]
         limit: Query<Option<u32>>,
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,
@@ -191,12 +190,14 @@ impl DeliveriesApi {
         /// Only this endpoint's deliveries.
         endpoint_id: Query<Option<Uuid>>,
         /// Only deliveries of this event type.
+        #[oai(validator(pattern = r"^[A-Za-z0-9_.:-]{1,200}$"))]
         event_type: Query<Option<String>>,
         /// Only deliveries created at or after this time.
         since: Query<Option<DateTime<Utc>>>,
         /// Only deliveries created before this time.
         until: Query<Option<DateTime<Utc>>>,
         /// Only this tenant's deliveries.
+        #[oai(validator(pattern = r"^[A-Za-z0-9_.:-]{1,100}$"))]
         tenant: Query<Option<String>>,
     ) -> Result<Json<DeliveryList>, Problem> {
         auth.0.require(Scope::Read)?;
@@ -300,14 +301,17 @@ impl DeadLettersApi {
         auth: Auth,
         state: Data<&AppState>,
         /// Page size, 1 to 250 (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "250")))]
         limit: Query<Option<u32>>,
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,
         /// Only this endpoint's dead letters.
         endpoint_id: Query<Option<Uuid>>,
         /// Only dead letters of this event type.
+        #[oai(validator(pattern = r"^[A-Za-z0-9_.:-]{1,200}$"))]
         event_type: Query<Option<String>>,
         /// Only this tenant's dead letters.
+        #[oai(validator(pattern = r"^[A-Za-z0-9_.:-]{1,100}$"))]
         tenant: Query<Option<String>>,
     ) -> Result<Json<DeliveryList>, Problem> {
         auth.0.require(Scope::Read)?;

@@ -27,6 +27,7 @@ const RESERVED_HEADERS: &[&str] =
 /// Default overlap during which a rotated-out secret keeps signing.
 const DEFAULT_ROTATION_OVERLAP_S: i64 = 24 * 3600;
 
+/// The request method of deliveries: POST (default), PUT or PATCH.
 #[derive(Enum, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[oai(rename_all = "UPPERCASE")]
 #[serde(rename_all = "UPPERCASE")]
@@ -52,57 +53,54 @@ impl HttpMethod {
 #[serde(deny_unknown_fields)]
 pub struct EndpointCreate {
     /// Where to deliver: an http(s) URL.
-    #[oai(validator(max_length = 2000))]
+    #[oai(validator(
+        min_length = 1,
+        max_length = 2000,
+        pattern = r"^https?://[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*(?::(?:[0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?(?:/[!-~]*)?$"
+    ))]
     pub url: String,
     /// The tenant (default `default`; a tenant-bound token's own).
-    #[oai(validator(pattern = r"^[A-Za-z0-9_.:-]{1,100}$"), nullable)]
-    #[serde(default)]
+    #[oai(validator(pattern = r"^[A-Za-z0-9_.:-]{1,100}$"))]
+    #[serde(default, deserialize_with = "super::body::non_null")]
     pub tenant: Option<String>,
-    #[oai(validator(max_length = 1000), nullable)]
-    #[serde(default)]
+    #[oai(validator(max_length = 1000))]
+    #[serde(default, deserialize_with = "super::body::non_null")]
     pub description: Option<String>,
     /// Event types to receive: exact names, `prefix.*` or `*`; empty = all.
-    #[oai(nullable)]
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::body::non_null")]
     pub event_types: Option<Vec<String>>,
-    /// A Standard Webhooks secret `whsec_<base64>`; generated when absent.
-    #[oai(nullable)]
-    #[serde(default)]
+    /// A Standard Webhooks secret `whsec_<base64>` of 24 to 62 bytes; generated when absent.
+    #[oai(validator(pattern = r"^whsec_(?:[A-Za-z0-9+/]{4}){8,20}(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"))]
+    #[serde(default, deserialize_with = "super::body::non_null")]
     pub secret: Option<String>,
-    /// POST (default), PUT or PATCH.
-    #[oai(nullable)]
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::body::non_null")]
     pub http_method: Option<HttpMethod>,
     /// Extra request headers.
-    #[oai(nullable)]
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::body::non_null")]
     pub headers: Option<BTreeMap<String, String>>,
     /// Request timeout, 1 to 300,000 ms (default 10,000).
-    #[oai(validator(minimum(value = "1"), maximum(value = "300000")), nullable)]
-    #[serde(default)]
+    #[oai(validator(minimum(value = "1"), maximum(value = "300000")))]
+    #[serde(default, deserialize_with = "super::body::non_null")]
     pub timeout_ms: Option<i32>,
     /// Deliveries per second at most, across all workers.
-    #[oai(validator(minimum(value = "1")), nullable)]
-    #[serde(default)]
+    #[oai(validator(minimum(value = "1")))]
+    #[serde(default, deserialize_with = "super::body::non_null")]
     pub rate_limit_per_s: Option<i32>,
     /// Requests in flight at most, across all workers.
-    #[oai(validator(minimum(value = "1")), nullable)]
-    #[serde(default)]
+    #[oai(validator(minimum(value = "1")))]
+    #[serde(default, deserialize_with = "super::body::non_null")]
     pub max_in_flight: Option<i32>,
     /// Seconds to wait before each retry (default: the global schedule).
-    #[oai(nullable)]
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::body::non_null")]
     pub retry_schedule: Option<Vec<f64>>,
     /// Disable after this many consecutive dead deliveries (default 5).
-    #[oai(validator(minimum(value = "1"), maximum(value = "10000")), nullable)]
-    #[serde(default)]
+    #[oai(validator(minimum(value = "1"), maximum(value = "10000")))]
+    #[serde(default, deserialize_with = "super::body::non_null")]
     pub disable_after_failures: Option<i32>,
-    #[oai(nullable)]
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::body::non_null")]
     pub enabled: Option<bool>,
     /// Any JSON object, kept for you.
-    #[oai(nullable)]
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::body::non_null")]
     pub metadata: Option<BTreeMap<String, serde_json::Value>>,
 }
 
@@ -112,7 +110,11 @@ pub struct EndpointCreate {
 #[oai(deny_unknown_fields)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointUpdate {
-    #[oai(validator(max_length = 2000))]
+    #[oai(validator(
+        min_length = 1,
+        max_length = 2000,
+        pattern = r"^https?://[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*(?::(?:[0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?(?:/[!-~]*)?$"
+    ))]
     #[serde(default)]
     pub url: MaybeUndefined<String>,
     #[oai(validator(max_length = 1000))]
@@ -203,13 +205,13 @@ pub struct EndpointSecret {
 #[oai(deny_unknown_fields)]
 #[serde(deny_unknown_fields)]
 pub struct RotateSecret {
-    /// The new secret; generated when absent.
-    #[oai(nullable)]
-    #[serde(default)]
+    /// The new secret (`whsec_<base64>`, 24 to 62 bytes); generated when absent.
+    #[oai(validator(pattern = r"^whsec_(?:[A-Za-z0-9+/]{4}){8,20}(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"))]
+    #[serde(default, deserialize_with = "super::body::non_null")]
     pub secret: Option<String>,
     /// Seconds the old secret keeps signing (default 86,400; 0 = none).
-    #[oai(validator(minimum(value = "0"), maximum(value = "2592000")), nullable)]
-    #[serde(default)]
+    #[oai(validator(minimum(value = "0"), maximum(value = "2592000")))]
+    #[serde(default, deserialize_with = "super::body::non_null")]
     pub overlap_s: Option<i64>,
 }
 
@@ -218,12 +220,11 @@ pub struct RotateSecret {
 #[serde(deny_unknown_fields)]
 pub struct TestEvent {
     /// Default `hookline.test`.
-    #[oai(validator(pattern = r"^[A-Za-z0-9_.:-]{1,200}$"), nullable)]
-    #[serde(default)]
+    #[oai(validator(pattern = r"^[A-Za-z0-9_.:-]{1,200}$"))]
+    #[serde(default, deserialize_with = "super::body::non_null")]
     pub event_type: Option<String>,
     /// Default `{"test": true}`.
-    #[oai(nullable)]
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::body::non_null")]
     pub payload: Option<serde_json::Value>,
 }
 
@@ -327,10 +328,12 @@ impl EndpointsApi {
         auth: Auth,
         state: Data<&AppState>,
         /// Page size, 1 to 250 (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "250")))]
         limit: Query<Option<u32>>,
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,
         /// Only this tenant's endpoints.
+        #[oai(validator(pattern = r"^[A-Za-z0-9_.:-]{1,100}$"))]
         tenant: Query<Option<String>>,
     ) -> Result<Json<EndpointList>, Problem> {
         auth.0.require(Scope::Read)?;
@@ -421,6 +424,7 @@ impl EndpointsApi {
         state: Data<&AppState>,
         endpoint_id: Path<Uuid>,
         /// Why (kept as `disabled_reason`).
+        #[oai(validator(min_length = 1, max_length = 500))]
         reason: Query<Option<String>>,
     ) -> Result<Json<Endpoint>, Problem> {
         auth.0.require(Scope::Write)?;

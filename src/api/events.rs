@@ -28,13 +28,13 @@ pub struct EventCreate {
     /// Any JSON value: becomes `data` in the delivered envelope.
     pub payload: serde_json::Value,
     /// The tenant (default `default`; a tenant-bound token's own).
-    #[oai(validator(pattern = r"^[A-Za-z0-9_.:-]{1,100}$"), nullable)]
-    #[serde(default)]
+    #[oai(validator(pattern = r"^[A-Za-z0-9_.:-]{1,100}$"))]
+    #[serde(default, deserialize_with = "super::body::non_null")]
     pub tenant: Option<String>,
     /// A second event with the same key in the tenant returns the first and
     /// creates nothing. The `Idempotency-Key` header does the same.
-    #[oai(validator(min_length = 1, max_length = 200), nullable)]
-    #[serde(default)]
+    #[oai(validator(min_length = 1, max_length = 200))]
+    #[serde(default, deserialize_with = "super::body::non_null")]
     pub idempotency_key: Option<String>,
 }
 
@@ -101,7 +101,7 @@ impl EventsApi {
         state: Data<&AppState>,
         body: Body<EventCreate>,
         /// Same as `idempotency_key` in the body (which wins when both are given).
-        #[oai(name = "Idempotency-Key")]
+        #[oai(name = "Idempotency-Key", validator(min_length = 1, max_length = 200))]
         idempotency_key: Header<Option<String>>,
     ) -> Result<CreateEventResponse, Problem> {
         auth.0.require(Scope::Write)?;
@@ -139,12 +139,15 @@ impl EventsApi {
         auth: Auth,
         state: Data<&AppState>,
         /// Page size, 1 to 250 (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "250")))]
         limit: Query<Option<u32>>,
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,
         /// Only this tenant's events.
+        #[oai(validator(pattern = r"^[A-Za-z0-9_.:-]{1,100}$"))]
         tenant: Query<Option<String>>,
         /// Only events of this type.
+        #[oai(validator(pattern = r"^[A-Za-z0-9_.:-]{1,200}$"))]
         event_type: Query<Option<String>>,
         /// Only events created at or after this time.
         since: Query<Option<DateTime<Utc>>>,

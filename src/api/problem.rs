@@ -179,6 +179,12 @@ impl From<db::Error> for Problem {
     fn from(error: db::Error) -> Self {
         match error {
             db::Error::NotFound => Problem::not_found("object"),
+            // SQLSTATE class 22, data exception: a value PostgreSQL cannot
+            // store, above all a NUL character (\u0000) in text or JSON.
+            db::Error::Pg(pg) if pg.code().is_some_and(|c| c.code().starts_with("22")) => {
+                let reason = pg.as_db_error().map_or_else(|| pg.to_string(), |d| d.message().to_owned());
+                Problem::new(ProblemKind::InvalidRequest, format!("a value cannot be stored: {reason}"), None)
+            }
             other => Problem::internal(&other),
         }
     }

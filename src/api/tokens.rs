@@ -16,6 +16,7 @@ use super::{ApiTags, AppState, validate};
 use crate::db;
 use crate::db::audit::Entry;
 
+/// What a token may do: read < write < admin.
 #[derive(Enum, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[oai(rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
@@ -42,11 +43,10 @@ pub struct TokenCreate {
     /// A name to recognise the token by.
     #[oai(validator(min_length = 1, max_length = 200))]
     pub name: String,
-    /// read < write < admin.
     pub scope: TokenScope,
     /// Bind the token to one tenant.
-    #[oai(validator(pattern = r"^[A-Za-z0-9_.:-]{1,100}$"), nullable)]
-    #[serde(default)]
+    #[oai(validator(pattern = r"^[A-Za-z0-9_.:-]{1,100}$"))]
+    #[serde(default, deserialize_with = "super::body::non_null")]
     pub tenant: Option<String>,
 }
 
@@ -144,6 +144,7 @@ impl TokensApi {
         auth: Auth,
         state: Data<&AppState>,
         /// Page size, 1 to 250 (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "250")))]
         limit: Query<Option<u32>>,
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,

@@ -45,13 +45,20 @@ pub fn event_type_pattern(field: &str, value: &str) -> Result<(), Problem> {
         .map_err(|_| Problem::field(field, format!("`{value}` is not an event type, `prefix.*` or `*` ({NAME_CHARS})")))
 }
 
-/// An absolute http(s) URL with a host.
+/// Endpoint URLs: http(s), a DNS name or IPv4 address, an optional port,
+/// and a printable-ASCII path. The OpenAPI document states the same pattern
+/// (`URL_PATTERN` is pasted into the `#[oai]` attributes, which take literals).
+pub const URL_PATTERN: &str = r"^https?://[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*(?::(?:[0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?(?:/[!-~]*)?$";
+
+/// An endpoint URL (see `URL_PATTERN`).
 pub fn url(field: &str, value: &str) -> Result<(), Problem> {
+    static PATTERN: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| regex::Regex::new(URL_PATTERN).expect("a valid pattern"));
     text(field, value, 1, 2000)?;
-    let parsed = url::Url::parse(value).map_err(|e| Problem::field(field, format!("not a valid URL: {e}")))?;
-    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none_or(str::is_empty) {
-        return Err(Problem::field(field, "must be an http:// or https:// URL with a host"));
+    if !PATTERN.is_match(value) {
+        return Err(Problem::field(field, "must be an http:// or https:// URL with a DNS name or IPv4 address"));
     }
+    url::Url::parse(value).map_err(|e| Problem::field(field, format!("not a valid URL: {e}")))?;
     Ok(())
 }
 
@@ -79,7 +86,8 @@ mod tests {
     #[test]
     fn urls_must_be_http_with_a_host() {
         assert!(url("url", "https://example.com/hook").is_ok());
-        for bad in ["ftp://example.com", "example.com", "http://", "mailto:a@b.c", ""] {
+        assert!(url("url", "http://10.0.0.1:65535/a?b=c").is_ok());
+        for bad in ["ftp://example.com", "example.com", "http://", "mailto:a@b.c", "", "http://a:65536", "http://a b"] {
             assert!(url("url", bad).is_err(), "{bad}");
         }
     }

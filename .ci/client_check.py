@@ -1,0 +1,58 @@
+"""Drive a running hookline with the Python client generated from
+openapi/hookline.json: create an endpoint (pointing at a receiver in this
+script), send an event, and read the delivery back once it succeeded."""
+
+import http.server
+import sys
+import threading
+import time
+
+from hookline_client import AuthenticatedClient
+from hookline_client.api.deliveries import list_delivery_attempts
+from hookline_client.api.endpoints import create_endpoint, get_endpoint
+from hookline_client.api.events import create_event, get_event
+from hookline_client.models import EndpointCreate, EventCreate, Problem
+
+base_url, token = sys.argv[1], sys.argv[2]
+received = []
+
+
+class Receiver(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        received.append(self.rfile.read(int(self.headers["content-length"])))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+client = AuthenticatedClient(base_url=base_url, token=token, raise_on_unexpected_status=True)
+
+endpoint = create_endpoint.sync(client=client, body=EndpointCreate(url=f"http://127.0.0.1:{server.server_port}/hook"))
+assert not isinstance(endpoint, Problem), endpoint
+assert endpoint.secret.startswith("whsec_")
+assert get_endpoint.sync(client=client, endpoint_id=endpoint.id).url.endswith("/hook")
+
+payload = {"order_id": 42}
+event = create_event.sync(client=client, body=EventCreate(event_type="order.created", payload=payload))
+assert not isinstance(event, Problem), event
+
+deadline = time.time() + 20
+while True:
+    detail = get_event.sync(client=client, event_id=event.id)
+    states = [d.state.value for d in detail.deliveries]
+    if states == ["succeeded"]:
+        break
+    assert time.time() < deadline, f"delivery did not succeed: {states}"
+    time.sleep(0.1)
+
+attempts = list_delivery_attempts.sync(client=client, delivery_id=detail.deliveries[0].id)
+assert attempts.data[0].status_code == 204, attempts
+assert len(received) == 1 and b'"order_id": 42' in received[0], received
+
+missing = get_endpoint.sync_detailed(client=client, endpoint_id=event.id)
+assert missing.status_code == 404 and isinstance(missing.parsed, Problem), missing
+print("generated Python client: endpoint created, event delivered, delivery read back")
