@@ -20,6 +20,6 @@ check:
     cargo clippy --all-targets -- -D warnings
     cargo test
 
-# The delivery benchmark: drain rate, steady rate, latency, send throughput, CPU and WAL per delivery.
+# Benchmarks: delivery engine (drain, steady, latency, send, CPU, WAL) and HTTP API (ingest, closed loop, call→receipt).
 bench:
-    cargo bench --bench delivery
+    cargo bench --bench delivery --bench api

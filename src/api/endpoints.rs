@@ -129,12 +129,13 @@ pub struct EndpointUpdate {
     #[oai(validator(minimum(value = "1"), maximum(value = "300000")))]
     #[serde(default)]
     pub timeout_ms: MaybeUndefined<i32>,
-    #[oai(validator(minimum(value = "1")))]
+    #[oai(validator(minimum(value = "1")), nullable)]
     #[serde(default)]
     pub rate_limit_per_s: MaybeUndefined<i32>,
-    #[oai(validator(minimum(value = "1")))]
+    #[oai(validator(minimum(value = "1")), nullable)]
     #[serde(default)]
     pub max_in_flight: MaybeUndefined<i32>,
+    #[oai(nullable)]
     #[serde(default)]
     pub retry_schedule: MaybeUndefined<Vec<f64>>,
     #[oai(validator(minimum(value = "1"), maximum(value = "10000")))]
