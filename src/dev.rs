@@ -84,7 +84,7 @@ fn echo(headers: &HeaderMap, body: String) -> poem::http::StatusCode {
 pub async fn create_demo_endpoint(pool: &deadpool_postgres::Pool, receiver: SocketAddr) -> anyhow::Result<uuid::Uuid> {
     let client = pool.get().await?;
     let url = format!("http://{receiver}/webhooks");
-    Ok(db::endpoints::upsert_by_description(&**client, DEMO_ENDPOINT_DESCRIPTION, &url, &[]).await?)
+    Ok(db::endpoints::upsert_by_description(&client, DEMO_ENDPOINT_DESCRIPTION, &url, &[]).await?)
 }
 
 /// Sends `dev.ping` through `hookline.send` until shutdown.
@@ -115,6 +115,6 @@ pub async fn admin_token(pool: &deadpool_postgres::Pool) -> anyhow::Result<Strin
     let client = pool.get().await?;
     client.execute("DELETE FROM hookline.api_tokens WHERE name = $1", &[&DEV_TOKEN_NAME]).await?;
     let (token, _) =
-        crate::api::auth::create_token(&**client, DEV_TOKEN_NAME, crate::api::auth::Scope::Admin, None).await?;
+        crate::api::auth::create_token(&client, DEV_TOKEN_NAME, crate::api::auth::Scope::Admin, None).await?;
     Ok(token)
 }

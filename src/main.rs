@@ -129,7 +129,7 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             let pool = connect(&required_url(&settings)?, &settings).await?;
             let client = pool.get().await?;
             let scope = api::auth::Scope::parse(&scope).expect("clap checked it");
-            let (token, _) = api::auth::create_token(&**client, &name, scope, tenant.as_deref())
+            let (token, _) = api::auth::create_token(&client, &name, scope, tenant.as_deref())
                 .await
                 .map_err(|e| anyhow::anyhow!(telemetry::error_chain(&e)))?;
             println!("{token}");

@@ -106,7 +106,7 @@ async fn authenticate(request: &Request, bearer: Bearer) -> Option<Principal> {
         return Some(principal);
     }
     let client = state.pool.get().await.ok()?;
-    let token = db::tokens::by_hash(&**client, &hash).await.ok()??;
+    let token = db::tokens::by_hash(&client, &hash).await.ok()??;
     let principal =
         Principal { token_id: token.id, name: token.name, scope: Scope::parse(&token.scope)?, tenant: token.tenant };
     state.tokens.put(hash, principal.clone());
@@ -151,7 +151,7 @@ pub fn generate_token() -> (String, String) {
 
 /// Creates a token; returns it (shown once) and its row.
 pub async fn create_token(
-    db: &impl tokio_postgres::GenericClient,
+    db: &impl deadpool_postgres::GenericClient,
     name: &str,
     scope: Scope,
     tenant: Option<&str>,

@@ -214,7 +214,7 @@ impl DeliveriesApi {
         };
         let client = state.client().await?;
         let mut data: Vec<Delivery> =
-            db::deliveries::list_page(&**client, &filter).await?.into_iter().map(Delivery::from).collect();
+            db::deliveries::list_page(&client, &filter).await?.into_iter().map(Delivery::from).collect();
         let next_cursor = page.finish(&mut data, |d| d.id);
         Ok(Json(DeliveryList { data, next_cursor }))
     }
@@ -229,7 +229,7 @@ impl DeliveriesApi {
     ) -> Result<Json<Delivery>, Problem> {
         auth.0.require(Scope::Read)?;
         let client = state.client().await?;
-        Ok(Json(visible(&auth.0, db::deliveries::get(&**client, delivery_id.0).await?)?))
+        Ok(Json(visible(&auth.0, db::deliveries::get(&client, delivery_id.0).await?)?))
     }
 
     /// List a delivery's attempts, first to last
@@ -242,8 +242,8 @@ impl DeliveriesApi {
     ) -> Result<Json<AttemptList>, Problem> {
         auth.0.require(Scope::Read)?;
         let client = state.client().await?;
-        let delivery = visible(&auth.0, db::deliveries::get(&**client, delivery_id.0).await?)?;
-        let data = db::deliveries::attempts(&**client, delivery.id)
+        let delivery = visible(&auth.0, db::deliveries::get(&client, delivery_id.0).await?)?;
+        let data = db::deliveries::attempts(&client, delivery.id)
             .await?
             .into_iter()
             .map(|a| Attempt {
@@ -326,7 +326,7 @@ impl DeadLettersApi {
         };
         let client = state.client().await?;
         let mut data: Vec<Delivery> =
-            db::deliveries::dead_letters_page(&**client, &filter).await?.into_iter().map(Delivery::from).collect();
+            db::deliveries::dead_letters_page(&client, &filter).await?.into_iter().map(Delivery::from).collect();
         let next_cursor = page.finish(&mut data, |d| d.id);
         Ok(Json(DeliveryList { data, next_cursor }))
     }
@@ -376,7 +376,7 @@ impl DeadLettersApi {
         };
         let mut client = state.client().await?;
         let tx = client.transaction().await.map_err(db::Error::from)?;
-        let replayed = db::deliveries::replay_dead_letters(&*tx, &filter).await?;
+        let replayed = db::deliveries::replay_dead_letters(&tx, &filter).await?;
         let entry = Entry {
             tenant: auth.0.tenant.as_deref(),
             action: "dead_letter.replay_matching",
@@ -388,7 +388,7 @@ impl DeadLettersApi {
                 "replayed": replayed,
             })),
         };
-        db::audit::record(&*tx, &auth.0.actor(), entry).await?;
+        db::audit::record(&tx, &auth.0.actor(), entry).await?;
         tx.commit().await.map_err(db::Error::from)?;
         Ok(Json(Replayed { replayed }))
     }
@@ -415,12 +415,12 @@ async fn requeue(
 ) -> Result<QueuedResponse, Problem> {
     let mut client = state.client().await?;
     let tx = client.transaction().await.map_err(db::Error::from)?;
-    let before = in_state(visible(principal, db::deliveries::get(&*tx, id).await?)?, required)?;
-    if !db::deliveries::requeue(&*tx, id).await? {
+    let before = in_state(visible(principal, db::deliveries::get(&tx, id).await?)?, required)?;
+    if !db::deliveries::requeue(&tx, id).await? {
         return Err(Problem::conflict("a worker is sending this delivery right now"));
     }
-    let after = visible(principal, db::deliveries::get(&*tx, id).await?)?;
-    audit(&*tx, principal, action, &before, &after).await?;
+    let after = visible(principal, db::deliveries::get(&tx, id).await?)?;
+    audit(&tx, principal, action, &before, &after).await?;
     tx.commit().await.map_err(db::Error::from)?;
     Ok(QueuedResponse::Queued(Json(after)))
 }
@@ -434,7 +434,7 @@ async fn cancel(
 ) -> Result<Delivery, Problem> {
     let mut client = state.client().await?;
     let tx = client.transaction().await.map_err(db::Error::from)?;
-    let before = in_state(visible(principal, db::deliveries::get(&*tx, id).await?)?, required)?;
+    let before = in_state(visible(principal, db::deliveries::get(&tx, id).await?)?, required)?;
     match before.state {
         DeliveryState::Succeeded | DeliveryState::Cancelled => {
             return Err(Problem::conflict(format!("the delivery is already {}", before.state.as_str())));
@@ -443,17 +443,17 @@ async fn cancel(
         DeliveryState::Pending | DeliveryState::Dead => {}
     }
     let reason = format!("cancelled by {}", principal.name);
-    if !db::deliveries::cancel(&*tx, id, &reason).await? {
+    if !db::deliveries::cancel(&tx, id, &reason).await? {
         return Err(Problem::conflict("a worker is sending this delivery right now"));
     }
-    let after = visible(principal, db::deliveries::get(&*tx, id).await?)?;
-    audit(&*tx, principal, action, &before, &after).await?;
+    let after = visible(principal, db::deliveries::get(&tx, id).await?)?;
+    audit(&tx, principal, action, &before, &after).await?;
     tx.commit().await.map_err(db::Error::from)?;
     Ok(after)
 }
 
 async fn audit(
-    db: &impl tokio_postgres::GenericClient,
+    db: &impl deadpool_postgres::GenericClient,
     principal: &Principal,
     action: &str,
     before: &Delivery,

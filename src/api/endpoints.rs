@@ -315,9 +315,9 @@ impl EndpointsApi {
         let new = new_endpoint(&auth.0, body.0)?;
         let mut client = state.client().await?;
         let tx = client.transaction().await.map_err(db::Error::from)?;
-        let row = db::endpoints::insert(&*tx, &new).await?;
+        let row = db::endpoints::insert(&tx, &new).await?;
         let endpoint = Endpoint::from(&row);
-        audit(&*tx, &auth.0, "endpoint.create", &endpoint, None, Some(&endpoint)).await?;
+        audit(&tx, &auth.0, "endpoint.create", &endpoint, None, Some(&endpoint)).await?;
         tx.commit().await.map_err(db::Error::from)?;
         Ok(CreateEndpointResponse::Created(Json(CreatedEndpoint { endpoint, secret: row.secret })))
     }
@@ -341,7 +341,7 @@ impl EndpointsApi {
         let page = PageRequest::parse(limit.0, cursor.0.as_deref())?;
         let client = state.client().await?;
         let tenant = auth.0.tenant_filter(tenant.0.as_deref());
-        let rows = db::endpoints::list_page(&**client, page.after, page.fetch(), tenant).await?;
+        let rows = db::endpoints::list_page(&client, page.after, page.fetch(), tenant).await?;
         let mut data: Vec<Endpoint> = rows.iter().map(Endpoint::from).collect();
         let next_cursor = page.finish(&mut data, |e| e.id);
         Ok(Json(EndpointList { data, next_cursor }))
@@ -357,7 +357,7 @@ impl EndpointsApi {
     ) -> Result<Json<Endpoint>, Problem> {
         auth.0.require(Scope::Read)?;
         let client = state.client().await?;
-        let row = visible(&auth.0, db::endpoints::get(&**client, endpoint_id.0).await?)?;
+        let row = visible(&auth.0, db::endpoints::get(&client, endpoint_id.0).await?)?;
         Ok(Json(Endpoint::from(&row)))
     }
 
@@ -388,10 +388,10 @@ impl EndpointsApi {
         auth.0.require(Scope::Write)?;
         let mut client = state.client().await?;
         let tx = client.transaction().await.map_err(db::Error::from)?;
-        let row = visible(&auth.0, db::endpoints::get_for_update(&*tx, endpoint_id.0).await?)?;
-        db::endpoints::delete(&*tx, row.id).await?;
+        let row = visible(&auth.0, db::endpoints::get_for_update(&tx, endpoint_id.0).await?)?;
+        db::endpoints::delete(&tx, row.id).await?;
         let before = Endpoint::from(&row);
-        audit(&*tx, &auth.0, "endpoint.delete", &before, Some(&before), None).await?;
+        audit(&tx, &auth.0, "endpoint.delete", &before, Some(&before), None).await?;
         tx.commit().await.map_err(db::Error::from)?;
         Ok(DeleteEndpointResponse::Deleted)
     }
@@ -462,7 +462,7 @@ impl EndpointsApi {
         validate::range("overlap_s", overlap_s, 0, 30 * 86400)?;
         let mut client = state.client().await?;
         let tx = client.transaction().await.map_err(db::Error::from)?;
-        let mut row = visible(&auth.0, db::endpoints::get_for_update(&*tx, endpoint_id.0).await?)?;
+        let mut row = visible(&auth.0, db::endpoints::get_for_update(&tx, endpoint_id.0).await?)?;
         let new_secret = match rotate.secret {
             Some(secret) => secret,
             None => tx.query_one("SELECT hookline.new_secret()", &[]).await.map_err(db::Error::from)?.get(0),
@@ -470,9 +470,9 @@ impl EndpointsApi {
         let old = std::mem::replace(&mut row.secret, new_secret);
         row.previous_secret = (overlap_s > 0).then_some(old);
         row.previous_secret_expires_at = (overlap_s > 0).then(|| Utc::now() + chrono::Duration::seconds(overlap_s));
-        let row = db::endpoints::update(&*tx, &row).await?;
+        let row = db::endpoints::update(&tx, &row).await?;
         let endpoint = Endpoint::from(&row);
-        audit(&*tx, &auth.0, "endpoint.rotate_secret", &endpoint, None, None).await?;
+        audit(&tx, &auth.0, "endpoint.rotate_secret", &endpoint, None, None).await?;
         tx.commit().await.map_err(db::Error::from)?;
         Ok(Json(secret_of(row)))
     }
@@ -487,7 +487,7 @@ impl EndpointsApi {
     ) -> Result<Json<EndpointSecret>, Problem> {
         auth.0.require(Scope::Write)?;
         let client = state.client().await?;
-        let row = visible(&auth.0, db::endpoints::get(&**client, endpoint_id.0).await?)?;
+        let row = visible(&auth.0, db::endpoints::get(&client, endpoint_id.0).await?)?;
         Ok(Json(secret_of(row)))
     }
 
@@ -506,7 +506,7 @@ impl EndpointsApi {
         let payload = body.0.payload.unwrap_or_else(|| serde_json::json!({"test": true}));
         let mut client = state.client().await?;
         let tx = client.transaction().await.map_err(db::Error::from)?;
-        let row = visible(&auth.0, db::endpoints::get(&*tx, endpoint_id.0).await?)?;
+        let row = visible(&auth.0, db::endpoints::get(&tx, endpoint_id.0).await?)?;
         if !row.enabled {
             return Err(Problem::conflict("the endpoint is disabled: enable it first"));
         }
@@ -517,14 +517,14 @@ impl EndpointsApi {
             idempotency_key: None,
             source: "test",
         };
-        let (event, _) = db::events::insert(&*tx, &new_event).await?;
+        let (event, _) = db::events::insert(&tx, &new_event).await?;
         let one = db::deliveries::OneDelivery {
             event_id: event.id,
             endpoint_id: row.id,
             tenant: &row.tenant,
             event_type: &event_type,
         };
-        let delivery_id = db::deliveries::queue_one(&*tx, &one).await?;
+        let delivery_id = db::deliveries::queue_one(&tx, &one).await?;
         tx.commit().await.map_err(db::Error::from)?;
         Ok(TestResponse::Queued(Json(TestQueued { event_id: event.id, delivery_id })))
     }
@@ -545,14 +545,14 @@ impl EndpointsApi {
         let since = body.0.since;
         let mut client = state.client().await?;
         let tx = client.transaction().await.map_err(db::Error::from)?;
-        let row = visible(&auth.0, db::endpoints::get_for_update(&*tx, endpoint_id.0).await?)?;
+        let row = visible(&auth.0, db::endpoints::get_for_update(&tx, endpoint_id.0).await?)?;
         if !row.enabled {
             return Err(Problem::conflict("the endpoint is disabled: enable it first"));
         }
         let filter =
             db::deliveries::DeliveryFilter { endpoint_id: Some(row.id), since: Some(since), ..Default::default() };
-        let requeued = db::deliveries::replay_dead_letters(&*tx, &filter).await?;
-        let queued = db::deliveries::queue_missed(&*tx, row.id, since).await? as i64;
+        let requeued = db::deliveries::replay_dead_letters(&tx, &filter).await?;
+        let queued = db::deliveries::queue_missed(&tx, row.id, since).await? as i64;
         let endpoint = Endpoint::from(&row);
         let after = serde_json::json!({"since": since, "requeued": requeued, "queued": queued});
         let entry = Entry {
@@ -563,7 +563,7 @@ impl EndpointsApi {
             before: None,
             after: Some(after),
         };
-        db::audit::record(&*tx, &auth.0.actor(), entry).await?;
+        db::audit::record(&tx, &auth.0.actor(), entry).await?;
         tx.commit().await.map_err(db::Error::from)?;
         Ok(Json(Recovered { requeued, queued }))
     }
@@ -578,8 +578,8 @@ impl EndpointsApi {
     ) -> Result<Json<EndpointStats>, Problem> {
         auth.0.require(Scope::Read)?;
         let client = state.client().await?;
-        let row = visible(&auth.0, db::endpoints::get(&**client, endpoint_id.0).await?)?;
-        let s = db::stats::endpoint(&**client, row.id).await?.ok_or_else(|| Problem::not_found("endpoint"))?;
+        let row = visible(&auth.0, db::endpoints::get(&client, endpoint_id.0).await?)?;
+        let s = db::stats::endpoint(&client, row.id).await?.ok_or_else(|| Problem::not_found("endpoint"))?;
         Ok(Json(EndpointStats {
             endpoint_id: row.id,
             enabled: s.enabled,
@@ -610,11 +610,11 @@ async fn change_endpoint(
 ) -> Result<Endpoint, Problem> {
     let mut client = state.client().await?;
     let tx = client.transaction().await.map_err(db::Error::from)?;
-    let mut row = visible(principal, db::endpoints::get_for_update(&*tx, id).await?)?;
+    let mut row = visible(principal, db::endpoints::get_for_update(&tx, id).await?)?;
     let before = Endpoint::from(&row);
     change(&mut row)?;
-    let after = Endpoint::from(&db::endpoints::update(&*tx, &row).await?);
-    audit(&*tx, principal, action, &after, Some(&before), Some(&after)).await?;
+    let after = Endpoint::from(&db::endpoints::update(&tx, &row).await?);
+    audit(&tx, principal, action, &after, Some(&before), Some(&after)).await?;
     tx.commit().await.map_err(db::Error::from)?;
     Ok(after)
 }
@@ -792,7 +792,7 @@ fn secret_of(row: db::endpoints::Endpoint) -> EndpointSecret {
 }
 
 async fn audit(
-    db: &impl tokio_postgres::GenericClient,
+    db: &impl deadpool_postgres::GenericClient,
     principal: &Principal,
     action: &str,
     endpoint: &Endpoint,

@@ -123,7 +123,7 @@ impl EventsApi {
             idempotency_key: key.as_deref(),
             source: "api",
         };
-        let (event, created) = db::events::insert(&**client, &event).await?;
+        let (event, created) = db::events::insert(&client, &event).await?;
         Ok(if created {
             CreateEventResponse::Accepted(Json(event.into()))
         } else {
@@ -166,7 +166,7 @@ impl EventsApi {
             until: until.0,
         };
         let mut data: Vec<Event> =
-            db::events::list_page(&**client, &filter).await?.into_iter().map(Event::from).collect();
+            db::events::list_page(&client, &filter).await?.into_iter().map(Event::from).collect();
         let next_cursor = page.finish(&mut data, |e| e.id);
         Ok(Json(EventList { data, next_cursor }))
     }
@@ -181,11 +181,11 @@ impl EventsApi {
     ) -> Result<Json<EventWithDeliveries>, Problem> {
         auth.0.require(Scope::Read)?;
         let client = state.client().await?;
-        let event = db::events::get(&**client, event_id.0)
+        let event = db::events::get(&client, event_id.0)
             .await?
             .filter(|e| auth.0.sees(&e.tenant))
             .ok_or_else(|| Problem::not_found("event"))?;
-        let deliveries = db::deliveries::of_event(&**client, event.id).await?.into_iter().map(Delivery::from).collect();
+        let deliveries = db::deliveries::of_event(&client, event.id).await?.into_iter().map(Delivery::from).collect();
         Ok(Json(EventWithDeliveries { event: event.into(), deliveries }))
     }
 }

@@ -79,9 +79,9 @@ pub struct MetricsApi;
 async fn render_metrics(state: &AppState) -> Result<String, db::Error> {
     use std::fmt::Write as _;
     let client = state.pool.get().await?;
-    let queue = db::stats::queue(&**client).await?;
-    let day = db::metrics::deliveries_24h(&**client).await?;
-    let recent = db::metrics::recent_attempts(&**client, METRICS_WINDOW_S).await?;
+    let queue = db::stats::queue(&client).await?;
+    let day = db::metrics::deliveries_24h(&client).await?;
+    let recent = db::metrics::recent_attempts(&client, METRICS_WINDOW_S).await?;
     let mut out = String::new();
     let mut gauge = |name: &str, help: &str, samples: &[(&str, f64)]| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");

@@ -38,8 +38,8 @@ impl StatsApi {
     async fn stats(&self, auth: Auth, state: Data<&AppState>) -> Result<Json<Stats>, Problem> {
         auth.0.require(Scope::Read)?;
         let client = state.client().await?;
-        let q = db::stats::queue(&**client).await?;
-        let t = db::stats::totals(&**client).await?;
+        let q = db::stats::queue(&client).await?;
+        let t = db::stats::totals(&client).await?;
         Ok(Json(Stats {
             pending: q.pending,
             due_now: q.due_now,

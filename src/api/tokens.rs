@@ -122,7 +122,7 @@ impl TokensApi {
         }
         let mut client = state.pool.get().await.map_err(db::Error::from)?;
         let tx = client.transaction().await.map_err(db::Error::from)?;
-        let (token, row) = super::auth::create_token(&*tx, &new.name, new.scope.into(), new.tenant.as_deref()).await?;
+        let (token, row) = super::auth::create_token(&tx, &new.name, new.scope.into(), new.tenant.as_deref()).await?;
         let info = Token::from(row);
         let entry = Entry {
             tenant: info.tenant.as_deref(),
@@ -132,7 +132,7 @@ impl TokensApi {
             before: None,
             after: Some(token_json(&info)),
         };
-        db::audit::record(&*tx, &auth.0.actor(), entry).await?;
+        db::audit::record(&tx, &auth.0.actor(), entry).await?;
         tx.commit().await.map_err(db::Error::from)?;
         Ok(CreateTokenResponse::Created(Json(CreatedToken { info, token })))
     }
@@ -152,7 +152,7 @@ impl TokensApi {
         auth.0.require(Scope::Admin)?;
         let page = PageRequest::parse(limit.0, cursor.0.as_deref())?;
         let client = state.pool.get().await.map_err(db::Error::from)?;
-        let mut rows: Vec<Token> = db::tokens::list_page(&**client, page.after, page.fetch())
+        let mut rows: Vec<Token> = db::tokens::list_page(&client, page.after, page.fetch())
             .await?
             .into_iter()
             .map(Token::from)
@@ -173,7 +173,7 @@ impl TokensApi {
         auth.0.require(Scope::Admin)?;
         let mut client = state.pool.get().await.map_err(db::Error::from)?;
         let tx = client.transaction().await.map_err(db::Error::from)?;
-        let Some(row) = db::tokens::delete(&*tx, token_id.0).await? else {
+        let Some(row) = db::tokens::delete(&tx, token_id.0).await? else {
             return Err(Problem::not_found("token"));
         };
         if !row.tenant.as_deref().map_or(auth.0.tenant.is_none(), |t| auth.0.sees(t)) {
@@ -188,7 +188,7 @@ impl TokensApi {
             before: Some(token_json(&info)),
             after: None,
         };
-        db::audit::record(&*tx, &auth.0.actor(), entry).await?;
+        db::audit::record(&tx, &auth.0.actor(), entry).await?;
         tx.commit().await.map_err(db::Error::from)?;
         state.tokens.forget(info.id);
         Ok(DeleteTokenResponse::Deleted)

@@ -1,7 +1,8 @@
 //! The audit log: one row per mutation made through the API.
 
 use chrono::{DateTime, Utc};
-use tokio_postgres::{GenericClient, Row};
+use deadpool_postgres::GenericClient;
+use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::Result;
@@ -36,7 +37,7 @@ pub struct Entry<'a> {
 
 pub async fn record(db: &impl GenericClient, actor: &Actor, entry: Entry<'_>) -> Result<()> {
     db.execute(
-        AUDIT_INSERT,
+        &db.prepare_cached(AUDIT_INSERT).await?,
         &[
             &actor.token_id,
             &actor.token_name,

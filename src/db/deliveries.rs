@@ -7,7 +7,7 @@
 //! newer outcome.
 
 use chrono::{DateTime, Utc};
-use tokio_postgres::GenericClient;
+use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
 use super::Result;
@@ -139,7 +139,7 @@ pub struct Claimed {
 }
 
 pub async fn claim_due(db: &impl GenericClient, limit: i64, worker: Uuid, lease_max_s: f64) -> Result<Vec<Claimed>> {
-    let rows = db.query(DELIVERY_CLAIM_DUE, &[&limit, &worker, &lease_max_s]).await?;
+    let rows = db.query(&db.prepare_cached(DELIVERY_CLAIM_DUE).await?, &[&limit, &worker, &lease_max_s]).await?;
     Ok(rows
         .into_iter()
         .map(|r| Claimed {
@@ -195,7 +195,7 @@ pub async fn complete_many(db: &impl GenericClient, worker: Uuid, batch: &[&Comp
     let errors: Vec<Option<&str>> = batch.iter().map(|c| c.error.as_deref()).collect();
     let row = db
         .query_one(
-            DELIVERY_COMPLETE_MANY,
+            &db.prepare_cached(DELIVERY_COMPLETE_MANY).await?,
             &[
                 &ids, &endpoints, &attempts, &states, &retry_in, &started, &durations, &statuses, &headers, &bodies,
                 &kinds, &errors, &worker,
@@ -206,11 +206,11 @@ pub async fn complete_many(db: &impl GenericClient, worker: Uuid, batch: &[&Comp
 }
 
 pub async fn release(db: &impl GenericClient, worker: Uuid, deliveries: &[Uuid]) -> Result<u64> {
-    Ok(db.execute(DELIVERY_RELEASE, &[&deliveries, &worker]).await?)
+    Ok(db.execute(&db.prepare_cached(DELIVERY_RELEASE).await?, &[&deliveries, &worker]).await?)
 }
 
 pub async fn seconds_until_next_due(db: &impl GenericClient) -> Result<Option<f64>> {
-    Ok(db.query_one(DELIVERY_SECONDS_UNTIL_NEXT_DUE, &[]).await?.get(0))
+    Ok(db.query_one(&db.prepare_cached(DELIVERY_SECONDS_UNTIL_NEXT_DUE).await?, &[]).await?.get(0))
 }
 
 // ---- The API's view of deliveries -------------------------------------------
@@ -414,11 +414,16 @@ pub struct DeliveryFilter<'a> {
 }
 
 pub async fn get(db: &impl GenericClient, id: Uuid) -> Result<Option<DeliveryView>> {
-    Ok(db.query_opt(DELIVERY_GET, &[&id]).await?.map(DeliveryView::from))
+    Ok(db.query_opt(&db.prepare_cached(DELIVERY_GET).await?, &[&id]).await?.map(DeliveryView::from))
 }
 
 pub async fn of_event(db: &impl GenericClient, event_id: Uuid) -> Result<Vec<DeliveryView>> {
-    Ok(db.query(DELIVERIES_OF_EVENT, &[&event_id]).await?.into_iter().map(DeliveryView::from).collect())
+    Ok(db
+        .query(&db.prepare_cached(DELIVERIES_OF_EVENT).await?, &[&event_id])
+        .await?
+        .into_iter()
+        .map(DeliveryView::from)
+        .collect())
 }
 
 pub async fn list_page(db: &impl GenericClient, f: &DeliveryFilter<'_>) -> Result<Vec<DeliveryView>> {
@@ -437,7 +442,7 @@ pub async fn dead_letters_page(db: &impl GenericClient, f: &DeliveryFilter<'_>) 
 }
 
 pub async fn attempts(db: &impl GenericClient, delivery_id: Uuid) -> Result<Vec<AttemptView>> {
-    let rows = db.query(ATTEMPTS_OF_DELIVERY, &[&delivery_id]).await?;
+    let rows = db.query(&db.prepare_cached(ATTEMPTS_OF_DELIVERY).await?, &[&delivery_id]).await?;
     Ok(rows
         .into_iter()
         .map(|r| AttemptView {
@@ -456,16 +461,16 @@ pub async fn attempts(db: &impl GenericClient, delivery_id: Uuid) -> Result<Vec<
 
 /// False when a worker holds the delivery right now.
 pub async fn requeue(db: &impl GenericClient, id: Uuid) -> Result<bool> {
-    let done = db.query_opt(DELIVERY_REQUEUE, &[&id]).await?.is_some();
+    let done = db.query_opt(&db.prepare_cached(DELIVERY_REQUEUE).await?, &[&id]).await?.is_some();
     if done {
-        db.execute(DELIVERY_WAKE_WORKERS, &[]).await?;
+        db.execute(&db.prepare_cached(DELIVERY_WAKE_WORKERS).await?, &[]).await?;
     }
     Ok(done)
 }
 
 /// False when a worker holds the delivery right now.
 pub async fn cancel(db: &impl GenericClient, id: Uuid, reason: &str) -> Result<bool> {
-    Ok(db.query_opt(DELIVERY_CANCEL, &[&id, &reason]).await?.is_some())
+    Ok(db.query_opt(&db.prepare_cached(DELIVERY_CANCEL).await?, &[&id, &reason]).await?.is_some())
 }
 
 pub async fn replay_dead_letters(db: &impl GenericClient, f: &DeliveryFilter<'_>) -> Result<i64> {
@@ -474,15 +479,15 @@ pub async fn replay_dead_letters(db: &impl GenericClient, f: &DeliveryFilter<'_>
         .await?;
     let revived: i64 = row.get(0);
     if revived > 0 {
-        db.execute(DELIVERY_WAKE_WORKERS, &[]).await?;
+        db.execute(&db.prepare_cached(DELIVERY_WAKE_WORKERS).await?, &[]).await?;
     }
     Ok(revived)
 }
 
 pub async fn queue_missed(db: &impl GenericClient, endpoint_id: Uuid, since: DateTime<Utc>) -> Result<u64> {
-    let queued = db.execute(DELIVERY_QUEUE_MISSED, &[&endpoint_id, &since]).await?;
+    let queued = db.execute(&db.prepare_cached(DELIVERY_QUEUE_MISSED).await?, &[&endpoint_id, &since]).await?;
     if queued > 0 {
-        db.execute(DELIVERY_WAKE_WORKERS, &[]).await?;
+        db.execute(&db.prepare_cached(DELIVERY_WAKE_WORKERS).await?, &[]).await?;
     }
     Ok(queued)
 }
@@ -495,7 +500,12 @@ pub struct OneDelivery<'a> {
 }
 
 pub async fn queue_one(db: &impl GenericClient, d: &OneDelivery<'_>) -> Result<Uuid> {
-    let row = db.query_one(DELIVERY_QUEUE_ONE, &[&d.event_id, &d.endpoint_id, &d.tenant, &d.event_type]).await?;
-    db.execute(DELIVERY_WAKE_WORKERS, &[]).await?;
+    let row = db
+        .query_one(
+            &db.prepare_cached(DELIVERY_QUEUE_ONE).await?,
+            &[&d.event_id, &d.endpoint_id, &d.tenant, &d.event_type],
+        )
+        .await?;
+    db.execute(&db.prepare_cached(DELIVERY_WAKE_WORKERS).await?, &[]).await?;
     Ok(row.get(0))
 }

@@ -1,7 +1,8 @@
 //! Endpoints: the API's CRUD, and what the worker and `hookline dev` need.
 
 use chrono::{DateTime, Utc};
-use tokio_postgres::{GenericClient, Row};
+use deadpool_postgres::GenericClient;
+use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::Result;
@@ -146,7 +147,7 @@ pub struct NewEndpoint {
 pub async fn insert(db: &impl GenericClient, e: &NewEndpoint) -> Result<Endpoint> {
     let row = db
         .query_one(
-            ENDPOINT_INSERT,
+            &db.prepare_cached(ENDPOINT_INSERT).await?,
             &[
                 &e.tenant,
                 &e.url,
@@ -169,11 +170,11 @@ pub async fn insert(db: &impl GenericClient, e: &NewEndpoint) -> Result<Endpoint
 }
 
 pub async fn get(db: &impl GenericClient, id: Uuid) -> Result<Option<Endpoint>> {
-    Ok(db.query_opt(ENDPOINT_GET, &[&id]).await?.map(Endpoint::from))
+    Ok(db.query_opt(&db.prepare_cached(ENDPOINT_GET).await?, &[&id]).await?.map(Endpoint::from))
 }
 
 pub async fn get_for_update(db: &impl GenericClient, id: Uuid) -> Result<Option<Endpoint>> {
-    Ok(db.query_opt(ENDPOINT_GET_FOR_UPDATE, &[&id]).await?.map(Endpoint::from))
+    Ok(db.query_opt(&db.prepare_cached(ENDPOINT_GET_FOR_UPDATE).await?, &[&id]).await?.map(Endpoint::from))
 }
 
 pub async fn list_page(
@@ -189,7 +190,7 @@ pub async fn list_page(
 pub async fn update(db: &impl GenericClient, e: &Endpoint) -> Result<Endpoint> {
     let row = db
         .query_one(
-            ENDPOINT_UPDATE,
+            &db.prepare_cached(ENDPOINT_UPDATE).await?,
             &[
                 &e.id,
                 &e.url,
@@ -215,11 +216,11 @@ pub async fn update(db: &impl GenericClient, e: &Endpoint) -> Result<Endpoint> {
 }
 
 pub async fn delete(db: &impl GenericClient, id: Uuid) -> Result<bool> {
-    Ok(db.execute(ENDPOINT_DELETE, &[&id]).await? == 1)
+    Ok(db.execute(&db.prepare_cached(ENDPOINT_DELETE).await?, &[&id]).await? == 1)
 }
 
 pub async fn disable(db: &impl GenericClient, id: Uuid, reason: &str) -> Result<bool> {
-    Ok(db.execute(ENDPOINT_DISABLE, &[&id, &reason]).await? == 1)
+    Ok(db.execute(&db.prepare_cached(ENDPOINT_DISABLE).await?, &[&id, &reason]).await? == 1)
 }
 
 /// Points the endpoint described `description` at `url`, creating it if needed.
@@ -229,11 +230,12 @@ pub async fn upsert_by_description(
     url: &str,
     event_types: &[&str],
 ) -> Result<Uuid> {
-    if let Some(row) = db.query_opt(ENDPOINT_FIND_BY_DESCRIPTION, &[&description]).await? {
+    if let Some(row) = db.query_opt(&db.prepare_cached(ENDPOINT_FIND_BY_DESCRIPTION).await?, &[&description]).await? {
         let id: Uuid = row.get(0);
-        db.execute(ENDPOINT_SET_URL, &[&id, &url]).await?;
+        db.execute(&db.prepare_cached(ENDPOINT_SET_URL).await?, &[&id, &url]).await?;
         return Ok(id);
     }
-    let row = db.query_one(ENDPOINT_INSERT_MINIMAL, &[&url, &description, &event_types]).await?;
+    let row =
+        db.query_one(&db.prepare_cached(ENDPOINT_INSERT_MINIMAL).await?, &[&url, &description, &event_types]).await?;
     Ok(row.get(0))
 }

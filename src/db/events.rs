@@ -1,7 +1,8 @@
 //! Events: ingest from the API, lists, and the deliveries of one event.
 
 use chrono::{DateTime, Utc};
-use tokio_postgres::{GenericClient, Row};
+use deadpool_postgres::GenericClient;
+use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::Result;
@@ -70,17 +71,22 @@ pub struct NewEvent<'a> {
 /// key; the flag says whether it is new.
 pub async fn insert(db: &impl GenericClient, e: &NewEvent<'_>) -> Result<(Event, bool)> {
     let id = Uuid::now_v7();
-    let inserted =
-        db.query_opt(EVENT_INSERT, &[&id, &e.tenant, &e.event_type, &e.payload, &e.idempotency_key, &e.source]).await?;
+    let inserted = db
+        .query_opt(
+            &db.prepare_cached(EVENT_INSERT).await?,
+            &[&id, &e.tenant, &e.event_type, &e.payload, &e.idempotency_key, &e.source],
+        )
+        .await?;
     if let Some(row) = inserted {
         return Ok((row.into(), true));
     }
-    let row = db.query_one(EVENT_BY_IDEMPOTENCY_KEY, &[&e.tenant, &e.idempotency_key]).await?;
+    let row =
+        db.query_one(&db.prepare_cached(EVENT_BY_IDEMPOTENCY_KEY).await?, &[&e.tenant, &e.idempotency_key]).await?;
     Ok((row.into(), false))
 }
 
 pub async fn get(db: &impl GenericClient, id: Uuid) -> Result<Option<Event>> {
-    Ok(db.query_opt(EVENT_GET, &[&id]).await?.map(Event::from))
+    Ok(db.query_opt(&db.prepare_cached(EVENT_GET).await?, &[&id]).await?.map(Event::from))
 }
 
 pub struct EventFilter<'a> {

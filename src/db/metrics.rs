@@ -1,6 +1,6 @@
 //! The numbers behind `/metrics`, from the views and the recent attempts.
 
-use tokio_postgres::GenericClient;
+use deadpool_postgres::GenericClient;
 
 use super::Result;
 
@@ -43,12 +43,12 @@ pub struct Deliveries24h {
 
 pub async fn recent_attempts(db: &impl GenericClient, window_s: f64) -> Result<RecentAttempts> {
     let buckets = db
-        .query(METRICS_RECENT_ATTEMPTS, &[&window_s, &LATENCY_BUCKETS_MS])
+        .query(&db.prepare_cached(METRICS_RECENT_ATTEMPTS).await?, &[&window_s, &LATENCY_BUCKETS_MS])
         .await?
         .into_iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    let t = db.query_one(METRICS_RECENT_TOTALS, &[&window_s]).await?;
+    let t = db.query_one(&db.prepare_cached(METRICS_RECENT_TOTALS).await?, &[&window_s]).await?;
     Ok(RecentAttempts { buckets, count: t.get(0), sum_ms: t.get(1), succeeded: t.get(2), failed: t.get(3) })
 }
 

@@ -1,5 +1,11 @@
 //! PostgreSQL access: the pool, the error type, and one module per table with
 //! its statements as named constants beside the functions that run them.
+//!
+//! Functions take a `deadpool_postgres::GenericClient` (a pooled connection or
+//! a transaction on one) and run fixed statements through `prepare_cached`:
+//! one round trip instead of two, and no re-planning. List queries with
+//! optional filters (`$n IS NULL OR …`) are the exception: they are prepared
+//! afresh so the planner sees the actual filter and picks its index.
 
 pub mod audit;
 pub mod deliveries;

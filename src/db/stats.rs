@@ -1,7 +1,7 @@
 //! Statistics, read from the public views only (SPEC §4).
 
 use chrono::{DateTime, Utc};
-use tokio_postgres::GenericClient;
+use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
 use super::Result;
@@ -60,7 +60,7 @@ pub struct EndpointStats {
 }
 
 pub async fn queue(db: &impl GenericClient) -> Result<QueueStats> {
-    let r = db.query_one(STATS_QUEUE, &[]).await?;
+    let r = db.query_one(&db.prepare_cached(STATS_QUEUE).await?, &[]).await?;
     Ok(QueueStats {
         pending: r.get(0),
         due_now: r.get(1),
@@ -71,7 +71,7 @@ pub async fn queue(db: &impl GenericClient) -> Result<QueueStats> {
 }
 
 pub async fn totals(db: &impl GenericClient) -> Result<Totals> {
-    let r = db.query_one(STATS_TOTALS, &[]).await?;
+    let r = db.query_one(&db.prepare_cached(STATS_TOTALS).await?, &[]).await?;
     Ok(Totals {
         endpoints: r.get(0),
         enabled_endpoints: r.get(1),
@@ -81,7 +81,7 @@ pub async fn totals(db: &impl GenericClient) -> Result<Totals> {
 }
 
 pub async fn endpoint(db: &impl GenericClient, id: Uuid) -> Result<Option<EndpointStats>> {
-    Ok(db.query_opt(STATS_ENDPOINT, &[&id]).await?.map(|r| EndpointStats {
+    Ok(db.query_opt(&db.prepare_cached(STATS_ENDPOINT).await?, &[&id]).await?.map(|r| EndpointStats {
         enabled: r.get(0),
         disabled_reason: r.get(1),
         consecutive_failures: r.get(2),

@@ -1,7 +1,8 @@
 //! API tokens: only their SHA-256 is stored.
 
 use chrono::{DateTime, Utc};
-use tokio_postgres::{GenericClient, Row};
+use deadpool_postgres::GenericClient;
+use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::Result;
@@ -56,11 +57,17 @@ pub struct NewToken<'a> {
 }
 
 pub async fn insert(db: &impl GenericClient, new: &NewToken<'_>) -> Result<Token> {
-    Ok(db.query_one(TOKEN_INSERT, &[&new.name, &new.scope, &new.tenant, &new.hash, &new.prefix]).await?.into())
+    Ok(db
+        .query_one(
+            &db.prepare_cached(TOKEN_INSERT).await?,
+            &[&new.name, &new.scope, &new.tenant, &new.hash, &new.prefix],
+        )
+        .await?
+        .into())
 }
 
 pub async fn by_hash(db: &impl GenericClient, hash: &[u8]) -> Result<Option<Token>> {
-    Ok(db.query_opt(TOKEN_BY_HASH, &[&hash]).await?.map(Token::from))
+    Ok(db.query_opt(&db.prepare_cached(TOKEN_BY_HASH).await?, &[&hash]).await?.map(Token::from))
 }
 
 pub async fn list_page(db: &impl GenericClient, after: Option<Uuid>, limit: i64) -> Result<Vec<Token>> {
@@ -68,5 +75,5 @@ pub async fn list_page(db: &impl GenericClient, after: Option<Uuid>, limit: i64)
 }
 
 pub async fn delete(db: &impl GenericClient, id: Uuid) -> Result<Option<Token>> {
-    Ok(db.query_opt(TOKEN_DELETE, &[&id]).await?.map(Token::from))
+    Ok(db.query_opt(&db.prepare_cached(TOKEN_DELETE).await?, &[&id]).await?.map(Token::from))
 }

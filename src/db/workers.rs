@@ -1,6 +1,6 @@
 //! Worker presence: which workers are idle and want a NOTIFY.
 
-use tokio_postgres::GenericClient;
+use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
 use super::Result;
@@ -18,15 +18,15 @@ pub const IDLE_WORKER_FORGET_STALE: &str = "
 DELETE FROM hookline.idle_workers WHERE since < now() - interval '10 minutes'";
 
 pub async fn register_idle(db: &impl GenericClient, worker: Uuid) -> Result<()> {
-    db.execute(IDLE_WORKER_REGISTER, &[&worker]).await?;
+    db.execute(&db.prepare_cached(IDLE_WORKER_REGISTER).await?, &[&worker]).await?;
     Ok(())
 }
 
 pub async fn deregister_idle(db: &impl GenericClient, worker: Uuid) -> Result<()> {
-    db.execute(IDLE_WORKER_DEREGISTER, &[&worker]).await?;
+    db.execute(&db.prepare_cached(IDLE_WORKER_DEREGISTER).await?, &[&worker]).await?;
     Ok(())
 }
 
 pub async fn forget_stale(db: &impl GenericClient) -> Result<u64> {
-    Ok(db.execute(IDLE_WORKER_FORGET_STALE, &[]).await?)
+    Ok(db.execute(&db.prepare_cached(IDLE_WORKER_FORGET_STALE).await?, &[]).await?)
 }

@@ -118,12 +118,12 @@ fn is_data_error(error: &db::Error) -> bool {
 async fn write(pool: &Pool, worker: Uuid, batch: &[Finished]) -> db::Result<()> {
     let client = pool.get().await?;
     let completions: Vec<&Completion> = batch.iter().map(|f| &f.completion).collect();
-    let still_ours = db::deliveries::complete_many(&**client, worker, &completions).await?;
+    let still_ours = db::deliveries::complete_many(&client, worker, &completions).await?;
     if still_ours < batch.len() as i64 {
         tracing::warn!(lost = batch.len() as i64 - still_ours, "leases expired before outcomes were recorded");
     }
     for gone in batch.iter().filter(|f| f.disable_endpoint) {
-        if db::endpoints::disable(&**client, gone.completion.endpoint_id, "410 Gone").await? {
+        if db::endpoints::disable(&client, gone.completion.endpoint_id, "410 Gone").await? {
             tracing::warn!(endpoint_id = %gone.completion.endpoint_id, "endpoint answered 410 Gone: disabled");
         }
     }

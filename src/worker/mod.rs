@@ -90,7 +90,7 @@ pub async fn run(
     let unfinished: Vec<Uuid> = worker.held.lock().expect("not poisoned").drain().collect();
     if !unfinished.is_empty() {
         let released = match pool.get().await {
-            Ok(client) => db::deliveries::release(&**client, worker_id, &unfinished).await,
+            Ok(client) => db::deliveries::release(&client, worker_id, &unfinished).await,
             Err(error) => Err(error.into()),
         };
         match released {
@@ -205,10 +205,10 @@ impl Worker {
     async fn set_idle(&self, idle: bool) {
         let result = match self.pool.get().await {
             Ok(client) if idle => {
-                let _ = db::workers::forget_stale(&**client).await;
-                db::workers::register_idle(&**client, self.id).await
+                let _ = db::workers::forget_stale(&client).await;
+                db::workers::register_idle(&client, self.id).await
             }
-            Ok(client) => db::workers::deregister_idle(&**client, self.id).await,
+            Ok(client) => db::workers::deregister_idle(&client, self.id).await,
             Err(error) => Err(error.into()),
         };
         if let Err(error) = result {
@@ -219,7 +219,7 @@ impl Worker {
     async fn claim(&self, limit: usize) -> db::Result<Vec<db::deliveries::Claimed>> {
         let client = self.pool.get().await?;
         let lease_max_s = self.settings.lease_max.as_secs_f64();
-        db::deliveries::claim_due(&**client, limit as i64, self.id, lease_max_s).await
+        db::deliveries::claim_due(&client, limit as i64, self.id, lease_max_s).await
     }
 
     /// Sleeps until a notification, the next due delivery, `recheck`, or the
@@ -227,7 +227,7 @@ impl Worker {
     async fn sleep_until_due(&self, recheck: Duration, shutdown: &mut watch::Receiver<bool>) {
         let poll = self.settings.poll_interval.min(recheck);
         let until_due = match self.pool.get().await {
-            Ok(client) => db::deliveries::seconds_until_next_due(&**client).await.ok().flatten(),
+            Ok(client) => db::deliveries::seconds_until_next_due(&client).await.ok().flatten(),
             Err(_) => None,
         };
         let nap = until_due.map_or(poll, |s| Duration::from_secs_f64(s.max(0.0)).min(poll));

@@ -53,7 +53,7 @@ impl TestApi {
     pub async fn token(db: &TestDb, name: &str, scope: &str, tenant: Option<&str>) -> String {
         let scope = hookline::api::auth::Scope::parse(scope).unwrap();
         let client = db.client().await;
-        hookline::api::auth::create_token(&**client, name, scope, tenant).await.unwrap().0
+        hookline::api::auth::create_token(&client, name, scope, tenant).await.unwrap().0
     }
 
     pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<&Value>) -> Reply {
