@@ -120,9 +120,11 @@ impl Worker {
     /// due retry, or the fallback poll, whichever comes first.
     ///
     /// Producers only NOTIFY while some worker is registered as idle (see
-    /// `hookline.idle_workers`). A producer that looked just before we
-    /// registered may commit just after our last claim without notifying, so
-    /// right after registering we claim once more and then re-check at
+    /// `hookline.idle_workers`), because notifying commits are serialised.
+    /// A worker leaves the registry while it is busy: on a full batch, and
+    /// after a notification brought work. A producer that looked just before
+    /// we registered may commit just after our last claim without notifying,
+    /// so right after registering we claim once more and then re-check at
     /// growing intervals (5 ms, 10 ms, 20 ms, … up to the poll interval).
     async fn claim_loop(
         &self,
@@ -133,6 +135,8 @@ impl Worker {
         let slots = Arc::new(Semaphore::new(self.settings.concurrency));
         let mut backoff = Duration::from_millis(50);
         let mut idle_since: Option<Instant> = None;
+        // Whether the last sleep ended with a notification.
+        let mut woken = false;
         let mut registered_at = Instant::now();
         while !*shutdown.borrow() {
             while requests.try_join_next().is_some() {}
@@ -168,17 +172,22 @@ impl Worker {
                 };
                 let (dispatcher, settings, finished) =
                     (self.dispatcher.clone(), self.settings.clone(), finished.clone());
+                let held = self.held.clone();
                 requests.spawn(async move {
                     let attempt = dispatcher.attempt(&delivery).await;
                     let jitter = rand::random_range(-1.0..=1.0);
                     let outcome = complete::decide(&delivery, attempt, &settings, jitter);
-                    let _ = finished.send(outcome).await;
+                    if finished.send(outcome).await.is_ok() {
+                        held.lock().expect("not poisoned").remove(&delivery.delivery_id);
+                    }
                     drop(slot);
                 });
             }
             drop(first_slot);
-            if got == wanted {
-                // Busy: producers need not wake us.
+            if got == wanted || (woken && got > 0) {
+                // Busy: producers need not wake us until we are idle again.
+                // (After a notification the claim went first, for latency.)
+                woken = false;
                 if idle_since.take().is_some() {
                     self.set_idle(false).await;
                 }
@@ -195,7 +204,7 @@ impl Worker {
                 self.set_idle(true).await;
             }
             let recheck = idle_since.map_or(Duration::ZERO, |since| since.elapsed()).max(Duration::from_millis(5));
-            self.sleep_until_due(recheck, &mut shutdown).await;
+            woken = self.sleep_until_due(recheck, &mut shutdown).await;
         }
         if idle_since.is_some() {
             self.set_idle(false).await;
@@ -224,7 +233,8 @@ impl Worker {
 
     /// Sleeps until a notification, the next due delivery, `recheck`, or the
     /// poll interval, whichever comes first.
-    async fn sleep_until_due(&self, recheck: Duration, shutdown: &mut watch::Receiver<bool>) {
+    /// Returns whether a notification ended the sleep.
+    async fn sleep_until_due(&self, recheck: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
         let poll = self.settings.poll_interval.min(recheck);
         let until_due = match self.pool.get().await {
             Ok(client) => db::deliveries::seconds_until_next_due(&client).await.ok().flatten(),
@@ -232,9 +242,9 @@ impl Worker {
         };
         let nap = until_due.map_or(poll, |s| Duration::from_secs_f64(s.max(0.0)).min(poll));
         tokio::select! {
-            _ = self.wake.notified() => {}
-            _ = tokio::time::sleep(nap) => {}
-            _ = shutdown.changed() => {}
+            _ = self.wake.notified() => true,
+            _ = tokio::time::sleep(nap) => false,
+            _ = shutdown.changed() => false,
         }
     }
 }
