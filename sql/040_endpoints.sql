@@ -2,7 +2,8 @@
 -- plain SQL):
 -- * every endpoint has an endpoint_state row (health counters);
 -- * updated_at follows every update;
--- * disabling stamps disabled_at, and moves the endpoint's waiting deliveries
+-- * disabling stamps disabled_at, publishes an `endpoint.disabled` event
+--   (source `hookline`) in the endpoint's tenant, and moves its waiting deliveries
 --   to `dead` (reason in last_error) so the claim index never has to skip
 --   them; `recover` can re-queue them later. Enabling clears the reason and
 --   the failure run. (The queue has no index on endpoint_id, to keep claims
@@ -52,6 +53,12 @@ BEGIN
                last_error = 'endpoint disabled: ' || NEW.disabled_reason,
                completed_at = now()
          WHERE id IN (SELECT delivery_id FROM parked);
+        -- Tell whoever subscribes (an operator's endpoint, say).
+        INSERT INTO hookline.events (tenant, event_type, payload, source)
+        VALUES (NEW.tenant, 'endpoint.disabled',
+                jsonb_build_object('endpoint_id', NEW.id, 'url', NEW.url,
+                                   'reason', NEW.disabled_reason, 'disabled_at', NEW.disabled_at),
+                'hookline');
     ELSIF NEW.enabled AND NOT OLD.enabled THEN
         UPDATE hookline.endpoint_state
            SET consecutive_failures = 0

@@ -40,9 +40,11 @@ RETURNING q.delivery_id, q.attempts, e.id, e.event_type, e.created_at, e.payload
 /// leased to worker `$13`: successes leave the queue, retries get their next
 /// attempt time, dead ones stay as dead letters (a retry for an endpoint that
 /// was disabled meanwhile is dead too); the history row (a HOT update), the
-/// attempt, and per-endpoint health follow. `last_success_at` is refreshed at
-/// most once a second per endpoint, so a busy endpoint does not cost a row
-/// write per delivery.
+/// attempt, and per-endpoint health follow, and an endpoint whose run of dead
+/// deliveries reached its `disable_after_failures` is disabled. The run
+/// counts deliveries, not attempts, and any success resets it.
+/// `last_success_at` is refreshed at most once a second per endpoint, so a
+/// busy endpoint does not cost a row write per delivery.
 pub const DELIVERY_COMPLETE_MANY: &str = "
 WITH outcome AS (
     SELECT o.*,
@@ -103,6 +105,17 @@ health AS (
      WHERE s.endpoint_id = h.endpoint_id
        AND (h.failed OR s.consecutive_failures > 0
             OR s.last_success_at IS NULL OR s.last_success_at < now() - interval '1 second')
+    RETURNING s.endpoint_id, s.consecutive_failures
+),
+tripped AS (
+    -- Auto-disable: a run of dead deliveries as long as the endpoint allows.
+    -- The endpoints trigger parks its queue and publishes endpoint.disabled.
+    UPDATE hookline.endpoints AS ep
+       SET enabled = false,
+           disabled_reason = h.consecutive_failures || ' consecutive failed deliveries',
+           disabled_at = now()
+      FROM health AS h
+     WHERE ep.id = h.endpoint_id AND ep.enabled AND h.consecutive_failures >= ep.disable_after_failures
 )
 SELECT (SELECT count(*) FROM kept) + (SELECT count(*) FROM removed)";
 
@@ -326,6 +339,8 @@ WITH missed AS (
       JOIN hookline.events AS e
         ON e.tenant = ep.tenant AND e.id >= hookline.uuid_v7_floor($2)
        AND e.source <> 'test' AND e.event_type LIKE ANY (ep.event_types_like)
+       -- not the notice of its own disabling
+       AND NOT (e.source = 'hookline' AND e.payload ->> 'endpoint_id' = ep.id::text)
      WHERE ep.id = $1
        AND NOT EXISTS (SELECT FROM hookline.deliveries AS d WHERE d.event_id = e.id AND d.endpoint_id = ep.id)
 ),

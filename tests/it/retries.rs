@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::support::receiver::{Reply, TestReceiver};
 use crate::support::worker::{RunningWorker, test_settings};
-use crate::support::{NewEndpoint, db::TestDb, eventually};
+use crate::support::{NewEndpoint, count, db::TestDb, eventually};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -167,5 +167,64 @@ async fn a_timeout_is_recorded_as_such_and_retried() {
         .unwrap()
         .get(0);
     assert_eq!(kind.as_deref(), Some("timeout"));
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn a_run_of_dead_deliveries_disables_the_endpoint_and_publishes_it() {
+    let db = TestDb::new().await;
+    let failing = TestReceiver::start().await;
+    failing.always(Reply::status(500));
+    let operator = TestReceiver::start().await;
+    let endpoint =
+        NewEndpoint { url: &failing.url, retry_schedule: Some(vec![]), ..Default::default() }.insert(&db).await;
+    db.client()
+        .await
+        .execute(
+            "UPDATE hookline.endpoints SET disable_after_failures = 3, event_types = '{order.*}' WHERE id = $1",
+            &[&endpoint],
+        )
+        .await
+        .unwrap();
+    NewEndpoint { url: &operator.url, event_types: &["endpoint.disabled"], ..Default::default() }.insert(&db).await;
+    let worker = RunningWorker::start(&db, test_settings()).await;
+    let client = db.client().await;
+
+    // Two failures, a success (the run resets), then three failures in a row.
+    for reply in [500, 500, 200, 500, 500] {
+        failing.script([Reply::status(reply)]);
+        let before = failing.received().len();
+        client.execute("SELECT hookline.send('order.created', '{}')", &[]).await.unwrap();
+        failing.wait_for(before + 1, WAIT).await;
+        eventually(WAIT, "the outcome to be recorded", || async {
+            let open = count(&db, "SELECT count(*) FROM hookline.deliveries WHERE state = 'pending'").await;
+            (open == 0).then_some(())
+        })
+        .await;
+    }
+    let still: bool =
+        client.query_one("SELECT enabled FROM hookline.endpoints WHERE id = $1", &[&endpoint]).await.unwrap().get(0);
+    assert!(still, "two failures after a success are below the threshold of 3");
+
+    client.execute("SELECT hookline.send('order.created', '{}')", &[]).await.unwrap();
+    let notice = operator.wait_for(1, WAIT).await;
+    let event = notice[0].json();
+    assert_eq!(event["type"], "endpoint.disabled");
+    assert_eq!(event["data"]["endpoint_id"], endpoint.to_string());
+    assert_eq!(event["data"]["reason"], "3 consecutive failed deliveries");
+    let row = client
+        .query_one("SELECT enabled, disabled_reason, consecutive_failures FROM hookline.endpoint_health WHERE endpoint_id = $1", &[&endpoint])
+        .await
+        .unwrap();
+    assert!(!row.get::<_, bool>(0));
+    assert_eq!(row.get::<_, i32>(2), 3);
+
+    client.execute("UPDATE hookline.endpoints SET enabled = true WHERE id = $1", &[&endpoint]).await.unwrap();
+    let reset: i32 = client
+        .query_one("SELECT consecutive_failures FROM hookline.endpoint_health WHERE endpoint_id = $1", &[&endpoint])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(reset, 0, "enabling clears the run");
     worker.stop().await;
 }
