@@ -47,8 +47,14 @@ impl<T: Type + DeserializeOwned + Send> ParsePayload for Body<T> {
     async fn from_request(request: &Request, body: &mut RequestBody) -> poem::Result<Self> {
         let limit = request.data::<BodyLimit>().map_or(DEFAULT_MAX_BODY_BYTES, |l| l.0);
         let bytes = read_limited(body.take()?, limit).await?;
-        let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
-        let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        // Every request body is a JSON object; serde alone would also take a
+        // struct from an array of its fields.
+        let json: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| reject(Problem::new(ProblemKind::InvalidRequest, format!("malformed JSON: {e}"), None)))?;
+        if !json.is_object() {
+            return Err(reject(Problem::new(ProblemKind::InvalidRequest, "the body must be a JSON object", None)));
+        }
+        let value: T = serde_path_to_error::deserialize(json).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
             match inner.classify() {
@@ -66,7 +72,6 @@ impl<T: Type + DeserializeOwned + Send> ParsePayload for Body<T> {
                 _ => reject(Problem::new(ProblemKind::InvalidRequest, format!("malformed JSON: {inner}"), None)),
             }
         })?;
-        deserializer.end().map_err(|e| reject(Problem::new(ProblemKind::InvalidRequest, e.to_string(), None)))?;
         Ok(Body(value))
     }
 }

@@ -62,6 +62,9 @@ async fn bad_bodies_are_400_problems_naming_the_field() {
         .assert_problem(400, Some("tenant"));
     api.raw(Method::POST, "/v1/tokens", "application/json", b"{\"name\": ".to_vec()).await.assert_problem(400, None);
     api.raw(Method::POST, "/v1/tokens", "text/plain", b"hello".to_vec()).await.assert_problem(415, None);
+    api.raw(Method::POST, "/v1/tokens", "application/json", b"[\"x\", \"read\"]".to_vec())
+        .await
+        .assert_problem(400, None);
     api.get("/v1/tokens?limit=0").await.assert_problem(400, Some("limit"));
     api.get("/v1/tokens?cursor=zzz").await.assert_problem(400, Some("cursor"));
     api.get("/v1/nothing-here").await.assert_problem(404, None);
