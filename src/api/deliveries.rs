@@ -296,6 +296,7 @@ pub struct DeadLettersApi;
 impl DeadLettersApi {
     /// List dead letters, newest first
     #[oai(path = "/dead-letters", method = "get", operation_id = "listDeadLetters")]
+    #[allow(clippy::too_many_arguments)] // one argument per query parameter
     async fn list(
         &self,
         auth: Auth,

@@ -1,0 +1,174 @@
+//! The rules an endpoint's settings must follow, shared by create and
+//! update; each failure names its field.
+
+use std::collections::BTreeMap;
+
+use poem_openapi::types::MaybeUndefined;
+
+use super::{EndpointCreate, EndpointUpdate, HttpMethod};
+use crate::api::auth::Principal;
+use crate::api::problem::Problem;
+use crate::api::validate;
+use crate::db;
+use crate::signing::SigningKey;
+
+/// Headers an endpoint may not set: hookline owns them.
+const RESERVED_HEADERS: &[&str] =
+    &["content-type", "content-length", "host", "user-agent", "webhook-id", "webhook-timestamp", "webhook-signature"];
+pub(super) fn new_endpoint(principal: &Principal, c: EndpointCreate) -> Result<db::endpoints::NewEndpoint, Problem> {
+    if let Some(tenant) = &c.tenant {
+        validate::tenant("tenant", tenant)?;
+    }
+    let tenant = principal.tenant_for_create(c.tenant.as_deref())?;
+    validate::url("url", &c.url)?;
+    if let Some(secret) = &c.secret {
+        check_secret("secret", secret)?;
+    }
+    let new = db::endpoints::NewEndpoint {
+        tenant,
+        url: c.url,
+        description: c.description.unwrap_or_default(),
+        event_types: c.event_types.unwrap_or_default(),
+        secret: c.secret,
+        http_method: c.http_method.unwrap_or(HttpMethod::Post).as_str().to_owned(),
+        headers: headers_json(c.headers.unwrap_or_default()),
+        timeout_ms: c.timeout_ms.unwrap_or(10_000),
+        rate_limit_per_s: c.rate_limit_per_s,
+        max_in_flight: c.max_in_flight,
+        retry_schedule: c.retry_schedule,
+        disable_after_failures: c.disable_after_failures.unwrap_or(5),
+        enabled: c.enabled.unwrap_or(true),
+        metadata: serde_json::Value::Object(c.metadata.unwrap_or_default().into_iter().collect()),
+    };
+    check_settings(&Settings {
+        description: &new.description,
+        event_types: &new.event_types,
+        headers: &new.headers,
+        timeout_ms: new.timeout_ms,
+        rate_limit_per_s: new.rate_limit_per_s,
+        max_in_flight: new.max_in_flight,
+        retry_schedule: new.retry_schedule.as_deref(),
+        disable_after_failures: new.disable_after_failures,
+    })?;
+    Ok(new)
+}
+
+pub(super) fn apply_update(row: &mut db::endpoints::Endpoint, u: EndpointUpdate) -> Result<(), Problem> {
+    /// A field that may be absent but not null.
+    fn required<T>(field: &str, value: MaybeUndefined<T>) -> Result<Option<T>, Problem> {
+        match value {
+            MaybeUndefined::Undefined => Ok(None),
+            MaybeUndefined::Null => Err(Problem::field(field, "may not be null")),
+            MaybeUndefined::Value(v) => Ok(Some(v)),
+        }
+    }
+    /// A field that null clears.
+    fn clearable<T>(value: MaybeUndefined<T>, current: &mut Option<T>) {
+        match value {
+            MaybeUndefined::Undefined => {}
+            MaybeUndefined::Null => *current = None,
+            MaybeUndefined::Value(v) => *current = Some(v),
+        }
+    }
+    if let Some(url) = required("url", u.url)? {
+        validate::url("url", &url)?;
+        row.url = url;
+    }
+    if let Some(description) = required("description", u.description)? {
+        row.description = description;
+    }
+    if let Some(event_types) = required("event_types", u.event_types)? {
+        row.event_types = event_types;
+    }
+    if let Some(method) = required("http_method", u.http_method)? {
+        row.http_method = method.as_str().to_owned();
+    }
+    if let Some(headers) = required("headers", u.headers)? {
+        row.headers = headers_json(headers);
+    }
+    if let Some(timeout_ms) = required("timeout_ms", u.timeout_ms)? {
+        row.timeout_ms = timeout_ms;
+    }
+    clearable(u.rate_limit_per_s, &mut row.rate_limit_per_s);
+    clearable(u.max_in_flight, &mut row.max_in_flight);
+    clearable(u.retry_schedule, &mut row.retry_schedule);
+    if let Some(n) = required("disable_after_failures", u.disable_after_failures)? {
+        row.disable_after_failures = n;
+    }
+    if let Some(enabled) = required("enabled", u.enabled)? {
+        if enabled != row.enabled {
+            row.disabled_reason = (!enabled).then(|| "disabled".to_owned());
+        }
+        row.enabled = enabled;
+    }
+    if let Some(metadata) = required("metadata", u.metadata)? {
+        row.metadata = serde_json::Value::Object(metadata.into_iter().collect());
+    }
+    check_settings(&Settings {
+        description: &row.description,
+        event_types: &row.event_types,
+        headers: &row.headers,
+        timeout_ms: row.timeout_ms,
+        rate_limit_per_s: row.rate_limit_per_s,
+        max_in_flight: row.max_in_flight,
+        retry_schedule: row.retry_schedule.as_deref(),
+        disable_after_failures: row.disable_after_failures,
+    })
+}
+
+/// The settings both create and update must leave valid.
+struct Settings<'a> {
+    description: &'a str,
+    event_types: &'a [String],
+    headers: &'a serde_json::Value,
+    timeout_ms: i32,
+    rate_limit_per_s: Option<i32>,
+    max_in_flight: Option<i32>,
+    retry_schedule: Option<&'a [f64]>,
+    disable_after_failures: i32,
+}
+
+fn check_settings(s: &Settings<'_>) -> Result<(), Problem> {
+    validate::text("description", s.description, 0, 1000)?;
+    if s.event_types.len() > 100 {
+        return Err(Problem::field("event_types", "at most 100 patterns"));
+    }
+    for (i, pattern) in s.event_types.iter().enumerate() {
+        validate::event_type_pattern(&format!("event_types[{i}]"), pattern)?;
+    }
+    for (name, value) in s.headers.as_object().into_iter().flatten() {
+        let field = format!("headers.{name}");
+        if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            return Err(Problem::field(field, "is set by hookline and cannot be overridden"));
+        }
+        let valid_name = reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_ok();
+        let valid_value = value.as_str().is_some_and(|v| reqwest::header::HeaderValue::from_str(v).is_ok());
+        if !valid_name || !valid_value {
+            return Err(Problem::field(field, "is not a valid HTTP header"));
+        }
+    }
+    validate::range("timeout_ms", s.timeout_ms.into(), 1, 300_000)?;
+    if let Some(rate) = s.rate_limit_per_s {
+        validate::range("rate_limit_per_s", rate.into(), 1, 100_000)?;
+    }
+    if let Some(max) = s.max_in_flight {
+        validate::range("max_in_flight", max.into(), 1, 100_000)?;
+    }
+    if let Some(schedule) = s.retry_schedule {
+        if schedule.len() > 50 {
+            return Err(Problem::field("retry_schedule", "at most 50 retries"));
+        }
+        if let Some(i) = schedule.iter().position(|d| !d.is_finite() || *d < 0.0 || *d > 7.0 * 86400.0) {
+            return Err(Problem::field(format!("retry_schedule[{i}]"), "must be 0 to 604,800 seconds"));
+        }
+    }
+    validate::range("disable_after_failures", s.disable_after_failures.into(), 1, 10_000)
+}
+
+pub(super) fn check_secret(field: &str, secret: &str) -> Result<(), Problem> {
+    SigningKey::from_secret(secret).map(|_| ()).map_err(|e| Problem::field(field, e.to_string()))
+}
+
+fn headers_json(headers: BTreeMap<String, String>) -> serde_json::Value {
+    serde_json::Value::Object(headers.into_iter().map(|(k, v)| (k, serde_json::Value::String(v))).collect())
+}
