@@ -41,6 +41,7 @@ pub struct AuditList {
     pub next_cursor: Option<String>,
 }
 
+#[derive(Default)]
 pub struct AuditApi;
 
 #[OpenApi(prefix_path = "/v1", tag = "ApiTags::Audit")]

@@ -168,6 +168,7 @@ impl From<db::deliveries::DeliveryView> for Delivery {
     }
 }
 
+#[derive(Default)]
 pub struct DeliveriesApi;
 
 #[OpenApi(prefix_path = "/v1", tag = "ApiTags::Deliveries")]
@@ -290,6 +291,7 @@ impl DeliveriesApi {
     }
 }
 
+#[derive(Default)]
 pub struct DeadLettersApi;
 
 #[OpenApi(prefix_path = "/v1", tag = "ApiTags::DeadLetters")]

@@ -89,6 +89,7 @@ impl From<db::events::Event> for Event {
     }
 }
 
+#[derive(Default)]
 pub struct EventsApi;
 
 #[OpenApi(prefix_path = "/v1", tag = "ApiTags::Events")]

@@ -113,18 +113,7 @@ pub fn openapi_document() -> String {
 }
 
 pub fn openapi_service() -> OpenApiService<Api, ()> {
-    let apis = (
-        endpoints::EndpointsApi,
-        events::EventsApi,
-        deliveries::DeliveriesApi,
-        deliveries::DeadLettersApi,
-        stats::StatsApi,
-        tokens::TokensApi,
-        audit::AuditApi,
-        ops::OpsApi,
-        ops::MetricsApi,
-    );
-    OpenApiService::new(apis, "hookline", API_VERSION)
+    OpenApiService::new(Api::default(), "hookline", API_VERSION)
         .description("Webhook delivery whose whole state lives in PostgreSQL.")
 }
 

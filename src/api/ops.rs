@@ -8,6 +8,7 @@ use poem_openapi::{ApiResponse, OpenApi, payload::PlainText};
 use super::{ApiTags, AppState};
 use crate::db;
 
+#[derive(Default)]
 pub struct OpsApi;
 
 #[derive(ApiResponse)]
@@ -74,6 +75,7 @@ impl MetricsApi {
     }
 }
 
+#[derive(Default)]
 pub struct MetricsApi;
 
 async fn render_metrics(state: &AppState) -> Result<String, db::Error> {

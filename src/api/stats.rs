@@ -29,6 +29,7 @@ pub struct Stats {
     pub deliveries_estimate: i64,
 }
 
+#[derive(Default)]
 pub struct StatsApi;
 
 #[OpenApi(prefix_path = "/v1", tag = "ApiTags::Stats")]

@@ -99,6 +99,7 @@ impl From<db::tokens::Token> for Token {
     }
 }
 
+#[derive(Default)]
 pub struct TokensApi;
 
 #[OpenApi(prefix_path = "/v1", tag = "ApiTags::Tokens")]

@@ -298,6 +298,7 @@ pub enum TestResponse {
     Queued(Json<TestQueued>),
 }
 
+#[derive(Default)]
 pub struct EndpointsApi;
 
 #[OpenApi(prefix_path = "/v1", tag = "ApiTags::Endpoints")]
