@@ -116,14 +116,15 @@ impl EventsApi {
         if let Some(key) = &key {
             validate::text("idempotency_key", key, 1, 200)?;
         }
-        let event = db::events::OwnedEvent {
-            tenant,
-            event_type: new.event_type,
-            payload: new.payload,
-            idempotency_key: key,
-            source: "api".to_owned(),
+        let client = state.client().await?;
+        let event = db::events::NewEvent {
+            tenant: &tenant,
+            event_type: &new.event_type,
+            payload: &new.payload,
+            idempotency_key: key.as_deref(),
+            source: "api",
         };
-        let (event, created) = state.ingest.insert(event).await?;
+        let (event, created) = db::events::insert(&client, &event).await?;
         Ok(if created {
             CreateEventResponse::Accepted(Json(event.into()))
         } else {

@@ -11,7 +11,6 @@ pub mod body;
 mod deliveries;
 mod endpoints;
 mod events;
-pub mod ingest;
 mod ops;
 pub mod page;
 pub mod problem;
@@ -66,7 +65,6 @@ pub struct AppState(Arc<Shared>);
 
 pub struct Shared {
     pub pool: Pool,
-    pub ingest: ingest::Ingest,
     pub tokens: auth::TokenCache,
     pub max_body_bytes: usize,
 }
@@ -79,10 +77,8 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    /// Starts the event ingest writers, so it needs a Tokio runtime.
     pub fn new(pool: Pool, max_body_bytes: usize) -> Self {
-        let ingest = ingest::Ingest::start(pool.clone());
-        AppState(Arc::new(Shared { pool, ingest, tokens: auth::TokenCache::default(), max_body_bytes }))
+        AppState(Arc::new(Shared { pool, tokens: auth::TokenCache::default(), max_body_bytes }))
     }
 
     /// A pooled connection; failing to get one is a 500 problem.

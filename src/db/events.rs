@@ -15,13 +15,6 @@ INSERT INTO hookline.events (id, tenant, event_type, payload, idempotency_key, s
 VALUES ($1, $2, $3, $4, $5, $6)
 RETURNING id, tenant, event_type, payload, idempotency_key, source, created_at";
 
-/// Inserts many events in one statement (one fan-out, one commit). Rows
-/// whose idempotency key is already taken are skipped, as with one.
-pub const EVENT_INSERT_MANY: &str = "
-INSERT INTO hookline.events (id, tenant, event_type, payload, idempotency_key, source)
-SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::text[])
-RETURNING id, tenant, event_type, payload, idempotency_key, source, created_at";
-
 pub const EVENT_BY_IDEMPOTENCY_KEY: &str = "
 SELECT e.id, e.tenant, e.event_type, e.payload, e.idempotency_key, e.source, e.created_at
   FROM hookline.event_idempotency AS i JOIN hookline.events AS e ON e.id = i.event_id
@@ -108,42 +101,4 @@ pub struct EventFilter<'a> {
 pub async fn list_page(db: &impl GenericClient, f: &EventFilter<'_>) -> Result<Vec<Event>> {
     let rows = db.query(EVENT_LIST_PAGE, &[&f.after, &f.limit, &f.tenant, &f.event_type, &f.since, &f.until]).await?;
     Ok(rows.into_iter().map(Event::from).collect())
-}
-
-/// An event to insert, owning its data (it crosses tasks in a batch).
-#[derive(Debug, Clone)]
-pub struct OwnedEvent {
-    pub tenant: String,
-    pub event_type: String,
-    pub payload: serde_json::Value,
-    pub idempotency_key: Option<String>,
-    pub source: String,
-}
-
-/// Inserts a batch in one statement; per input, in order, the stored event
-/// (or the earlier one holding its idempotency key) and whether it is new.
-pub async fn insert_many(db: &impl GenericClient, batch: &[OwnedEvent]) -> Result<Vec<(Event, bool)>> {
-    let ids: Vec<Uuid> = batch.iter().map(|_| Uuid::now_v7()).collect();
-    let tenants: Vec<&str> = batch.iter().map(|e| e.tenant.as_str()).collect();
-    let types: Vec<&str> = batch.iter().map(|e| e.event_type.as_str()).collect();
-    let payloads: Vec<&serde_json::Value> = batch.iter().map(|e| &e.payload).collect();
-    let keys: Vec<Option<&str>> = batch.iter().map(|e| e.idempotency_key.as_deref()).collect();
-    let sources: Vec<&str> = batch.iter().map(|e| e.source.as_str()).collect();
-    let rows = db
-        .query(&db.prepare_cached(EVENT_INSERT_MANY).await?, &[&ids, &tenants, &types, &payloads, &keys, &sources])
-        .await?;
-    let mut inserted: std::collections::HashMap<Uuid, Event> =
-        rows.into_iter().map(Event::from).map(|e| (e.id, e)).collect();
-    let mut results = Vec::with_capacity(batch.len());
-    for (id, e) in ids.iter().zip(batch) {
-        match inserted.remove(id) {
-            Some(event) => results.push((event, true)),
-            None => {
-                let statement = db.prepare_cached(EVENT_BY_IDEMPOTENCY_KEY).await?;
-                let row = db.query_one(&statement, &[&e.tenant, &e.idempotency_key]).await?;
-                results.push((row.into(), false));
-            }
-        }
-    }
-    Ok(results)
 }

@@ -31,8 +31,6 @@ pub enum Error {
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("migration failed")]
     Migration(#[from] refinery::Error),
-    #[error("the database writer is not running")]
-    Unavailable,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
