@@ -157,3 +157,37 @@ async fn dead_letters_are_listed_replayed_discarded_and_bulk_replayed() {
     assert!(stats.body["dead"].is_i64() && stats.body["endpoints"] == 1, "{stats:?}");
     worker.stop().await;
 }
+
+#[tokio::test]
+async fn concurrent_posts_each_get_their_own_answer_and_one_event_per_key() {
+    let db = TestDb::new().await;
+    let api = std::sync::Arc::new(TestApi::start(&db).await);
+    let mut tasks = Vec::new();
+    for n in 0..40 {
+        let api = api.clone();
+        tasks.push(tokio::spawn(async move {
+            let body = match n % 4 {
+                0 => json!({"event_type": "a.same", "payload": {"n": n}, "idempotency_key": "same"}),
+                1 => json!({"event_type": "a.bad", "payload": {"text": "nul \u{0000} here"}}),
+                _ => json!({"event_type": "a.b", "payload": {"n": n}}),
+            };
+            (n, api.post("/v1/events", body).await)
+        }));
+    }
+    let mut same_ids = std::collections::HashSet::new();
+    let mut created_same = 0;
+    for task in tasks {
+        let (n, reply) = task.await.unwrap();
+        match n % 4 {
+            0 => {
+                assert!(reply.status == 202 || reply.status == 200, "{reply:?}");
+                created_same += usize::from(reply.status == 202);
+                same_ids.insert(reply.body["id"].as_str().unwrap().to_owned());
+            }
+            1 => reply.assert_problem(400, None),
+            _ => assert_eq!(reply.status, 202, "{reply:?}"),
+        }
+    }
+    assert_eq!((created_same, same_ids.len()), (1, 1), "one event for one idempotency key");
+    assert_eq!(count(&db, "SELECT count(*) FROM hookline.events").await, 1 + 20);
+}
