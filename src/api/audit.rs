@@ -60,7 +60,7 @@ impl AuditApi {
     ) -> Result<Json<AuditList>, Problem> {
         auth.0.require(Scope::Admin)?;
         let page = PageRequest::parse(limit.0, cursor.0.as_deref())?;
-        let client = state.pool.get().await.map_err(db::Error::from)?;
+        let client = state.pool.get().await?;
         let rows = db::audit::list_page(&client, page.after, page.fetch(), auth.0.tenant.as_deref()).await?;
         let mut data: Vec<AuditEntry> = rows
             .into_iter()

@@ -378,7 +378,7 @@ impl DeadLettersApi {
             ..Default::default()
         };
         let mut client = state.client().await?;
-        let tx = client.transaction().await.map_err(db::Error::from)?;
+        let tx = client.transaction().await?;
         let replayed = db::deliveries::replay_dead_letters(&tx, &filter).await?;
         let entry = Entry {
             tenant: auth.0.tenant.as_deref(),
@@ -392,7 +392,7 @@ impl DeadLettersApi {
             })),
         };
         db::audit::record(&tx, &auth.0.actor(), entry).await?;
-        tx.commit().await.map_err(db::Error::from)?;
+        tx.commit().await?;
         Ok(Json(Replayed { replayed }))
     }
 }
@@ -417,14 +417,14 @@ async fn requeue(
     action: &str,
 ) -> Result<QueuedResponse, Problem> {
     let mut client = state.client().await?;
-    let tx = client.transaction().await.map_err(db::Error::from)?;
+    let tx = client.transaction().await?;
     let before = in_state(visible(principal, db::deliveries::get(&tx, id).await?)?, required)?;
     if !db::deliveries::requeue(&tx, id).await? {
         return Err(Problem::conflict("a worker is sending this delivery right now"));
     }
     let after = visible(principal, db::deliveries::get(&tx, id).await?)?;
     audit(&tx, principal, action, &before, &after).await?;
-    tx.commit().await.map_err(db::Error::from)?;
+    tx.commit().await?;
     Ok(QueuedResponse::Queued(Json(after)))
 }
 
@@ -436,7 +436,7 @@ async fn cancel(
     action: &str,
 ) -> Result<Delivery, Problem> {
     let mut client = state.client().await?;
-    let tx = client.transaction().await.map_err(db::Error::from)?;
+    let tx = client.transaction().await?;
     let before = in_state(visible(principal, db::deliveries::get(&tx, id).await?)?, required)?;
     match before.state {
         DeliveryState::Succeeded | DeliveryState::Cancelled => {
@@ -451,7 +451,7 @@ async fn cancel(
     }
     let after = visible(principal, db::deliveries::get(&tx, id).await?)?;
     audit(&tx, principal, action, &before, &after).await?;
-    tx.commit().await.map_err(db::Error::from)?;
+    tx.commit().await?;
     Ok(after)
 }
 

@@ -83,7 +83,7 @@ impl AppState {
 
     /// A pooled connection; failing to get one is a 500 problem.
     pub async fn client(&self) -> Result<deadpool_postgres::Object, problem::Problem> {
-        Ok(self.pool.get().await.map_err(crate::db::Error::from)?)
+        Ok(self.pool.get().await?)
     }
 }
 

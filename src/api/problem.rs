@@ -190,6 +190,18 @@ impl From<db::Error> for Problem {
     }
 }
 
+impl From<tokio_postgres::Error> for Problem {
+    fn from(error: tokio_postgres::Error) -> Self {
+        db::Error::from(error).into()
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for Problem {
+    fn from(error: deadpool_postgres::PoolError) -> Self {
+        db::Error::from(error).into()
+    }
+}
+
 /// Rewrites every error poem raises outside our handlers (unparsable bodies,
 /// unknown routes, wrong methods, size limits, failed authentication) as a
 /// problem document with the same status.

@@ -121,8 +121,8 @@ impl TokensApi {
         if auth.0.tenant.is_some() && new.tenant != auth.0.tenant {
             return Err(Problem::field("tenant", "a tenant-bound token can only create tokens for its own tenant"));
         }
-        let mut client = state.pool.get().await.map_err(db::Error::from)?;
-        let tx = client.transaction().await.map_err(db::Error::from)?;
+        let mut client = state.pool.get().await?;
+        let tx = client.transaction().await?;
         let (token, row) = super::auth::create_token(&tx, &new.name, new.scope.into(), new.tenant.as_deref()).await?;
         let info = Token::from(row);
         let entry = Entry {
@@ -134,7 +134,7 @@ impl TokensApi {
             after: Some(token_json(&info)),
         };
         db::audit::record(&tx, &auth.0.actor(), entry).await?;
-        tx.commit().await.map_err(db::Error::from)?;
+        tx.commit().await?;
         Ok(CreateTokenResponse::Created(Json(CreatedToken { info, token })))
     }
 
@@ -152,7 +152,7 @@ impl TokensApi {
     ) -> Result<Json<TokenList>, Problem> {
         auth.0.require(Scope::Admin)?;
         let page = PageRequest::parse(limit.0, cursor.0.as_deref())?;
-        let client = state.pool.get().await.map_err(db::Error::from)?;
+        let client = state.pool.get().await?;
         let mut rows: Vec<Token> = db::tokens::list_page(&client, page.after, page.fetch())
             .await?
             .into_iter()
@@ -172,8 +172,8 @@ impl TokensApi {
         token_id: Path<Uuid>,
     ) -> Result<DeleteTokenResponse, Problem> {
         auth.0.require(Scope::Admin)?;
-        let mut client = state.pool.get().await.map_err(db::Error::from)?;
-        let tx = client.transaction().await.map_err(db::Error::from)?;
+        let mut client = state.pool.get().await?;
+        let tx = client.transaction().await?;
         let Some(row) = db::tokens::delete(&tx, token_id.0).await? else {
             return Err(Problem::not_found("token"));
         };
@@ -190,7 +190,7 @@ impl TokensApi {
             after: None,
         };
         db::audit::record(&tx, &auth.0.actor(), entry).await?;
-        tx.commit().await.map_err(db::Error::from)?;
+        tx.commit().await?;
         state.tokens.forget(info.id);
         Ok(DeleteTokenResponse::Deleted)
     }

@@ -314,11 +314,11 @@ impl EndpointsApi {
         auth.0.require(Scope::Write)?;
         let new = new_endpoint(&auth.0, body.0)?;
         let mut client = state.client().await?;
-        let tx = client.transaction().await.map_err(db::Error::from)?;
+        let tx = client.transaction().await?;
         let row = db::endpoints::insert(&tx, &new).await?;
         let endpoint = Endpoint::from(&row);
         audit(&tx, &auth.0, "endpoint.create", &endpoint, None, Some(&endpoint)).await?;
-        tx.commit().await.map_err(db::Error::from)?;
+        tx.commit().await?;
         Ok(CreateEndpointResponse::Created(Json(CreatedEndpoint { endpoint, secret: row.secret })))
     }
 
@@ -387,12 +387,12 @@ impl EndpointsApi {
     ) -> Result<DeleteEndpointResponse, Problem> {
         auth.0.require(Scope::Write)?;
         let mut client = state.client().await?;
-        let tx = client.transaction().await.map_err(db::Error::from)?;
+        let tx = client.transaction().await?;
         let row = visible(&auth.0, db::endpoints::get_for_update(&tx, endpoint_id.0).await?)?;
         db::endpoints::delete(&tx, row.id).await?;
         let before = Endpoint::from(&row);
         audit(&tx, &auth.0, "endpoint.delete", &before, Some(&before), None).await?;
-        tx.commit().await.map_err(db::Error::from)?;
+        tx.commit().await?;
         Ok(DeleteEndpointResponse::Deleted)
     }
 
@@ -461,11 +461,11 @@ impl EndpointsApi {
         let overlap_s = rotate.overlap_s.unwrap_or(DEFAULT_ROTATION_OVERLAP_S);
         validate::range("overlap_s", overlap_s, 0, 30 * 86400)?;
         let mut client = state.client().await?;
-        let tx = client.transaction().await.map_err(db::Error::from)?;
+        let tx = client.transaction().await?;
         let mut row = visible(&auth.0, db::endpoints::get_for_update(&tx, endpoint_id.0).await?)?;
         let new_secret = match rotate.secret {
             Some(secret) => secret,
-            None => tx.query_one("SELECT hookline.new_secret()", &[]).await.map_err(db::Error::from)?.get(0),
+            None => tx.query_one("SELECT hookline.new_secret()", &[]).await?.get(0),
         };
         let old = std::mem::replace(&mut row.secret, new_secret);
         row.previous_secret = (overlap_s > 0).then_some(old);
@@ -473,7 +473,7 @@ impl EndpointsApi {
         let row = db::endpoints::update(&tx, &row).await?;
         let endpoint = Endpoint::from(&row);
         audit(&tx, &auth.0, "endpoint.rotate_secret", &endpoint, None, None).await?;
-        tx.commit().await.map_err(db::Error::from)?;
+        tx.commit().await?;
         Ok(Json(secret_of(row)))
     }
 
@@ -505,7 +505,7 @@ impl EndpointsApi {
         validate::event_type("event_type", &event_type)?;
         let payload = body.0.payload.unwrap_or_else(|| serde_json::json!({"test": true}));
         let mut client = state.client().await?;
-        let tx = client.transaction().await.map_err(db::Error::from)?;
+        let tx = client.transaction().await?;
         let row = visible(&auth.0, db::endpoints::get(&tx, endpoint_id.0).await?)?;
         if !row.enabled {
             return Err(Problem::conflict("the endpoint is disabled: enable it first"));
@@ -525,7 +525,7 @@ impl EndpointsApi {
             event_type: &event_type,
         };
         let delivery_id = db::deliveries::queue_one(&tx, &one).await?;
-        tx.commit().await.map_err(db::Error::from)?;
+        tx.commit().await?;
         Ok(TestResponse::Queued(Json(TestQueued { event_id: event.id, delivery_id })))
     }
 
@@ -544,7 +544,7 @@ impl EndpointsApi {
         auth.0.require(Scope::Write)?;
         let since = body.0.since;
         let mut client = state.client().await?;
-        let tx = client.transaction().await.map_err(db::Error::from)?;
+        let tx = client.transaction().await?;
         let row = visible(&auth.0, db::endpoints::get_for_update(&tx, endpoint_id.0).await?)?;
         if !row.enabled {
             return Err(Problem::conflict("the endpoint is disabled: enable it first"));
@@ -564,7 +564,7 @@ impl EndpointsApi {
             after: Some(after),
         };
         db::audit::record(&tx, &auth.0.actor(), entry).await?;
-        tx.commit().await.map_err(db::Error::from)?;
+        tx.commit().await?;
         Ok(Json(Recovered { requeued, queued }))
     }
 
@@ -609,13 +609,13 @@ async fn change_endpoint(
     change: impl FnOnce(&mut db::endpoints::Endpoint) -> Result<(), Problem>,
 ) -> Result<Endpoint, Problem> {
     let mut client = state.client().await?;
-    let tx = client.transaction().await.map_err(db::Error::from)?;
+    let tx = client.transaction().await?;
     let mut row = visible(principal, db::endpoints::get_for_update(&tx, id).await?)?;
     let before = Endpoint::from(&row);
     change(&mut row)?;
     let after = Endpoint::from(&db::endpoints::update(&tx, &row).await?);
     audit(&tx, principal, action, &after, Some(&before), Some(&after)).await?;
-    tx.commit().await.map_err(db::Error::from)?;
+    tx.commit().await?;
     Ok(after)
 }
 
