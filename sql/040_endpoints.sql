@@ -4,10 +4,13 @@
 -- * updated_at follows every update;
 -- * disabling stamps disabled_at, publishes an `endpoint.disabled` event
 --   (source `hookline`) in the endpoint's tenant, and moves its waiting deliveries
---   to `dead` (reason in last_error) so the claim index never has to skip
---   them; `recover` can re-queue them later. Enabling clears the reason and
---   the failure run. (The queue has no index on endpoint_id, to keep claims
---   cheap: these rare operations scan it.)
+--   (pending or held) to `dead` (reason in last_error) so the claim index
+--   never has to skip them; `recover` can re-queue them later. Rows a worker
+--   is claiming at that moment are skipped, not waited for (a claim may be
+--   waiting on this endpoint's state row, which a completion disabling it
+--   holds). Enabling clears the reason, the failure run and the circuit.
+--   (The queue has no index on endpoint_id, to keep claims cheap: these rare
+--   operations scan it.)
 
 CREATE OR REPLACE FUNCTION hookline.endpoints_before_write() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -41,12 +44,19 @@ BEGIN
         INSERT INTO hookline.endpoint_state (endpoint_id) VALUES (NEW.id);
     ELSIF OLD.enabled AND NOT NEW.enabled THEN
         -- Rows in flight keep their lease; their outcome is recorded as usual.
-        WITH parked AS (
-            UPDATE hookline.delivery_queue
-               SET state = 'dead'
-             WHERE endpoint_id = NEW.id AND state = 'pending'
+        WITH waiting AS (
+            SELECT delivery_id
+              FROM hookline.delivery_queue
+             WHERE endpoint_id = NEW.id AND state IN ('pending', 'held')
                AND (lease_owner IS NULL OR next_attempt_at <= now())
-            RETURNING delivery_id
+               FOR UPDATE SKIP LOCKED
+        ),
+        parked AS (
+            UPDATE hookline.delivery_queue AS q
+               SET state = 'dead', lease_owner = NULL
+              FROM waiting AS w
+             WHERE q.delivery_id = w.delivery_id
+            RETURNING q.delivery_id
         )
         UPDATE hookline.deliveries
            SET state = 'dead',
@@ -61,7 +71,8 @@ BEGIN
                 'hookline');
     ELSIF NEW.enabled AND NOT OLD.enabled THEN
         UPDATE hookline.endpoint_state
-           SET consecutive_failures = 0
+           SET consecutive_failures = 0, failed_attempts = 0, circuit_state = 'closed',
+               circuit_cooldown_s = NULL, circuit_retry_at = NULL, circuit_probe_until = NULL
          WHERE endpoint_id = NEW.id;
     END IF;
     RETURN NULL;
@@ -82,7 +93,7 @@ BEGIN
     )
     UPDATE hookline.deliveries
        SET state = 'cancelled', last_error = 'endpoint deleted', completed_at = now()
-     WHERE id IN (SELECT delivery_id FROM removed WHERE state = 'pending');
+     WHERE id IN (SELECT delivery_id FROM removed WHERE state IN ('pending', 'held'));
     RETURN NULL;
 END
 $$;

@@ -11,10 +11,14 @@ SELECT ep.id                                  AS endpoint_id,
        coalesce(st.consecutive_failures, 0)   AS consecutive_failures,
        st.last_success_at,
        st.last_failure_at,
-       CASE WHEN NOT ep.enabled THEN 'open' ELSE 'closed' END AS circuit_state
+       CASE WHEN NOT ep.enabled THEN 'open' ELSE coalesce(st.circuit_state, 'closed') END AS circuit_state,
+       coalesce(st.failed_attempts, 0)        AS failed_attempts,
+       CASE WHEN ep.enabled AND st.circuit_state = 'open' THEN st.circuit_retry_at END AS circuit_retry_at
 FROM hookline.endpoints AS ep
 LEFT JOIN hookline.endpoint_state AS st ON st.endpoint_id = ep.id;
 
-COMMENT ON VIEW hookline.endpoint_health IS 'Per endpoint: enabled state and the current run of failed deliveries.';
+COMMENT ON VIEW hookline.endpoint_health IS 'Per endpoint: enabled state, the current run of failed deliveries, and the circuit breaker.';
 COMMENT ON COLUMN hookline.endpoint_health.consecutive_failures IS 'Failed deliveries (dead, not single attempts) since the last success.';
-COMMENT ON COLUMN hookline.endpoint_health.circuit_state IS 'closed (delivering), open (not delivering) or half_open (probing).';
+COMMENT ON COLUMN hookline.endpoint_health.circuit_state IS 'closed (delivering), open (not delivering: disabled, or the breaker tripped) or half_open (one probe in flight).';
+COMMENT ON COLUMN hookline.endpoint_health.failed_attempts IS 'Failed attempts in a row (network errors, timeouts, 5xx, 429): what trips the breaker.';
+COMMENT ON COLUMN hookline.endpoint_health.circuit_retry_at IS 'While the breaker is open: when a probe may go.';

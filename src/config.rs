@@ -54,6 +54,26 @@ pub struct Settings {
     #[arg(long, env = "HOOKLINE_WORKER_CONCURRENCY", default_value_t = 512, global = true)]
     pub worker_concurrency: usize,
 
+    /// Requests one worker sends to a single endpoint at once at most, so a
+    /// slow endpoint cannot take all of its slots (default: half of
+    /// HOOKLINE_WORKER_CONCURRENCY).
+    #[arg(long, env = "HOOKLINE_WORKER_ENDPOINT_SHARE", global = true)]
+    pub worker_endpoint_share: Option<usize>,
+
+    /// Failed attempts in a row (network errors, timeouts, 5xx, 429) that
+    /// open an endpoint's circuit: no attempts until a probe succeeds.
+    #[arg(long, env = "HOOKLINE_CIRCUIT_FAILURES", default_value_t = 5, global = true)]
+    pub circuit_failures: u32,
+
+    /// Seconds an open circuit waits before its first probe; each failed
+    /// probe doubles it.
+    #[arg(long, env = "HOOKLINE_CIRCUIT_COOLDOWN_S", default_value_t = 10, global = true)]
+    pub circuit_cooldown_s: u64,
+
+    /// Longest cool-down between probes, in seconds.
+    #[arg(long, env = "HOOKLINE_CIRCUIT_COOLDOWN_MAX_S", default_value_t = 600, global = true)]
+    pub circuit_cooldown_max_s: u64,
+
     /// Deliveries claimed per database round trip at most.
     #[arg(long, env = "HOOKLINE_CLAIM_BATCH", default_value_t = 256, global = true)]
     pub claim_batch: usize,
@@ -87,10 +107,17 @@ impl Settings {
     }
 
     pub fn worker(&self) -> WorkerSettings {
+        let concurrency = self.worker_concurrency.max(1);
         WorkerSettings {
             retry_schedule: self.retry_schedule.clone(),
             retry_after_max: Duration::from_secs(self.retry_after_max_s),
-            concurrency: self.worker_concurrency.max(1),
+            concurrency,
+            endpoint_share: self.worker_endpoint_share.unwrap_or(concurrency / 2).clamp(1, concurrency),
+            circuit: CircuitSettings {
+                failures: self.circuit_failures.max(1),
+                cooldown: Duration::from_secs(self.circuit_cooldown_s.max(1)),
+                cooldown_max: Duration::from_secs(self.circuit_cooldown_max_s.max(self.circuit_cooldown_s).max(1)),
+            },
             claim_batch: self.claim_batch.max(1),
             poll_interval: Duration::from_millis(self.poll_interval_ms.max(10)),
             lease_max: Duration::from_secs(self.lease_max_s.max(1)),
@@ -109,6 +136,9 @@ pub struct WorkerSettings {
     pub retry_schedule: RetrySchedule,
     pub retry_after_max: Duration,
     pub concurrency: usize,
+    /// Requests sent to one endpoint at once at most (of `concurrency`).
+    pub endpoint_share: usize,
+    pub circuit: CircuitSettings,
     pub claim_batch: usize,
     pub poll_interval: Duration,
     pub lease_max: Duration,
@@ -122,12 +152,30 @@ impl Default for WorkerSettings {
             retry_schedule: RetrySchedule::standard(),
             retry_after_max: Duration::from_secs(3600),
             concurrency: 512,
+            endpoint_share: 256,
+            circuit: CircuitSettings::default(),
             claim_batch: 256,
             poll_interval: Duration::from_secs(5),
             lease_max: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(30),
             network: NetworkPolicy::default(),
         }
+    }
+}
+
+/// When an endpoint's circuit opens and how long it stays open.
+#[derive(Debug, Clone, Copy)]
+pub struct CircuitSettings {
+    /// Failed attempts in a row that open it.
+    pub failures: u32,
+    /// The first cool-down; doubled after each failed probe.
+    pub cooldown: Duration,
+    pub cooldown_max: Duration,
+}
+
+impl Default for CircuitSettings {
+    fn default() -> Self {
+        Self { failures: 5, cooldown: Duration::from_secs(10), cooldown_max: Duration::from_secs(600) }
     }
 }
 
@@ -180,6 +228,10 @@ const KNOWN_KEYS: &[&str] = &[
     "retry_schedule",
     "retry_after_max_s",
     "worker_concurrency",
+    "worker_endpoint_share",
+    "circuit_failures",
+    "circuit_cooldown_s",
+    "circuit_cooldown_max_s",
     "claim_batch",
     "poll_interval_ms",
     "lease_max_s",

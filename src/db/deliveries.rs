@@ -12,119 +12,46 @@ use uuid::Uuid;
 
 use super::Result;
 
-/// Claims up to `$1` due deliveries for worker `$2` and returns everything the
-/// request needs, so a delivery costs one round trip to start. The lease is
-/// the endpoint's timeout plus 5 s, capped at `$3` seconds; it is stored as
-/// `next_attempt_at`, so an expired lease makes the delivery due again.
+/// Claims due deliveries for a worker, applying each endpoint's flow control
+/// (the worker's share, max_in_flight, the rate limit, the circuit breaker):
+/// see `sql/060_claim_deliveries.sql`. One round trip returns everything the
+/// requests need. The lease (the endpoint's timeout plus 5 s, capped) is
+/// stored as `next_attempt_at`, so an expired lease makes the delivery due again.
 pub const DELIVERY_CLAIM_DUE: &str = "
-WITH due AS (
-    SELECT delivery_id
-      FROM hookline.delivery_queue
-     WHERE state = 'pending' AND next_attempt_at <= now()
-     ORDER BY next_attempt_at
-     LIMIT $1
-       FOR UPDATE SKIP LOCKED
-)
-UPDATE hookline.delivery_queue AS q
-   SET next_attempt_at = now() + make_interval(secs => least(ep.timeout_ms / 1000.0 + 5, $3::float8)),
-       lease_owner = $2,
-       attempts = q.attempts + 1
-  FROM due, hookline.events AS e, hookline.endpoints AS ep
- WHERE q.delivery_id = due.delivery_id AND e.id = q.event_id AND ep.id = q.endpoint_id
-RETURNING q.delivery_id, q.attempts, e.id, e.event_type, e.created_at, e.payload::text,
-          ep.id, ep.url, ep.http_method, ep.headers, ep.timeout_ms, ep.retry_schedule,
-          ep.secret,
-          CASE WHEN ep.previous_secret_expires_at > now() THEN ep.previous_secret END";
+SELECT delivery_id, attempt, lease_until, event_id, event_type, event_created_at, payload,
+       endpoint_id, url, http_method, headers, timeout_ms, retry_schedule, secret, previous_secret
+  FROM hookline.claim_deliveries($1, $2, $3, $4, $5, $6, $7, $8)";
 
-/// Records a batch of outcomes in one statement, only for deliveries still
-/// leased to worker `$13`: successes leave the queue, retries get their next
-/// attempt time, dead ones stay as dead letters (a retry for an endpoint that
-/// was disabled meanwhile is dead too); the history row (a HOT update), the
-/// attempt, and per-endpoint health follow, and an endpoint whose run of dead
-/// deliveries reached its `disable_after_failures` is disabled. The run
-/// counts deliveries, not attempts, and any success resets it.
-/// `last_success_at` is refreshed at most once a second per endpoint, so a
-/// busy endpoint does not cost a row write per delivery.
+/// Records a batch of outcomes in one round trip, only for deliveries still
+/// leased to the worker: queue, history, attempts, endpoint health, the
+/// circuit breaker, auto-disable, and the release of held deliveries as room
+/// appears: see `sql/070_complete_deliveries.sql`. Returns how many outcomes
+/// were still the worker's and how many held deliveries it released.
 pub const DELIVERY_COMPLETE_MANY: &str = "
-WITH outcome AS (
-    SELECT o.*,
-           CASE WHEN o.state = 'pending' AND NOT coalesce(ep.enabled, false) THEN 'dead' ELSE o.state END AS final_state
-      FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::text[], $5::float8[],
-                  $6::timestamptz[], $7::int[], $8::int[], $9::jsonb[], $10::text[],
-                  $11::text[], $12::text[])
-        AS o(delivery_id, endpoint_id, attempt, state, retry_in_s,
-             started_at, duration_ms, status_code, response_headers, response_body,
-             error_kind, error)
-      LEFT JOIN hookline.endpoints AS ep ON ep.id = o.endpoint_id
-),
-kept AS (
-    UPDATE hookline.delivery_queue AS q
-       SET state = CASE WHEN o.final_state = 'dead' THEN 'dead' ELSE 'pending' END,
-           next_attempt_at = CASE WHEN o.final_state = 'pending'
-                                  THEN now() + make_interval(secs => o.retry_in_s)
-                                  ELSE now() END,
-           lease_owner = NULL
-      FROM outcome AS o
-     WHERE q.delivery_id = o.delivery_id AND q.lease_owner = $13 AND o.final_state <> 'succeeded'
-    RETURNING q.delivery_id
-),
-removed AS (
-    DELETE FROM hookline.delivery_queue AS q
-     USING outcome AS o
-     WHERE q.delivery_id = o.delivery_id AND q.lease_owner = $13 AND o.final_state = 'succeeded'
-    RETURNING q.delivery_id
-),
-history AS (
-    UPDATE hookline.deliveries AS d
-       SET state = o.final_state,
-           attempts = o.attempt,
-           last_status_code = o.status_code,
-           last_error = o.error,
-           completed_at = CASE WHEN o.final_state IN ('succeeded', 'dead') THEN now() END
-      FROM outcome AS o
-     WHERE d.id = o.delivery_id
-       AND d.id IN (SELECT delivery_id FROM kept UNION ALL SELECT delivery_id FROM removed)
-),
-recorded AS (
-    INSERT INTO hookline.attempts (delivery_id, endpoint_id, attempt, started_at, duration_ms,
-                                   status_code, response_headers, response_body, error_kind, error, worker)
-    SELECT delivery_id, endpoint_id, attempt, started_at, duration_ms,
-           status_code, response_headers, response_body, error_kind, error, $13
-      FROM outcome
-),
-health AS (
-    UPDATE hookline.endpoint_state AS s
-       SET consecutive_failures = CASE WHEN h.succeeded THEN 0 ELSE s.consecutive_failures + h.dead END,
-           last_success_at = CASE WHEN h.succeeded THEN now() ELSE s.last_success_at END,
-           last_failure_at = CASE WHEN h.failed THEN now() ELSE s.last_failure_at END
-      FROM (SELECT endpoint_id,
-                   bool_or(final_state = 'succeeded') AS succeeded,
-                   bool_or(final_state <> 'succeeded') AS failed,
-                   count(*) FILTER (WHERE final_state = 'dead') AS dead
-              FROM outcome GROUP BY endpoint_id) AS h
-     WHERE s.endpoint_id = h.endpoint_id
-       AND (h.failed OR s.consecutive_failures > 0
-            OR s.last_success_at IS NULL OR s.last_success_at < now() - interval '1 second')
-    RETURNING s.endpoint_id, s.consecutive_failures
-),
-tripped AS (
-    -- Auto-disable: a run of dead deliveries as long as the endpoint allows.
-    -- The endpoints trigger parks its queue and publishes endpoint.disabled.
-    UPDATE hookline.endpoints AS ep
-       SET enabled = false,
-           disabled_reason = h.consecutive_failures || ' consecutive failed deliveries',
-           disabled_at = now()
-      FROM health AS h
-     WHERE ep.id = h.endpoint_id AND ep.enabled AND h.consecutive_failures >= ep.disable_after_failures
-)
-SELECT (SELECT count(*) FROM kept) + (SELECT count(*) FROM removed)";
+SELECT recorded, released
+  FROM hookline.complete_deliveries($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)";
 
 /// Hands deliveries this worker still holds back to the queue (at shutdown),
-/// due at once and without counting the unfinished attempt.
+/// due at once and without counting the unfinished attempt; their slots in
+/// max_in_flight are freed with them.
 pub const DELIVERY_RELEASE: &str = "
-UPDATE hookline.delivery_queue
-   SET next_attempt_at = now(), lease_owner = NULL, attempts = attempts - 1
- WHERE delivery_id = ANY ($1) AND lease_owner = $2";
+WITH released AS (
+    UPDATE hookline.delivery_queue AS q
+       SET next_attempt_at = now(), lease_owner = NULL, attempts = q.attempts - 1
+      FROM (SELECT delivery_id, next_attempt_at AS lease_until
+              FROM hookline.delivery_queue
+             WHERE delivery_id = ANY ($1) AND lease_owner = $2
+               FOR UPDATE) AS leased
+     WHERE q.delivery_id = leased.delivery_id
+    RETURNING q.endpoint_id, leased.lease_until
+),
+slots AS (
+    UPDATE hookline.endpoint_state AS s
+       SET leases = hookline.lease_batches_end(s.leases, r.ended)
+      FROM (SELECT endpoint_id, array_agg(lease_until) AS ended FROM released GROUP BY endpoint_id) AS r
+     WHERE s.endpoint_id = r.endpoint_id AND cardinality(s.leases) > 0
+)
+SELECT count(*) FROM released";
 
 /// Seconds until the next pending delivery falls due or a lease runs out, by
 /// the database's clock (NULL when the queue is empty; negative when overdue).
@@ -137,6 +64,8 @@ SELECT extract(epoch FROM min(next_attempt_at) - now())::float8
 pub struct Claimed {
     pub delivery_id: Uuid,
     pub attempt: i32,
+    /// When the lease ends; the completion hands it back to free the slot.
+    pub lease_until: DateTime<Utc>,
     pub event_id: Uuid,
     pub event_type: String,
     pub event_created_at: DateTime<Utc>,
@@ -151,25 +80,62 @@ pub struct Claimed {
     pub previous_secret: Option<String>,
 }
 
-pub async fn claim_due(db: &impl GenericClient, limit: i64, worker: Uuid, lease_max_s: f64) -> Result<Vec<Claimed>> {
-    let rows = db.query(&db.prepare_cached(DELIVERY_CLAIM_DUE).await?, &[&limit, &worker, &lease_max_s]).await?;
+/// What a worker asks for when it claims.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest<'a> {
+    pub worker: Uuid,
+    /// Free request slots: deliveries claimed at most.
+    pub wanted: usize,
+    /// Due candidates to look at (more than `wanted` when endpoints the
+    /// worker is busy with may fill the front of the queue).
+    pub scan: usize,
+    pub lease_max_s: f64,
+    /// Requests the worker may send one endpoint at once.
+    pub share: usize,
+    /// Endpoints the worker's share limits in this claim, and their room left.
+    pub busy: &'a [(Uuid, usize)],
+    /// Busy endpoints whose requests have stopped finishing: their waiting
+    /// deliveries are held rather than left in front of everyone else's.
+    pub stalled: &'a [Uuid],
+}
+
+pub async fn claim_due(db: &impl GenericClient, r: &ClaimRequest<'_>) -> Result<Vec<Claimed>> {
+    let count = |n: usize| n.min(i32::MAX as usize) as i32;
+    let busy_ids: Vec<Uuid> = r.busy.iter().map(|(id, _)| *id).collect();
+    let busy_room: Vec<i32> = r.busy.iter().map(|(_, room)| count(*room)).collect();
+    let rows = db
+        .query(
+            &db.prepare_cached(DELIVERY_CLAIM_DUE).await?,
+            &[
+                &r.worker,
+                &count(r.wanted),
+                &count(r.scan.max(r.wanted)),
+                &r.lease_max_s,
+                &count(r.share),
+                &busy_ids,
+                &busy_room,
+                &r.stalled,
+            ],
+        )
+        .await?;
     Ok(rows
         .into_iter()
         .map(|r| Claimed {
             delivery_id: r.get(0),
             attempt: r.get(1),
-            event_id: r.get(2),
-            event_type: r.get(3),
-            event_created_at: r.get(4),
-            payload_json: r.get(5),
-            endpoint_id: r.get(6),
-            url: r.get(7),
-            http_method: r.get(8),
-            headers: r.get(9),
-            timeout_ms: r.get(10),
-            retry_schedule: r.get(11),
-            secret: r.get(12),
-            previous_secret: r.get(13),
+            lease_until: r.get(2),
+            event_id: r.get(3),
+            event_type: r.get(4),
+            event_created_at: r.get(5),
+            payload_json: r.get(6),
+            endpoint_id: r.get(7),
+            url: r.get(8),
+            http_method: r.get(9),
+            headers: r.get(10),
+            timeout_ms: r.get(11),
+            retry_schedule: r.get(12),
+            secret: r.get(13),
+            previous_secret: r.get(14),
         })
         .collect())
 }
@@ -190,10 +156,37 @@ pub struct Completion {
     pub response_body: Option<String>,
     pub error_kind: Option<&'static str>,
     pub error: Option<String>,
+    pub lease_until: DateTime<Utc>,
+    /// The attempt's verdict for the circuit breaker: the endpoint is down
+    /// (`Some(true)`), answers (`Some(false)`), or neither.
+    pub endpoint_down: Option<bool>,
 }
 
-/// Writes a batch of completions; returns how many deliveries were still ours.
-pub async fn complete_many(db: &impl GenericClient, worker: Uuid, batch: &[&Completion]) -> Result<i64> {
+/// The breaker's thresholds, as the completion needs them.
+#[derive(Debug, Clone, Copy)]
+pub struct CircuitLimits {
+    pub failures: u32,
+    pub cooldown_s: f64,
+    pub cooldown_max_s: f64,
+}
+
+/// What writing a batch of completions did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recorded {
+    /// Outcomes of deliveries still leased to the worker (the rest were lost
+    /// to an expired lease and are not written to the queue or history).
+    pub still_ours: i64,
+    /// Held deliveries released back to the queue.
+    pub released: i64,
+}
+
+/// Writes a batch of completions.
+pub async fn complete_many(
+    db: &impl GenericClient,
+    worker: Uuid,
+    batch: &[&Completion],
+    circuit: CircuitLimits,
+) -> Result<Recorded> {
     let ids: Vec<Uuid> = batch.iter().map(|c| c.delivery_id).collect();
     let endpoints: Vec<Uuid> = batch.iter().map(|c| c.endpoint_id).collect();
     let attempts: Vec<i32> = batch.iter().map(|c| c.attempt).collect();
@@ -206,20 +199,39 @@ pub async fn complete_many(db: &impl GenericClient, worker: Uuid, batch: &[&Comp
     let bodies: Vec<Option<&str>> = batch.iter().map(|c| c.response_body.as_deref()).collect();
     let kinds: Vec<Option<&str>> = batch.iter().map(|c| c.error_kind).collect();
     let errors: Vec<Option<&str>> = batch.iter().map(|c| c.error.as_deref()).collect();
+    let leases: Vec<DateTime<Utc>> = batch.iter().map(|c| c.lease_until).collect();
+    let down: Vec<Option<bool>> = batch.iter().map(|c| c.endpoint_down).collect();
+    let failures = circuit.failures.min(i32::MAX as u32) as i32;
     let row = db
         .query_one(
             &db.prepare_cached(DELIVERY_COMPLETE_MANY).await?,
             &[
-                &ids, &endpoints, &attempts, &states, &retry_in, &started, &durations, &statuses, &headers, &bodies,
-                &kinds, &errors, &worker,
+                &worker,
+                &ids,
+                &endpoints,
+                &attempts,
+                &states,
+                &retry_in,
+                &started,
+                &durations,
+                &statuses,
+                &headers,
+                &bodies,
+                &kinds,
+                &errors,
+                &leases,
+                &down,
+                &failures,
+                &circuit.cooldown_s,
+                &circuit.cooldown_max_s,
             ],
         )
         .await?;
-    Ok(row.get(0))
+    Ok(Recorded { still_ours: row.get(0), released: row.get(1) })
 }
 
-pub async fn release(db: &impl GenericClient, worker: Uuid, deliveries: &[Uuid]) -> Result<u64> {
-    Ok(db.execute(&db.prepare_cached(DELIVERY_RELEASE).await?, &[&deliveries, &worker]).await?)
+pub async fn release(db: &impl GenericClient, worker: Uuid, deliveries: &[Uuid]) -> Result<i64> {
+    Ok(db.query_one(&db.prepare_cached(DELIVERY_RELEASE).await?, &[&deliveries, &worker]).await?.get(0))
 }
 
 pub async fn seconds_until_next_due(db: &impl GenericClient) -> Result<Option<f64>> {

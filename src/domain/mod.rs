@@ -1,4 +1,5 @@
 //! Plain types and decisions of the delivery domain; no IO.
 
+pub mod circuit;
 pub mod delivery;
 pub mod retry;

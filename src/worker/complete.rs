@@ -1,15 +1,17 @@
 //! Turning attempts into recorded outcomes: decide the delivery's next state
 //! (a pure function), then write outcomes in batches, one statement each.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use uuid::Uuid;
 
 use super::dispatch::{Attempt, Outcome};
 use crate::config::WorkerSettings;
-use crate::db::{self, deliveries::Claimed, deliveries::Completion};
+use crate::db::{self, deliveries::CircuitLimits, deliveries::Claimed, deliveries::Completion};
+use crate::domain::circuit::endpoint_down;
 use crate::domain::delivery::DeliveryState;
 use crate::domain::retry::{NextAttempt, RetrySchedule};
 
@@ -48,6 +50,7 @@ pub fn decide(delivery: &Claimed, attempt: Attempt, settings: &WorkerSettings, j
             }
         }
     };
+    let status_code = attempt.status_code;
     Finished {
         completion: Completion {
             delivery_id: delivery.delivery_id,
@@ -62,9 +65,20 @@ pub fn decide(delivery: &Claimed, attempt: Attempt, settings: &WorkerSettings, j
             response_body: attempt.response_body,
             error_kind: error_kind.map(|k| k.as_str()),
             error,
+            lease_until: delivery.lease_until,
+            endpoint_down: endpoint_down(error_kind, status_code),
         },
         disable_endpoint,
     }
+}
+
+/// Where the flusher writes, and whom it tells.
+pub struct Flusher {
+    pub pool: Pool,
+    pub worker: Uuid,
+    pub circuit: CircuitLimits,
+    /// Woken when a write released held deliveries: they are due now.
+    pub wake: Arc<Notify>,
 }
 
 /// Writes finished attempts until every sender is gone and the queue is empty.
@@ -72,10 +86,10 @@ pub fn decide(delivery: &Claimed, attempt: Attempt, settings: &WorkerSettings, j
 /// so batches grow with load by themselves. A failed write is retried with
 /// backoff: until it lands the deliveries stay leased to us, and if the lease
 /// runs out first they are delivered again (at-least-once).
-pub async fn flush_loop(pool: Pool, worker: Uuid, mut finished: mpsc::Receiver<Finished>) {
+pub async fn flush_loop(flusher: Flusher, mut finished: mpsc::Receiver<Finished>) {
     let mut batch = Vec::with_capacity(FLUSH_MAX);
     while finished.recv_many(&mut batch, FLUSH_MAX).await > 0 {
-        write_until_done(&pool, worker, &batch).await;
+        write_until_done(&flusher, &batch).await;
         batch.clear();
     }
 }
@@ -84,16 +98,16 @@ pub async fn flush_loop(pool: Pool, worker: Uuid, mut finished: mpsc::Receiver<F
 /// (connection lost, restart). A batch the data itself makes fail (an
 /// integrity error) is split and written one by one, so one bad outcome
 /// cannot hold up the others; that one is logged and left to its lease.
-async fn write_until_done(pool: &Pool, worker: Uuid, batch: &[Finished]) {
+async fn write_until_done(flusher: &Flusher, batch: &[Finished]) {
     let mut backoff = Duration::from_millis(50);
     loop {
-        let Err(error) = write(pool, worker, batch).await else { return };
+        let Err(error) = write(flusher, batch).await else { return };
         let chain = crate::telemetry::error_chain(&error);
         if is_data_error(&error) {
             if batch.len() > 1 {
                 tracing::warn!(error = %chain, size = batch.len(), "a batch of outcomes was refused: writing one by one");
                 for one in batch {
-                    Box::pin(write_until_done(pool, worker, std::slice::from_ref(one))).await;
+                    Box::pin(write_until_done(flusher, std::slice::from_ref(one))).await;
                 }
             } else {
                 tracing::error!(error = %chain, delivery_id = %batch[0].completion.delivery_id, "outcome refused; the delivery will be retried when its lease expires");
@@ -115,12 +129,15 @@ fn is_data_error(error: &db::Error) -> bool {
     }
 }
 
-async fn write(pool: &Pool, worker: Uuid, batch: &[Finished]) -> db::Result<()> {
-    let client = pool.get().await?;
+async fn write(flusher: &Flusher, batch: &[Finished]) -> db::Result<()> {
+    let client = flusher.pool.get().await?;
     let completions: Vec<&Completion> = batch.iter().map(|f| &f.completion).collect();
-    let still_ours = db::deliveries::complete_many(&client, worker, &completions).await?;
-    if still_ours < batch.len() as i64 {
-        tracing::warn!(lost = batch.len() as i64 - still_ours, "leases expired before outcomes were recorded");
+    let recorded = db::deliveries::complete_many(&client, flusher.worker, &completions, flusher.circuit).await?;
+    if recorded.still_ours < batch.len() as i64 {
+        tracing::warn!(lost = batch.len() as i64 - recorded.still_ours, "leases expired before outcomes were recorded");
+    }
+    if recorded.released > 0 {
+        flusher.wake.notify_one();
     }
     for gone in batch.iter().filter(|f| f.disable_endpoint) {
         if db::endpoints::disable(&client, gone.completion.endpoint_id, "410 Gone").await? {

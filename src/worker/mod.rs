@@ -12,13 +12,19 @@
 //!
 //! A lease is the queue row's `next_attempt_at` pushed to the end of the
 //! lease, so a delivery whose worker died simply falls due again: no rescuer.
-//! Pieces: [`wake`] (LISTEN), the claim loop below, [`dispatch`] (HTTP),
-//! [`complete`] (decide + batched writes). Several workers share one queue
-//! through the database alone.
+//! Pieces: [`wake`] (LISTEN), the claim loop below, [`share`] (no endpoint
+//! takes all slots), [`dispatch`] (HTTP), [`complete`] (decide + batched
+//! writes). Several workers share one queue through the database alone.
+//!
+//! Flow control happens in the claim (`sql/060_claim_deliveries.sql`): a
+//! delivery whose endpoint cannot take it now (rate limit, max_in_flight,
+//! open circuit, a stalled endpoint) is deferred or held instead of claimed,
+//! so it costs neither an attempt nor a request slot.
 
 pub mod complete;
 pub mod dispatch;
 pub mod net;
+pub mod share;
 pub mod wake;
 
 use std::collections::HashSet;
@@ -31,16 +37,20 @@ use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use crate::config::WorkerSettings;
-use crate::db;
+use crate::db::{self, deliveries::CircuitLimits, deliveries::ClaimRequest};
 use crate::telemetry::error_chain;
-use complete::Finished;
+use complete::{Finished, Flusher};
 use dispatch::Dispatcher;
+use share::Shares;
 
 /// Margin between the request timeout and the lease: time to record the outcome.
 const LEASE_MARGIN: Duration = Duration::from_secs(5);
 /// An idle worker renews its registration this often, so stale rows of dead
 /// workers can be told apart and removed.
 const IDLE_REFRESH: Duration = Duration::from_secs(60);
+/// Longest wait for an endpoint at its share to make room before claiming
+/// again: short, since other endpoints' deliveries may be waiting meanwhile.
+const SHARE_RECHECK: Duration = Duration::from_millis(10);
 /// How long a stopping worker waits for its outcomes to be written.
 const FLUSH_AT_SHUTDOWN: Duration = Duration::from_secs(10);
 
@@ -61,11 +71,18 @@ pub async fn run(
     let wake = Arc::new(Notify::new());
     let listener = tokio::spawn(wake::listen(listen_config, wake.clone(), shutdown.clone()));
     let (finished_tx, finished_rx) = mpsc::channel(settings.concurrency * 2);
-    let flusher = tokio::spawn(complete::flush_loop(pool.clone(), worker_id, finished_rx));
+    let circuit = CircuitLimits {
+        failures: settings.circuit.failures,
+        cooldown_s: settings.circuit.cooldown.as_secs_f64(),
+        cooldown_max_s: settings.circuit.cooldown_max.as_secs_f64(),
+    };
+    let flusher = Flusher { pool: pool.clone(), worker: worker_id, circuit, wake: wake.clone() };
+    let flusher = tokio::spawn(complete::flush_loop(flusher, finished_rx));
 
     let worker = Worker {
         id: worker_id,
         pool: pool.clone(),
+        shares: Arc::new(Shares::new(settings.endpoint_share)),
         settings: Arc::new(settings),
         dispatcher,
         wake,
@@ -109,6 +126,7 @@ struct Worker {
     settings: Arc<WorkerSettings>,
     dispatcher: Dispatcher,
     wake: Arc<Notify>,
+    shares: Arc<Shares>,
     /// Deliveries claimed whose outcome has not reached the flusher yet:
     /// what to hand back if the grace period runs out.
     held: Arc<Mutex<HashSet<Uuid>>>,
@@ -145,7 +163,8 @@ impl Worker {
                 _ = shutdown.changed() => break,
             };
             let wanted = (slots.available_permits() + 1).min(self.settings.claim_batch);
-            let claimed = match self.claim(wanted).await {
+            let limits = self.shares.limits(wanted, Instant::now());
+            let claimed = match self.claim(wanted, &limits).await {
                 Ok(claimed) => {
                     backoff = Duration::from_millis(50);
                     claimed
@@ -172,9 +191,11 @@ impl Worker {
                 };
                 let (dispatcher, settings, finished) =
                     (self.dispatcher.clone(), self.settings.clone(), finished.clone());
-                let held = self.held.clone();
+                let (held, shares) = (self.held.clone(), self.shares.clone());
+                shares.started(delivery.endpoint_id);
                 requests.spawn(async move {
                     let attempt = dispatcher.attempt(&delivery).await;
+                    shares.finished(delivery.endpoint_id, attempt.duration);
                     let jitter = rand::random_range(-1.0..=1.0);
                     let outcome = complete::decide(&delivery, attempt, &settings, jitter);
                     if finished.send(outcome).await.is_ok() {
@@ -184,6 +205,15 @@ impl Worker {
                 });
             }
             drop(first_slot);
+            if got < wanted && limits.full_and_moving {
+                // What is due is likely that endpoint's backlog: claim again
+                // when its requests have made room, not in vain right now.
+                tokio::select! {
+                    _ = self.shares.wait_for_room(SHARE_RECHECK) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
             if got == wanted || (woken && got > 0) {
                 // Busy: producers need not wake us until we are idle again.
                 // (After a notification the claim went first, for latency.)
@@ -225,10 +255,18 @@ impl Worker {
         }
     }
 
-    async fn claim(&self, limit: usize) -> db::Result<Vec<db::deliveries::Claimed>> {
+    async fn claim(&self, wanted: usize, limits: &share::Limits) -> db::Result<Vec<db::deliveries::Claimed>> {
         let client = self.pool.get().await?;
-        let lease_max_s = self.settings.lease_max.as_secs_f64();
-        db::deliveries::claim_due(&client, limit as i64, self.id, lease_max_s).await
+        let request = ClaimRequest {
+            worker: self.id,
+            wanted,
+            scan: limits.scan,
+            lease_max_s: self.settings.lease_max.as_secs_f64(),
+            share: self.shares.share(),
+            busy: &limits.busy,
+            stalled: &limits.stalled,
+        };
+        db::deliveries::claim_due(&client, &request).await
     }
 
     /// Sleeps until a notification, the next due delivery, `recheck`, or the

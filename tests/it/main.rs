@@ -7,6 +7,7 @@ mod api_events;
 mod api_tokens;
 mod cli;
 mod delivery;
+mod flow_control;
 mod openapi;
 mod producer;
 mod resilience;

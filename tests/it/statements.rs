@@ -3,7 +3,7 @@
 
 use hookline::db::{deliveries, endpoints, workers};
 
-use crate::support::db::TestDb;
+use crate::support::{NewEndpoint, db::TestDb};
 
 #[tokio::test]
 async fn every_named_statement_prepares() {
@@ -29,14 +29,41 @@ async fn every_named_statement_prepares() {
     }
 }
 
+/// The claim is a PL/pgSQL function, so plain EXPLAIN cannot see inside it:
+/// auto_explain reports the plans of its statements as notices instead.
 #[tokio::test]
 async fn the_claim_reads_the_due_index() {
     let db = TestDb::new().await;
-    let client = db.client().await;
-    // With an empty table the planner would scan anyway; make the index worth it.
-    client.batch_execute("SET enable_seqscan = off").await.unwrap();
-    let sql = deliveries::DELIVERY_CLAIM_DUE.replace("$1", "10").replace("$2", "gen_random_uuid()").replace("$3", "60");
-    let plan: Vec<String> =
-        client.query(&format!("EXPLAIN {sql}"), &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
-    assert!(plan.iter().any(|line| line.contains("delivery_queue_due")), "claim plan:\n{}", plan.join("\n"));
+    NewEndpoint::default().insert(&db).await;
+    db.client().await.execute("SELECT hookline.send('a.b', '{}')", &[]).await.unwrap();
+    let (client, mut connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls).await.unwrap();
+    let (tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            if let Ok(tokio_postgres::AsyncMessage::Notice(notice)) = message {
+                let _ = tx.send(notice.message().to_owned());
+            }
+        }
+    });
+    client
+        .batch_execute(
+            "LOAD 'auto_explain';
+             SET auto_explain.log_min_duration = 0;
+             SET auto_explain.log_nested_statements = on;
+             SET auto_explain.log_level = notice;
+             SET enable_seqscan = off", // a tiny table would be scanned anyway
+        )
+        .await
+        .unwrap();
+    let claimed = client
+        .query("SELECT * FROM hookline.claim_deliveries(gen_random_uuid(), 10, 10, 60, 10, '{}', '{}', '{}')", &[])
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    drop(client);
+    let mut plans = String::new();
+    while let Some(notice) = notices.recv().await {
+        plans.push_str(&notice);
+    }
+    assert!(plans.contains("delivery_queue_due"), "claim plans:\n{plans}");
 }

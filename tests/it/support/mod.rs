@@ -34,6 +34,8 @@ pub struct NewEndpoint<'a> {
     pub http_method: &'a str,
     pub timeout_ms: i32,
     pub enabled: bool,
+    pub rate_limit_per_s: Option<i32>,
+    pub max_in_flight: Option<i32>,
 }
 
 impl Default for NewEndpoint<'_> {
@@ -47,6 +49,8 @@ impl Default for NewEndpoint<'_> {
             http_method: "POST",
             timeout_ms: 5000,
             enabled: true,
+            rate_limit_per_s: None,
+            max_in_flight: None,
         }
     }
 }
@@ -56,10 +60,21 @@ impl NewEndpoint<'_> {
         db.client()
             .await
             .query_one(
-                "INSERT INTO hookline.endpoints (url, tenant, event_types, retry_schedule, headers, http_method, timeout_ms, enabled)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
-                &[&self.url, &self.tenant, &self.event_types, &self.retry_schedule, &self.headers,
-                  &self.http_method, &self.timeout_ms, &self.enabled],
+                "INSERT INTO hookline.endpoints (url, tenant, event_types, retry_schedule, headers, http_method,
+                                                 timeout_ms, enabled, rate_limit_per_s, max_in_flight)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+                &[
+                    &self.url,
+                    &self.tenant,
+                    &self.event_types,
+                    &self.retry_schedule,
+                    &self.headers,
+                    &self.http_method,
+                    &self.timeout_ms,
+                    &self.enabled,
+                    &self.rate_limit_per_s,
+                    &self.max_in_flight,
+                ],
             )
             .await
             .expect("insert endpoint")

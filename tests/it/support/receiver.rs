@@ -54,6 +54,9 @@ struct State {
     received: Vec<Received>,
     script: VecDeque<Reply>,
     default: Option<Reply>,
+    /// Requests being answered right now, and the most there ever were.
+    open: usize,
+    most_open: usize,
 }
 
 #[derive(Clone)]
@@ -86,6 +89,11 @@ impl TestReceiver {
         self.state.lock().unwrap().default = Some(reply);
     }
 
+    /// The most requests this receiver was answering at the same time.
+    pub fn most_concurrent(&self) -> usize {
+        self.state.lock().unwrap().most_open
+    }
+
     pub fn received(&self) -> Vec<Received> {
         self.state.lock().unwrap().received.clone()
     }
@@ -113,11 +121,14 @@ impl Endpoint for Recorder {
         let reply = {
             let mut state = self.state.lock().unwrap();
             state.received.push(Received { method, path, headers, body, at: Instant::now() });
+            state.open += 1;
+            state.most_open = state.most_open.max(state.open);
             state.script.pop_front().or_else(|| state.default.clone()).unwrap_or(Reply::status(200))
         };
         if !reply.delay.is_zero() {
             tokio::time::sleep(reply.delay).await;
         }
+        self.state.lock().unwrap().open -= 1;
         let mut response = Response::builder().status(StatusCode::from_u16(reply.status).unwrap());
         for (name, value) in reply.headers {
             response = response.header(name, value);

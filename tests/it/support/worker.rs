@@ -15,6 +15,7 @@ pub fn test_settings() -> WorkerSettings {
     WorkerSettings {
         retry_schedule: RetrySchedule::parse("0.05,0.05").unwrap(),
         concurrency: 64,
+        endpoint_share: 32,
         claim_batch: 32,
         poll_interval: Duration::from_millis(500),
         shutdown_grace: Duration::from_secs(5),
