@@ -18,6 +18,8 @@ pub type Receipts = Arc<Mutex<HashMap<String, Instant>>>;
 
 pub struct Bench {
     pub url: String,
+    /// A receiver that answers after 10 s.
+    pub slow_url: String,
     pub server: LocalPostgres,
     pub received: Arc<AtomicU64>,
     pub receipts: Receipts,
@@ -48,7 +50,14 @@ impl Bench {
         let receipts: Receipts = Arc::default();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let receiver_url = format!("http://{}/hook", listener.local_addr()?);
-        let app = Route::new().at("/hook", Receiver { received: received.clone(), receipts: receipts.clone() });
+        let slow_url = format!("http://{}/slow", listener.local_addr()?);
+        let app = Route::new().at("/hook", Receiver { received: received.clone(), receipts: receipts.clone() }).at(
+            "/slow",
+            poem::endpoint::make(|_| async {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                poem::http::StatusCode::NO_CONTENT
+            }),
+        );
         tokio::spawn(async move {
             let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();
             poem::Server::new_with_acceptor(acceptor).run(app).await
@@ -56,10 +65,14 @@ impl Bench {
         client
             .execute("INSERT INTO hookline.endpoints (url, description) VALUES ($1, 'bench')", &[&receiver_url])
             .await?;
-        Ok(Bench { url, server, received, receipts, client })
+        Ok(Bench { url, slow_url, server, received, receipts, client })
     }
 
     pub fn spawn_workers(&self, n: usize) -> Vec<Child> {
+        self.spawn_workers_with(n, &[])
+    }
+
+    pub fn spawn_workers_with(&self, n: usize, env: &[(&str, &str)]) -> Vec<Child> {
         (0..n)
             .map(|_| {
                 Command::new(env!("CARGO_BIN_EXE_hookline"))
@@ -67,6 +80,7 @@ impl Bench {
                     .env("HOOKLINE_DATABASE_URL", &self.url)
                     .env("HOOKLINE_ALLOW_PRIVATE_NETWORKS", "true")
                     .env("HOOKLINE_LOG", "warn")
+                    .envs(env.iter().copied())
                     .stdout(Stdio::null())
                     .spawn()
                     .expect("spawn worker")

@@ -9,7 +9,9 @@
 //! - commit→receipt latency p50/p95/p99 at 200 events/s;
 //! - `hookline.send` throughput from 4 connections, one event per transaction;
 //! - CPU seconds of hookline + PostgreSQL per 1,000 deliveries, and WAL bytes
-//!   per delivery (fan-out insert, claim, completion, attempt).
+//!   per delivery (fan-out insert, claim, completion, attempt);
+//! - noisy neighbour: a healthy endpoint's latency at 200 events/s while an
+//!   endpoint that sleeps 10 s per request has 1,000 deliveries queued.
 //!
 //! Sizes can be changed with BENCH_DRAIN_N, BENCH_SECONDS.
 
@@ -37,6 +39,7 @@ async fn main() -> anyhow::Result<()> {
     bench.latency(seconds, 200).await?;
     bench.send_throughput(seconds.min(5), 4).await?;
     bench.burst(10_000).await?;
+    bench.noisy_neighbour(seconds, 200).await?;
     bench.server.stop()?;
     Ok(())
 }
@@ -122,34 +125,97 @@ impl Bench {
     async fn latency(&self, seconds: u64, per_second: u64) -> anyhow::Result<()> {
         let mut children = self.spawn_workers(1);
         tokio::time::sleep(Duration::from_millis(500)).await;
+        let committed = self.send_at_rate("bench.latency", seconds, per_second).await?;
+        self.settled().await?;
+        stop(&mut children);
+        let l = self.latencies(&committed);
+        println!(
+            "latency at {per_second} events/s (1 worker), commit → receipt over {} events: p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms",
+            l.count, l.p50, l.p95, l.p99
+        );
+        Ok(())
+    }
+
+    /// A slow endpoint (10 s per request) with 1,000 deliveries queued, and
+    /// a healthy one receiving `per_second` events: the healthy endpoint's
+    /// commit → receipt latency while the slow one keeps its share busy.
+    async fn noisy_neighbour(&self, seconds: u64, per_second: u64) -> anyhow::Result<()> {
+        self.client.execute("UPDATE hookline.endpoints SET event_types = '{bench.*}'", &[]).await?;
+        let slow: uuid::Uuid = self
+            .client
+            .query_one(
+                "INSERT INTO hookline.endpoints (url, description, event_types, timeout_ms)
+                 VALUES ($1, 'bench: sleeps 10 s per request', '{noisy.*}', 30000) RETURNING id",
+                &[&self.slow_url],
+            )
+            .await?
+            .get(0);
+        let mut children = self.spawn_workers_with(2, &[("HOOKLINE_SHUTDOWN_GRACE_S", "1")]);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        self.client
+            .execute(
+                "INSERT INTO hookline.events (event_type, payload) SELECT 'noisy.x', '{}' FROM generate_series(1, 1000)",
+                &[],
+            )
+            .await?;
+        let committed = self.send_at_rate("bench.healthy", seconds, per_second).await?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let row = self.client.query_one("SELECT in_flight, held FROM hookline.queue_stats", &[]).await?;
+        let (in_flight, held): (i64, i64) = (row.get(0), row.get(1));
+        stop(&mut children);
+        self.client.execute("DELETE FROM hookline.endpoints WHERE id = $1", &[&slow]).await?;
+        let l = self.latencies(&committed);
+        println!(
+            "noisy neighbour: 1,000 deliveries queued for an endpoint sleeping 10 s per request, 2 workers; \
+             the healthy endpoint at {per_second} events/s, commit → receipt over {} of {} events: \
+             p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms (then {in_flight} slow requests in flight, {held} held)",
+            l.count,
+            committed.len(),
+            l.p50,
+            l.p95,
+            l.p99
+        );
+        Ok(())
+    }
+
+    /// Sends one `event_type` event per tick, `per_second` a second for
+    /// `seconds`; returns each event id with the moment its commit returned.
+    async fn send_at_rate(
+        &self,
+        event_type: &str,
+        seconds: u64,
+        per_second: u64,
+    ) -> anyhow::Result<Vec<(String, Instant)>> {
         self.receipts.lock().unwrap().clear();
         let (client, connection) = tokio_postgres::connect(&self.url, NoTls).await?;
         tokio::spawn(connection);
-        let send = client.prepare("SELECT hookline.send('bench.latency', '{\"hello\": \"world\"}')").await?;
-        let mut committed: Vec<(String, Instant)> = Vec::new();
+        let send = client.prepare("SELECT hookline.send($1, '{\"hello\": \"world\"}')").await?;
+        let mut committed = Vec::new();
         let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / per_second as f64));
         for _ in 0..seconds * per_second {
             tick.tick().await;
-            let id: uuid::Uuid = client.query_one(&send, &[]).await?.get(0);
+            let id: uuid::Uuid = client.query_one(&send, &[&event_type]).await?.get(0);
             committed.push((id.to_string(), Instant::now()));
         }
-        self.settled().await?;
-        stop(&mut children);
+        Ok(committed)
+    }
+
+    /// Commit → receipt percentiles (ms) of the events that arrived.
+    fn latencies(&self, committed: &[(String, Instant)]) -> Percentiles {
         let receipts = self.receipts.lock().unwrap();
         let mut latencies: Vec<f64> = committed
             .iter()
             .filter_map(|(id, at)| receipts.get(id).map(|r| r.saturating_duration_since(*at).as_secs_f64() * 1000.0))
             .collect();
         latencies.sort_by(f64::total_cmp);
-        let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
-        println!(
-            "latency at {per_second} events/s (1 worker), commit → receipt over {} events: p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms",
-            latencies.len(),
-            pct(0.50),
-            pct(0.95),
-            pct(0.99)
-        );
-        Ok(())
+        let pct =
+            |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)));
+        Percentiles {
+            count: latencies.len(),
+            p50: pct(0.50).copied().unwrap_or(f64::NAN),
+            p95: pct(0.95).copied().unwrap_or(f64::NAN),
+            p99: pct(0.99).copied().unwrap_or(f64::NAN),
+        }
     }
 
     /// Events/s from `connections` connections each running `sql` in its own
@@ -225,4 +291,11 @@ impl Bench {
         );
         Ok(())
     }
+}
+
+struct Percentiles {
+    count: usize,
+    p50: f64,
+    p95: f64,
+    p99: f64,
 }
