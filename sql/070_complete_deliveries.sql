@@ -66,7 +66,8 @@ $$;
 --   free slots, or two per completion for endpoints without one (so a stalled
 --   endpoint that recovers ramps up, doubling, instead of flooding the
 --   queue), none while the circuit is not closed; a circuit that just opened
---   gets one held delivery back, due at the end of the cool-down, to probe with.
+--   gets one held delivery back, due at the end of the cool-down, to probe with;
+-- * the hourly attempt rollup (count, failures, latency histogram).
 -- Returns how many outcomes were still ours, and how many deliveries were
 -- released (idle workers are notified when some were).
 --
@@ -166,6 +167,18 @@ BEGIN
         SELECT o.delivery_id, o.endpoint_id, o.attempt, o.started_at, o.duration_ms,
                o.status_code, o.response_headers, o.response_body, o.error_kind, o.error, worker_id
           FROM outcome AS o
+    ),
+    attempt_stats AS (
+        INSERT INTO hookline.endpoint_hourly AS r (endpoint_id, hour, attempts, failed_attempts, latency)
+        SELECT o.endpoint_id, date_trunc('hour', o.started_at), count(*), count(*) FILTER (WHERE o.error_kind IS NOT NULL),
+               hookline.latency_histogram(array_agg(o.duration_ms))
+          FROM outcome AS o
+         GROUP BY 1, 2
+         ORDER BY 1, 2
+            ON CONFLICT (endpoint_id, hour) DO UPDATE
+           SET attempts = r.attempts + excluded.attempts,
+               failed_attempts = r.failed_attempts + excluded.failed_attempts,
+               latency = hookline.histogram_add(r.latency, excluded.latency)
     ),
     per_endpoint AS (
         SELECT x.endpoint_id,

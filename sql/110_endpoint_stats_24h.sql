@@ -1,44 +1,49 @@
 -- hookline.endpoint_stats_24h (SPEC §4): per endpoint, deliveries created in
 -- the last 24 hours by state, and attempt latency percentiles over the same
--- window. Cost: per endpoint, a range scan of deliveries_endpoint (ids are
--- UUIDv7, so "the last 24 hours" is an id range) and of attempts_endpoint_time
--- (an index-only scan thanks to its INCLUDE columns): proportional to one
--- day's traffic, not to the history.
+-- window. The window is whole hours (24 to 25 hours back): it reads the
+-- hourly rollups, 25 rows per endpoint, plus the open deliveries in the
+-- queue for `pending`. Cost: independent of history size (10 M deliveries:
+-- 2.9 s read from the history, now a few milliseconds; see the README).
 DROP VIEW IF EXISTS hookline.endpoint_stats_24h;
 CREATE VIEW hookline.endpoint_stats_24h AS
-SELECT ep.id     AS endpoint_id,
+SELECT ep.id                                                           AS endpoint_id,
        ep.tenant,
        ep.url,
-       d.total,
-       d.succeeded,
-       d.dead,
-       d.pending,
-       CASE WHEN d.succeeded + d.dead > 0
-            THEN round(d.succeeded::numeric / (d.succeeded + d.dead), 4) END AS success_rate,
-       a.p50_ms,
-       a.p95_ms,
-       a.p99_ms
+       coalesce(h.succeeded + h.dead + h.cancelled, 0) + coalesce(q.pending, 0) AS total,
+       coalesce(h.succeeded, 0)                                        AS succeeded,
+       coalesce(h.dead, 0)                                             AS dead,
+       coalesce(q.pending, 0)                                          AS pending,
+       CASE WHEN h.succeeded + h.dead > 0
+            THEN round(h.succeeded::numeric / (h.succeeded + h.dead), 4) END AS success_rate,
+       l.percentiles[1]                                                AS p50_ms,
+       l.percentiles[2]                                                AS p95_ms,
+       l.percentiles[3]                                                AS p99_ms
 FROM hookline.endpoints AS ep
-CROSS JOIN LATERAL (
-    SELECT count(*)                                               AS total,
-           count(*) FILTER (WHERE state = 'succeeded')            AS succeeded,
-           count(*) FILTER (WHERE state = 'dead')                 AS dead,
-           count(*) FILTER (WHERE state IN ('pending', 'in_flight')) AS pending
-    FROM hookline.deliveries
-    WHERE endpoint_id = ep.id
-      AND id >= hookline.uuid_v7_floor(now() - interval '24 hours')
-) AS d
-CROSS JOIN LATERAL (
-    SELECT percentile_cont(0.50) WITHIN GROUP (ORDER BY duration_ms)::float8 AS p50_ms,
-           percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms)::float8 AS p95_ms,
-           percentile_cont(0.99) WITHIN GROUP (ORDER BY duration_ms)::float8 AS p99_ms
-    FROM hookline.attempts
-    WHERE endpoint_id = ep.id
-      AND started_at >= now() - interval '24 hours'
-) AS a;
+LEFT JOIN LATERAL (
+    SELECT sum(r.succeeded)::bigint AS succeeded,
+           sum(r.dead)::bigint      AS dead,
+           sum(r.cancelled)::bigint AS cancelled
+      FROM hookline.endpoint_hourly AS r
+     WHERE r.endpoint_id = ep.id AND r.hour >= date_trunc('hour', now() - interval '24 hours')
+) AS h ON true
+LEFT JOIN LATERAL (
+    -- The day's histograms added bucket by bucket.
+    SELECT hookline.histogram_percentiles(array_agg(b.n ORDER BY b.i), '{0.5,0.95,0.99}') AS percentiles
+      FROM (SELECT t.i, sum(t.n)::bigint AS n
+              FROM hookline.endpoint_hourly AS r, unnest(r.latency) WITH ORDINALITY AS t(n, i)
+             WHERE r.endpoint_id = ep.id AND r.hour >= date_trunc('hour', now() - interval '24 hours')
+             GROUP BY t.i) AS b
+) AS l ON true
+LEFT JOIN (
+    SELECT q.endpoint_id, count(*) AS pending
+      FROM hookline.delivery_queue AS q
+     WHERE q.state IN ('pending', 'held')
+       AND q.delivery_id >= hookline.uuid_v7_floor(date_trunc('hour', now() - interval '24 hours'))
+     GROUP BY q.endpoint_id
+) AS q ON q.endpoint_id = ep.id;
 
-COMMENT ON VIEW hookline.endpoint_stats_24h IS 'Per endpoint: deliveries created in the last 24 hours and attempt latency.';
-COMMENT ON COLUMN hookline.endpoint_stats_24h.total IS 'Deliveries created in the last 24 hours.';
-COMMENT ON COLUMN hookline.endpoint_stats_24h.pending IS 'Of those, not finished yet (pending or in flight).';
+COMMENT ON VIEW hookline.endpoint_stats_24h IS 'Per endpoint: deliveries created in the last 24 hours (whole hours) and attempt latency.';
+COMMENT ON COLUMN hookline.endpoint_stats_24h.total IS 'Deliveries created in the last 24 hours, in any state (cancelled ones too).';
+COMMENT ON COLUMN hookline.endpoint_stats_24h.pending IS 'Of those, not finished yet (pending, held or in flight).';
 COMMENT ON COLUMN hookline.endpoint_stats_24h.success_rate IS 'succeeded / (succeeded + dead); NULL before any finished.';
-COMMENT ON COLUMN hookline.endpoint_stats_24h.p50_ms IS 'Median attempt duration in milliseconds over the last 24 hours.';
+COMMENT ON COLUMN hookline.endpoint_stats_24h.p50_ms IS 'Median attempt duration in milliseconds over the last 24 hours, from a histogram (about ±25%).';

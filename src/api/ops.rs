@@ -84,6 +84,7 @@ async fn render_metrics(state: &AppState) -> Result<String, db::Error> {
     let queue = db::stats::queue(&client).await?;
     let day = db::metrics::deliveries_24h(&client).await?;
     let recent = db::metrics::recent_attempts(&client, METRICS_WINDOW_S).await?;
+    let circuits = db::metrics::circuits(&client).await?;
     let mut out = String::new();
     let mut gauge = |name: &str, help: &str, samples: &[(&str, f64)]| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
@@ -95,6 +96,11 @@ async fn render_metrics(state: &AppState) -> Result<String, db::Error> {
     gauge("hookline_queue_due", "Pending deliveries whose next attempt is due.", &[("", queue.due_now as f64)]);
     gauge("hookline_queue_in_flight", "Deliveries a worker is sending.", &[("", queue.in_flight as f64)]);
     gauge("hookline_queue_dead", "Deliveries in the dead-letter queue.", &[("", queue.dead as f64)]);
+    gauge(
+        "hookline_queue_held",
+        "Pending deliveries waiting for their endpoint (max_in_flight, circuit, stalled).",
+        &[("", queue.held as f64)],
+    );
     gauge(
         "hookline_queue_oldest_due_age_seconds",
         "How long the longest-waiting due delivery has been due.",
@@ -109,6 +115,14 @@ async fn render_metrics(state: &AppState) -> Result<String, db::Error> {
             ("{state=\"pending\"}", day.pending as f64),
             ("{state=\"all\"}", day.total as f64),
         ],
+    );
+    let circuit_samples: Vec<(String, f64)> =
+        circuits.iter().map(|(state, n)| (format!("{{circuit_state=\"{state}\"}}"), *n as f64)).collect();
+    let circuit_samples: Vec<(&str, f64)> = circuit_samples.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+    gauge(
+        "hookline_endpoints",
+        "Endpoints by circuit state (open: tripped or disabled; half_open: probing).",
+        &circuit_samples,
     );
     gauge(
         "hookline_attempts_5m",

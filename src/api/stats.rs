@@ -11,8 +11,11 @@ use crate::db;
 
 #[derive(Object, Debug)]
 pub struct Stats {
-    /// Deliveries waiting for their next attempt (not in flight).
+    /// Deliveries waiting for their next attempt (not in flight), held ones included.
     pub pending: i64,
+    /// Of those, waiting for their endpoint: max_in_flight reached, circuit
+    /// not closed, or the endpoint stalled.
+    pub held: i64,
     /// Pending deliveries whose next attempt is due.
     pub due_now: i64,
     /// Deliveries a worker is sending.
@@ -43,6 +46,7 @@ impl StatsApi {
         let t = db::stats::totals(&client).await?;
         Ok(Json(Stats {
             pending: q.pending,
+            held: q.held,
             due_now: q.due_now,
             in_flight: q.in_flight,
             dead: q.dead,

@@ -20,11 +20,32 @@ SELECT count(*), coalesce(sum(duration_ms), 0)::bigint,
        count(*) FILTER (WHERE error_kind IS NULL), count(*) FILTER (WHERE error_kind IS NOT NULL)
   FROM hookline.attempts WHERE started_at >= now() - make_interval(secs => $1)";
 
-/// Deliveries created in the last 24 hours by state, summed over endpoints.
+/// Deliveries created in the last 24 hours (whole hours, as
+/// endpoint_stats_24h counts them) by state: the rollup by hour, tenant and
+/// event type through its key, plus what is still open in the queue.
 pub const METRICS_DELIVERIES_24H: &str = "
-SELECT coalesce(sum(succeeded), 0)::bigint, coalesce(sum(dead), 0)::bigint, coalesce(sum(pending), 0)::bigint,
-       coalesce(sum(total), 0)::bigint
-  FROM hookline.endpoint_stats_24h";
+WITH finished AS (
+    SELECT coalesce(sum(succeeded), 0)::bigint AS succeeded, coalesce(sum(dead), 0)::bigint AS dead,
+           coalesce(sum(cancelled), 0)::bigint AS cancelled
+      FROM hookline.event_type_hourly
+     WHERE hour >= date_trunc('hour', now() - interval '24 hours')
+),
+open AS (
+    SELECT count(*) AS pending
+      FROM hookline.delivery_queue
+     WHERE state IN ('pending', 'held')
+       AND delivery_id >= hookline.uuid_v7_floor(date_trunc('hour', now() - interval '24 hours'))
+)
+SELECT f.succeeded, f.dead, o.pending, f.succeeded + f.dead + f.cancelled + o.pending
+  FROM finished AS f, open AS o";
+
+/// Endpoints by what they receive: closed circuits, open ones (tripped or
+/// disabled), half-open ones probing.
+pub const METRICS_CIRCUITS: &str = "
+SELECT s.circuit_state, count(h.endpoint_id)
+  FROM unnest('{closed,open,half_open}'::text[]) AS s(circuit_state)
+  LEFT JOIN hookline.endpoint_health AS h USING (circuit_state)
+ GROUP BY s.circuit_state ORDER BY s.circuit_state";
 
 pub struct RecentAttempts {
     pub buckets: Vec<(i32, i64)>,
@@ -53,6 +74,12 @@ pub async fn recent_attempts(db: &impl GenericClient, window_s: f64) -> Result<R
 }
 
 pub async fn deliveries_24h(db: &impl GenericClient) -> Result<Deliveries24h> {
-    let r = db.query_one(METRICS_DELIVERIES_24H, &[]).await?;
+    let r = db.query_one(&db.prepare_cached(METRICS_DELIVERIES_24H).await?, &[]).await?;
     Ok(Deliveries24h { succeeded: r.get(0), dead: r.get(1), pending: r.get(2), total: r.get(3) })
+}
+
+/// `(circuit state, endpoints)` for each state.
+pub async fn circuits(db: &impl GenericClient) -> Result<Vec<(String, i64)>> {
+    let rows = db.query(&db.prepare_cached(METRICS_CIRCUITS).await?, &[]).await?;
+    Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
 }

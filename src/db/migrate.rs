@@ -22,6 +22,7 @@ const SQL_OBJECTS: &[(&str, &str)] = sql_objects![
     "050_lease_batches.sql",
     "060_claim_deliveries.sql",
     "070_complete_deliveries.sql",
+    "080_stats_rollups.sql",
     "100_endpoint_health.sql",
     "110_endpoint_stats_24h.sql",
     "120_queue_stats.sql",

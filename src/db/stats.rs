@@ -7,7 +7,7 @@ use uuid::Uuid;
 use super::Result;
 
 pub const STATS_QUEUE: &str = "
-SELECT pending, due_now, in_flight, dead, oldest_due_age_s FROM hookline.queue_stats";
+SELECT pending, due_now, in_flight, dead, oldest_due_age_s, held FROM hookline.queue_stats";
 
 /// Totals of the history (deliveries and events), estimated from the planner
 /// statistics where an exact count would scan everything.
@@ -19,7 +19,8 @@ SELECT (SELECT count(*) FROM hookline.endpoints),
 
 pub const STATS_ENDPOINT: &str = "
 SELECT h.enabled, h.disabled_reason, h.consecutive_failures, h.last_success_at, h.last_failure_at, h.circuit_state,
-       s.total, s.succeeded, s.dead, s.pending, s.success_rate::float8, s.p50_ms, s.p95_ms, s.p99_ms
+       s.total, s.succeeded, s.dead, s.pending, s.success_rate::float8, s.p50_ms, s.p95_ms, s.p99_ms,
+       h.failed_attempts, h.circuit_retry_at
   FROM hookline.endpoint_health AS h
   JOIN hookline.endpoint_stats_24h AS s USING (endpoint_id)
  WHERE h.endpoint_id = $1";
@@ -31,6 +32,7 @@ pub struct QueueStats {
     pub in_flight: i64,
     pub dead: i64,
     pub oldest_due_age_s: f64,
+    pub held: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -49,6 +51,8 @@ pub struct EndpointStats {
     pub last_success_at: Option<DateTime<Utc>>,
     pub last_failure_at: Option<DateTime<Utc>>,
     pub circuit_state: String,
+    pub failed_attempts: i32,
+    pub circuit_retry_at: Option<DateTime<Utc>>,
     pub total: i64,
     pub succeeded: i64,
     pub dead: i64,
@@ -67,6 +71,7 @@ pub async fn queue(db: &impl GenericClient) -> Result<QueueStats> {
         in_flight: r.get(2),
         dead: r.get(3),
         oldest_due_age_s: r.get(4),
+        held: r.get(5),
     })
 }
 
@@ -96,5 +101,7 @@ pub async fn endpoint(db: &impl GenericClient, id: Uuid) -> Result<Option<Endpoi
         p50_ms: r.get(11),
         p95_ms: r.get(12),
         p99_ms: r.get(13),
+        failed_attempts: r.get(14),
+        circuit_retry_at: r.get(15),
     }))
 }

@@ -7,6 +7,9 @@ use chrono::{DateTime, Utc};
 use hookline::config::CircuitSettings;
 use uuid::Uuid;
 
+use reqwest::Method;
+
+use crate::support::api::TestApi;
 use crate::support::receiver::{Reply, TestReceiver};
 use crate::support::worker::{RunningWorker, WorkerSettings, spawn_process, test_settings};
 use crate::support::{NewEndpoint, count, db::TestDb, eventually};
@@ -69,6 +72,13 @@ async fn a_failing_endpoint_trips_its_circuit_and_a_single_probe_decides() {
         .unwrap()
         .get(0);
     assert_eq!(health, "open");
+    let api = TestApi::start(&db).await;
+    let stats = api.get(&format!("/v1/endpoints/{endpoint}/stats")).await;
+    assert_eq!((stats.body["circuit_state"].as_str(), stats.body["failed_attempts"].as_i64()), (Some("open"), Some(3)));
+    assert!(stats.body["circuit_retry_at"].is_string(), "{stats:?}");
+    let metrics = api.call(Method::GET, "/metrics", None, None).await;
+    let text = metrics.body.as_str().unwrap();
+    assert!(text.contains("hookline_endpoints{circuit_state=\"open\"} 1"), "{text}");
     // While open, new deliveries cost no attempts: they wait for the probe.
     client.execute("SELECT hookline.send('a.b', '{}') FROM generate_series(1, 4)", &[]).await.unwrap();
 

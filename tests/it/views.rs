@@ -107,3 +107,83 @@ async fn uuid_v7_floor_bounds_ids_by_creation_time() {
         .unwrap();
     assert!(row.get::<_, bool>(0) && row.get::<_, bool>(1));
 }
+
+/// The views read hourly rollups; every statement that changes a delivery's
+/// state (here plain SQL, as a replay or a cancel would) must move it between
+/// the counts.
+#[tokio::test]
+async fn the_rollups_follow_every_change_of_state() {
+    let db = TestDb::new().await;
+    let endpoint = NewEndpoint::default().insert(&db).await;
+    let client = db.client().await;
+    client.execute("SELECT hookline.send('order.created', '{}') FROM generate_series(1, 4)", &[]).await.unwrap();
+    let counts = || async {
+        let day = client
+            .query_one(
+                "SELECT total, succeeded, dead, pending FROM hookline.endpoint_stats_24h WHERE endpoint_id = $1",
+                &[&endpoint],
+            )
+            .await
+            .unwrap();
+        let hour = client
+            .query_one(
+                "SELECT total, succeeded, dead, cancelled, pending, mean_attempts FROM hookline.delivery_stats_hourly",
+                &[],
+            )
+            .await
+            .unwrap();
+        let day: [i64; 4] = [day.get(0), day.get(1), day.get(2), day.get(3)];
+        let hour: ([i64; 5], Option<f64>) =
+            ([hour.get(0), hour.get(1), hour.get(2), hour.get(3), hour.get(4)], hour.get(5));
+        (day, hour)
+    };
+    assert_eq!(counts().await, ([4, 0, 0, 4], ([4, 0, 0, 0, 4], None)));
+
+    // Two finish (one of them after three attempts), one dies.
+    let finish = "WITH d AS (SELECT id FROM hookline.deliveries WHERE state = 'pending' ORDER BY id LIMIT 1),
+                       q AS (DELETE FROM hookline.delivery_queue WHERE delivery_id IN (SELECT id FROM d))
+                  UPDATE hookline.deliveries SET state = $1, attempts = $2 WHERE id IN (SELECT id FROM d)";
+    for (state, attempts) in [("succeeded", 1), ("succeeded", 3), ("dead", 2)] {
+        client.execute(finish, &[&state, &attempts]).await.unwrap();
+    }
+    assert_eq!(counts().await, ([4, 2, 1, 1], ([4, 2, 1, 0, 1], Some(2.0))));
+
+    // The dead one is replayed and succeeds at its third attempt; the last is cancelled.
+    client.execute("UPDATE hookline.deliveries SET state = 'pending' WHERE state = 'dead'", &[]).await.unwrap();
+    client
+        .execute("UPDATE hookline.deliveries SET state = 'succeeded', attempts = 3 WHERE attempts = 2", &[])
+        .await
+        .unwrap();
+    client
+        .execute(
+            "WITH q AS (DELETE FROM hookline.delivery_queue RETURNING delivery_id)
+             UPDATE hookline.deliveries SET state = 'cancelled' WHERE id IN (SELECT delivery_id FROM q) AND state = 'pending'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(counts().await, ([4, 3, 0, 0], ([4, 3, 0, 1, 0], Some(7.0 / 4.0))));
+}
+
+#[tokio::test]
+async fn latency_percentiles_interpolate_within_their_bucket() {
+    let db = TestDb::new().await;
+    let row = db
+        .client()
+        .await
+        .query_one(
+            "SELECT hookline.histogram_percentiles(hookline.latency_histogram($1), '{0.5,0.99}'),
+                    hookline.histogram_percentiles(hookline.latency_histogram('{}'), '{0.5}')",
+            &[&[110i32, 120, 130, 140, 900].as_slice()],
+        )
+        .await
+        .unwrap();
+    let p: Vec<Option<f64>> = row.get(0);
+    // Four of five in [100, 150): the median is 5/8 of the way through it.
+    assert_eq!(p[0], Some(100.0 + 50.0 * (2.5 / 4.0)));
+    // The top one in [700, 1000).
+    let p99 = p[1].unwrap();
+    assert!((700.0..1000.0).contains(&p99), "p99 {p99}");
+    let empty: Vec<Option<f64>> = row.get(1);
+    assert_eq!(empty, vec![None]);
+}

@@ -263,7 +263,15 @@ pub struct EndpointStats {
     pub last_success_at: Option<DateTime<Utc>>,
     #[oai(nullable)]
     pub last_failure_at: Option<DateTime<Utc>>,
+    /// `closed` (delivering), `open` (disabled, or the breaker tripped) or
+    /// `half_open` (one probe in flight).
     pub circuit_state: String,
+    /// Failed attempts in a row: what trips the breaker.
+    pub failed_attempts: i32,
+    /// While the breaker is open: when a probe may go.
+    #[oai(nullable)]
+    pub circuit_retry_at: Option<DateTime<Utc>>,
+    /// Deliveries created in the last 24 hours (whole hours).
     pub total: i64,
     pub succeeded: i64,
     pub dead: i64,
@@ -588,6 +596,8 @@ impl EndpointsApi {
             last_success_at: s.last_success_at,
             last_failure_at: s.last_failure_at,
             circuit_state: s.circuit_state,
+            failed_attempts: s.failed_attempts,
+            circuit_retry_at: s.circuit_retry_at,
             total: s.total,
             succeeded: s.succeeded,
             dead: s.dead,
