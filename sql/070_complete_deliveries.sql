@@ -229,6 +229,12 @@ BEGIN
            (SELECT array_agg(h.endpoint_id) FROM health AS h WHERE h.needs_probe)
       INTO recorded_n, ours, needs_probe;
 
+    -- Most of the time nothing is held anywhere: then there is nothing to release.
+    IF needs_probe IS NULL AND NOT EXISTS (SELECT FROM hookline.delivery_queue AS q WHERE q.state = 'held') THEN
+        RETURN QUERY SELECT recorded_n, 0::bigint;
+        RETURN;
+    END IF;
+
     WITH finished AS (
         SELECT o.endpoint_id, count(*) AS n
           FROM unnest(delivery_ids, endpoint_ids) AS o(delivery_id, endpoint_id)
