@@ -7,6 +7,7 @@
 //! - [`domain`] — delivery states, error kinds, the retry schedule; no IO.
 //! - [`signing`] — Standard Webhooks signatures.
 //! - [`worker`] — claims due deliveries, sends them, records outcomes.
+//! - [`inbound`] — verifying and counting webhooks third parties send us.
 //! - [`api`] — the HTTP API (poem-openapi) and its OpenAPI document.
 //! - [`pg_local`] — a throwaway PostgreSQL from the local binaries (`hookline dev`, tests, bench).
 //! - [`dev`] — `hookline dev`, the one-command first run.
@@ -20,6 +21,7 @@ pub mod config;
 pub mod db;
 pub mod dev;
 pub mod domain;
+pub mod inbound;
 pub mod pg_local;
 pub mod signing;
 pub mod telemetry;

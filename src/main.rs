@@ -164,15 +164,17 @@ async fn serve(pool: Pool, settings: &Settings, mut shutdown: watch::Receiver<bo
         .with_context(|| format!("cannot listen on {} (HOOKLINE_LISTEN)", settings.listen))?;
     tracing::info!(listen = %settings.listen, "API listening");
     let acceptor = poem::listener::TcpAcceptor::from_tokio(listener)?;
+    let state = api::AppState::new(pool, settings.max_body_bytes);
     poem::Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(
-            api::app(api::AppState::new(pool, settings.max_body_bytes)),
+            api::app(state.clone()),
             async move {
                 let _ = shutdown.changed().await;
             },
             None,
         )
         .await?;
+    state.flush_counts().await;
     Ok(())
 }
 

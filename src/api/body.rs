@@ -149,3 +149,38 @@ where
 {
     T::deserialize(deserializer).map(Some)
 }
+
+/// A request body as raw bytes, whatever its content type, within the body
+/// limit: inbound webhooks are verified on exactly the bytes sent. The
+/// document describes it as any JSON, which is what it must hold.
+pub struct RawBody(pub Vec<u8>);
+
+impl<'a> ApiExtractor<'a> for RawBody {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        <serde_json::Value as Type>::register(registry);
+    }
+
+    fn request_meta() -> Option<MetaRequest> {
+        Some(MetaRequest {
+            description: Some("The provider's payload, exactly as signed."),
+            content: vec![MetaMediaType {
+                content_type: "application/json",
+                schema: <serde_json::Value as Type>::schema_ref(),
+            }],
+            required: true,
+        })
+    }
+
+    async fn from_request(
+        request: &'a Request,
+        body: &mut RequestBody,
+        _options: ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
+        let limit = request.data::<BodyLimit>().map_or(DEFAULT_MAX_BODY_BYTES, |l| l.0);
+        Ok(RawBody(read_limited(body.take()?, limit).await?))
+    }
+}

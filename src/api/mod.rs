@@ -11,9 +11,11 @@ pub mod body;
 mod deliveries;
 mod endpoints;
 mod events;
+mod inbound;
 mod ops;
 pub mod page;
 pub mod problem;
+mod sources;
 mod stats;
 mod tokens;
 mod validate;
@@ -23,6 +25,9 @@ use std::sync::Arc;
 use deadpool_postgres::Pool;
 use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::{OpenApiService, Tags};
+
+use crate::inbound::cache as inbound_cache;
+use crate::inbound::counters::Counters;
 
 /// The API version in the OpenAPI document; bumped by hand on contract changes.
 pub const API_VERSION: &str = "1.0.0";
@@ -37,6 +42,10 @@ pub enum ApiTags {
     Deliveries,
     /// Deliveries that will not be retried any more.
     DeadLetters,
+    /// Inbound webhook sources: third parties that send to `/in/{name}`.
+    Sources,
+    /// The public receiver of inbound webhooks, authenticated by signature.
+    Inbound,
     /// Queue and endpoint statistics.
     Stats,
     /// API tokens (admin).
@@ -52,6 +61,8 @@ pub type Api = (
     events::EventsApi,
     deliveries::DeliveriesApi,
     deliveries::DeadLettersApi,
+    sources::SourcesApi,
+    inbound::InboundApi,
     stats::StatsApi,
     tokens::TokensApi,
     audit::AuditApi,
@@ -67,6 +78,8 @@ pub struct Shared {
     pub pool: Pool,
     pub tokens: auth::TokenCache,
     pub max_body_bytes: usize,
+    pub sources: inbound_cache::SourceCache,
+    pub inbound_counts: Arc<Counters>,
 }
 
 impl std::ops::Deref for AppState {
@@ -77,8 +90,25 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
+    /// Also starts adding the inbound receivers' counts to the database
+    /// every second, for as long as the state lives.
     pub fn new(pool: Pool, max_body_bytes: usize) -> Self {
-        AppState(Arc::new(Shared { pool, tokens: auth::TokenCache::default(), max_body_bytes }))
+        let inbound_counts = Arc::new(Counters::default());
+        Counters::spawn_flusher(&inbound_counts, pool.clone());
+        AppState(Arc::new(Shared {
+            pool,
+            tokens: auth::TokenCache::default(),
+            max_body_bytes,
+            sources: inbound_cache::SourceCache::default(),
+            inbound_counts,
+        }))
+    }
+
+    /// Writes the inbound counts not yet written (at shutdown).
+    pub async fn flush_counts(&self) {
+        if let Err(error) = self.inbound_counts.flush(&self.pool).await {
+            tracing::warn!(error = %crate::telemetry::error_chain(&error), "inbound counts not recorded");
+        }
     }
 
     /// A pooled connection; failing to get one is a 500 problem.
@@ -98,6 +128,8 @@ const CLOSED_REQUEST_SCHEMAS: &[&str] = &[
     "EventCreate",
     "ReplayFilter",
     "TokenCreate",
+    "SourceCreate",
+    "SourceUpdate",
 ];
 
 /// The OpenAPI document as served at `/openapi.json` and printed by `hookline openapi`.

@@ -85,6 +85,7 @@ async fn render_metrics(state: &AppState) -> Result<String, db::Error> {
     let day = db::metrics::deliveries_24h(&client).await?;
     let recent = db::metrics::recent_attempts(&client, METRICS_WINDOW_S).await?;
     let circuits = db::metrics::circuits(&client).await?;
+    let sources = db::sources::counts(&client).await?;
     let mut out = String::new();
     let mut gauge = |name: &str, help: &str, samples: &[(&str, f64)]| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
@@ -129,6 +130,17 @@ async fn render_metrics(state: &AppState) -> Result<String, db::Error> {
         "Attempts in the last 5 minutes, by outcome.",
         &[("{outcome=\"success\"}", recent.succeeded as f64), ("{outcome=\"failure\"}", recent.failed as f64)],
     );
+    let _ = writeln!(
+        out,
+        "# HELP hookline_inbound_requests_total Requests to /in/{{source}}: accepted (stored), duplicate \
+         (stored before), failed_verification (bad or missing signature, timestamp out of tolerance).\n\
+         # TYPE hookline_inbound_requests_total counter"
+    );
+    for (name, accepted, duplicates, failed) in &sources {
+        for (outcome, n) in [("accepted", accepted), ("duplicate", duplicates), ("failed_verification", failed)] {
+            let _ = writeln!(out, "hookline_inbound_requests_total{{source=\"{name}\",outcome=\"{outcome}\"}} {n}");
+        }
+    }
     let _ = writeln!(
         out,
         "# HELP hookline_attempt_duration_5m_ms Attempt durations of the last 5 minutes (a histogram of that window).\n\

@@ -23,10 +23,12 @@ const SQL_OBJECTS: &[(&str, &str)] = sql_objects![
     "060_claim_deliveries.sql",
     "070_complete_deliveries.sql",
     "080_stats_rollups.sql",
+    "090_sources.sql",
     "100_endpoint_health.sql",
     "110_endpoint_stats_24h.sql",
     "120_queue_stats.sql",
     "130_delivery_stats_hourly.sql",
+    "140_source_stats.sql",
 ];
 
 /// Arbitrary, fixed: "hookline" in ASCII.

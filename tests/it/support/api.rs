@@ -77,6 +77,15 @@ impl TestApi {
         Self::reply(request.send().await.expect("request")).await
     }
 
+    /// A request to an inbound receiver: no token, the given headers, raw bytes.
+    pub async fn inbound(&self, source: &str, headers: &[(&str, String)], body: &[u8]) -> Reply {
+        let mut request = self.http.post(format!("{}/in/{source}", self.base)).body(body.to_vec());
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        Self::reply(request.send().await.expect("request")).await
+    }
+
     async fn reply(response: reqwest::Response) -> Reply {
         let status = response.status().as_u16();
         let content_type =
