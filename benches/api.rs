@@ -4,7 +4,10 @@
 //! keep-alive connections with no workers running, and its p99;
 //! (b) a closed loop of 16 connections posting while two workers deliver, in
 //! deliveries/s, for one endpoint and for a fan-out of 10;
-//! (c) at 200 events/s, the time from the start of the API call to receipt.
+//! (c) at 200 events/s, the time from the start of the API call to receipt;
+//! (d) inbound: verified requests per second through `POST /in/{source}`
+//! (Standard Webhooks signatures), each stored and fanned out to one
+//! subscriber, from 16 connections with no workers running.
 
 #[path = "common.rs"]
 mod common;
@@ -23,6 +26,17 @@ struct Api {
     base: String,
     token: String,
     http: reqwest::Client,
+}
+
+/// The inbound source of scenario (d) and its Standard Webhooks key.
+const INBOUND_SOURCE: &str = "bench-in";
+const INBOUND_SECRET: &str = "whsec_YmVuY2gtYmVuY2gtYmVuY2gtYmVuY2gtYmVuY2gtMTI=";
+
+/// What the connections of `hammer` send.
+#[derive(Clone, Copy)]
+enum Load {
+    Events,
+    Inbound,
 }
 
 struct ChildGuard(Vec<Child>);
@@ -57,6 +71,7 @@ async fn main() -> anyhow::Result<()> {
     closed_loop(&bench, &api, seconds, 10).await?;
     bench.client.execute("DELETE FROM hookline.endpoints WHERE description LIKE 'bench fan-out %'", &[]).await?;
     call_to_receipt(&bench, &api, seconds, 200).await?;
+    inbound(&bench, &api, seconds).await?;
     drop(server);
     bench.server.stop()?;
     Ok(())
@@ -90,6 +105,30 @@ impl Api {
         Ok((api, guard))
     }
 
+    /// Posts one signed webhook to the inbound source, a new delivery id each.
+    async fn post_inbound(&self, n: u64) -> anyhow::Result<()> {
+        use base64::Engine as _;
+        use hmac::{KeyInit, Mac};
+        let body = serde_json::json!({"n": n, "hello": "world"}).to_string();
+        let (id, timestamp) = (format!("msg_{n}"), chrono::Utc::now().timestamp().to_string());
+        let key = base64::engine::general_purpose::STANDARD.decode(&INBOUND_SECRET[6..])?;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key)?;
+        mac.update(format!("{id}.{timestamp}.{body}").as_bytes());
+        let signature = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+        let response = self
+            .http
+            .post(format!("{}/in/{INBOUND_SOURCE}", self.base))
+            .header("content-type", "application/json")
+            .header("webhook-id", id)
+            .header("webhook-timestamp", timestamp)
+            .header("webhook-signature", format!("v1,{signature}"))
+            .body(body)
+            .send()
+            .await?;
+        anyhow::ensure!(response.status() == 202, "POST /in/{INBOUND_SOURCE} answered {}", response.status());
+        Ok(())
+    }
+
     /// Posts one event; returns its id.
     async fn post_event(&self, n: u64) -> anyhow::Result<String> {
         let response = self
@@ -107,7 +146,7 @@ impl Api {
 
 /// `CONNECTIONS` tasks posting as fast as they can until `deadline`; returns
 /// the request latencies in ms.
-async fn hammer(api: &Arc<Api>, deadline: Instant) -> anyhow::Result<Vec<f64>> {
+async fn hammer(api: &Arc<Api>, deadline: Instant, load: Load) -> anyhow::Result<Vec<f64>> {
     let sequence = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..CONNECTIONS {
@@ -116,7 +155,13 @@ async fn hammer(api: &Arc<Api>, deadline: Instant) -> anyhow::Result<Vec<f64>> {
             let mut latencies = Vec::new();
             while Instant::now() < deadline {
                 let started = Instant::now();
-                api.post_event(sequence.fetch_add(1, Ordering::Relaxed)).await?;
+                let n = sequence.fetch_add(1, Ordering::Relaxed);
+                match load {
+                    Load::Events => {
+                        api.post_event(n).await?;
+                    }
+                    Load::Inbound => api.post_inbound(n).await?,
+                }
                 latencies.push(started.elapsed().as_secs_f64() * 1000.0);
             }
             anyhow::Ok(latencies)
@@ -137,7 +182,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 async fn ingest(bench: &Bench, api: &Api, seconds: u64) -> anyhow::Result<()> {
     let api = Arc::new(api.clone());
     let started = Instant::now();
-    let latencies = hammer(&api, started + Duration::from_secs(seconds)).await?;
+    let latencies = hammer(&api, started + Duration::from_secs(seconds), Load::Events).await?;
     let elapsed = started.elapsed().as_secs_f64();
     println!(
         "(a) POST /v1/events, no workers: {:.0} events/s accepted; latency p50 {:.2} ms, p99 {:.2} ms",
@@ -156,7 +201,7 @@ async fn closed_loop(bench: &Bench, api: &Api, seconds: u64, fan_out: usize) -> 
     let api = Arc::new(api.clone());
     let received_before = bench.received.load(Ordering::Relaxed);
     let started = Instant::now();
-    let latencies = hammer(&api, started + Duration::from_secs(seconds)).await?;
+    let latencies = hammer(&api, started + Duration::from_secs(seconds), Load::Events).await?;
     let elapsed = started.elapsed().as_secs_f64();
     let delivered = bench.received.load(Ordering::Relaxed) - received_before;
     bench.settled().await?;
@@ -194,6 +239,32 @@ async fn call_to_receipt(bench: &Bench, api: &Api, seconds: u64, per_second: u64
         latencies.len(),
         percentile(&latencies, 0.5),
         percentile(&latencies, 0.95),
+        percentile(&latencies, 0.99)
+    );
+    Ok(())
+}
+
+async fn inbound(bench: &Bench, api: &Api, seconds: u64) -> anyhow::Result<()> {
+    bench
+        .client
+        .execute(
+            "INSERT INTO hookline.sources (name, scheme, secret, event_type) VALUES ($1, 'standard_webhooks', $2, 'bench.inbound')",
+            &[&INBOUND_SOURCE, &INBOUND_SECRET],
+        )
+        .await?;
+    const QUEUED: &str = "SELECT count(*) FROM hookline.delivery_queue";
+    let queued_before: i64 = bench.client.query_one(QUEUED, &[]).await?.get(0);
+    let api = Arc::new(api.clone());
+    let started = Instant::now();
+    let latencies = hammer(&api, started + Duration::from_secs(seconds), Load::Inbound).await?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let fanned_out = bench.client.query_one(QUEUED, &[]).await?.get::<_, i64>(0) - queued_before;
+    println!(
+        "(d) POST /in/{{source}}, Standard Webhooks signatures, no workers: {:.0} verified requests/s stored \
+         ({fanned_out} deliveries queued for {} requests); latency p50 {:.2} ms, p99 {:.2} ms",
+        latencies.len() as f64 / elapsed,
+        latencies.len(),
+        percentile(&latencies, 0.5),
         percentile(&latencies, 0.99)
     );
     Ok(())
