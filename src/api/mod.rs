@@ -14,6 +14,7 @@ mod events;
 mod inbound;
 mod ops;
 pub mod page;
+mod patch;
 pub mod problem;
 mod sources;
 mod stats;

@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::auth::{Auth, Principal, Scope};
 use super::body::Body;
 use super::page::PageRequest;
+use super::patch::{clearable, required};
 use super::problem::Problem;
 use super::{ApiTags, AppState, validate};
 use crate::db;
@@ -289,15 +290,7 @@ impl SourcesApi {
         let mut client = state.pool.get().await?;
         let tx = client.transaction().await?;
         let row = db::sources::insert(&tx, &settings).await.map_err(name_taken)?;
-        let entry = Entry {
-            tenant: Some(&row.tenant),
-            action: "source.create",
-            object_type: "source",
-            object_id: Some(row.id.to_string()),
-            before: None,
-            after: Some(audit_json(&row)),
-        };
-        db::audit::record(&tx, &auth.0.actor(), entry).await?;
+        audit(&tx, &auth.0, "source.create", None, Some(&row)).await?;
         tx.commit().await?;
         state.sources.forget(&row.name);
         Ok(CreateSourceResponse::Created(Json(row.into())))
@@ -356,15 +349,7 @@ impl SourcesApi {
         apply(&mut settings, body.0)?;
         check(&settings)?;
         let after = db::sources::update(&tx, before.id, &settings).await.map_err(name_taken)?;
-        let entry = Entry {
-            tenant: Some(&after.tenant),
-            action: "source.update",
-            object_type: "source",
-            object_id: Some(after.id.to_string()),
-            before: Some(audit_json(&before)),
-            after: Some(audit_json(&after)),
-        };
-        db::audit::record(&tx, &auth.0.actor(), entry).await?;
+        audit(&tx, &auth.0, "source.update", Some(&before), Some(&after)).await?;
         tx.commit().await?;
         state.sources.forget(&before.name);
         state.sources.forget(&after.name);
@@ -384,15 +369,7 @@ impl SourcesApi {
         let tx = client.transaction().await?;
         let row = visible(&auth.0, db::sources::get_for_update(&tx, source_id.0).await?)?;
         db::sources::delete(&tx, row.id).await?;
-        let entry = Entry {
-            tenant: Some(&row.tenant),
-            action: "source.delete",
-            object_type: "source",
-            object_id: Some(row.id.to_string()),
-            before: Some(audit_json(&row)),
-            after: None,
-        };
-        db::audit::record(&tx, &auth.0.actor(), entry).await?;
+        audit(&tx, &auth.0, "source.delete", Some(&row), None).await?;
         tx.commit().await?;
         state.sources.forget(&row.name);
         Ok(DeleteSourceResponse::Deleted)
@@ -405,20 +382,6 @@ fn visible(principal: &Principal, row: Option<db::sources::Source>) -> Result<db
 }
 
 fn apply(s: &mut db::sources::SourceSettings, u: SourceUpdate) -> Result<(), Problem> {
-    fn required<T>(field: &str, value: MaybeUndefined<T>) -> Result<Option<T>, Problem> {
-        match value {
-            MaybeUndefined::Undefined => Ok(None),
-            MaybeUndefined::Null => Err(Problem::field(field, "may not be null")),
-            MaybeUndefined::Value(v) => Ok(Some(v)),
-        }
-    }
-    fn clearable(value: MaybeUndefined<String>, current: &mut Option<String>) {
-        match value {
-            MaybeUndefined::Undefined => {}
-            MaybeUndefined::Null => *current = None,
-            MaybeUndefined::Value(v) => *current = Some(v),
-        }
-    }
     if let Some(name) = required("name", u.name)? {
         s.name = name;
     }
@@ -492,6 +455,26 @@ fn name_taken(error: db::Error) -> Problem {
         );
     }
     error.into()
+}
+
+/// Records a change of a source in the audit log, secret left out.
+async fn audit(
+    tx: &impl deadpool_postgres::GenericClient,
+    principal: &Principal,
+    action: &str,
+    before: Option<&db::sources::Source>,
+    after: Option<&db::sources::Source>,
+) -> Result<(), Problem> {
+    let source = after.or(before).expect("a source changed");
+    let entry = Entry {
+        tenant: Some(&source.tenant),
+        action,
+        object_type: "source",
+        object_id: Some(source.id.to_string()),
+        before: before.map(audit_json),
+        after: after.map(audit_json),
+    };
+    Ok(db::audit::record(tx, &principal.actor(), entry).await?)
 }
 
 fn audit_json(s: &db::sources::Source) -> serde_json::Value {

@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use super::Result;
@@ -55,11 +56,13 @@ pub const SOURCE_LIST_PAGE: &str = concat!(
      ORDER BY s.id DESC LIMIT $2"
 );
 
-/// Writes every changeable column (the API reads, changes and writes back).
+/// Writes every column of the settings (the API reads, changes and writes
+/// back), in `SOURCE_INSERT`'s order after the id.
 pub const SOURCE_UPDATE: &str = "
 UPDATE hookline.sources
-   SET name = $2, description = $3, scheme = $4, secret = $5, signature_header = $6, signature_encoding = $7,
-       id_header = $8, timestamp_tolerance_s = $9, event_type = $10, enabled = $11, metadata = $12
+   SET tenant = $2, name = $3, description = $4, scheme = $5, secret = $6, signature_header = $7,
+       signature_encoding = $8, id_header = $9, timestamp_tolerance_s = $10, event_type = $11, enabled = $12,
+       metadata = $13
  WHERE id = $1";
 
 pub const SOURCE_DELETE: &str = "DELETE FROM hookline.sources WHERE id = $1";
@@ -185,27 +188,28 @@ impl From<&Source> for SourceSettings {
     }
 }
 
+impl SourceSettings {
+    /// The statement parameters, in `SOURCE_INSERT`'s order.
+    fn params(&self) -> [&(dyn ToSql + Sync); 12] {
+        [
+            &self.tenant,
+            &self.name,
+            &self.description,
+            &self.scheme,
+            &self.secret,
+            &self.signature_header,
+            &self.signature_encoding,
+            &self.id_header,
+            &self.timestamp_tolerance_s,
+            &self.event_type,
+            &self.enabled,
+            &self.metadata,
+        ]
+    }
+}
+
 pub async fn insert(db: &impl GenericClient, s: &SourceSettings) -> Result<Source> {
-    let row = db
-        .query_one(
-            &db.prepare_cached(SOURCE_INSERT).await?,
-            &[
-                &s.tenant,
-                &s.name,
-                &s.description,
-                &s.scheme,
-                &s.secret,
-                &s.signature_header,
-                &s.signature_encoding,
-                &s.id_header,
-                &s.timestamp_tolerance_s,
-                &s.event_type,
-                &s.enabled,
-                &s.metadata,
-            ],
-        )
-        .await?;
-    Ok(row.into())
+    Ok(db.query_one(&db.prepare_cached(SOURCE_INSERT).await?, &s.params()).await?.into())
 }
 
 pub async fn get(db: &impl GenericClient, id: Uuid) -> Result<Option<Source>> {
@@ -231,24 +235,9 @@ pub async fn list_page(
 
 /// Writes `s` over source `id`, then reads it back.
 pub async fn update(db: &impl GenericClient, id: Uuid, s: &SourceSettings) -> Result<Source> {
-    db.execute(
-        &db.prepare_cached(SOURCE_UPDATE).await?,
-        &[
-            &id,
-            &s.name,
-            &s.description,
-            &s.scheme,
-            &s.secret,
-            &s.signature_header,
-            &s.signature_encoding,
-            &s.id_header,
-            &s.timestamp_tolerance_s,
-            &s.event_type,
-            &s.enabled,
-            &s.metadata,
-        ],
-    )
-    .await?;
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&id];
+    params.extend(s.params());
+    db.execute(&db.prepare_cached(SOURCE_UPDATE).await?, &params).await?;
     get(db, id).await?.ok_or(super::Error::NotFound)
 }
 

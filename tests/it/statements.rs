@@ -1,7 +1,7 @@
 //! Every named SQL statement prepares against the migrated schema, so a typo
 //! or a renamed column fails here rather than in production.
 
-use hookline::db::{deliveries, endpoints, workers};
+use hookline::db::{deliveries, endpoints, metrics, sources, workers};
 
 use crate::support::{NewEndpoint, db::TestDb};
 
@@ -21,6 +21,17 @@ async fn every_named_statement_prepares() {
         ("IDLE_WORKER_REGISTER", workers::IDLE_WORKER_REGISTER),
         ("IDLE_WORKER_DEREGISTER", workers::IDLE_WORKER_DEREGISTER),
         ("IDLE_WORKER_FORGET_STALE", workers::IDLE_WORKER_FORGET_STALE),
+        ("METRICS_DELIVERIES_24H", metrics::METRICS_DELIVERIES_24H),
+        ("METRICS_CIRCUITS", metrics::METRICS_CIRCUITS),
+        ("SOURCE_INSERT", sources::SOURCE_INSERT),
+        ("SOURCE_GET", sources::SOURCE_GET),
+        ("SOURCE_GET_FOR_UPDATE", sources::SOURCE_GET_FOR_UPDATE),
+        ("SOURCE_BY_NAME", sources::SOURCE_BY_NAME),
+        ("SOURCE_LIST_PAGE", sources::SOURCE_LIST_PAGE),
+        ("SOURCE_UPDATE", sources::SOURCE_UPDATE),
+        ("SOURCE_DELETE", sources::SOURCE_DELETE),
+        ("SOURCE_ADD_COUNTS", sources::SOURCE_ADD_COUNTS),
+        ("SOURCE_COUNTS", sources::SOURCE_COUNTS),
     ];
     for (name, sql) in statements {
         if let Err(error) = client.prepare(sql).await {

@@ -3,10 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use poem_openapi::types::MaybeUndefined;
-
 use super::{EndpointCreate, EndpointUpdate, HttpMethod};
 use crate::api::auth::Principal;
+use crate::api::patch::{clearable, required};
 use crate::api::problem::Problem;
 use crate::api::validate;
 use crate::db;
@@ -54,22 +53,6 @@ pub(super) fn new_endpoint(principal: &Principal, c: EndpointCreate) -> Result<d
 }
 
 pub(super) fn apply_update(row: &mut db::endpoints::Endpoint, u: EndpointUpdate) -> Result<(), Problem> {
-    /// A field that may be absent but not null.
-    fn required<T>(field: &str, value: MaybeUndefined<T>) -> Result<Option<T>, Problem> {
-        match value {
-            MaybeUndefined::Undefined => Ok(None),
-            MaybeUndefined::Null => Err(Problem::field(field, "may not be null")),
-            MaybeUndefined::Value(v) => Ok(Some(v)),
-        }
-    }
-    /// A field that null clears.
-    fn clearable<T>(value: MaybeUndefined<T>, current: &mut Option<T>) {
-        match value {
-            MaybeUndefined::Undefined => {}
-            MaybeUndefined::Null => *current = None,
-            MaybeUndefined::Value(v) => *current = Some(v),
-        }
-    }
     if let Some(url) = required("url", u.url)? {
         validate::url("url", &url)?;
         row.url = url;
