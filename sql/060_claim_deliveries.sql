@@ -176,7 +176,7 @@ BEGIN
                    s.circuit_retry_at,
                    CASE s.circuit_state
                         WHEN 'closed' THEN NULL
-                        WHEN 'open' THEN CASE WHEN s.circuit_retry_at <= now() THEN 1 ELSE 0 END
+                        WHEN 'open' THEN CASE WHEN coalesce(s.circuit_retry_at, '-infinity') <= now() THEN 1 ELSE 0 END
                         ELSE CASE WHEN coalesce(s.circuit_probe_until, '-infinity') <= now() THEN 1 ELSE 0 END
                    END                                                                    AS circuit_free,
                    ep.rate_limit_per_s                                                    AS rate,
