@@ -9,7 +9,8 @@
 -- deliveries moves each delivery between the outcome counts of the hour it
 -- was created in whenever its state changes (completion, replay, cancel,
 -- disabling), so the counts stay right whichever path changed it. Nothing is
--- written at fan-out: producers never contend on a counter row.
+-- written at fan-out: producers never contend on a counter row. Hours are
+-- UTC hours, whatever a session's time zone.
 
 -- Attempt latency histograms: counts per bucket of
 -- width_bucket(duration_ms, hookline.latency_bounds_ms()), bucket 0 (below
@@ -66,7 +67,7 @@ CREATE TABLE hookline.event_type_hourly (
 
 -- What is already there.
 INSERT INTO hookline.endpoint_hourly (endpoint_id, hour, succeeded, dead, cancelled)
-SELECT endpoint_id, date_trunc('hour', created_at),
+SELECT endpoint_id, date_trunc('hour', created_at, 'UTC'),
        count(*) FILTER (WHERE state = 'succeeded'),
        count(*) FILTER (WHERE state = 'dead'),
        count(*) FILTER (WHERE state = 'cancelled')
@@ -74,7 +75,7 @@ SELECT endpoint_id, date_trunc('hour', created_at),
  GROUP BY 1, 2;
 
 INSERT INTO hookline.endpoint_hourly AS h (endpoint_id, hour, attempts, failed_attempts, latency)
-SELECT endpoint_id, date_trunc('hour', started_at), count(*), count(*) FILTER (WHERE error_kind IS NOT NULL),
+SELECT endpoint_id, date_trunc('hour', started_at, 'UTC'), count(*), count(*) FILTER (WHERE error_kind IS NOT NULL),
        hookline.latency_histogram(array_agg(duration_ms))
   FROM hookline.attempts
  GROUP BY 1, 2
@@ -82,7 +83,7 @@ SELECT endpoint_id, date_trunc('hour', started_at), count(*), count(*) FILTER (W
    SET attempts = excluded.attempts, failed_attempts = excluded.failed_attempts, latency = excluded.latency;
 
 INSERT INTO hookline.event_type_hourly (hour, tenant, event_type, succeeded, dead, cancelled, attempts)
-SELECT date_trunc('hour', created_at), tenant, event_type,
+SELECT date_trunc('hour', created_at, 'UTC'), tenant, event_type,
        count(*) FILTER (WHERE state = 'succeeded'),
        count(*) FILTER (WHERE state = 'dead'),
        count(*) FILTER (WHERE state = 'cancelled'),

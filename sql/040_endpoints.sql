@@ -8,7 +8,9 @@
 --   never has to skip them; `recover` can re-queue them later. Rows a worker
 --   is claiming at that moment are skipped, not waited for (a claim may be
 --   waiting on this endpoint's state row, which a completion disabling it
---   holds). Enabling clears the reason, the failure run and the circuit.
+--   holds). Enabling clears the reason, the failure run and the circuit,
+--   and releases rows a claim was holding meanwhile; a new rate limit
+--   restarts the endpoint's pacing.
 --   (The queue has no index on endpoint_id, to keep claims cheap: these rare
 --   operations scan it.)
 
@@ -72,8 +74,14 @@ BEGIN
     ELSIF NEW.enabled AND NOT OLD.enabled THEN
         UPDATE hookline.endpoint_state
            SET consecutive_failures = 0, failed_attempts = 0, circuit_state = 'closed',
-               circuit_cooldown_s = NULL, circuit_retry_at = NULL, circuit_probe_until = NULL
+               circuit_cooldown_s = NULL, circuit_retry_at = NULL, circuit_probe_until = NULL,
+               rate_tat = NULL, rate_horizon = NULL
          WHERE endpoint_id = NEW.id;
+        -- Rows a claim held while the disabling parked the rest.
+        UPDATE hookline.delivery_queue SET state = 'pending' WHERE endpoint_id = NEW.id AND state = 'held';
+    ELSIF NEW.rate_limit_per_s IS DISTINCT FROM OLD.rate_limit_per_s THEN
+        -- A new pace starts afresh; deliveries already given a later start keep it.
+        UPDATE hookline.endpoint_state SET rate_tat = NULL, rate_horizon = NULL WHERE endpoint_id = NEW.id;
     END IF;
     RETURN NULL;
 END
@@ -81,7 +89,7 @@ $$;
 
 DROP TRIGGER IF EXISTS endpoints_after_write ON hookline.endpoints;
 CREATE TRIGGER endpoints_after_write
-    AFTER INSERT OR UPDATE OF enabled ON hookline.endpoints
+    AFTER INSERT OR UPDATE OF enabled, rate_limit_per_s ON hookline.endpoints
     FOR EACH ROW EXECUTE FUNCTION hookline.endpoints_after_write();
 
 -- Deleting an endpoint cancels what is still queued for it; its history stays.

@@ -25,6 +25,9 @@
 --      * rate limit: each given its own later start, 1/rate apart,
 --      * max_in_flight full, a probe in flight, or a stalled endpoint filling
 --        the worker's share: `held` until a completion releases them,
+--      * a probe that is due but stopped by a limit: due again in a second,
+--      * an endpoint disabled while we held its rows: dead, as its disabling
+--        made the rest,
 --      * otherwise (the batch is full, or the share is full but moving): left
 --        due for the next claim.
 --    At most `wanted` deliveries are claimed in all.
@@ -76,7 +79,7 @@ BEGIN
     SELECT array_agg(c.delivery_id ORDER BY c.next_attempt_at, c.delivery_id),
            array_agg(c.endpoint_id ORDER BY c.next_attempt_at, c.delivery_id),
            count(DISTINCT c.endpoint_id) FILTER (WHERE ep.max_in_flight IS NOT NULL OR ep.rate_limit_per_s IS NOT NULL
-                                                       OR s.circuit_state <> 'closed')
+                                                       OR s.circuit_state <> 'closed' OR NOT ep.enabled)
       INTO candidate_ids, candidate_endpoints, shared_endpoints
       FROM (SELECT q.delivery_id, q.endpoint_id, q.next_attempt_at
               FROM hookline.delivery_queue AS q
@@ -117,7 +120,8 @@ BEGIN
            FROM hookline.endpoint_state AS s
            JOIN hookline.endpoints AS ep ON ep.id = s.endpoint_id
           WHERE s.endpoint_id = ANY (candidate_endpoints)
-            AND (ep.max_in_flight IS NOT NULL OR ep.rate_limit_per_s IS NOT NULL OR s.circuit_state <> 'closed')
+            AND (ep.max_in_flight IS NOT NULL OR ep.rate_limit_per_s IS NOT NULL OR s.circuit_state <> 'closed'
+                 OR NOT ep.enabled)
           ORDER BY s.endpoint_id
             FOR UPDATE OF s;
     END IF;
@@ -169,6 +173,8 @@ BEGIN
                    now() + make_interval(secs => least(ep.timeout_ms / 1000.0 + 5, lease_max_s)) AS lease_until,
                    ep.max_in_flight IS NOT NULL OR ep.rate_limit_per_s IS NOT NULL
                        OR s.circuit_state <> 'closed'                                     AS shared,
+                   ep.enabled,
+                   ep.disabled_reason,
                    coalesce(b.room, share)                                                AS room,
                    CASE WHEN ep.max_in_flight IS NOT NULL
                         THEN greatest(ep.max_in_flight - hookline.lease_batches_live(s.leases), 0) END AS cap_free,
@@ -194,7 +200,10 @@ BEGIN
               LEFT JOIN unnest(busy_ids, busy_room) AS b(endpoint_id, room) ON b.endpoint_id = c.endpoint_id
         ),
         allowed AS (
-            SELECT c.*, greatest(least(c.room, c.cap_free, c.circuit_free, c.rate_free, c.candidates), 0) AS allowed
+            SELECT c.*,
+                   CASE WHEN c.enabled
+                        THEN greatest(least(c.room, c.cap_free, c.circuit_free, c.rate_free, c.candidates), 0)
+                        ELSE 0 END AS allowed
               FROM candidate AS c
         ),
         -- Within their endpoint's allowance, in due order, as many as the worker can start.
@@ -210,15 +219,18 @@ BEGIN
         decision AS (
             SELECT t.*,
                    CASE WHEN t.chosen                                       THEN 'claim'
+                        -- Disabled meanwhile (its trigger skipped rows we had locked).
+                        WHEN NOT t.enabled                                  THEN 'park'
                         WHEN t.nth <= t.allowed                             THEN 'leave'  -- the batch is full
                         WHEN t.circuit_state = 'open' AND t.circuit_free = 0 THEN 'defer_to_probe'
                         WHEN t.circuit_free = 0                             THEN 'hold'   -- a probe is out
                         WHEN t.circuit_free = 1 AND t.taken = 1             THEN 'hold'   -- the probe just left
-                        WHEN t.circuit_free = 1                             THEN 'leave'
+                        -- The probe is due but a limit stops it: keep one to try again shortly.
+                        WHEN t.circuit_free = 1 AND t.nth = 1               THEN 'retry_probe'
                         WHEN t.cap_free <= t.allowed                        THEN 'hold'
+                        WHEN t.rate_free <= t.allowed                       THEN 'defer_by_rate'
                         WHEN t.room <= t.allowed
                             THEN CASE WHEN t.endpoint_id = ANY (stalled_ids) THEN 'hold' ELSE 'leave' END
-                        WHEN t.rate_free <= t.allowed                       THEN 'defer_by_rate'
                         ELSE 'leave'
                    END AS action
               FROM taken AS t
@@ -237,10 +249,11 @@ BEGIN
         ),
         moved AS (
             UPDATE hookline.delivery_queue AS q
-               SET state           = CASE p.action WHEN 'hold' THEN 'held' ELSE 'pending' END,
+               SET state           = CASE p.action WHEN 'hold' THEN 'held' WHEN 'park' THEN 'dead' ELSE 'pending' END,
                    next_attempt_at = CASE p.action
                                          WHEN 'claim' THEN p.lease_until
                                          WHEN 'defer_to_probe' THEN p.circuit_retry_at
+                                         WHEN 'retry_probe' THEN now() + interval '1 second'
                                          WHEN 'defer_by_rate' THEN p.starts_at
                                          ELSE q.next_attempt_at END,
                    lease_owner     = CASE WHEN p.action = 'claim' THEN worker_id END,
@@ -248,6 +261,14 @@ BEGIN
               FROM placed AS p
              WHERE q.delivery_id = p.delivery_id AND p.action <> 'leave'
             RETURNING q.delivery_id, p.action
+        ),
+        parked AS (
+            UPDATE hookline.deliveries AS d
+               SET state = 'dead',
+                   last_error = 'endpoint disabled: ' || coalesce(p.disabled_reason, 'disabled'),
+                   completed_at = now()
+              FROM placed AS p
+             WHERE d.id = p.delivery_id AND p.action = 'park'
         ),
         shared_state AS (
             UPDATE hookline.endpoint_state AS s
@@ -265,6 +286,8 @@ BEGIN
                      WHERE p.shared
                      ORDER BY p.endpoint_id) AS t
              WHERE s.endpoint_id = t.endpoint_id
+               AND ((t.cap_free IS NOT NULL AND t.taken > 0) OR (t.rate IS NOT NULL AND (t.taken > 0 OR t.horizon IS NOT NULL))
+                    OR (t.circuit_free = 1 AND t.taken = 1))
         )
         SELECT array_agg(m.delivery_id) FILTER (WHERE m.action = 'claim') INTO claimed FROM moved AS m;
     END IF;

@@ -53,8 +53,11 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
       FROM s
 $$;
 
--- Records a batch of outcomes, only for deliveries still leased to
--- `worker_id`: successes leave the queue, retries get their next attempt
+-- Records a batch of outcomes. The queue and history change only for
+-- deliveries still under the lease they were claimed with (owner and lease
+-- end), so a late outcome can never overwrite a newer claim of the same
+-- delivery; every outcome is still an attempt that was made, so all of them
+-- are recorded in attempts, the rollups and the breaker. Successes leave the queue, retries get their next attempt
 -- time, dead ones stay as dead letters (a retry for an endpoint that was
 -- disabled meanwhile is dead too); the history row (a HOT update) and the
 -- attempt follow. Then per endpoint:
@@ -139,13 +142,15 @@ BEGIN
                                       ELSE now() END,
                lease_owner = NULL
           FROM outcome AS o
-         WHERE q.delivery_id = o.delivery_id AND q.lease_owner = worker_id AND o.final_state <> 'succeeded'
+         WHERE q.delivery_id = o.delivery_id AND q.lease_owner = worker_id AND q.next_attempt_at = o.lease_until
+           AND o.final_state <> 'succeeded'
         RETURNING q.delivery_id
     ),
     removed AS (
         DELETE FROM hookline.delivery_queue AS q
          USING outcome AS o
-         WHERE q.delivery_id = o.delivery_id AND q.lease_owner = worker_id AND o.final_state = 'succeeded'
+         WHERE q.delivery_id = o.delivery_id AND q.lease_owner = worker_id AND q.next_attempt_at = o.lease_until
+           AND o.final_state = 'succeeded'
         RETURNING q.delivery_id
     ),
     still_ours AS (
@@ -170,7 +175,7 @@ BEGIN
     ),
     attempt_stats AS (
         INSERT INTO hookline.endpoint_hourly AS r (endpoint_id, hour, attempts, failed_attempts, latency)
-        SELECT o.endpoint_id, date_trunc('hour', o.started_at), count(*), count(*) FILTER (WHERE o.error_kind IS NOT NULL),
+        SELECT o.endpoint_id, date_trunc('hour', o.started_at, 'UTC'), count(*), count(*) FILTER (WHERE o.error_kind IS NOT NULL),
                hookline.latency_histogram(array_agg(o.duration_ms))
           FROM outcome AS o
          GROUP BY 1, 2
@@ -189,9 +194,15 @@ BEGIN
                count(*) FILTER (WHERE NOT x.down)                                            AS ups,
                count(*) FILTER (WHERE x.down AND x.started_at > coalesce(x.last_up, '-infinity')) AS downs_since_up,
                array_agg(x.lease_until) FILTER (WHERE x.delivery_id IN (SELECT so.delivery_id FROM still_ours AS so))
-                                                                                             AS ended_leases
-          FROM (SELECT o.*, max(o.started_at) FILTER (WHERE NOT o.down) OVER (PARTITION BY o.endpoint_id) AS last_up
-                  FROM outcome AS o) AS x
+                                                                                             AS ended_leases,
+               -- A half-open circuit is judged by its probe alone.
+               bool_or(x.lease_until = x.probe_until)                                        AS probe_done,
+               count(*) FILTER (WHERE x.lease_until = x.probe_until AND x.down)              AS probe_downs,
+               count(*) FILTER (WHERE x.lease_until = x.probe_until AND NOT x.down)          AS probe_ups
+          FROM (SELECT o.*, max(o.started_at) FILTER (WHERE NOT o.down) OVER (PARTITION BY o.endpoint_id) AS last_up,
+                       ps.circuit_probe_until AS probe_until
+                  FROM outcome AS o
+                  LEFT JOIN hookline.endpoint_state AS ps ON ps.endpoint_id = o.endpoint_id) AS x
          GROUP BY x.endpoint_id
     ),
     health AS (
@@ -206,13 +217,27 @@ BEGIN
                       FROM hookline.circuit_after(s.circuit_state, s.failed_attempts, s.circuit_cooldown_s,
                                                   s.circuit_retry_at, s.circuit_probe_until,
                                                   h.downs, h.ups, h.downs_since_up,
-                                                  circuit_failures, cooldown_s, cooldown_max_s) AS c)
+                                                  circuit_failures, cooldown_s, cooldown_max_s) AS c
+                     WHERE s.circuit_state <> 'half_open'
+                     UNION ALL
+                    -- Half-open: only the probe's outcome counts (requests sent before the
+                    -- circuit opened may still come back); until it does, nothing changes.
+                    SELECT c.next_state, c.next_run, c.next_cooldown_s, c.next_retry_at, c.next_probe_until
+                      FROM hookline.circuit_after(s.circuit_state, s.failed_attempts, s.circuit_cooldown_s,
+                                                  s.circuit_retry_at, s.circuit_probe_until,
+                                                  h.probe_downs, h.probe_ups, h.probe_downs,
+                                                  circuit_failures, cooldown_s, cooldown_max_s) AS c
+                     WHERE s.circuit_state = 'half_open' AND h.probe_done
+                     UNION ALL
+                    SELECT s.circuit_state, s.failed_attempts, s.circuit_cooldown_s, s.circuit_retry_at,
+                           s.circuit_probe_until
+                     WHERE s.circuit_state = 'half_open' AND NOT h.probe_done)
           FROM per_endpoint AS h, hookline.endpoint_state AS was
          WHERE s.endpoint_id = h.endpoint_id AND was.endpoint_id = s.endpoint_id
            AND s.endpoint_id = ANY (touched)
         RETURNING s.endpoint_id, s.consecutive_failures,
                   (s.circuit_state = 'open' AND was.circuit_state <> 'open')
-                      OR (s.circuit_state = 'half_open' AND was.circuit_state = 'half_open') AS needs_probe
+                      OR (s.circuit_state = 'half_open' AND s.circuit_probe_until IS NULL) AS needs_probe
     ),
     tripped AS (
         -- Auto-disable: a run of dead deliveries as long as the endpoint allows.
@@ -268,6 +293,7 @@ BEGIN
         UPDATE hookline.delivery_queue AS q
            SET state = 'pending', next_attempt_at = coalesce(s.circuit_retry_at, now())
           FROM hookline.endpoint_state AS s
+          JOIN hookline.endpoints AS ep ON ep.id = s.endpoint_id AND ep.enabled
           CROSS JOIN LATERAL (SELECT h.delivery_id
                                 FROM hookline.delivery_queue AS h
                                WHERE h.endpoint_id = s.endpoint_id AND h.state = 'held'

@@ -14,7 +14,7 @@ BEGIN
     -- The new rows counted in, the old ones out: a delivery whose state did
     -- not change cancels itself, and no join of the two is needed.
     WITH change AS (
-        SELECT c.endpoint_id, c.tenant, c.event_type, date_trunc('hour', c.created_at) AS hour,
+        SELECT c.endpoint_id, c.tenant, c.event_type, date_trunc('hour', c.created_at, 'UTC') AS hour,
                sum(c.sign * (c.state = 'succeeded')::integer) AS succeeded,
                sum(c.sign * (c.state = 'dead')::integer) AS dead,
                sum(c.sign * (c.state = 'cancelled')::integer) AS cancelled,

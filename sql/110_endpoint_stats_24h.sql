@@ -24,21 +24,21 @@ LEFT JOIN LATERAL (
            sum(r.dead)::bigint      AS dead,
            sum(r.cancelled)::bigint AS cancelled
       FROM hookline.endpoint_hourly AS r
-     WHERE r.endpoint_id = ep.id AND r.hour >= date_trunc('hour', now() - interval '24 hours')
+     WHERE r.endpoint_id = ep.id AND r.hour >= date_trunc('hour', now() - interval '24 hours', 'UTC')
 ) AS h ON true
 LEFT JOIN LATERAL (
     -- The day's histograms added bucket by bucket.
     SELECT hookline.histogram_percentiles(array_agg(b.n ORDER BY b.i), '{0.5,0.95,0.99}') AS percentiles
       FROM (SELECT t.i, sum(t.n)::bigint AS n
               FROM hookline.endpoint_hourly AS r, unnest(r.latency) WITH ORDINALITY AS t(n, i)
-             WHERE r.endpoint_id = ep.id AND r.hour >= date_trunc('hour', now() - interval '24 hours')
+             WHERE r.endpoint_id = ep.id AND r.hour >= date_trunc('hour', now() - interval '24 hours', 'UTC')
              GROUP BY t.i) AS b
 ) AS l ON true
 LEFT JOIN (
     SELECT q.endpoint_id, count(*) AS pending
       FROM hookline.delivery_queue AS q
      WHERE q.state IN ('pending', 'held')
-       AND q.delivery_id >= hookline.uuid_v7_floor(date_trunc('hour', now() - interval '24 hours'))
+       AND q.delivery_id >= hookline.uuid_v7_floor(date_trunc('hour', now() - interval '24 hours', 'UTC'))
      GROUP BY q.endpoint_id
 ) AS q ON q.endpoint_id = ep.id;
 

@@ -22,7 +22,7 @@ FROM (
     SELECT r.hour, r.tenant, r.event_type, r.succeeded, r.dead, r.cancelled, r.attempts, 0 AS pending
       FROM hookline.event_type_hourly AS r
     UNION ALL
-    SELECT date_trunc('hour', d.created_at), d.tenant, d.event_type, 0, 0, 0, 0, 1
+    SELECT date_trunc('hour', d.created_at, 'UTC'), d.tenant, d.event_type, 0, 0, 0, 0, 1
       FROM hookline.delivery_queue AS q
       JOIN hookline.deliveries AS d ON d.id = q.delivery_id
      WHERE q.state IN ('pending', 'held')

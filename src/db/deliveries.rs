@@ -33,7 +33,8 @@ SELECT recorded, released
 
 /// Hands deliveries this worker still holds back to the queue (at shutdown),
 /// due at once and without counting the unfinished attempt; their slots in
-/// max_in_flight are freed with them.
+/// max_in_flight are freed with them, and a circuit probe among them no
+/// longer counts as out.
 pub const DELIVERY_RELEASE: &str = "
 WITH released AS (
     UPDATE hookline.delivery_queue AS q
@@ -47,11 +48,35 @@ WITH released AS (
 ),
 slots AS (
     UPDATE hookline.endpoint_state AS s
-       SET leases = hookline.lease_batches_end(s.leases, r.ended)
-      FROM (SELECT endpoint_id, array_agg(lease_until) AS ended FROM released GROUP BY endpoint_id) AS r
-     WHERE s.endpoint_id = r.endpoint_id AND cardinality(s.leases) > 0
+       SET leases = hookline.lease_batches_end(s.leases, r.ended),
+           circuit_probe_until = CASE WHEN s.circuit_probe_until = ANY (r.ended) THEN NULL
+                                      ELSE s.circuit_probe_until END
+      FROM (SELECT endpoint_id, array_agg(lease_until) AS ended FROM released GROUP BY endpoint_id ORDER BY endpoint_id) AS r
+     WHERE s.endpoint_id = r.endpoint_id AND (cardinality(s.leases) > 0 OR s.circuit_state = 'half_open')
 )
 SELECT count(*) FROM released";
+
+/// Releases up to `$2` of endpoint `$1`'s held deliveries (oldest due first),
+/// waking idle workers; returns how many. The worker calls it when it held an
+/// endpoint's deliveries while that endpoint's last requests finished, whose
+/// completions could not see the held rows to release them.
+pub const DELIVERY_RELEASE_HELD: &str = "
+WITH released AS (
+    UPDATE hookline.delivery_queue AS q
+       SET state = 'pending'
+      FROM (SELECT delivery_id FROM hookline.delivery_queue
+             WHERE endpoint_id = $1 AND state = 'held'
+             ORDER BY next_attempt_at
+             LIMIT $2
+               FOR UPDATE SKIP LOCKED) AS h
+     WHERE q.delivery_id = h.delivery_id
+    RETURNING 1
+),
+woken AS (
+    SELECT pg_notify('hookline_wake', '')
+     WHERE EXISTS (SELECT FROM released) AND EXISTS (SELECT FROM hookline.idle_workers)
+)
+SELECT (SELECT count(*) FROM released), (SELECT count(*) FROM woken)";
 
 /// Seconds until the next pending delivery falls due or a lease runs out, by
 /// the database's clock (NULL when the queue is empty; negative when overdue).
@@ -232,6 +257,10 @@ pub async fn complete_many(
 
 pub async fn release(db: &impl GenericClient, worker: Uuid, deliveries: &[Uuid]) -> Result<i64> {
     Ok(db.query_one(&db.prepare_cached(DELIVERY_RELEASE).await?, &[&deliveries, &worker]).await?.get(0))
+}
+
+pub async fn release_held(db: &impl GenericClient, endpoint: Uuid, at_most: i64) -> Result<i64> {
+    Ok(db.query_one(&db.prepare_cached(DELIVERY_RELEASE_HELD).await?, &[&endpoint, &at_most]).await?.get(0))
 }
 
 pub async fn seconds_until_next_due(db: &impl GenericClient) -> Result<Option<f64>> {

@@ -28,13 +28,13 @@ WITH finished AS (
     SELECT coalesce(sum(succeeded), 0)::bigint AS succeeded, coalesce(sum(dead), 0)::bigint AS dead,
            coalesce(sum(cancelled), 0)::bigint AS cancelled
       FROM hookline.event_type_hourly
-     WHERE hour >= date_trunc('hour', now() - interval '24 hours')
+     WHERE hour >= date_trunc('hour', now() - interval '24 hours', 'UTC')
 ),
 open AS (
     SELECT count(*) AS pending
       FROM hookline.delivery_queue
      WHERE state IN ('pending', 'held')
-       AND delivery_id >= hookline.uuid_v7_floor(date_trunc('hour', now() - interval '24 hours'))
+       AND delivery_id >= hookline.uuid_v7_floor(date_trunc('hour', now() - interval '24 hours', 'UTC'))
 )
 SELECT f.succeeded, f.dead, o.pending, f.succeeded + f.dead + f.cancelled + o.pending
   FROM finished AS f, open AS o";

@@ -266,7 +266,16 @@ impl Worker {
             busy: &limits.busy,
             stalled: &limits.stalled,
         };
-        db::deliveries::claim_due(&client, &request).await
+        let claimed = db::deliveries::claim_due(&client, &request).await?;
+        // A stalled endpoint's deliveries may have been held just as its last
+        // requests finished: their completions, written meanwhile, could not
+        // see those rows to release them, and nothing else of it is in flight.
+        for endpoint in &limits.stalled {
+            if self.shares.in_flight(*endpoint) == 0 {
+                db::deliveries::release_held(&client, *endpoint, self.shares.share() as i64).await?;
+            }
+        }
+        Ok(claimed)
     }
 
     /// Sleeps until a notification, the next due delivery, `recheck`, or the

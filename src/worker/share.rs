@@ -104,6 +104,11 @@ impl Shares {
         self.progress.notify_waiters();
     }
 
+    /// Requests to `endpoint` in flight right now.
+    pub fn in_flight(&self, endpoint: Uuid) -> usize {
+        self.state.lock().expect("not poisoned").active.get(&endpoint).map_or(0, |load| load.in_flight)
+    }
+
     /// Waits until the moving endpoints at their share have room for a fair
     /// batch again (a quarter of the share), or `timeout`: claiming sooner
     /// would find only their deliveries, or take them a few at a time.

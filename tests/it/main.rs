@@ -8,6 +8,7 @@ mod api_tokens;
 mod cli;
 mod delivery;
 mod flow_control;
+mod flow_edges;
 mod inbound;
 mod openapi;
 mod producer;
