@@ -11,6 +11,7 @@ use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
 use super::Result;
+use crate::config::CircuitSettings;
 
 /// Claims due deliveries for a worker, applying each endpoint's flow control
 /// (the worker's share, max_in_flight, the rate limit, the circuit breaker):
@@ -187,14 +188,6 @@ pub struct Completion {
     pub endpoint_down: Option<bool>,
 }
 
-/// The breaker's thresholds, as the completion needs them.
-#[derive(Debug, Clone, Copy)]
-pub struct CircuitLimits {
-    pub failures: u32,
-    pub cooldown_s: f64,
-    pub cooldown_max_s: f64,
-}
-
 /// What writing a batch of completions did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Recorded {
@@ -210,7 +203,7 @@ pub async fn complete_many(
     db: &impl GenericClient,
     worker: Uuid,
     batch: &[&Completion],
-    circuit: CircuitLimits,
+    circuit: &CircuitSettings,
 ) -> Result<Recorded> {
     let ids: Vec<Uuid> = batch.iter().map(|c| c.delivery_id).collect();
     let endpoints: Vec<Uuid> = batch.iter().map(|c| c.endpoint_id).collect();
@@ -227,6 +220,7 @@ pub async fn complete_many(
     let leases: Vec<DateTime<Utc>> = batch.iter().map(|c| c.lease_until).collect();
     let down: Vec<Option<bool>> = batch.iter().map(|c| c.endpoint_down).collect();
     let failures = circuit.failures.min(i32::MAX as u32) as i32;
+    let (cooldown_s, cooldown_max_s) = (circuit.cooldown.as_secs_f64(), circuit.cooldown_max.as_secs_f64());
     let row = db
         .query_one(
             &db.prepare_cached(DELIVERY_COMPLETE_MANY).await?,
@@ -247,8 +241,8 @@ pub async fn complete_many(
                 &leases,
                 &down,
                 &failures,
-                &circuit.cooldown_s,
-                &circuit.cooldown_max_s,
+                &cooldown_s,
+                &cooldown_max_s,
             ],
         )
         .await?;

@@ -9,8 +9,8 @@ use tokio::sync::{Notify, mpsc};
 use uuid::Uuid;
 
 use super::dispatch::{Attempt, Outcome};
-use crate::config::WorkerSettings;
-use crate::db::{self, deliveries::CircuitLimits, deliveries::Claimed, deliveries::Completion};
+use crate::config::{CircuitSettings, WorkerSettings};
+use crate::db::{self, deliveries::Claimed, deliveries::Completion};
 use crate::domain::circuit::endpoint_down;
 use crate::domain::delivery::DeliveryState;
 use crate::domain::retry::{NextAttempt, RetrySchedule};
@@ -76,7 +76,7 @@ pub fn decide(delivery: &Claimed, attempt: Attempt, settings: &WorkerSettings, j
 pub struct Flusher {
     pub pool: Pool,
     pub worker: Uuid,
-    pub circuit: CircuitLimits,
+    pub circuit: CircuitSettings,
     /// Woken when a write released held deliveries: they are due now.
     pub wake: Arc<Notify>,
 }
@@ -132,7 +132,7 @@ fn is_data_error(error: &db::Error) -> bool {
 async fn write(flusher: &Flusher, batch: &[Finished]) -> db::Result<()> {
     let client = flusher.pool.get().await?;
     let completions: Vec<&Completion> = batch.iter().map(|f| &f.completion).collect();
-    let recorded = db::deliveries::complete_many(&client, flusher.worker, &completions, flusher.circuit).await?;
+    let recorded = db::deliveries::complete_many(&client, flusher.worker, &completions, &flusher.circuit).await?;
     if recorded.still_ours < batch.len() as i64 {
         tracing::warn!(lost = batch.len() as i64 - recorded.still_ours, "leases expired before outcomes were recorded");
     }

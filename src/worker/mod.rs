@@ -37,7 +37,7 @@ use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use crate::config::WorkerSettings;
-use crate::db::{self, deliveries::CircuitLimits, deliveries::ClaimRequest};
+use crate::db::{self, deliveries::ClaimRequest};
 use crate::telemetry::error_chain;
 use complete::{Finished, Flusher};
 use dispatch::Dispatcher;
@@ -71,12 +71,7 @@ pub async fn run(
     let wake = Arc::new(Notify::new());
     let listener = tokio::spawn(wake::listen(listen_config, wake.clone(), shutdown.clone()));
     let (finished_tx, finished_rx) = mpsc::channel(settings.concurrency * 2);
-    let circuit = CircuitLimits {
-        failures: settings.circuit.failures,
-        cooldown_s: settings.circuit.cooldown.as_secs_f64(),
-        cooldown_max_s: settings.circuit.cooldown_max.as_secs_f64(),
-    };
-    let flusher = Flusher { pool: pool.clone(), worker: worker_id, circuit, wake: wake.clone() };
+    let flusher = Flusher { pool: pool.clone(), worker: worker_id, circuit: settings.circuit, wake: wake.clone() };
     let flusher = tokio::spawn(complete::flush_loop(flusher, finished_rx));
 
     let worker = Worker {
