@@ -20,7 +20,7 @@ use super::problem::Problem;
 use super::{ApiTags, AppState, validate};
 use crate::db;
 use crate::db::audit::Entry;
-use crate::inbound::verify::{self, Verifier};
+use crate::inbound::verify;
 
 /// How a source's requests are signed.
 #[derive(Enum, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,9 +221,10 @@ pub enum DeleteSourceResponse {
 }
 
 impl From<db::sources::Source> for Source {
-    fn from(s: db::sources::Source) -> Self {
+    fn from(row: db::sources::Source) -> Self {
+        let s = row.settings;
         Source {
-            id: s.id,
+            id: row.id,
             receive_path: format!("/in/{}", s.name),
             tenant: s.tenant,
             name: s.name,
@@ -240,14 +241,14 @@ impl From<db::sources::Source> for Source {
             event_type: s.event_type,
             enabled: s.enabled,
             metadata: s.metadata.as_object().cloned().unwrap_or_default().into_iter().collect(),
-            created_at: s.created_at,
-            updated_at: s.updated_at,
-            accepted: s.counts.accepted,
-            duplicates: s.counts.duplicates,
-            failed_verifications: s.counts.failed_verifications,
-            last_accepted_at: s.counts.last_accepted_at,
-            last_failed_at: s.counts.last_failed_at,
-            last_failure: s.counts.last_failure,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            accepted: row.counts.accepted,
+            duplicates: row.counts.duplicates,
+            failed_verifications: row.counts.failed_verifications,
+            last_accepted_at: row.counts.last_accepted_at,
+            last_failed_at: row.counts.last_failed_at,
+            last_failure: row.counts.last_failure,
         }
     }
 }
@@ -292,7 +293,7 @@ impl SourcesApi {
         let row = db::sources::insert(&tx, &settings).await.map_err(name_taken)?;
         audit(&tx, &auth.0, "source.create", None, Some(&row)).await?;
         tx.commit().await?;
-        state.sources.forget(&row.name);
+        state.sources.forget(&row.settings.name);
         Ok(CreateSourceResponse::Created(Json(row.into())))
     }
 
@@ -345,14 +346,14 @@ impl SourcesApi {
         let mut client = state.pool.get().await?;
         let tx = client.transaction().await?;
         let before = visible(&auth.0, db::sources::get_for_update(&tx, source_id.0).await?)?;
-        let mut settings = db::sources::SourceSettings::from(&before);
+        let mut settings = before.settings.clone();
         apply(&mut settings, body.0)?;
         check(&settings)?;
         let after = db::sources::update(&tx, before.id, &settings).await.map_err(name_taken)?;
         audit(&tx, &auth.0, "source.update", Some(&before), Some(&after)).await?;
         tx.commit().await?;
-        state.sources.forget(&before.name);
-        state.sources.forget(&after.name);
+        state.sources.forget(&before.settings.name);
+        state.sources.forget(&after.settings.name);
         Ok(Json(after.into()))
     }
 
@@ -371,14 +372,14 @@ impl SourcesApi {
         db::sources::delete(&tx, row.id).await?;
         audit(&tx, &auth.0, "source.delete", Some(&row), None).await?;
         tx.commit().await?;
-        state.sources.forget(&row.name);
+        state.sources.forget(&row.settings.name);
         Ok(DeleteSourceResponse::Deleted)
     }
 }
 
 /// A source of another tenant is a 404 to a tenant-bound token.
 fn visible(principal: &Principal, row: Option<db::sources::Source>) -> Result<db::sources::Source, Problem> {
-    row.filter(|s| principal.sees(&s.tenant)).ok_or_else(|| Problem::not_found("source"))
+    row.filter(|s| principal.sees(&s.settings.tenant)).ok_or_else(|| Problem::not_found("source"))
 }
 
 fn apply(s: &mut db::sources::SourceSettings, u: SourceUpdate) -> Result<(), Problem> {
@@ -430,18 +431,7 @@ fn check(s: &db::sources::SourceSettings) -> Result<(), Problem> {
         }
     }
     validate::range("timestamp_tolerance_s", s.timestamp_tolerance_s.into(), 1, 86_400)?;
-    let scheme = verify::Scheme::parse(&s.scheme).expect("set from the enum");
-    let encoding = verify::Encoding::parse(&s.signature_encoding).expect("set from the enum");
-    Verifier::new(verify::Settings {
-        scheme,
-        secret: s.secret.as_deref(),
-        signature_header: s.signature_header.as_deref(),
-        encoding,
-        tolerance_s: s.timestamp_tolerance_s.into(),
-        id_header: s.id_header.as_deref(),
-    })
-    .map(|_| ())
-    .map_err(|reason| Problem::field("secret", reason))
+    crate::inbound::cache::verifier(s).map(|_| ()).map_err(|reason| Problem::field("secret", reason))
 }
 
 /// A unique name is taken: a 409 naming the field.
@@ -467,7 +457,7 @@ async fn audit(
 ) -> Result<(), Problem> {
     let source = after.or(before).expect("a source changed");
     let entry = Entry {
-        tenant: Some(&source.tenant),
+        tenant: Some(&source.settings.tenant),
         action,
         object_type: "source",
         object_id: Some(source.id.to_string()),
@@ -477,9 +467,10 @@ async fn audit(
     Ok(db::audit::record(tx, &principal.actor(), entry).await?)
 }
 
-fn audit_json(s: &db::sources::Source) -> serde_json::Value {
+fn audit_json(row: &db::sources::Source) -> serde_json::Value {
+    let s = &row.settings;
     serde_json::json!({
-        "id": s.id, "tenant": s.tenant, "name": s.name, "description": s.description, "scheme": s.scheme,
+        "id": row.id, "tenant": s.tenant, "name": s.name, "description": s.description, "scheme": s.scheme,
         "signature_header": s.signature_header, "signature_encoding": s.signature_encoding,
         "id_header": s.id_header, "timestamp_tolerance_s": s.timestamp_tolerance_s,
         "event_type": s.event_type, "enabled": s.enabled, "metadata": s.metadata,

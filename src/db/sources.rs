@@ -94,18 +94,7 @@ SELECT name, accepted, duplicates, failed_verifications FROM hookline.source_sta
 #[derive(Debug, Clone, PartialEq)]
 pub struct Source {
     pub id: Uuid,
-    pub tenant: String,
-    pub name: String,
-    pub description: String,
-    pub scheme: String,
-    pub secret: Option<String>,
-    pub signature_header: Option<String>,
-    pub signature_encoding: String,
-    pub id_header: Option<String>,
-    pub timestamp_tolerance_s: i32,
-    pub event_type: String,
-    pub enabled: bool,
-    pub metadata: serde_json::Value,
+    pub settings: SourceSettings,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub counts: Counts,
@@ -126,18 +115,20 @@ impl From<Row> for Source {
     fn from(r: Row) -> Self {
         Source {
             id: r.get(0),
-            tenant: r.get(1),
-            name: r.get(2),
-            description: r.get(3),
-            scheme: r.get(4),
-            secret: r.get(5),
-            signature_header: r.get(6),
-            signature_encoding: r.get(7),
-            id_header: r.get(8),
-            timestamp_tolerance_s: r.get(9),
-            event_type: r.get(10),
-            enabled: r.get(11),
-            metadata: r.get(12),
+            settings: SourceSettings {
+                tenant: r.get(1),
+                name: r.get(2),
+                description: r.get(3),
+                scheme: r.get(4),
+                secret: r.get(5),
+                signature_header: r.get(6),
+                signature_encoding: r.get(7),
+                id_header: r.get(8),
+                timestamp_tolerance_s: r.get(9),
+                event_type: r.get(10),
+                enabled: r.get(11),
+                metadata: r.get(12),
+            },
             created_at: r.get(13),
             updated_at: r.get(14),
             counts: Counts {
@@ -153,7 +144,7 @@ impl From<Row> for Source {
 }
 
 /// A source's settings, for insert and update.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SourceSettings {
     pub tenant: String,
     pub name: String,
@@ -167,25 +158,6 @@ pub struct SourceSettings {
     pub event_type: String,
     pub enabled: bool,
     pub metadata: serde_json::Value,
-}
-
-impl From<&Source> for SourceSettings {
-    fn from(s: &Source) -> Self {
-        SourceSettings {
-            tenant: s.tenant.clone(),
-            name: s.name.clone(),
-            description: s.description.clone(),
-            scheme: s.scheme.clone(),
-            secret: s.secret.clone(),
-            signature_header: s.signature_header.clone(),
-            signature_encoding: s.signature_encoding.clone(),
-            id_header: s.id_header.clone(),
-            timestamp_tolerance_s: s.timestamp_tolerance_s,
-            event_type: s.event_type.clone(),
-            enabled: s.enabled,
-            metadata: s.metadata.clone(),
-        }
-    }
 }
 
 impl SourceSettings {

@@ -46,7 +46,7 @@ impl SourceCache {
         {
             return Ok(source.clone());
         }
-        let source = db::sources::by_name(db, name).await?.filter(|s| s.enabled).and_then(|s| receiving(&s));
+        let source = db::sources::by_name(db, name).await?.filter(|s| s.settings.enabled).and_then(|s| receiving(&s));
         let mut entries = self.entries.lock().expect("not poisoned");
         if entries.len() >= MAX_ENTRIES {
             entries.clear();
@@ -61,18 +61,26 @@ impl SourceCache {
     }
 }
 
-fn receiving(s: &db::sources::Source) -> Option<Arc<Receiving>> {
-    let settings = Settings {
-        scheme: Scheme::parse(&s.scheme)?,
+/// The verifier a source's settings describe, or why there is none.
+pub fn verifier(s: &db::sources::SourceSettings) -> Result<Verifier, String> {
+    let scheme = Scheme::parse(&s.scheme).ok_or_else(|| format!("unknown scheme `{}`", s.scheme))?;
+    let encoding = Encoding::parse(&s.signature_encoding)
+        .ok_or_else(|| format!("unknown signature encoding `{}`", s.signature_encoding))?;
+    Verifier::new(Settings {
+        scheme,
         secret: s.secret.as_deref(),
         signature_header: s.signature_header.as_deref(),
-        encoding: Encoding::parse(&s.signature_encoding)?,
+        encoding,
         tolerance_s: s.timestamp_tolerance_s.into(),
         id_header: s.id_header.as_deref(),
-    };
-    match Verifier::new(settings) {
+    })
+}
+
+fn receiving(row: &db::sources::Source) -> Option<Arc<Receiving>> {
+    let s = &row.settings;
+    match verifier(s) {
         Ok(verifier) => Some(Arc::new(Receiving {
-            id: s.id,
+            id: row.id,
             tenant: s.tenant.clone(),
             name: s.name.clone(),
             event_type: s.event_type.clone(),
