@@ -32,6 +32,9 @@
 --        due for the next claim.
 --    At most `wanted` deliveries are claimed in all.
 --
+-- Candidates whose endpoint or event no longer exists are ended (dead, with
+-- the reason) rather than skipped.
+--
 -- Cost: when no candidate's endpoint has a limit or an unclosed circuit and
 -- the worker's share limits none, the claim is one UPDATE of the candidates,
 -- as cheap as a claim without flow control. Otherwise a limited endpoint
@@ -72,23 +75,45 @@ DECLARE
     candidate_endpoints uuid[];
     shared_endpoints    integer;
     claimed             uuid[];
+    orphan_ids          uuid[];
+    orphan_reasons      text[];
     -- The rate limit measures from here rather than from the transaction's
     -- start, so the starts it spaces are as close as can be to the sends.
     decided_at          timestamptz;
 BEGIN
-    SELECT array_agg(c.delivery_id ORDER BY c.next_attempt_at, c.delivery_id),
-           array_agg(c.endpoint_id ORDER BY c.next_attempt_at, c.delivery_id),
-           count(DISTINCT c.endpoint_id) FILTER (WHERE ep.max_in_flight IS NOT NULL OR ep.rate_limit_per_s IS NOT NULL
-                                                       OR s.circuit_state <> 'closed' OR NOT ep.enabled)
-      INTO candidate_ids, candidate_endpoints, shared_endpoints
-      FROM (SELECT q.delivery_id, q.endpoint_id, q.next_attempt_at
-              FROM hookline.delivery_queue AS q
-             WHERE q.state = 'pending' AND q.next_attempt_at <= now()
-             ORDER BY q.next_attempt_at
-             LIMIT scan_limit
-               FOR UPDATE SKIP LOCKED) AS c
-      JOIN hookline.endpoints AS ep ON ep.id = c.endpoint_id
-      JOIN hookline.endpoint_state AS s ON s.endpoint_id = c.endpoint_id;
+    SELECT array_agg(c.delivery_id ORDER BY c.next_attempt_at, c.delivery_id) FILTER (WHERE c.ending IS NULL),
+           array_agg(c.endpoint_id ORDER BY c.next_attempt_at, c.delivery_id) FILTER (WHERE c.ending IS NULL),
+           count(DISTINCT c.endpoint_id) FILTER (WHERE c.ending IS NULL AND c.limited),
+           array_agg(c.delivery_id) FILTER (WHERE c.ending IS NOT NULL),
+           array_agg(c.ending) FILTER (WHERE c.ending IS NOT NULL)
+      INTO candidate_ids, candidate_endpoints, shared_endpoints, orphan_ids, orphan_reasons
+      FROM (SELECT q.delivery_id, q.endpoint_id, q.next_attempt_at,
+                   CASE WHEN ep.id IS NULL THEN 'endpoint deleted'
+                        WHEN NOT EXISTS (SELECT FROM hookline.events AS e WHERE e.id = q.event_id)
+                            THEN 'event deleted' END AS ending,
+                   ep.max_in_flight IS NOT NULL OR ep.rate_limit_per_s IS NOT NULL
+                       OR s.circuit_state <> 'closed' OR NOT ep.enabled AS limited
+              FROM (SELECT q.delivery_id, q.endpoint_id, q.event_id, q.next_attempt_at
+                      FROM hookline.delivery_queue AS q
+                     WHERE q.state = 'pending' AND q.next_attempt_at <= now()
+                     ORDER BY q.next_attempt_at
+                     LIMIT scan_limit
+                       FOR UPDATE SKIP LOCKED) AS q
+              LEFT JOIN hookline.endpoints AS ep ON ep.id = q.endpoint_id
+              LEFT JOIN hookline.endpoint_state AS s ON s.endpoint_id = q.endpoint_id) AS c;
+
+    -- A row whose endpoint or event is gone (deleted by hand, or re-queued
+    -- before that was refused) can never be sent: end it, or it would stay
+    -- at the head of the queue and fill every claim.
+    IF orphan_ids IS NOT NULL THEN
+        WITH ended AS (
+            DELETE FROM hookline.delivery_queue AS q WHERE q.delivery_id = ANY (orphan_ids) RETURNING q.delivery_id
+        )
+        UPDATE hookline.deliveries AS d
+           SET state = 'dead', last_error = o.reason, completed_at = now()
+          FROM unnest(orphan_ids, orphan_reasons) AS o(id, reason)
+         WHERE d.id = o.id AND d.id IN (SELECT e.delivery_id FROM ended AS e);
+    END IF;
     IF candidate_ids IS NULL THEN
         RETURN;
     END IF;

@@ -172,6 +172,9 @@ BEGIN
         SELECT o.delivery_id, o.endpoint_id, o.attempt, o.started_at, o.duration_ms,
                o.status_code, o.response_headers, o.response_body, o.error_kind, o.error, worker_id
           FROM outcome AS o
+        -- Attempt numbers only grow, so a clash is a duplicate of an outcome
+        -- already written; it must not make the whole batch fail.
+            ON CONFLICT (delivery_id, attempt) DO NOTHING
     ),
     attempt_stats AS (
         INSERT INTO hookline.endpoint_hourly AS r (endpoint_id, hour, attempts, failed_attempts, latency)

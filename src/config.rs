@@ -25,6 +25,11 @@ pub struct Settings {
     #[arg(long, env = "HOOKLINE_LISTEN", default_value = "127.0.0.1:8080", global = true)]
     pub listen: SocketAddr,
 
+    /// Also serve `GET /metrics` without a token on this address (for a
+    /// scraper on a private network); on the API's address it needs a token.
+    #[arg(long, env = "HOOKLINE_METRICS_LISTEN", global = true)]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Largest request body the API accepts, in bytes (larger: 413).
     #[arg(long, env = "HOOKLINE_MAX_BODY_BYTES", default_value_t = 1024 * 1024, global = true)]
     pub max_body_bytes: usize,
@@ -221,6 +226,7 @@ fn toml_scalar(value: &toml::Value) -> String {
 const KNOWN_KEYS: &[&str] = &[
     "database_url",
     "listen",
+    "metrics_listen",
     "max_body_bytes",
     "pool_size",
     "allow_private_networks",

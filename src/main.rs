@@ -165,6 +165,10 @@ async fn serve(pool: Pool, settings: &Settings, mut shutdown: watch::Receiver<bo
     tracing::info!(listen = %settings.listen, "API listening");
     let acceptor = poem::listener::TcpAcceptor::from_tokio(listener)?;
     let state = api::AppState::new(pool, settings.max_body_bytes);
+    let metrics = match settings.metrics_listen {
+        Some(address) => Some(tokio::spawn(serve_metrics(address, state.clone(), shutdown.clone()).await?)),
+        None => None,
+    };
     poem::Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(
             api::app(state.clone()),
@@ -175,7 +179,31 @@ async fn serve(pool: Pool, settings: &Settings, mut shutdown: watch::Receiver<bo
         )
         .await?;
     state.flush_counts().await;
+    if let Some(metrics) = metrics {
+        metrics.await??;
+    }
     Ok(())
+}
+
+/// Binds HOOKLINE_METRICS_LISTEN (failing at start if it cannot) and returns
+/// the server to run until shutdown.
+async fn serve_metrics(
+    address: std::net::SocketAddr,
+    state: api::AppState,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<impl std::future::Future<Output = std::io::Result<()>>> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address} (HOOKLINE_METRICS_LISTEN)"))?;
+    tracing::info!(listen = %address, "metrics listening");
+    let acceptor = poem::listener::TcpAcceptor::from_tokio(listener)?;
+    Ok(poem::Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(
+        api::metrics_app(state),
+        async move {
+            let _ = shutdown.changed().await;
+        },
+        None,
+    ))
 }
 
 async fn work(pool: Pool, url: &str, settings: &Settings, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {

@@ -19,8 +19,13 @@ use super::problem::Problem;
 use crate::db;
 
 /// Verified tokens are remembered this long, so most requests cost no token
-/// lookup; a deleted token stops working within this time.
+/// lookup; a deleted token stops working within this time. Unknown tokens
+/// are remembered as long, so a stream of bad ones costs one lookup each,
+/// not one per request.
 const CACHE_TTL: Duration = Duration::from_secs(10);
+/// Unknown tokens remembered at most (apart from the known ones, which they
+/// can never push out); past this the set starts over.
+const UNKNOWN_MAX: usize = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Scope {
@@ -102,38 +107,66 @@ pub struct Auth(pub Principal);
 async fn authenticate(request: &Request, bearer: Bearer) -> Option<Principal> {
     let state = request.data::<AppState>()?;
     let hash = hash_token(&bearer.token);
-    if let Some(principal) = state.tokens.get(&hash) {
-        return Some(principal);
+    if let Some(remembered) = state.tokens.get(&hash) {
+        return remembered;
     }
     let client = state.pool.get().await.ok()?;
-    let token = db::tokens::by_hash(&client, &hash).await.ok()??;
-    let principal =
-        Principal { token_id: token.id, name: token.name, scope: Scope::parse(&token.scope)?, tenant: token.tenant };
+    let principal = db::tokens::by_hash(&client, &hash).await.ok()?.and_then(|token| {
+        Some(Principal {
+            token_id: token.id,
+            name: token.name,
+            scope: Scope::parse(&token.scope)?,
+            tenant: token.tenant,
+        })
+    });
     state.tokens.put(hash, principal.clone());
-    Some(principal)
+    principal
 }
 
-/// A short-lived cache of verified tokens, keyed by hash.
+/// A short-lived cache of looked-up tokens, keyed by hash: the known ones,
+/// and apart from them a bounded set of unknown ones.
 #[derive(Default)]
-pub struct TokenCache(Mutex<HashMap<Vec<u8>, (Principal, Instant)>>);
+pub struct TokenCache {
+    known: Mutex<HashMap<Vec<u8>, (Principal, Instant)>>,
+    unknown: Mutex<HashMap<Vec<u8>, Instant>>,
+}
 
 impl TokenCache {
-    fn get(&self, hash: &[u8]) -> Option<Principal> {
-        let cache = self.0.lock().expect("not poisoned");
-        cache.get(hash).filter(|(_, at)| at.elapsed() < CACHE_TTL).map(|(p, _)| p.clone())
+    /// `Some(Some(_))` a known token, `Some(None)` an unknown one, `None`
+    /// not looked up lately.
+    fn get(&self, hash: &[u8]) -> Option<Option<Principal>> {
+        let known = self.known.lock().expect("not poisoned");
+        if let Some((principal, _)) = known.get(hash).filter(|(_, at)| at.elapsed() < CACHE_TTL) {
+            return Some(Some(principal.clone()));
+        }
+        drop(known);
+        let unknown = self.unknown.lock().expect("not poisoned");
+        unknown.get(hash).filter(|at| at.elapsed() < CACHE_TTL).map(|_| None)
     }
 
-    fn put(&self, hash: Vec<u8>, principal: Principal) {
-        let mut cache = self.0.lock().expect("not poisoned");
-        if cache.len() > 10_000 {
-            cache.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
+    fn put(&self, hash: Vec<u8>, principal: Option<Principal>) {
+        match principal {
+            Some(principal) => {
+                let mut known = self.known.lock().expect("not poisoned");
+                known.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
+                known.insert(hash, (principal, Instant::now()));
+            }
+            None => {
+                let mut unknown = self.unknown.lock().expect("not poisoned");
+                if unknown.len() >= UNKNOWN_MAX {
+                    unknown.retain(|_, at| at.elapsed() < CACHE_TTL);
+                    if unknown.len() >= UNKNOWN_MAX {
+                        unknown.clear();
+                    }
+                }
+                unknown.insert(hash, Instant::now());
+            }
         }
-        cache.insert(hash, (principal, Instant::now()));
     }
 
     /// Forgets a token at once (after it was deleted through this process).
     pub fn forget(&self, token_id: Uuid) {
-        self.0.lock().expect("not poisoned").retain(|_, (p, _)| p.token_id != token_id);
+        self.known.lock().expect("not poisoned").retain(|_, (p, _)| p.token_id != token_id);
     }
 }
 

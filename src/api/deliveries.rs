@@ -419,8 +419,16 @@ async fn requeue(
     let mut client = state.client().await?;
     let tx = client.transaction().await?;
     let before = in_state(visible(principal, db::deliveries::get(&tx, id).await?)?, required)?;
-    if !db::deliveries::requeue(&tx, id).await? {
-        return Err(Problem::conflict("a worker is sending this delivery right now"));
+    use db::deliveries::Requeued;
+    match db::deliveries::requeue(&tx, id).await? {
+        Requeued::Queued => {}
+        Requeued::Leased => return Err(Problem::conflict("a worker is sending this delivery right now")),
+        Requeued::EndpointDeleted => return Err(Problem::conflict("its endpoint was deleted")),
+        Requeued::EndpointDisabled => {
+            return Err(Problem::conflict("its endpoint is disabled: enable it (or recover it) first"));
+        }
+        Requeued::EventDeleted => return Err(Problem::conflict("its event was deleted")),
+        Requeued::Missing => return Err(Problem::not_found("delivery")),
     }
     let after = visible(principal, db::deliveries::get(&tx, id).await?)?;
     audit(&tx, principal, action, &before, &after).await?;

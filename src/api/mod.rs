@@ -27,8 +27,13 @@ use deadpool_postgres::Pool;
 use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::{OpenApiService, Tags};
 
+pub use ops::metrics_app;
+
 use crate::inbound::cache as inbound_cache;
 use crate::inbound::counters::Counters;
+
+/// What a secret value reads as where it is not shown (custom header values).
+pub const REDACTED: &str = "********";
 
 /// The API version in the OpenAPI document; bumped by hand on contract changes.
 pub const API_VERSION: &str = "1.0.0";

@@ -1,10 +1,16 @@
 //! Operations: liveness, readiness and Prometheus metrics. Metrics come from
 //! the database (the same views dashboards read), so every `serve` process
-//! reports the whole system, workers included.
+//! reports the whole system, workers included. They cover every tenant, so
+//! on the API's listener they need a token that is bound to none; on the
+//! metrics listener (HOOKLINE_METRICS_LISTEN, for a private network) they
+//! need none.
 
 use poem::web::Data;
+use poem::{Endpoint, EndpointExt, IntoResponse, Route};
 use poem_openapi::{ApiResponse, OpenApi, payload::PlainText};
 
+use super::auth::{Auth, Scope};
+use super::problem::Problem;
 use super::{ApiTags, AppState};
 use crate::db;
 
@@ -62,17 +68,36 @@ impl MetricsApi {
     /// Prometheus metrics
     ///
     /// Queue depth and age, deliveries of the last 24 hours by outcome, and
-    /// attempts of the last 5 minutes with a latency histogram.
+    /// attempts of the last 5 minutes with a latency histogram, of every
+    /// tenant: a `read` token bound to no tenant. (HOOKLINE_METRICS_LISTEN
+    /// serves them without a token on a listener of their own.)
     #[oai(path = "/metrics", method = "get", operation_id = "metrics")]
-    async fn metrics(&self, state: Data<&AppState>) -> MetricsResponse {
-        match render_metrics(&state).await {
-            Ok(text) => MetricsResponse::Metrics(PlainText(text)),
-            Err(error) => {
-                tracing::warn!(error = %crate::telemetry::error_chain(&error), "metrics unavailable");
-                MetricsResponse::Unavailable(PlainText("database unavailable"))
-            }
+    async fn metrics(&self, auth: Auth, state: Data<&AppState>) -> Result<MetricsResponse, Problem> {
+        auth.0.require(Scope::Read)?;
+        if auth.0.tenant.is_some() {
+            return Err(Problem::forbidden("metrics cover every tenant: use a token bound to none"));
+        }
+        Ok(metrics_response(&state).await)
+    }
+}
+
+async fn metrics_response(state: &AppState) -> MetricsResponse {
+    match render_metrics(state).await {
+        Ok(text) => MetricsResponse::Metrics(PlainText(text)),
+        Err(error) => {
+            tracing::warn!(error = %crate::telemetry::error_chain(&error), "metrics unavailable");
+            MetricsResponse::Unavailable(PlainText("database unavailable"))
         }
     }
+}
+
+/// `GET /metrics` alone, without a token: what HOOKLINE_METRICS_LISTEN serves.
+pub fn metrics_app(state: AppState) -> impl Endpoint {
+    let handler = poem::endpoint::make(|request: poem::Request| async move {
+        let state = request.data::<AppState>().expect("the route carries the state").clone();
+        metrics_response(&state).await.into_response()
+    });
+    Route::new().at("/metrics", poem::get(handler)).data(state)
 }
 
 #[derive(Default)]
@@ -81,7 +106,7 @@ pub struct MetricsApi;
 async fn render_metrics(state: &AppState) -> Result<String, db::Error> {
     use std::fmt::Write as _;
     let client = state.pool.get().await?;
-    let queue = db::stats::queue(&client).await?;
+    let queue = db::stats::queue(&client, None).await?;
     let day = db::metrics::deliveries_24h(&client).await?;
     let recent = db::metrics::recent_attempts(&client, METRICS_WINDOW_S).await?;
     let circuits = db::metrics::circuits(&client).await?;

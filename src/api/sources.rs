@@ -111,8 +111,10 @@ pub struct SourceCreate {
     /// `hmac_sha256`: `hex` (default) or `base64`.
     #[serde(default, deserialize_with = "super::body::non_null")]
     pub signature_encoding: Option<SignatureEncoding>,
-    /// The header with the provider's delivery id (e.g. `X-GitHub-Delivery`),
-    /// so a retry is stored once; default: `webhook-id`, or a Stripe event's `id`.
+    /// The header with the provider's delivery id, so a retry is stored once;
+    /// default: `webhook-id`, a Stripe event's `id`, `X-GitHub-Delivery` for
+    /// `X-Hub-Signature-256` and `X-Shopify-Webhook-Id` for
+    /// `X-Shopify-Hmac-Sha256`; otherwise none (see `warnings`).
     #[oai(validator(pattern = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$"))]
     #[serde(default, deserialize_with = "super::body::non_null")]
     pub id_header: Option<String>,
@@ -198,6 +200,9 @@ pub struct Source {
     /// Why the last refused request was refused.
     #[oai(nullable)]
     pub last_failure: Option<String>,
+    /// What its settings leave open: no verification, or no delivery id to
+    /// recognise a provider's retry (or a replayed request) by.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Object, Debug)]
@@ -220,8 +225,28 @@ pub enum DeleteSourceResponse {
     Deleted,
 }
 
+/// What a source's settings leave open.
+fn warnings(settings: &db::sources::SourceSettings) -> Vec<String> {
+    let Ok(verifier) = crate::inbound::cache::verifier(settings) else {
+        return vec!["its secret does not suit its scheme: the receiver answers 404".to_owned()];
+    };
+    let mut warnings = Vec::new();
+    if settings.scheme == verify::Scheme::None.as_str() {
+        warnings.push("scheme `none`: anyone who knows the URL can send".to_owned());
+    }
+    if !verifier.dedupes() {
+        warnings.push(
+            "no id_header: a provider's retry, or a replay of a captured request, is stored again; \
+             set id_header to the header carrying the provider's delivery id"
+                .to_owned(),
+        );
+    }
+    warnings
+}
+
 impl From<db::sources::Source> for Source {
     fn from(row: db::sources::Source) -> Self {
+        let warnings = warnings(&row.settings);
         let s = row.settings;
         Source {
             id: row.id,
@@ -249,6 +274,7 @@ impl From<db::sources::Source> for Source {
             last_accepted_at: row.counts.last_accepted_at,
             last_failed_at: row.counts.last_failed_at,
             last_failure: row.counts.last_failure,
+            warnings,
         }
     }
 }
@@ -294,7 +320,11 @@ impl SourcesApi {
         audit(&tx, &auth.0, "source.create", None, Some(&row)).await?;
         tx.commit().await?;
         state.sources.forget(&row.settings.name);
-        Ok(CreateSourceResponse::Created(Json(row.into())))
+        let source = Source::from(row);
+        for warning in &source.warnings {
+            tracing::warn!(source = %source.name, "{warning}");
+        }
+        Ok(CreateSourceResponse::Created(Json(source)))
     }
 
     /// List inbound sources

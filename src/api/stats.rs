@@ -1,6 +1,8 @@
-//! `/v1/stats`: the queue right now, from `hookline.queue_stats`, plus totals.
+//! `/v1/stats`: the queue right now, from `hookline.queue_stats`, plus
+//! totals; a tenant-bound token gets its tenant's numbers only.
 
 use poem::web::Data;
+use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 
@@ -26,10 +28,13 @@ pub struct Stats {
     pub oldest_due_age_s: f64,
     pub endpoints: i64,
     pub enabled_endpoints: i64,
-    /// Events stored (the planner's estimate: exact counts would scan everything).
-    pub events_estimate: i64,
+    /// Events stored (the planner's estimate: exact counts would scan
+    /// everything); null for one tenant's statistics.
+    #[oai(nullable)]
+    pub events_estimate: Option<i64>,
     /// Deliveries stored (estimate, as above).
-    pub deliveries_estimate: i64,
+    #[oai(nullable)]
+    pub deliveries_estimate: Option<i64>,
 }
 
 #[derive(Default)]
@@ -38,12 +43,22 @@ pub struct StatsApi;
 #[OpenApi(prefix_path = "/v1", tag = "ApiTags::Stats")]
 impl StatsApi {
     /// Queue statistics and totals
+    ///
+    /// Of every tenant, or of one: the token's own when it is bound to one.
     #[oai(path = "/stats", method = "get", operation_id = "getStats")]
-    async fn stats(&self, auth: Auth, state: Data<&AppState>) -> Result<Json<Stats>, Problem> {
+    async fn stats(
+        &self,
+        auth: Auth,
+        state: Data<&AppState>,
+        /// Only this tenant's deliveries and endpoints.
+        #[oai(validator(pattern = r"^[A-Za-z0-9_.:-]{1,100}$"))]
+        tenant: Query<Option<String>>,
+    ) -> Result<Json<Stats>, Problem> {
         auth.0.require(Scope::Read)?;
+        let tenant = auth.0.tenant_filter(tenant.0.as_deref());
         let client = state.client().await?;
-        let q = db::stats::queue(&client).await?;
-        let t = db::stats::totals(&client).await?;
+        let q = db::stats::queue(&client, tenant).await?;
+        let t = db::stats::totals(&client, tenant).await?;
         Ok(Json(Stats {
             pending: q.pending,
             held: q.held,

@@ -314,32 +314,51 @@ pub const ATTEMPTS_OF_DELIVERY: &str = "
 SELECT attempt, started_at, duration_ms, status_code, response_headers, response_body, error_kind, error, worker
   FROM hookline.attempts WHERE delivery_id = $1 ORDER BY attempt";
 
-/// Puts a delivery back in the queue, due now, unless a worker holds it.
-/// Returns the delivery id when it did. Attempt numbers continue from the
+/// Puts a delivery back in the queue, due now, unless a worker holds it or
+/// it could never be sent (its endpoint deleted or disabled, its event
+/// deleted): answers `queued`, `leased`, `endpoint_deleted`,
+/// `endpoint_disabled` or `event_deleted`. Attempt numbers continue from the
 /// history's count, so a finished delivery sent again keeps unique attempts.
 pub const DELIVERY_REQUEUE: &str = "
-WITH queued AS (
+WITH target AS (
+    SELECT d.id, d.event_id, d.endpoint_id, d.attempts, ep.enabled,
+           EXISTS (SELECT FROM hookline.events AS e WHERE e.id = d.event_id) AS has_event
+      FROM hookline.deliveries AS d
+      LEFT JOIN hookline.endpoints AS ep ON ep.id = d.endpoint_id
+     WHERE d.id = $1
+),
+queued AS (
     INSERT INTO hookline.delivery_queue (delivery_id, event_id, endpoint_id, attempts)
-    SELECT id, event_id, endpoint_id, attempts FROM hookline.deliveries WHERE id = $1
+    SELECT id, event_id, endpoint_id, attempts FROM target WHERE enabled AND has_event
     ON CONFLICT (delivery_id) DO UPDATE
        SET state = 'pending', next_attempt_at = now(), lease_owner = NULL
      WHERE hookline.delivery_queue.lease_owner IS NULL OR hookline.delivery_queue.next_attempt_at <= now()
     RETURNING delivery_id
+),
+history AS (
+    UPDATE hookline.deliveries AS d
+       SET state = 'pending', completed_at = NULL
+      FROM queued WHERE d.id = queued.delivery_id
 )
-UPDATE hookline.deliveries AS d
-   SET state = 'pending', completed_at = NULL
-  FROM queued WHERE d.id = queued.delivery_id
-RETURNING d.id";
+SELECT CASE WHEN t.enabled IS NULL THEN 'endpoint_deleted'
+            WHEN NOT t.enabled THEN 'endpoint_disabled'
+            WHEN NOT t.has_event THEN 'event_deleted'
+            WHEN EXISTS (SELECT FROM queued) THEN 'queued'
+            ELSE 'leased' END
+  FROM target AS t";
 
 /// Takes a delivery out of the queue for good, unless a worker holds it.
+/// The history keeps the queue's count of claims, so a later retry numbers
+/// its attempts after any a worker whose lease ran out may still record.
 pub const DELIVERY_CANCEL: &str = "
 WITH removed AS (
     DELETE FROM hookline.delivery_queue
      WHERE delivery_id = $1 AND (lease_owner IS NULL OR next_attempt_at <= now())
-    RETURNING delivery_id
+    RETURNING delivery_id, attempts
 )
 UPDATE hookline.deliveries AS d
-   SET state = 'cancelled', completed_at = now(), last_error = coalesce(d.last_error, $2)
+   SET state = 'cancelled', completed_at = now(), last_error = coalesce(d.last_error, $2),
+       attempts = greatest(d.attempts, removed.attempts)
   FROM removed WHERE d.id = removed.delivery_id
 RETURNING d.id";
 
@@ -351,6 +370,8 @@ WITH revived AS (
        SET state = 'pending', next_attempt_at = now(), lease_owner = NULL
       FROM hookline.deliveries AS d
      WHERE q.state = 'dead' AND d.id = q.delivery_id
+       -- Dead letters of a disabled endpoint would only die again.
+       AND EXISTS (SELECT FROM hookline.endpoints AS ep WHERE ep.id = q.endpoint_id AND ep.enabled)
        AND ($1::text IS NULL OR d.tenant = $1)
        AND ($2::uuid IS NULL OR q.endpoint_id = $2)
        AND ($3::text IS NULL OR d.event_type = $3)
@@ -509,13 +530,33 @@ pub async fn attempts(db: &impl GenericClient, delivery_id: Uuid) -> Result<Vec<
         .collect())
 }
 
-/// False when a worker holds the delivery right now.
-pub async fn requeue(db: &impl GenericClient, id: Uuid) -> Result<bool> {
-    let done = db.query_opt(&db.prepare_cached(DELIVERY_REQUEUE).await?, &[&id]).await?.is_some();
-    if done {
+/// What asking to send a delivery again did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requeued {
+    Queued,
+    /// A worker holds it right now.
+    Leased,
+    EndpointDeleted,
+    EndpointDisabled,
+    EventDeleted,
+    /// No such delivery.
+    Missing,
+}
+
+pub async fn requeue(db: &impl GenericClient, id: Uuid) -> Result<Requeued> {
+    let row = db.query_opt(&db.prepare_cached(DELIVERY_REQUEUE).await?, &[&id]).await?;
+    let outcome = match row.as_ref().map(|r| r.get::<_, &str>(0)) {
+        None => Requeued::Missing,
+        Some("queued") => Requeued::Queued,
+        Some("endpoint_deleted") => Requeued::EndpointDeleted,
+        Some("endpoint_disabled") => Requeued::EndpointDisabled,
+        Some("event_deleted") => Requeued::EventDeleted,
+        Some(_) => Requeued::Leased,
+    };
+    if outcome == Requeued::Queued {
         db.execute(&db.prepare_cached(DELIVERY_WAKE_WORKERS).await?, &[]).await?;
     }
-    Ok(done)
+    Ok(outcome)
 }
 
 /// False when a worker holds the delivery right now.

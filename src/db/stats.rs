@@ -9,6 +9,23 @@ use super::Result;
 pub const STATS_QUEUE: &str = "
 SELECT pending, due_now, in_flight, dead, oldest_due_age_s, held FROM hookline.queue_stats";
 
+/// The `queue_stats` columns for one tenant's endpoints (`$1`). The queue
+/// has no tenant column (claims would pay for its index), so this reads the
+/// tenant's endpoints and their open deliveries.
+pub const STATS_QUEUE_OF_TENANT: &str = "
+WITH q AS (
+    SELECT q.state, q.lease_owner, q.next_attempt_at
+      FROM hookline.delivery_queue AS q
+     WHERE q.endpoint_id IN (SELECT id FROM hookline.endpoints WHERE tenant = $1)
+)
+SELECT count(*) FILTER (WHERE state = 'held' OR (state = 'pending' AND (lease_owner IS NULL OR next_attempt_at <= now()))),
+       count(*) FILTER (WHERE state = 'pending' AND next_attempt_at <= now()),
+       count(*) FILTER (WHERE state = 'pending' AND lease_owner IS NOT NULL AND next_attempt_at > now()),
+       count(*) FILTER (WHERE state = 'dead'),
+       coalesce(extract(epoch FROM now() - min(next_attempt_at) FILTER (WHERE state = 'pending' AND next_attempt_at <= now())), 0)::float8,
+       count(*) FILTER (WHERE state = 'held')
+  FROM q";
+
 /// Totals of the history (deliveries and events), estimated from the planner
 /// statistics where an exact count would scan everything.
 pub const STATS_TOTALS: &str = "
@@ -16,6 +33,12 @@ SELECT (SELECT count(*) FROM hookline.endpoints),
        (SELECT count(*) FROM hookline.endpoints WHERE enabled),
        (SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'hookline.events'::regclass),
        (SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'hookline.deliveries'::regclass)";
+
+/// One tenant's endpoints (`$1`); the history estimates are of the whole
+/// database, so a tenant gets none.
+pub const STATS_TOTALS_OF_TENANT: &str = "
+SELECT count(*), count(*) FILTER (WHERE enabled), NULL::bigint, NULL::bigint
+  FROM hookline.endpoints WHERE tenant = $1";
 
 pub const STATS_ENDPOINT: &str = "
 SELECT h.enabled, h.disabled_reason, h.consecutive_failures, h.last_success_at, h.last_failure_at, h.circuit_state,
@@ -39,8 +62,9 @@ pub struct QueueStats {
 pub struct Totals {
     pub endpoints: i64,
     pub enabled_endpoints: i64,
-    pub events_estimate: i64,
-    pub deliveries_estimate: i64,
+    /// `None` for one tenant's totals.
+    pub events_estimate: Option<i64>,
+    pub deliveries_estimate: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -63,8 +87,12 @@ pub struct EndpointStats {
     pub p99_ms: Option<f64>,
 }
 
-pub async fn queue(db: &impl GenericClient) -> Result<QueueStats> {
-    let r = db.query_one(&db.prepare_cached(STATS_QUEUE).await?, &[]).await?;
+/// The whole queue, or one tenant's part of it.
+pub async fn queue(db: &impl GenericClient, tenant: Option<&str>) -> Result<QueueStats> {
+    let r = match tenant {
+        None => db.query_one(&db.prepare_cached(STATS_QUEUE).await?, &[]).await?,
+        Some(tenant) => db.query_one(&db.prepare_cached(STATS_QUEUE_OF_TENANT).await?, &[&tenant]).await?,
+    };
     Ok(QueueStats {
         pending: r.get(0),
         due_now: r.get(1),
@@ -75,8 +103,11 @@ pub async fn queue(db: &impl GenericClient) -> Result<QueueStats> {
     })
 }
 
-pub async fn totals(db: &impl GenericClient) -> Result<Totals> {
-    let r = db.query_one(&db.prepare_cached(STATS_TOTALS).await?, &[]).await?;
+pub async fn totals(db: &impl GenericClient, tenant: Option<&str>) -> Result<Totals> {
+    let r = match tenant {
+        None => db.query_one(&db.prepare_cached(STATS_TOTALS).await?, &[]).await?,
+        Some(tenant) => db.query_one(&db.prepare_cached(STATS_TOTALS_OF_TENANT).await?, &[&tenant]).await?,
+    };
     Ok(Totals {
         endpoints: r.get(0),
         enabled_endpoints: r.get(1),

@@ -15,10 +15,11 @@ RETURNING id, name, scope, tenant, prefix, created_at";
 pub const TOKEN_BY_HASH: &str = "
 SELECT id, name, scope, tenant, prefix, created_at FROM hookline.api_tokens WHERE token_hash = $1";
 
-/// A page of tokens, newest first, after cursor `$1` (an id, or NULL).
+/// A page of tokens, newest first, after cursor `$1` (an id, or NULL),
+/// optionally only those bound to tenant `$3`.
 pub const TOKEN_LIST_PAGE: &str = "
 SELECT id, name, scope, tenant, prefix, created_at FROM hookline.api_tokens
- WHERE ($1::uuid IS NULL OR id < $1)
+ WHERE ($1::uuid IS NULL OR id < $1) AND ($3::text IS NULL OR tenant = $3)
  ORDER BY id DESC LIMIT $2";
 
 pub const TOKEN_DELETE: &str = "
@@ -70,8 +71,13 @@ pub async fn by_hash(db: &impl GenericClient, hash: &[u8]) -> Result<Option<Toke
     Ok(db.query_opt(&db.prepare_cached(TOKEN_BY_HASH).await?, &[&hash]).await?.map(Token::from))
 }
 
-pub async fn list_page(db: &impl GenericClient, after: Option<Uuid>, limit: i64) -> Result<Vec<Token>> {
-    Ok(db.query(TOKEN_LIST_PAGE, &[&after, &limit]).await?.into_iter().map(Token::from).collect())
+pub async fn list_page(
+    db: &impl GenericClient,
+    after: Option<Uuid>,
+    limit: i64,
+    tenant: Option<&str>,
+) -> Result<Vec<Token>> {
+    Ok(db.query(TOKEN_LIST_PAGE, &[&after, &limit, &tenant]).await?.into_iter().map(Token::from).collect())
 }
 
 pub async fn delete(db: &impl GenericClient, id: Uuid) -> Result<Option<Token>> {

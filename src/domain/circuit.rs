@@ -8,13 +8,15 @@ use super::delivery::ErrorKind;
 /// "I cannot take this now"). `Some(false)`: it answers, even if it refuses
 /// this payload (another 4xx) or redirects. `None`: the attempt never reached
 /// it for reasons of our own or its configuration (invalid URL, blocked
-/// address, body too large), which say nothing about its health.
+/// address, body too large, a secret that cannot sign), which say nothing about its health.
 pub fn endpoint_down(error: Option<ErrorKind>, status: Option<u16>) -> Option<bool> {
     match error {
         None => Some(false),
         Some(ErrorKind::Dns | ErrorKind::Connect | ErrorKind::Tls | ErrorKind::Timeout) => Some(true),
         Some(ErrorKind::HttpStatus) => Some(status.is_some_and(|s| s >= 500 || s == 408 || s == 429)),
-        Some(ErrorKind::InvalidUrl | ErrorKind::BlockedAddress | ErrorKind::BodyTooLarge) => None,
+        Some(
+            ErrorKind::InvalidUrl | ErrorKind::BlockedAddress | ErrorKind::BodyTooLarge | ErrorKind::InvalidSecret,
+        ) => None,
     }
 }
 
@@ -39,6 +41,7 @@ mod tests {
             (Some(ErrorKind::InvalidUrl), None, None),
             (Some(ErrorKind::BlockedAddress), None, None),
             (Some(ErrorKind::BodyTooLarge), None, None),
+            (Some(ErrorKind::InvalidSecret), None, None),
         ];
         for (kind, status, expected) in cases {
             assert_eq!(endpoint_down(kind, status), expected, "{kind:?} {status:?}");

@@ -11,6 +11,8 @@ pub enum ErrorKind {
     InvalidUrl,
     BlockedAddress,
     BodyTooLarge,
+    /// The endpoint's stored secret cannot sign: nothing is sent unsigned.
+    InvalidSecret,
 }
 
 impl ErrorKind {
@@ -24,6 +26,7 @@ impl ErrorKind {
             ErrorKind::InvalidUrl => "invalid_url",
             ErrorKind::BlockedAddress => "blocked_address",
             ErrorKind::BodyTooLarge => "body_too_large",
+            ErrorKind::InvalidSecret => "invalid_secret",
         }
     }
 }

@@ -117,6 +117,16 @@ impl Headers for poem::http::HeaderMap {
     }
 }
 
+/// The delivery id header of providers known by their `hmac_sha256`
+/// signature header, used when a source names none: GitHub's and Shopify's.
+fn known_delivery_header(scheme: Scheme, signature_header: &str) -> Option<String> {
+    if scheme != Scheme::HmacSha256 {
+        return None;
+    }
+    let known = [("x-hub-signature-256", "x-github-delivery"), ("x-shopify-hmac-sha256", "x-shopify-webhook-id")];
+    known.iter().find(|(signature, _)| signature_header.eq_ignore_ascii_case(signature)).map(|(_, id)| (*id).to_owned())
+}
+
 /// A source's verification, parsed once from its settings. `Debug` never
 /// shows the key.
 #[derive(Clone)]
@@ -185,8 +195,18 @@ impl Verifier {
             signature_header: s.signature_header.unwrap_or(DEFAULT_SIGNATURE_HEADER).to_ascii_lowercase(),
             encoding: s.encoding,
             tolerance_s: s.tolerance_s,
-            id_header: s.id_header.map(str::to_ascii_lowercase),
+            id_header: s
+                .id_header
+                .map(str::to_ascii_lowercase)
+                .or_else(|| known_delivery_header(s.scheme, s.signature_header.unwrap_or(DEFAULT_SIGNATURE_HEADER))),
         })
+    }
+
+    /// Whether a provider's retry (or a replay of a captured request) is
+    /// recognised and stored once: the scheme carries a delivery id, or a
+    /// header with one is configured or known for the provider.
+    pub fn dedupes(&self) -> bool {
+        self.id_header.is_some() || matches!(self.scheme, Scheme::StandardWebhooks | Scheme::Stripe)
     }
 
     /// Checks the request's signature, then its timestamp against `now_s`.
@@ -449,8 +469,21 @@ mod tests {
                 .unwrap();
         let headers = H(vec![("x-github-delivery", "72d3162e".into())]);
         assert_eq!(github.delivery_id(&headers, &payload).as_deref(), Some("72d3162e"));
-        let plain = Verifier::new(settings(Scheme::HmacSha256, "s")).unwrap();
-        assert_eq!(plain.delivery_id(&headers, &payload), None);
+        let github_default = Verifier::new(settings(Scheme::HmacSha256, "s")).unwrap();
+        assert_eq!(github_default.delivery_id(&headers, &payload).as_deref(), Some("72d3162e"), "known provider");
+        assert!(github_default.dedupes());
+        let shopify = Verifier::new(Settings {
+            signature_header: Some("X-Shopify-Hmac-Sha256"),
+            ..settings(Scheme::HmacSha256, "s")
+        })
+        .unwrap();
+        let shopify_headers = H(vec![("x-shopify-webhook-id", "b54557e4".into())]);
+        assert_eq!(shopify.delivery_id(&shopify_headers, &payload).as_deref(), Some("b54557e4"));
+        let unknown =
+            Verifier::new(Settings { signature_header: Some("X-Acme-Signature"), ..settings(Scheme::HmacSha256, "s") })
+                .unwrap();
+        assert_eq!(unknown.delivery_id(&headers, &payload), None);
+        assert!(!unknown.dedupes());
     }
 
     #[test]

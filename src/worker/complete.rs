@@ -97,20 +97,28 @@ pub async fn flush_loop(flusher: Flusher, mut finished: mpsc::Receiver<Finished>
 /// Retries a failed write with backoff while the failure is the database's
 /// (connection lost, restart). A batch the data itself makes fail (an
 /// integrity error) is split and written one by one, so one bad outcome
-/// cannot hold up the others; that one is logged and left to its lease.
+/// cannot hold up the others; that one is written again without what the
+/// receiver sent (headers, body), saying why, so the attempt still ends and
+/// the delivery follows its decision instead of being sent again when its
+/// lease runs out.
 async fn write_until_done(flusher: &Flusher, batch: &[Finished]) {
     let mut backoff = Duration::from_millis(50);
     loop {
         let Err(error) = write(flusher, batch).await else { return };
         let chain = crate::telemetry::error_chain(&error);
-        if is_data_error(&error) {
-            if batch.len() > 1 {
+        if let Some(sqlstate) = data_error(&error) {
+            if let [one] = batch {
+                let stripped =
+                    one.stripped(&format!("the database refused the response (SQLSTATE {sqlstate}); not recorded"));
+                tracing::warn!(error = %chain, delivery_id = %one.completion.delivery_id, "outcome refused: recording it without the response");
+                if let Err(error) = write(flusher, std::slice::from_ref(&stripped)).await {
+                    tracing::error!(error = %crate::telemetry::error_chain(&error), delivery_id = %one.completion.delivery_id, "outcome refused; the delivery will be retried when its lease expires");
+                }
+            } else {
                 tracing::warn!(error = %chain, size = batch.len(), "a batch of outcomes was refused: writing one by one");
                 for one in batch {
                     Box::pin(write_until_done(flusher, std::slice::from_ref(one))).await;
                 }
-            } else {
-                tracing::error!(error = %chain, delivery_id = %batch[0].completion.delivery_id, "outcome refused; the delivery will be retried when its lease expires");
             }
             return;
         }
@@ -120,12 +128,31 @@ async fn write_until_done(flusher: &Flusher, batch: &[Finished]) {
     }
 }
 
-/// SQLSTATE classes 22 (data exception) and 23 (integrity violation): the
-/// same statement would fail again.
-fn is_data_error(error: &db::Error) -> bool {
+impl Finished {
+    /// The same decision, without what the receiver sent, and `why`.
+    fn stripped(&self, why: &str) -> Finished {
+        let c = &self.completion;
+        Finished {
+            completion: Completion {
+                response_headers: None,
+                response_body: None,
+                error: Some(match &c.error {
+                    Some(error) => format!("{why}; {error}"),
+                    None => why.to_owned(),
+                }),
+                ..c.clone()
+            },
+            disable_endpoint: self.disable_endpoint,
+        }
+    }
+}
+
+/// The SQLSTATE of a data exception (class 22) or an integrity violation
+/// (class 23): the same statement would fail again.
+fn data_error(error: &db::Error) -> Option<&str> {
     match error {
-        db::Error::Pg(pg) => pg.code().is_some_and(|code| matches!(&code.code()[..2], "22" | "23")),
-        _ => false,
+        db::Error::Pg(pg) => pg.code().map(|code| code.code()).filter(|code| matches!(&code[..2], "22" | "23")),
+        _ => None,
     }
 }
 

@@ -1,5 +1,10 @@
 //! One HTTP attempt: build the Standard Webhooks request, sign it, send it,
 //! and describe what happened. No database access; failures are data.
+//!
+//! What an attempt reports is what gets stored, so it is made safe to store
+//! here: a receiver controls its status line, headers and body, and none of
+//! that may stop the outcome from being recorded (PostgreSQL `text` and
+//! `jsonb` refuse U+0000) or grow the attempts table without bound.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -18,6 +23,11 @@ use crate::signing::{SigningKey, signature_header};
 pub const RESPONSE_BODY_MAX_CHARS: usize = 5000;
 /// Bytes of a response body read at most; the rest is not waited for.
 const RESPONSE_READ_MAX_BYTES: usize = 64 * 1024;
+/// Response headers kept at most, and their characters (names and values) at most.
+pub const RESPONSE_HEADERS_MAX: usize = 50;
+pub const RESPONSE_HEADERS_MAX_CHARS: usize = 8 * 1024;
+/// Error descriptions are kept up to this many characters.
+const ERROR_MAX_CHARS: usize = 1000;
 /// Envelopes larger than this are not sent (`body_too_large`).
 pub const REQUEST_BODY_MAX_BYTES: usize = 4 * 1024 * 1024;
 
@@ -70,6 +80,10 @@ impl Dispatcher {
             .pool_max_idle_per_host(1024)
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(10))
+            // A proxy from the environment (HTTP_PROXY, ALL_PROXY) would
+            // resolve and connect to the target itself, out of the guarded
+            // resolver's sight: deliveries never go through one.
+            .no_proxy()
             .build()?;
         Ok(Self { client, policy, max_timeout })
     }
@@ -87,7 +101,7 @@ impl Dispatcher {
                 status_code: None,
                 response_headers: None,
                 response_body: None,
-                outcome: Outcome::Failed { kind, message, retry_after: None },
+                outcome: Outcome::Failed { kind, message: recordable(&message, ERROR_MAX_CHARS), retry_after: None },
             },
         }
     }
@@ -100,11 +114,12 @@ impl Dispatcher {
         {
             return Err((ErrorKind::BlockedAddress, format!("{ip} is a blocked address")));
         }
+        let keys = signing_keys(d)?;
         let body = envelope(d);
         if body.len() > REQUEST_BODY_MAX_BYTES {
             return Err((ErrorKind::BodyTooLarge, format!("envelope is {} bytes", body.len())));
         }
-        let headers = request_headers(d, &body).map_err(|e| (ErrorKind::InvalidUrl, e))?;
+        let headers = request_headers(d, &keys, &body).map_err(|e| (ErrorKind::InvalidUrl, e))?;
         let method = reqwest::Method::from_bytes(d.http_method.as_bytes()).unwrap_or(reqwest::Method::POST);
         let timeout = Duration::from_millis(d.timeout_ms.max(1) as u64).min(self.max_timeout);
 
@@ -160,7 +175,16 @@ pub fn envelope(d: &Claimed) -> String {
     )
 }
 
-fn request_headers(d: &Claimed, body: &str) -> Result<HeaderMap, String> {
+/// The keys that sign: the secret, and during a rotation the previous one.
+/// A secret that cannot sign fails the attempt rather than send it unsigned.
+fn signing_keys(d: &Claimed) -> Result<Vec<SigningKey>, (ErrorKind, String)> {
+    let current = SigningKey::from_secret(&d.secret)
+        .map_err(|e| (ErrorKind::InvalidSecret, format!("the endpoint's secret cannot sign: {e}")))?;
+    let previous = d.previous_secret.as_deref().and_then(|s| SigningKey::from_secret(s).ok());
+    Ok(std::iter::once(current).chain(previous).collect())
+}
+
+fn request_headers(d: &Claimed, keys: &[SigningKey], body: &str) -> Result<HeaderMap, String> {
     let mut headers = HeaderMap::new();
     if let Some(custom) = d.headers.as_object() {
         for (name, value) in custom {
@@ -172,13 +196,9 @@ fn request_headers(d: &Claimed, body: &str) -> Result<HeaderMap, String> {
             headers.insert(name, value);
         }
     }
-    let keys: Vec<SigningKey> = std::iter::once(&d.secret)
-        .chain(d.previous_secret.as_ref())
-        .filter_map(|s| SigningKey::from_secret(s).ok())
-        .collect();
     let webhook_id = d.event_id.to_string();
     let timestamp = Utc::now().timestamp();
-    let signature = signature_header(&keys, &webhook_id, timestamp, body.as_bytes());
+    let signature = signature_header(keys, &webhook_id, timestamp, body.as_bytes());
     let fixed = [
         ("content-type", "application/json".to_owned()),
         ("webhook-id", webhook_id),
@@ -199,12 +219,20 @@ fn literal_ip(url: &reqwest::Url) -> Option<std::net::IpAddr> {
     }
 }
 
+/// The response headers as stored: the first `RESPONSE_HEADERS_MAX` of
+/// them, within `RESPONSE_HEADERS_MAX_CHARS`, values cut to fit.
 fn headers_json(headers: &HeaderMap) -> serde_json::Value {
-    let map = headers
-        .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), serde_json::Value::String(String::from_utf8_lossy(v.as_bytes()).into())))
-        .collect();
-    serde_json::Value::Object(map)
+    let mut kept = serde_json::Map::new();
+    let mut room = RESPONSE_HEADERS_MAX_CHARS;
+    for (name, value) in headers.iter().take(RESPONSE_HEADERS_MAX) {
+        let name = name.as_str(); // ASCII: bytes are characters
+        let Some(value_room) = room.checked_sub(name.len()).filter(|r| *r > 0) else { break };
+        let value = recordable(&String::from_utf8_lossy(value.as_bytes()), value_room);
+        room = value_room - value.chars().count();
+        // A repeated header keeps its first value.
+        kept.entry(name.to_owned()).or_insert(serde_json::Value::String(value));
+    }
+    serde_json::Value::Object(kept)
 }
 
 async fn read_truncated(mut response: reqwest::Response) -> String {
@@ -215,7 +243,13 @@ async fn read_truncated(mut response: reqwest::Response) -> String {
             _ => break,
         }
     }
-    String::from_utf8_lossy(&bytes).chars().take(RESPONSE_BODY_MAX_CHARS).collect()
+    recordable(&String::from_utf8_lossy(&bytes), RESPONSE_BODY_MAX_CHARS)
+}
+
+/// `text` as PostgreSQL can store it (U+0000 replaced by U+FFFD), cut to
+/// `max_chars` characters.
+pub fn recordable(text: &str, max_chars: usize) -> String {
+    text.chars().take(max_chars).map(|c| if c == '\0' { '\u{fffd}' } else { c }).collect()
 }
 
 /// Maps a transport failure to its SPEC error kind by walking the cause chain.

@@ -14,8 +14,11 @@ impl NetworkPolicy {
     }
 }
 
-/// Loopback, private, link-local, shared, multicast and reserved addresses,
-/// including IPv4 addresses embedded in IPv6 (mapped, NAT64).
+/// Addresses that are not plainly on the public internet: loopback,
+/// private, link-local, shared, multicast, reserved, benchmarking and
+/// documentation ranges (IANA's special-purpose registries), and every IPv6
+/// form that carries or tunnels an IPv4 address (mapped, IPv4-compatible,
+/// NAT64, 6to4, Teredo), which a receiver's DNS could use to reach inside.
 pub fn is_internal(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_internal_v4(v4),
@@ -24,6 +27,7 @@ pub fn is_internal(ip: IpAddr) -> bool {
                 return is_internal_v4(v4);
             }
             let segments = v6.segments();
+            // The well-known NAT64 prefix reaches whatever IPv4 address it embeds.
             let nat64 = segments[0] == 0x64 && segments[1] == 0xff9b && segments[2..6] == [0, 0, 0, 0];
             if nat64 {
                 let [.., a, b, c, d] = v6.octets();
@@ -35,26 +39,39 @@ pub fn is_internal(ip: IpAddr) -> bool {
 }
 
 fn is_internal_v4(ip: Ipv4Addr) -> bool {
-    let [a, b, ..] = ip.octets();
+    let [a, b, c, _] = ip.octets();
     ip.is_unspecified()
         || ip.is_loopback()
         || ip.is_private()
         || ip.is_link_local()
         || ip.is_broadcast()
         || ip.is_multicast()
-        || a == 0                                  // "this network"
-        || (a == 100 && (64..128).contains(&b))    // shared address space (CGNAT)
-        || (a == 192 && b == 0 && ip.octets()[2] == 0) // IETF protocol assignments
+        || (a == 192 && b == 0 && c == 2)         // documentation: TEST-NET-1,
+        || (a == 198 && b == 51 && c == 100)      //   TEST-NET-2,
+        || (a == 203 && b == 0 && c == 113)       //   TEST-NET-3
+        || a == 0                                 // "this network"
+        || (a == 100 && (64..128).contains(&b))   // shared address space (CGNAT)
+        || (a == 192 && b == 0 && c == 0)         // IETF protocol assignments
+        || (a == 192 && b == 88 && c == 99)       // 6to4 relay anycast (deprecated)
+        || (a == 198 && (b == 18 || b == 19))     // benchmarking, 198.18.0.0/15
         || a >= 240 // reserved
 }
 
 fn is_internal_v6(ip: Ipv6Addr) -> bool {
+    let s = ip.segments();
     ip.is_unspecified()
         || ip.is_loopback()
         || ip.is_multicast()
         || ip.is_unique_local()
         || ip.is_unicast_link_local()
-        || ip.segments()[0] == 0xfec0 // deprecated site-local
+        || s[0] == 0xfec0                                   // deprecated site-local
+        || s[..6] == [0; 6]                                 // IPv4-compatible ::a.b.c.d (deprecated)
+        || (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1)    // local-use NAT64, 64:ff9b:1::/48
+        || s[0] == 0x2002                                   // 6to4: tunnels to an embedded IPv4
+        || (s[0] == 0x2001 && s[1] == 0)                    // Teredo: tunnels to an embedded IPv4
+        || s[..4] == [0x100, 0, 0, 0]                       // discard-only, 100::/64
+        || (s[0] == 0x2001 && s[1] == 0xdb8)                // documentation, 2001:db8::/32
+        || (s[0] == 0x3fff && s[1] < 0x1000) // documentation, 3fff::/20
 }
 
 /// DNS resolution refused every address the name resolved to.
@@ -118,10 +135,41 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
             "64:ff9b::a00:1",
+            "198.18.0.1",
+            "198.19.255.254",
+            "192.0.2.1",
+            "198.51.100.7",
+            "203.0.113.9",
+            "192.88.99.1",
+            "::7f00:1",
+            "::a00:1",
+            "::808:808",
+            "2002:7f00:1::1",
+            "2002:808:808::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "64:ff9b:1::a00:1",
+            "64:ff9b:1::808:808",
+            "100::1",
+            "2001:db8::1",
+            "3fff::1",
+            "3fff:fff::1",
         ] {
             assert!(is_internal(ip(blocked)), "{blocked} should be internal");
         }
-        for public in ["93.184.216.34", "1.1.1.1", "2606:4700::1111", "::ffff:8.8.8.8", "64:ff9b::808:808"] {
+        for public in [
+            "93.184.216.34",
+            "1.1.1.1",
+            "198.17.255.255",
+            "198.20.0.1",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+            "2001:4860:4860::8888",
+            "2001:1::1",
+            "2003::1",
+            "3ffe::1",
+            "4000::1",
+        ] {
             assert!(!is_internal(ip(public)), "{public} should be public");
         }
     }

@@ -33,7 +33,7 @@ async fn endpoints_are_created_read_changed_listed_and_deleted() {
     let got = api.get(&format!("/v1/endpoints/{id}")).await;
     assert_eq!(got.status, 200);
     assert!(got.body.get("secret").is_none(), "reads never show the secret");
-    assert_eq!(got.body["headers"]["x-team"], "blue");
+    assert_eq!(got.body["headers"]["x-team"], hookline::api::REDACTED, "header values are secrets too");
 
     let changed = api
         .patch(

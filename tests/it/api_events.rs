@@ -47,7 +47,7 @@ async fn an_event_posted_over_http_is_delivered_and_readable_with_its_deliveries
     assert_eq!(by_state.body["data"].as_array().unwrap().len(), 1);
     assert_eq!(api.get("/v1/deliveries?state=dead").await.body["data"], json!([]));
 
-    let metrics = api.call(Method::GET, "/metrics", None, None).await;
+    let metrics = api.get("/metrics").await;
     assert_eq!(metrics.status, 200);
     let text = metrics.body.as_str().unwrap();
     for line in [

@@ -7,7 +7,6 @@ use chrono::{DateTime, Utc};
 use hookline::config::CircuitSettings;
 use uuid::Uuid;
 
-use reqwest::Method;
 
 use crate::support::api::TestApi;
 use crate::support::receiver::{Reply, TestReceiver};
@@ -76,7 +75,7 @@ async fn a_failing_endpoint_trips_its_circuit_and_a_single_probe_decides() {
     let stats = api.get(&format!("/v1/endpoints/{endpoint}/stats")).await;
     assert_eq!((stats.body["circuit_state"].as_str(), stats.body["failed_attempts"].as_i64()), (Some("open"), Some(3)));
     assert!(stats.body["circuit_retry_at"].is_string(), "{stats:?}");
-    let metrics = api.call(Method::GET, "/metrics", None, None).await;
+    let metrics = api.get("/metrics").await;
     let text = metrics.body.as_str().unwrap();
     assert!(text.contains("hookline_endpoints{circuit_state=\"open\"} 1"), "{text}");
     // While open, new deliveries cost no attempts: they wait for the probe.

@@ -151,7 +151,7 @@ async fn bad_signatures_replays_and_bad_bodies_are_refused_counted_and_not_store
     api.inbound("acme", &sender.headers("msg_7", now(), body), body).await.assert_problem(404, None);
     assert_eq!(count(&db, EVENTS).await, 0, "nothing refused was stored");
 
-    let metrics = api.call(Method::GET, "/metrics", None, None).await;
+    let metrics = api.get("/metrics").await;
     let text = metrics.body.as_str().unwrap();
     assert!(
         text.contains(r#"hookline_inbound_requests_total{source="acme",outcome="failed_verification"} 5"#),

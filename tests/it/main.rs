@@ -9,6 +9,8 @@ mod cli;
 mod delivery;
 mod flow_control;
 mod flow_edges;
+mod guard_api;
+mod guard_delivery;
 mod inbound;
 mod openapi;
 mod producer;

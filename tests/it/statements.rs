@@ -1,7 +1,7 @@
 //! Every named SQL statement prepares against the migrated schema, so a typo
 //! or a renamed column fails here rather than in production.
 
-use hookline::db::{deliveries, endpoints, metrics, sources, workers};
+use hookline::db::{deliveries, endpoints, metrics, sources, stats, tokens, workers};
 
 use crate::support::{NewEndpoint, db::TestDb};
 
@@ -32,6 +32,13 @@ async fn every_named_statement_prepares() {
         ("SOURCE_DELETE", sources::SOURCE_DELETE),
         ("SOURCE_ADD_COUNTS", sources::SOURCE_ADD_COUNTS),
         ("SOURCE_COUNTS", sources::SOURCE_COUNTS),
+        ("STATS_QUEUE", stats::STATS_QUEUE),
+        ("STATS_QUEUE_OF_TENANT", stats::STATS_QUEUE_OF_TENANT),
+        ("STATS_TOTALS", stats::STATS_TOTALS),
+        ("STATS_TOTALS_OF_TENANT", stats::STATS_TOTALS_OF_TENANT),
+        ("TOKEN_LIST_PAGE", tokens::TOKEN_LIST_PAGE),
+        ("DELIVERY_REQUEUE", deliveries::DELIVERY_REQUEUE),
+        ("DELIVERY_CANCEL", deliveries::DELIVERY_CANCEL),
     ];
     for (name, sql) in statements {
         if let Err(error) = client.prepare(sql).await {

@@ -146,7 +146,7 @@ pub struct EndpointUpdate {
     pub metadata: MaybeUndefined<BTreeMap<String, serde_json::Value>>,
 }
 
-/// An endpoint (never its secret).
+/// An endpoint (never its secret, nor its custom header values).
 #[derive(Object, Debug, Clone)]
 pub struct Endpoint {
     pub id: Uuid,
@@ -155,6 +155,9 @@ pub struct Endpoint {
     pub description: String,
     pub event_types: Vec<String>,
     pub http_method: HttpMethod,
+    /// Custom request headers. Their values are secrets (often credentials
+    /// for the receiver): they read `********` here, and in full only at
+    /// creation and at `GET /v1/endpoints/{id}/secret`.
     pub headers: BTreeMap<String, String>,
     pub timeout_ms: i32,
     #[oai(nullable)]
@@ -175,7 +178,7 @@ pub struct Endpoint {
     pub updated_at: DateTime<Utc>,
 }
 
-/// A new endpoint with its secret, shown this once.
+/// A new endpoint with its secret and header values, shown this once.
 #[derive(Object, Debug)]
 pub struct CreatedEndpoint {
     #[oai(flatten)]
@@ -190,10 +193,12 @@ pub struct EndpointList {
     pub next_cursor: Option<String>,
 }
 
-/// The secrets that sign deliveries now.
+/// The secrets that sign deliveries now, and the custom header values.
 #[derive(Object, Debug)]
 pub struct EndpointSecret {
     pub secret: String,
+    /// The custom request headers with their values.
+    pub headers: BTreeMap<String, String>,
     /// The rotated-out secret, still signing until `previous_secret_expires_at`.
     #[oai(nullable)]
     pub previous_secret: Option<String>,
@@ -327,6 +332,7 @@ impl EndpointsApi {
         let endpoint = Endpoint::from(&row);
         audit(&tx, &auth.0, "endpoint.create", &endpoint, None, Some(&endpoint)).await?;
         tx.commit().await?;
+        let endpoint = Endpoint { headers: header_values(&row.headers), ..endpoint };
         Ok(CreateEndpointResponse::Created(Json(CreatedEndpoint { endpoint, secret: row.secret })))
     }
 
@@ -637,6 +643,7 @@ fn visible(principal: &Principal, row: Option<db::endpoints::Endpoint>) -> Resul
 fn secret_of(row: db::endpoints::Endpoint) -> EndpointSecret {
     let current = row.previous_secret_expires_at.is_some_and(|at| at > Utc::now());
     EndpointSecret {
+        headers: header_values(&row.headers),
         secret: row.secret,
         previous_secret: row.previous_secret.filter(|_| current),
         previous_secret_expires_at: row.previous_secret_expires_at.filter(|_| current),
@@ -662,7 +669,18 @@ async fn audit(
     Ok(db::audit::record(db, &principal.actor(), entry).await?)
 }
 
-/// The audit log's copy of an endpoint: every field but secrets.
+/// An endpoint's custom headers with their values.
+fn header_values(headers: &serde_json::Value) -> BTreeMap<String, String> {
+    headers
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+        .collect()
+}
+
+/// The audit log's copy of an endpoint: every field but secrets (the
+/// header values read `********`, as in every answer but the secret's).
 fn endpoint_json(e: &Endpoint) -> serde_json::Value {
     use poem_openapi::types::ToJSON;
     e.to_json().unwrap_or_default()
@@ -681,13 +699,7 @@ impl From<&db::endpoints::Endpoint> for Endpoint {
                 "PATCH" => HttpMethod::Patch,
                 _ => HttpMethod::Post,
             },
-            headers: r
-                .headers
-                .as_object()
-                .into_iter()
-                .flatten()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                .collect(),
+            headers: header_values(&r.headers).into_keys().map(|name| (name, super::REDACTED.to_owned())).collect(),
             timeout_ms: r.timeout_ms,
             rate_limit_per_s: r.rate_limit_per_s,
             max_in_flight: r.max_in_flight,

@@ -11,9 +11,31 @@ use crate::api::validate;
 use crate::db;
 use crate::signing::SigningKey;
 
-/// Headers an endpoint may not set: hookline owns them.
-const RESERVED_HEADERS: &[&str] =
-    &["content-type", "content-length", "host", "user-agent", "webhook-id", "webhook-timestamp", "webhook-signature"];
+/// Headers an endpoint may not set: hookline owns them, or they frame the
+/// request or the connection (hop-by-hop) and would let an endpoint's
+/// settings smuggle a second request or re-route this one.
+const RESERVED_HEADERS: &[&str] = &[
+    "content-type",
+    "content-length",
+    "host",
+    "user-agent",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+    "transfer-encoding",
+    "connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+    "keep-alive",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "proxy-connection",
+];
+/// Custom headers an endpoint may have at most, and the longest value.
+const HEADERS_MAX: usize = 50;
+const HEADER_VALUE_MAX_BYTES: usize = 4096;
 pub(super) fn new_endpoint(principal: &Principal, c: EndpointCreate) -> Result<db::endpoints::NewEndpoint, Problem> {
     if let Some(tenant) = &c.tenant {
         validate::tenant("tenant", tenant)?;
@@ -67,7 +89,7 @@ pub(super) fn apply_update(row: &mut db::endpoints::Endpoint, u: EndpointUpdate)
         row.http_method = method.as_str().to_owned();
     }
     if let Some(headers) = required("headers", u.headers)? {
-        row.headers = headers_json(headers);
+        row.headers = headers_json(keep_redacted(headers, &row.headers));
     }
     if let Some(timeout_ms) = required("timeout_ms", u.timeout_ms)? {
         row.timeout_ms = timeout_ms;
@@ -119,10 +141,17 @@ fn check_settings(s: &Settings<'_>) -> Result<(), Problem> {
     for (i, pattern) in s.event_types.iter().enumerate() {
         validate::event_type_pattern(&format!("event_types[{i}]"), pattern)?;
     }
-    for (name, value) in s.headers.as_object().into_iter().flatten() {
+    let headers = s.headers.as_object();
+    if headers.is_some_and(|h| h.len() > HEADERS_MAX) {
+        return Err(Problem::field("headers", format!("at most {HEADERS_MAX} custom headers")));
+    }
+    for (name, value) in headers.into_iter().flatten() {
         let field = format!("headers.{name}");
         if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
-            return Err(Problem::field(field, "is set by hookline and cannot be overridden"));
+            return Err(Problem::field(field, "is set by hookline (or frames the request) and cannot be set"));
+        }
+        if value.as_str().is_some_and(|v| v.len() > HEADER_VALUE_MAX_BYTES) {
+            return Err(Problem::field(field, format!("at most {HEADER_VALUE_MAX_BYTES} bytes")));
         }
         let valid_name = reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_ok();
         let valid_value = value.as_str().is_some_and(|v| reqwest::header::HeaderValue::from_str(v).is_ok());
@@ -150,6 +179,19 @@ fn check_settings(s: &Settings<'_>) -> Result<(), Problem> {
 
 pub(super) fn check_secret(field: &str, secret: &str) -> Result<(), Problem> {
     SigningKey::from_secret(secret).map(|_| ()).map_err(|e| Problem::field(field, e.to_string()))
+}
+
+/// New header values, where one reads `********` (as every answer but the
+/// secret's shows them) the value stored for that name: a read, edited and
+/// written back, keeps the credentials it could not see.
+fn keep_redacted(mut headers: BTreeMap<String, String>, stored: &serde_json::Value) -> BTreeMap<String, String> {
+    for (name, value) in headers.iter_mut().filter(|(_, v)| v.as_str() == crate::api::REDACTED) {
+        let kept = stored.as_object().into_iter().flatten().find(|(n, _)| n.eq_ignore_ascii_case(name));
+        if let Some(kept) = kept.and_then(|(_, v)| v.as_str()) {
+            *value = kept.to_owned();
+        }
+    }
+    headers
 }
 
 fn headers_json(headers: BTreeMap<String, String>) -> serde_json::Value {

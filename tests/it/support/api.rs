@@ -37,10 +37,15 @@ impl TestApi {
     }
 
     pub async fn start_with_limit(db: &TestDb, max_body_bytes: usize) -> Self {
+        Self::start_with_pool(db, db.pool.clone(), max_body_bytes).await
+    }
+
+    /// An API on a pool of its own (say, one connection a test can take away).
+    pub async fn start_with_pool(db: &TestDb, pool: deadpool_postgres::Pool, max_body_bytes: usize) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let app = hookline::api::app(hookline::api::AppState::new(db.pool.clone(), max_body_bytes));
+        let app = hookline::api::app(hookline::api::AppState::new(pool, max_body_bytes));
         tokio::spawn(async move {
             let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();
             let _ = poem::Server::new_with_acceptor(acceptor).run(app).await;

@@ -31,16 +31,21 @@ impl Received {
 #[derive(Debug, Clone)]
 pub struct Reply {
     pub status: u16,
-    pub headers: Vec<(&'static str, String)>,
+    pub headers: Vec<(String, String)>,
     pub delay: Duration,
+    pub body: Vec<u8>,
 }
 
 impl Reply {
     pub fn status(status: u16) -> Self {
-        Reply { status, headers: vec![], delay: Duration::ZERO }
+        Reply { status, headers: vec![], delay: Duration::ZERO, body: b"ok".to_vec() }
     }
-    pub fn header(mut self, name: &'static str, value: &str) -> Self {
-        self.headers.push((name, value.to_owned()));
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
         self
     }
     pub fn after(mut self, delay: Duration) -> Self {
@@ -133,6 +138,6 @@ impl Endpoint for Recorder {
         for (name, value) in reply.headers {
             response = response.header(name, value);
         }
-        Ok(response.body("ok"))
+        Ok(response.body(reply.body))
     }
 }
