@@ -20,6 +20,18 @@ check:
     cargo clippy --all-targets -- -D warnings
     cargo test
 
-# Benchmarks: delivery engine (drain, steady, latency, send, CPU, WAL) and HTTP API (ingest, closed loop, call→receipt).
-bench:
+# The commit the benchmarks measure this build against.
+baseline_commit := "6ddd2c9"
+
+# Benchmarks, this build beside the baseline (alternating): delivery engine (drain, steady, 200/s latency, CPU,
+# statement time, send, noisy neighbour) and HTTP API (ingest, closed loop, call→receipt, inbound).
+bench: baseline
     cargo bench --bench delivery --bench api
+
+# Build the baseline binary once, from its own worktree and target directory (target/baseline).
+baseline:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ -x target/baseline/release/hookline ]; then exit 0; fi
+    [ -d target/baseline/src ] || git worktree add --force --detach target/baseline/src {{baseline_commit}}
+    cd target/baseline/src && CARGO_TARGET_DIR=../ cargo build --release --bin hookline

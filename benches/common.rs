@@ -1,10 +1,15 @@
-//! What the benchmarks share: a throwaway PostgreSQL with hookline's schema
-//! and one endpoint, a fast receiver in this process that records when each
-//! webhook arrived, release `hookline` processes, and CPU accounting.
+//! What the benchmarks share: a throwaway PostgreSQL (with
+//! pg_stat_statements), one database per build under test — this one, and a
+//! baseline binary when there is one (`just baseline`) — each migrated by
+//! its own binary with one endpoint, a fast receiver in this process that
+//! records when each webhook arrived, release `hookline` processes, CPU
+//! accounting, and a report that sets each figure of this build beside the
+//! baseline's, measured alternately in the same run.
 
 #![allow(dead_code)] // each benchmark uses part of it
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,20 +19,47 @@ use hookline::pg_local::LocalPostgres;
 use poem::{Endpoint, Request, Response, Route};
 use tokio_postgres::NoTls;
 
-pub type Receipts = Arc<Mutex<HashMap<String, Instant>>>;
+/// Every arrival of each `webhook-id`.
+pub type Receipts = Arc<Mutex<HashMap<String, Vec<Instant>>>>;
+
+/// The commit the baseline binary is built from (`just baseline`).
+pub const BASELINE_COMMIT: &str = "6ddd2c9";
+
+/// One binary under test, with a database its own `migrate` made.
+pub struct Build {
+    pub name: String,
+    pub bin: PathBuf,
+    pub url: String,
+    pub client: tokio_postgres::Client,
+    /// Its endpoint's URL (the shared receiver).
+    pub endpoint_url: String,
+}
 
 pub struct Bench {
-    pub url: String,
+    pub server: LocalPostgres,
+    pub builds: Vec<Build>,
     /// A receiver that answers after 10 s.
     pub slow_url: String,
-    pub server: LocalPostgres,
     pub received: Arc<AtomicU64>,
     pub receipts: Receipts,
-    pub client: tokio_postgres::Client,
+    pub admin: tokio_postgres::Client,
 }
 
 pub fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Rounds each scenario runs per build (alternating builds), `BENCH_ROUNDS`.
+pub fn rounds() -> usize {
+    env_or("BENCH_ROUNDS", 2).max(1) as usize
+}
+
+/// The baseline binary: `HOOKLINE_BASELINE_BIN`, else what `just baseline` builds.
+fn baseline_bin() -> Option<PathBuf> {
+    let path = std::env::var_os("HOOKLINE_BASELINE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target/baseline/release/hookline")));
+    path.exists().then_some(path)
 }
 
 impl Bench {
@@ -35,16 +67,19 @@ impl Bench {
         let dir = std::env::temp_dir().join(format!("hookline-bench-{}", std::process::id()));
         let server = LocalPostgres::start(
             &dir,
-            &[("shared_buffers", "512MB"), ("max_connections", "200"), ("max_wal_size", "4GB")],
+            &[
+                ("shared_buffers", "512MB"),
+                ("max_connections", "300"),
+                ("max_wal_size", "4GB"),
+                ("shared_preload_libraries", "pg_stat_statements"),
+                ("pg_stat_statements.track", "all"),
+                ("pg_stat_statements.max", "10000"),
+            ],
         )?;
         server.stop_when_process_exits(std::process::id(), &dir)?;
         let (admin, connection) = tokio_postgres::connect(&server.url("postgres"), NoTls).await?;
         tokio::spawn(connection);
-        admin.batch_execute("CREATE DATABASE hookline_bench").await?;
-        let url = server.url("hookline_bench");
-        let (mut client, connection) = tokio_postgres::connect(&url, NoTls).await?;
-        tokio::spawn(connection);
-        hookline::db::migrate(&mut client).await?;
+        admin.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").await?;
 
         let received = Arc::new(AtomicU64::new(0));
         let receipts: Receipts = Arc::default();
@@ -62,22 +97,43 @@ impl Bench {
             let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();
             poem::Server::new_with_acceptor(acceptor).run(app).await
         });
-        client
-            .execute("INSERT INTO hookline.endpoints (url, description) VALUES ($1, 'bench')", &[&receiver_url])
-            .await?;
-        Ok(Bench { url, slow_url, server, received, receipts, client })
+
+        let mut candidates = vec![("this build".to_owned(), PathBuf::from(env!("CARGO_BIN_EXE_hookline")))];
+        match baseline_bin() {
+            Some(bin) => candidates.push((format!("baseline {BASELINE_COMMIT}"), bin)),
+            None => println!("(no baseline binary: `just baseline` builds one; figures are for this build alone)\n"),
+        }
+        let mut builds = Vec::new();
+        for (n, (name, bin)) in candidates.into_iter().enumerate() {
+            let database = format!("hookline_bench_{n}");
+            admin.batch_execute(&format!("CREATE DATABASE {database}")).await?;
+            let url = server.url(&database);
+            let migrated = Command::new(&bin)
+                .arg("migrate")
+                .env("HOOKLINE_DATABASE_URL", &url)
+                .env("HOOKLINE_LOG", "warn")
+                .status()?;
+            anyhow::ensure!(migrated.success(), "{} migrate failed", bin.display());
+            let (client, connection) = tokio_postgres::connect(&url, NoTls).await?;
+            tokio::spawn(connection);
+            client
+                .execute("INSERT INTO hookline.endpoints (url, description) VALUES ($1, 'bench')", &[&receiver_url])
+                .await?;
+            builds.push(Build { name, bin, url, client, endpoint_url: receiver_url.clone() });
+        }
+        Ok(Bench { server, builds, slow_url, received, receipts, admin })
     }
 
-    pub fn spawn_workers(&self, n: usize) -> Vec<Child> {
-        self.spawn_workers_with(n, &[])
+    pub fn spawn_workers(&self, build: &Build, n: usize) -> Vec<Child> {
+        self.spawn_workers_with(build, n, &[])
     }
 
-    pub fn spawn_workers_with(&self, n: usize, env: &[(&str, &str)]) -> Vec<Child> {
+    pub fn spawn_workers_with(&self, build: &Build, n: usize, env: &[(&str, &str)]) -> Vec<Child> {
         (0..n)
             .map(|_| {
-                Command::new(env!("CARGO_BIN_EXE_hookline"))
+                Command::new(&build.bin)
                     .arg("worker")
-                    .env("HOOKLINE_DATABASE_URL", &self.url)
+                    .env("HOOKLINE_DATABASE_URL", &build.url)
                     .env("HOOKLINE_ALLOW_PRIVATE_NETWORKS", "true")
                     .env("HOOKLINE_LOG", "warn")
                     .envs(env.iter().copied())
@@ -88,9 +144,10 @@ impl Bench {
             .collect()
     }
 
-    pub async fn settled(&self) -> anyhow::Result<()> {
+    /// Waits until the build's queue holds nothing pending or in flight.
+    pub async fn settled(&self, build: &Build) -> anyhow::Result<()> {
         loop {
-            let row = self.client.query_one("SELECT pending + in_flight FROM hookline.queue_stats", &[]).await?;
+            let row = build.client.query_one("SELECT pending + in_flight FROM hookline.queue_stats", &[]).await?;
             if row.get::<_, i64>(0) == 0 {
                 return Ok(());
             }
@@ -99,13 +156,179 @@ impl Bench {
     }
 
     pub async fn wal_lsn(&self) -> anyhow::Result<i64> {
-        let row = self.client.query_one("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint", &[]).await?;
+        let row = self.admin.query_one("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint", &[]).await?;
         Ok(row.get(0))
     }
 
     pub fn postgres_cpu(&self) -> f64 {
         self.server.postmaster_pid().map_or(0.0, |pid| cpu_seconds(pid, true))
     }
+
+    pub async fn reset_statements(&self) -> anyhow::Result<()> {
+        self.admin.execute("SELECT pg_stat_statements_reset()", &[]).await?;
+        Ok(())
+    }
+
+    /// What PostgreSQL spent on `build`'s database since the last reset.
+    pub async fn statements(&self, build: &Build) -> anyhow::Result<Statements> {
+        let database = build.url.rsplit('/').next().unwrap_or_default().to_owned();
+        let rows = self
+            .admin
+            .query(
+                "SELECT s.toplevel, s.calls, s.total_exec_time, s.rows, regexp_replace(s.query, '\\s+', ' ', 'g')
+                   FROM pg_stat_statements AS s JOIN pg_database AS d ON d.oid = s.dbid
+                  WHERE d.datname = $1
+                  ORDER BY s.total_exec_time DESC",
+                &[&database],
+            )
+            .await?;
+        let all: Vec<Statement> = rows
+            .iter()
+            .map(|r| Statement {
+                toplevel: r.get(0),
+                calls: r.get(1),
+                total_ms: r.get(2),
+                rows: r.get(3),
+                query: r.get(4),
+            })
+            .collect();
+        Ok(Statements { all })
+    }
+
+    /// Receipt latencies (ms) of every delivery of the given events, from
+    /// the instant recorded for each event.
+    pub fn latencies(&self, started: &[(String, Instant)]) -> Latencies {
+        let receipts = self.receipts.lock().unwrap();
+        let mut latencies: Vec<f64> = started
+            .iter()
+            .flat_map(|(id, at)| {
+                receipts.get(id).into_iter().flatten().map(|r| r.saturating_duration_since(*at).as_secs_f64() * 1000.0)
+            })
+            .collect();
+        latencies.sort_by(f64::total_cmp);
+        Latencies::of(latencies)
+    }
+}
+
+pub struct Statement {
+    pub toplevel: bool,
+    pub calls: i64,
+    pub total_ms: f64,
+    pub rows: i64,
+    pub query: String,
+}
+
+pub struct Statements {
+    pub all: Vec<Statement>,
+}
+
+impl Statements {
+    /// Time of the statements clients sent (not those run inside functions).
+    pub fn toplevel_ms(&self) -> f64 {
+        self.all.iter().filter(|s| s.toplevel).map(|s| s.total_ms).sum()
+    }
+
+    /// Calls and rows of the top-level statements whose text contains one of `needles`.
+    pub fn calls_and_rows(&self, needles: &[&str]) -> (i64, i64) {
+        self.all
+            .iter()
+            .filter(|s| s.toplevel && needles.iter().any(|n| s.query.contains(n)))
+            .fold((0, 0), |(c, r), s| (c + s.calls, r + s.rows))
+    }
+
+    pub fn print_top(&self, title: &str, n: usize) {
+        println!("  top statements by total time, {title} (pg_stat_statements, track = all; * = inside a function):");
+        println!("  {:>9} {:>10} {:>9} {:>9}  statement", "calls", "total ms", "mean ms", "rows");
+        for s in self.all.iter().take(n) {
+            let query: String = s.query.chars().take(110).collect();
+            println!(
+                "  {:>9} {:>10.1} {:>9.3} {:>9}  {}{query}",
+                s.calls,
+                s.total_ms,
+                s.total_ms / s.calls.max(1) as f64,
+                s.rows,
+                if s.toplevel { "" } else { "* " }
+            );
+        }
+    }
+}
+
+pub struct Latencies {
+    pub count: usize,
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+}
+
+impl Latencies {
+    pub fn of(sorted: Vec<f64>) -> Self {
+        let pct = |p: f64| {
+            sorted
+                .get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or(f64::NAN)
+        };
+        Latencies { count: sorted.len(), p50: pct(0.50), p95: pct(0.95), p99: pct(0.99) }
+    }
+}
+
+/// Figures of every build, printed side by side with this build's ratio to
+/// the baseline (medians over rounds).
+#[derive(Default)]
+pub struct Report {
+    figures: Vec<(String, Vec<Vec<f64>>)>,
+}
+
+impl Report {
+    pub fn add(&mut self, figure: &str, build: usize, value: f64) {
+        let at = match self.figures.iter().position(|(name, _)| name == figure) {
+            Some(at) => at,
+            None => {
+                self.figures.push((figure.to_owned(), Vec::new()));
+                self.figures.len() - 1
+            }
+        };
+        let values = &mut self.figures[at].1;
+        if values.len() <= build {
+            values.resize(build + 1, Vec::new());
+        }
+        values[build].push(value);
+    }
+
+    pub fn print(&self, builds: &[Build]) {
+        let names: Vec<&str> = builds.iter().map(|b| b.name.as_str()).collect();
+        print!("{:<72}", "figure (median of rounds)");
+        for name in &names {
+            print!(" {name:>16}");
+        }
+        println!("{}", if names.len() > 1 { "    ratio" } else { "" });
+        for (figure, values) in &self.figures {
+            print!("{figure:<72}");
+            let medians: Vec<f64> = values.iter().map(|v| median(v)).collect();
+            for m in &medians {
+                print!(" {:>16}", format_figure(*m));
+            }
+            if let [this, baseline] = medians[..] {
+                print!("    ×{:.2}", this / baseline);
+            }
+            println!();
+        }
+        println!();
+    }
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+fn format_figure(value: f64) -> String {
+    if value.abs() >= 100.0 { format!("{value:.0}") } else { format!("{value:.3}") }
 }
 
 pub fn stop(children: &mut Vec<Child>) {
@@ -158,7 +381,7 @@ impl Endpoint for Receiver {
         let id = req.headers().get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
         let _ = req.into_body().into_bytes().await;
         self.received.fetch_add(1, Ordering::Relaxed);
-        self.receipts.lock().unwrap().entry(id).or_insert(at);
+        self.receipts.lock().unwrap().entry(id).or_default().push(at);
         Ok(Response::builder().status(poem::http::StatusCode::NO_CONTENT).finish())
     }
 }

@@ -1,19 +1,22 @@
-//! `just bench`: the delivery engine measured end to end on this machine.
+//! `just bench`: the delivery engine measured end to end on this machine,
+//! this build beside the baseline binary (`just baseline`), scenario by
+//! scenario, the builds alternating so both see the same machine.
 //!
 //! Starts a throwaway PostgreSQL (default durability: fsync and synchronous
 //! commit on), a fast receiver in this process, and real `hookline worker`
-//! processes (release build), then prints:
+//! processes (release builds), then reports:
 //! - drain rate: N events queued via SQL, then workers start; deliveries/s
-//!   until the last one is recorded (one and two workers);
+//!   until the last one is recorded (one and two workers), CPU and WAL;
 //! - steady rate while producers keep inserting (two workers);
-//! - commit→receipt latency p50/p95/p99 at 200 events/s;
+//! - at 200 events/s: commit → receipt latency p50/p95/p99, CPU seconds of
+//!   all processes per 1,000 deliveries, PostgreSQL statement time per
+//!   delivery, mean batch sizes, and the top statements;
 //! - `hookline.send` throughput from 4 connections, one event per transaction;
-//! - CPU seconds of hookline + PostgreSQL per 1,000 deliveries, and WAL bytes
-//!   per delivery (fan-out insert, claim, completion, attempt);
+//! - a burst of 10,000 one-row INSERTs in one transaction;
 //! - noisy neighbour: a healthy endpoint's latency at 200 events/s while an
 //!   endpoint that sleeps 10 s per request has 1,000 deliveries queued.
 //!
-//! Sizes can be changed with BENCH_DRAIN_N, BENCH_SECONDS.
+//! Sizes: BENCH_DRAIN_N, BENCH_SECONDS, BENCH_ROUNDS.
 
 #[path = "common.rs"]
 mod common;
@@ -22,7 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Bench, cpu_seconds, env_or, stop};
+use common::{Bench, Build, Report, cpu_seconds, env_or, rounds, stop};
 use tokio_postgres::NoTls;
 
 #[tokio::main]
@@ -30,24 +33,52 @@ async fn main() -> anyhow::Result<()> {
     let drain_n = env_or("BENCH_DRAIN_N", 50_000);
     let seconds = env_or("BENCH_SECONDS", 10);
     let bench = Bench::start().await?;
-    println!("hookline delivery benchmark ({} cores)\n", std::thread::available_parallelism()?.get());
-
-    for workers in [1, 2] {
-        bench.drain(drain_n, workers).await?;
+    println!(
+        "hookline delivery benchmark ({} cores, {} round(s) per build)\n",
+        std::thread::available_parallelism()?.get(),
+        rounds()
+    );
+    let mut report = Report::default();
+    for round in 0..rounds() {
+        for (i, build) in bench.builds.iter().enumerate() {
+            for workers in [1, 2] {
+                bench.drain(build, i, drain_n, workers, &mut report).await?;
+            }
+        }
+        let _ = round;
     }
-    bench.steady(seconds, 2).await?;
-    bench.latency(seconds, 200).await?;
-    bench.send_throughput(seconds.min(5), 4).await?;
-    bench.burst(10_000).await?;
-    bench.noisy_neighbour(seconds, 200).await?;
+    for _ in 0..rounds() {
+        for (i, build) in bench.builds.iter().enumerate() {
+            bench.steady(build, i, seconds, 2, &mut report).await?;
+        }
+    }
+    let last = rounds() - 1;
+    for round in 0..rounds() {
+        for (i, build) in bench.builds.iter().enumerate() {
+            bench.light_load(build, i, seconds, 200, &mut report, round == last).await?;
+        }
+    }
+    for _ in 0..rounds() {
+        for (i, build) in bench.builds.iter().enumerate() {
+            bench.send_throughput(build, i, seconds.min(5), 4, &mut report).await?;
+            bench.burst(build, i, 10_000, &mut report).await?;
+        }
+    }
+    for _ in 0..rounds() {
+        for (i, build) in bench.builds.iter().enumerate() {
+            bench.noisy_neighbour(build, i, seconds, 200, &mut report).await?;
+        }
+    }
+    report.print(&bench.builds);
     bench.server.stop()?;
     Ok(())
 }
 
 impl Bench {
-    async fn drain(&self, n: u64, workers: usize) -> anyhow::Result<()> {
+    async fn drain(&self, build: &Build, i: usize, n: u64, workers: usize, report: &mut Report) -> anyhow::Result<()> {
         let wal_before = self.wal_lsn().await?;
-        self.client
+        build
+            .client
             .execute(
                 "INSERT INTO hookline.events (event_type, payload)
                  SELECT 'bench.drain', jsonb_build_object('n', n, 'padding', repeat('x', 100))
@@ -55,40 +86,48 @@ impl Bench {
                 &[&(n as i64)],
             )
             .await?;
-        let received_before = self.received.load(Ordering::Relaxed);
         let pg_cpu_before = self.postgres_cpu();
         let started = Instant::now();
-        let mut children = self.spawn_workers(workers);
-        self.settled().await?;
+        let mut children = self.spawn_workers(build, workers);
+        self.settled(build).await?;
         let elapsed = started.elapsed();
         let worker_cpu: f64 = children.iter().map(|c| cpu_seconds(c.id(), false)).sum();
         let pg_cpu = self.postgres_cpu() - pg_cpu_before;
         let wal = self.wal_lsn().await? - wal_before;
         stop(&mut children);
-        let delivered = self.received.load(Ordering::Relaxed) - received_before;
-        println!(
-            "drain, {workers} worker(s): {n} deliveries in {:.2} s = {:.0} deliveries/s (receiver saw {delivered})",
-            elapsed.as_secs_f64(),
-            n as f64 / elapsed.as_secs_f64()
+        report.add(
+            &format!("drain {n} queued, {workers} worker(s): deliveries/s"),
+            i,
+            n as f64 / elapsed.as_secs_f64(),
         );
-        println!(
-            "  CPU per 1,000 deliveries: {:.3} s (hookline {:.3} + PostgreSQL {:.3}); WAL per delivery: {} bytes",
+        report.add(
+            &format!("drain, {workers} worker(s): CPU-s per 1,000 deliveries (all processes)"),
+            i,
             (worker_cpu + pg_cpu) / n as f64 * 1000.0,
-            worker_cpu / n as f64 * 1000.0,
-            pg_cpu / n as f64 * 1000.0,
-            wal / n as i64
+        );
+        report.add(
+            &format!("drain, {workers} worker(s): WAL bytes per delivery (with the event)"),
+            i,
+            (wal / n as i64) as f64,
         );
         Ok(())
     }
 
-    async fn steady(&self, seconds: u64, workers: usize) -> anyhow::Result<()> {
-        let mut children = self.spawn_workers(workers);
+    async fn steady(
+        &self,
+        build: &Build,
+        i: usize,
+        seconds: u64,
+        workers: usize,
+        report: &mut Report,
+    ) -> anyhow::Result<()> {
+        let mut children = self.spawn_workers(build, workers);
         tokio::time::sleep(Duration::from_millis(500)).await;
         let deadline = Instant::now() + Duration::from_secs(seconds);
         let produced = Arc::new(AtomicU64::new(0));
         let mut producers = Vec::new();
         for _ in 0..2 {
-            let (client, connection) = tokio_postgres::connect(&self.url, NoTls).await?;
+            let (client, connection) = tokio_postgres::connect(&build.url, NoTls).await?;
             tokio::spawn(connection);
             let produced = produced.clone();
             producers.push(tokio::spawn(async move {
@@ -112,37 +151,73 @@ impl Bench {
         }
         let elapsed = started.elapsed();
         let delivered = self.received.load(Ordering::Relaxed) - received_before;
-        self.settled().await?;
+        self.settled(build).await?;
         stop(&mut children);
-        println!(
-            "steady, {workers} workers, 2 producers inserting 100-event batches: produced {:.0}/s, delivered {:.0}/s",
+        report.add(
+            "steady, 2 workers, 2 producers of 100-event batches: produced/s",
+            i,
             produced.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64(),
-            delivered as f64 / elapsed.as_secs_f64()
         );
+        report.add("steady: delivered/s", i, delivered as f64 / elapsed.as_secs_f64());
         Ok(())
     }
 
-    async fn latency(&self, seconds: u64, per_second: u64) -> anyhow::Result<()> {
-        let mut children = self.spawn_workers(1);
+    /// 200 events/s (one `hookline.send` per transaction) to one worker:
+    /// latency, CPU and PostgreSQL's statement time per delivery.
+    async fn light_load(
+        &self,
+        build: &Build,
+        i: usize,
+        seconds: u64,
+        per_second: u64,
+        report: &mut Report,
+        show_statements: bool,
+    ) -> anyhow::Result<()> {
+        let mut children = self.spawn_workers(build, 1);
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let committed = self.send_at_rate("bench.latency", seconds, per_second).await?;
-        self.settled().await?;
+        self.reset_statements().await?;
+        let pg_cpu_before = self.postgres_cpu();
+        let worker_cpu_before: f64 = children.iter().map(|c| cpu_seconds(c.id(), false)).sum();
+        let committed = self.send_at_rate(build, "bench.latency", seconds, per_second).await?;
+        self.settled(build).await?;
+        let worker_cpu = children.iter().map(|c| cpu_seconds(c.id(), false)).sum::<f64>() - worker_cpu_before;
+        let pg_cpu = self.postgres_cpu() - pg_cpu_before;
+        let statements = self.statements(build).await?;
         stop(&mut children);
+        let n = committed.len() as f64;
         let l = self.latencies(&committed);
-        println!(
-            "latency at {per_second} events/s (1 worker), commit → receipt over {} events: p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms",
-            l.count, l.p50, l.p95, l.p99
+        let figure = |what: &str| format!("{per_second} events/s, 1 worker: {what}");
+        report.add(&figure("commit → receipt p50 ms"), i, l.p50);
+        report.add(&figure("commit → receipt p95 ms"), i, l.p95);
+        report.add(&figure("commit → receipt p99 ms"), i, l.p99);
+        report.add(&figure("CPU-s per 1,000 deliveries (worker + PostgreSQL)"), i, (worker_cpu + pg_cpu) / n * 1000.0);
+        report.add(&figure("PostgreSQL statement ms per delivery (top level)"), i, statements.toplevel_ms() / n);
+        report.add(
+            &figure("top-level statements per delivery"),
+            i,
+            statements.all.iter().filter(|s| s.toplevel).map(|s| s.calls).sum::<i64>() as f64 / n,
         );
+        if show_statements {
+            statements.print_top(&format!("{} at {per_second} events/s", build.name), 12);
+            println!();
+        }
         Ok(())
     }
 
     /// A slow endpoint (10 s per request) with 1,000 deliveries queued, and
     /// a healthy one receiving `per_second` events: the healthy endpoint's
     /// commit → receipt latency while the slow one keeps its share busy.
-    async fn noisy_neighbour(&self, seconds: u64, per_second: u64) -> anyhow::Result<()> {
-        self.client.execute("UPDATE hookline.endpoints SET event_types = '{bench.*}'", &[]).await?;
-        let slow: uuid::Uuid = self
-            .client
+    async fn noisy_neighbour(
+        &self,
+        build: &Build,
+        i: usize,
+        seconds: u64,
+        per_second: u64,
+        report: &mut Report,
+    ) -> anyhow::Result<()> {
+        let client = &build.client;
+        client.execute("UPDATE hookline.endpoints SET event_types = '{bench.*}'", &[]).await?;
+        let slow: uuid::Uuid = client
             .query_one(
                 "INSERT INTO hookline.endpoints (url, description, event_types, timeout_ms)
                  VALUES ($1, 'bench: sleeps 10 s per request', '{noisy.*}', 30000) RETURNING id",
@@ -150,31 +225,22 @@ impl Bench {
             )
             .await?
             .get(0);
-        let mut children = self.spawn_workers_with(2, &[("HOOKLINE_SHUTDOWN_GRACE_S", "1")]);
+        let mut children = self.spawn_workers_with(build, 2, &[("HOOKLINE_SHUTDOWN_GRACE_S", "1")]);
         tokio::time::sleep(Duration::from_millis(500)).await;
-        self.client
+        client
             .execute(
                 "INSERT INTO hookline.events (event_type, payload) SELECT 'noisy.x', '{}' FROM generate_series(1, 1000)",
                 &[],
             )
             .await?;
-        let committed = self.send_at_rate("bench.healthy", seconds, per_second).await?;
+        let committed = self.send_at_rate(build, "bench.healthy", seconds, per_second).await?;
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let row = self.client.query_one("SELECT in_flight, held FROM hookline.queue_stats", &[]).await?;
-        let (in_flight, held): (i64, i64) = (row.get(0), row.get(1));
         stop(&mut children);
-        self.client.execute("DELETE FROM hookline.endpoints WHERE id = $1", &[&slow]).await?;
+        client.execute("DELETE FROM hookline.endpoints WHERE id = $1", &[&slow]).await?;
+        client.execute("UPDATE hookline.endpoints SET event_types = '{}'", &[]).await?;
         let l = self.latencies(&committed);
-        println!(
-            "noisy neighbour: 1,000 deliveries queued for an endpoint sleeping 10 s per request, 2 workers; \
-             the healthy endpoint at {per_second} events/s, commit → receipt over {} of {} events: \
-             p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms (then {in_flight} slow requests in flight, {held} held)",
-            l.count,
-            committed.len(),
-            l.p50,
-            l.p95,
-            l.p99
-        );
+        report.add("noisy neighbour (1,000 queued for a 10 s endpoint), healthy p50 ms", i, l.p50);
+        report.add("noisy neighbour: healthy p99 ms", i, l.p99);
         Ok(())
     }
 
@@ -182,12 +248,12 @@ impl Bench {
     /// `seconds`; returns each event id with the moment its commit returned.
     async fn send_at_rate(
         &self,
+        build: &Build,
         event_type: &str,
         seconds: u64,
         per_second: u64,
     ) -> anyhow::Result<Vec<(String, Instant)>> {
-        self.receipts.lock().unwrap().clear();
-        let (client, connection) = tokio_postgres::connect(&self.url, NoTls).await?;
+        let (client, connection) = tokio_postgres::connect(&build.url, NoTls).await?;
         tokio::spawn(connection);
         let send = client.prepare("SELECT hookline.send($1, '{\"hello\": \"world\"}')").await?;
         let mut committed = Vec::new();
@@ -200,32 +266,20 @@ impl Bench {
         Ok(committed)
     }
 
-    /// Commit → receipt percentiles (ms) of the events that arrived.
-    fn latencies(&self, committed: &[(String, Instant)]) -> Percentiles {
-        let receipts = self.receipts.lock().unwrap();
-        let mut latencies: Vec<f64> = committed
-            .iter()
-            .filter_map(|(id, at)| receipts.get(id).map(|r| r.saturating_duration_since(*at).as_secs_f64() * 1000.0))
-            .collect();
-        latencies.sort_by(f64::total_cmp);
-        let pct =
-            |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)));
-        Percentiles {
-            count: latencies.len(),
-            p50: pct(0.50).copied().unwrap_or(f64::NAN),
-            p95: pct(0.95).copied().unwrap_or(f64::NAN),
-            p99: pct(0.99).copied().unwrap_or(f64::NAN),
-        }
-    }
-
     /// Events/s from `connections` connections each running `sql` in its own
     /// transaction for `seconds`.
-    async fn per_transaction_rate(&self, sql: &str, seconds: u64, connections: usize) -> anyhow::Result<f64> {
+    async fn per_transaction_rate(
+        &self,
+        build: &Build,
+        sql: &str,
+        seconds: u64,
+        connections: usize,
+    ) -> anyhow::Result<f64> {
         let deadline = Instant::now() + Duration::from_secs(seconds);
         let done = Arc::new(AtomicU64::new(0));
         let mut tasks = Vec::new();
         for _ in 0..connections {
-            let (client, connection) = tokio_postgres::connect(&self.url, NoTls).await?;
+            let (client, connection) = tokio_postgres::connect(&build.url, NoTls).await?;
             tokio::spawn(connection);
             let (done, sql) = (done.clone(), sql.to_owned());
             tasks.push(tokio::spawn(async move {
@@ -243,35 +297,43 @@ impl Bench {
         Ok(done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
     }
 
-    async fn send_throughput(&self, seconds: u64, connections: usize) -> anyhow::Result<()> {
-        self.client
+    async fn send_throughput(
+        &self,
+        build: &Build,
+        i: usize,
+        seconds: u64,
+        connections: usize,
+        report: &mut Report,
+    ) -> anyhow::Result<()> {
+        build
+            .client
             .batch_execute("CREATE TABLE IF NOT EXISTS bench_plain (id bigserial PRIMARY KEY, payload jsonb)")
             .await?;
         let floor = self
             .per_transaction_rate(
+                build,
                 "INSERT INTO bench_plain (payload) VALUES ('{\"order_id\": 42}')",
                 seconds,
                 connections,
             )
             .await?;
         let send = "SELECT hookline.send('bench.send', '{\"order_id\": 42}')";
-        let quiet = self.per_transaction_rate(send, seconds, connections).await?;
+        let quiet = self.per_transaction_rate(build, send, seconds, connections).await?;
         // An idle worker makes every producer NOTIFY, which serialises commits.
-        self.client.execute("INSERT INTO hookline.idle_workers (worker_id) VALUES (gen_random_uuid())", &[]).await?;
-        let notifying = self.per_transaction_rate(send, seconds, connections).await?;
-        self.client.execute("DELETE FROM hookline.idle_workers", &[]).await?;
-        println!(
-            "hookline.send from {connections} connections, one event per transaction (fan-out 1): \
-             {quiet:.0} events/s while workers are busy, {notifying:.0} events/s while one is idle (NOTIFY); \
-             a plain one-row INSERT into a bare table: {floor:.0}/s"
-        );
+        build.client.execute("INSERT INTO hookline.idle_workers (worker_id) VALUES (gen_random_uuid())", &[]).await?;
+        let notifying = self.per_transaction_rate(build, send, seconds, connections).await?;
+        build.client.execute("DELETE FROM hookline.idle_workers", &[]).await?;
+        build.client.execute("DELETE FROM hookline.delivery_queue", &[]).await?;
+        report.add(&format!("hookline.send, {connections} connections, workers busy: events/s"), i, quiet);
+        report.add("hookline.send, a worker idle (NOTIFY): events/s", i, notifying);
+        report.add("(floor) a plain one-row INSERT into a bare table: /s", i, floor);
         Ok(())
     }
 
     /// A burst of 10,000 one-row INSERTs in one transaction wakes workers once.
-    async fn burst(&self, n: usize) -> anyhow::Result<()> {
-        self.client.execute("INSERT INTO hookline.idle_workers (worker_id) VALUES (gen_random_uuid())", &[]).await?;
-        let (mut client, connection) = tokio_postgres::connect(&self.url, NoTls).await?;
+    async fn burst(&self, build: &Build, i: usize, n: usize, report: &mut Report) -> anyhow::Result<()> {
+        build.client.execute("INSERT INTO hookline.idle_workers (worker_id) VALUES (gen_random_uuid())", &[]).await?;
+        let (mut client, connection) = tokio_postgres::connect(&build.url, NoTls).await?;
         tokio::spawn(connection);
         let started = Instant::now();
         let tx = client.transaction().await?;
@@ -282,20 +344,13 @@ impl Bench {
         }
         tx.commit().await?;
         let elapsed = started.elapsed();
-        self.client.execute("DELETE FROM hookline.idle_workers", &[]).await?;
-        self.client.execute("DELETE FROM hookline.delivery_queue", &[]).await?;
-        println!(
-            "burst: {n} one-row INSERTs in one transaction (one NOTIFY at commit): {:.0} ms, {:.1} µs per event",
-            elapsed.as_secs_f64() * 1000.0,
-            elapsed.as_secs_f64() * 1e6 / n as f64
+        build.client.execute("DELETE FROM hookline.idle_workers", &[]).await?;
+        build.client.execute("DELETE FROM hookline.delivery_queue", &[]).await?;
+        report.add(
+            &format!("burst of {n} one-row INSERTs in one transaction: µs per event"),
+            i,
+            elapsed.as_secs_f64() * 1e6 / n as f64,
         );
         Ok(())
     }
-}
-
-struct Percentiles {
-    count: usize,
-    p50: f64,
-    p95: f64,
-    p99: f64,
 }

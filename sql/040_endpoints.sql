@@ -4,11 +4,11 @@
 -- * updated_at follows every update;
 -- * disabling stamps disabled_at, publishes an `endpoint.disabled` event
 --   (source `hookline`) in the endpoint's tenant, and moves its waiting deliveries
---   (pending or held) to `dead` (reason in last_error) so the claim index
---   never has to skip them; `recover` can re-queue them later. Rows a worker
---   is claiming at that moment are skipped, not waited for (a claim may be
---   waiting on this endpoint's state row, which a completion disabling it
---   holds). Enabling clears the reason, the failure run and the circuit,
+--   (pending or held) to `dead` (reason in last_error, counted in
+--   rollup_deltas) so the claim index never has to skip them; `recover`
+--   can re-queue them later. Rows a worker is claiming at that moment are
+--   skipped, not waited for (a claim may be waiting on this endpoint's state
+--   row, which a completion disabling it holds). Enabling clears the reason, the failure run and the circuit,
 --   and releases rows a claim was holding meanwhile; a new rate limit
 --   restarts the endpoint's pacing.
 --   (The queue has no index on endpoint_id, to keep claims cheap: these rare
@@ -59,12 +59,19 @@ BEGIN
               FROM waiting AS w
              WHERE q.delivery_id = w.delivery_id
             RETURNING q.delivery_id
+        ),
+        history AS (
+            UPDATE hookline.deliveries
+               SET state = 'dead',
+                   last_error = 'endpoint disabled: ' || NEW.disabled_reason,
+                   completed_at = now()
+             WHERE id IN (SELECT delivery_id FROM parked) AND state = 'pending'
+            RETURNING tenant, event_type, created_at, attempts
         )
-        UPDATE hookline.deliveries
-           SET state = 'dead',
-               last_error = 'endpoint disabled: ' || NEW.disabled_reason,
-               completed_at = now()
-         WHERE id IN (SELECT delivery_id FROM parked);
+        INSERT INTO hookline.rollup_deltas (endpoint_id, tenant, event_type, created_hour, dead, finished_attempts)
+        SELECT NEW.id, h.tenant, h.event_type, date_trunc('hour', h.created_at, 'UTC'), count(*), sum(h.attempts)
+          FROM history AS h
+         GROUP BY 2, 3, 4;
         -- Tell whoever subscribes (an operator's endpoint, say).
         INSERT INTO hookline.events (tenant, event_type, payload, source)
         VALUES (NEW.tenant, 'endpoint.disabled',
@@ -98,10 +105,17 @@ LANGUAGE plpgsql AS $$
 BEGIN
     WITH removed AS (
         DELETE FROM hookline.delivery_queue WHERE endpoint_id = OLD.id RETURNING delivery_id, state
+    ),
+    history AS (
+        UPDATE hookline.deliveries
+           SET state = 'cancelled', last_error = 'endpoint deleted', completed_at = now()
+         WHERE id IN (SELECT delivery_id FROM removed WHERE state IN ('pending', 'held')) AND state = 'pending'
+        RETURNING tenant, event_type, created_at, attempts
     )
-    UPDATE hookline.deliveries
-       SET state = 'cancelled', last_error = 'endpoint deleted', completed_at = now()
-     WHERE id IN (SELECT delivery_id FROM removed WHERE state IN ('pending', 'held'));
+    INSERT INTO hookline.rollup_deltas (endpoint_id, tenant, event_type, created_hour, cancelled, finished_attempts)
+    SELECT OLD.id, h.tenant, h.event_type, date_trunc('hour', h.created_at, 'UTC'), count(*), sum(h.attempts)
+      FROM history AS h
+     GROUP BY 2, 3, 4;
     RETURN NULL;
 END
 $$;

@@ -1,7 +1,7 @@
 -- hookline.endpoint_stats_24h (SPEC §4): per endpoint, deliveries created in
 -- the last 24 hours by state, and attempt latency percentiles over the same
 -- window. The window is whole hours (24 to 25 hours back): it reads the
--- hourly rollups, 25 rows per endpoint, plus the open deliveries in the
+-- hourly rollups (with their pending deltas), 25 rows per endpoint, plus the open deliveries in the
 -- queue for `pending`. Cost: independent of history size (10 M deliveries:
 -- 2.9 s read from the history, now a few milliseconds; see the README).
 DROP VIEW IF EXISTS hookline.endpoint_stats_24h;
@@ -23,14 +23,14 @@ LEFT JOIN LATERAL (
     SELECT sum(r.succeeded)::bigint AS succeeded,
            sum(r.dead)::bigint      AS dead,
            sum(r.cancelled)::bigint AS cancelled
-      FROM hookline.endpoint_hourly AS r
+      FROM hookline.endpoint_hourly_live AS r
      WHERE r.endpoint_id = ep.id AND r.hour >= date_trunc('hour', now() - interval '24 hours', 'UTC')
 ) AS h ON true
 LEFT JOIN LATERAL (
     -- The day's histograms added bucket by bucket.
     SELECT hookline.histogram_percentiles(array_agg(b.n ORDER BY b.i), '{0.5,0.95,0.99}') AS percentiles
       FROM (SELECT t.i, sum(t.n)::bigint AS n
-              FROM hookline.endpoint_hourly AS r, unnest(r.latency) WITH ORDINALITY AS t(n, i)
+              FROM hookline.endpoint_hourly_live AS r, unnest(r.latency) WITH ORDINALITY AS t(n, i)
              WHERE r.endpoint_id = ep.id AND r.hour >= date_trunc('hour', now() - interval '24 hours', 'UTC')
              GROUP BY t.i) AS b
 ) AS l ON true

@@ -1,6 +1,7 @@
 -- hookline.delivery_stats_hourly (SPEC §4): per hour of creation, tenant and
 -- event type, how many deliveries are in each state and the mean attempts of
--- the finished ones. Reads the hourly rollup (hookline.event_type_hourly)
+-- the finished ones. Reads the hourly rollup (hookline.event_type_hourly,
+-- with its pending deltas)
 -- plus the open deliveries in the queue. Filter on `hour` (e.g.
 -- `WHERE hour >= now() - interval '7 days'`): it reaches both through their
 -- keys. Cost: independent of history size (a week over 10 M deliveries a
@@ -20,7 +21,7 @@ SELECT x.hour,
        END                                                                    AS mean_attempts
 FROM (
     SELECT r.hour, r.tenant, r.event_type, r.succeeded, r.dead, r.cancelled, r.attempts, 0 AS pending
-      FROM hookline.event_type_hourly AS r
+      FROM hookline.event_type_hourly_live AS r
     UNION ALL
     SELECT date_trunc('hour', d.created_at, 'UTC'), d.tenant, d.event_type, 0, 0, 0, 0, 1
       FROM hookline.delivery_queue AS q

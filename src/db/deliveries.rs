@@ -1,36 +1,43 @@
 //! The delivery queue: claim, complete, release.
 //!
-//! A worker claims due deliveries in one statement (state → `in_flight`, with
-//! a lease), commits, and only then makes HTTP requests with no transaction
-//! open. Completion is guarded by the lease owner, so a worker whose lease
-//! expired (and whose delivery was handed to another) cannot overwrite the
-//! newer outcome.
+//! A worker claims due deliveries in one statement (each gets a lease),
+//! commits, and only then makes HTTP requests with no transaction open.
+//! Completion is guarded by the lease owner and lease end, so a worker whose
+//! lease expired (and whose delivery was handed to another) cannot overwrite
+//! the newer outcome. The lifecycle's states and actions are the enums of
+//! [`crate::domain::delivery`], the same types as in PostgreSQL.
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
+use postgres_types::ToSql;
 use uuid::Uuid;
 
 use super::Result;
 use crate::config::CircuitSettings;
+use crate::domain::delivery::{DeliveryState, ErrorKind};
 
-/// Claims due deliveries for a worker, applying each endpoint's flow control
-/// (the worker's share, max_in_flight, the rate limit, the circuit breaker):
-/// see `sql/060_claim_deliveries.sql`. One round trip returns everything the
-/// requests need. The lease (the endpoint's timeout plus 5 s, capped) is
-/// stored as `next_attempt_at`, so an expired lease makes the delivery due again.
-pub const DELIVERY_CLAIM_DUE: &str = "
+/// The plain claim: one statement takes what endpoints without limits may
+/// send now, ends orphans, holds what stalled endpoints cannot take, keeps
+/// the idle registration, and hands back the candidates whose endpoints have
+/// limits. See the file for the whole story. Parameters: `$1` worker, `$2`
+/// free slots, `$3` candidates to scan, `$4` longest lease (s), `$5` the
+/// worker's share per endpoint, `$6`/`$7` busy endpoints and their room,
+/// `$8` stalled endpoints, `$9` the clock (NULL: now()), `$10` idle
+/// registration (true register, false deregister, NULL leave).
+pub const DELIVERY_CLAIM: &str = include_str!("statements/delivery_claim.sql");
+
+/// The flow-control claim of the candidates the plain claim found limited:
+/// see `sql/060_claim_deliveries.sql`.
+pub const DELIVERY_CLAIM_LIMITED: &str = "
 SELECT delivery_id, attempt, lease_until, event_id, event_type, event_created_at, payload,
        endpoint_id, url, http_method, headers, timeout_ms, retry_schedule, secret, previous_secret
-  FROM hookline.claim_deliveries($1, $2, $3, $4, $5, $6, $7, $8)";
+  FROM hookline.claim_limited($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
-/// Records a batch of outcomes in one round trip, only for deliveries still
-/// leased to the worker: queue, history, attempts, endpoint health, the
-/// circuit breaker, auto-disable, and the release of held deliveries as room
-/// appears: see `sql/070_complete_deliveries.sql`. Returns how many outcomes
-/// were still the worker's and how many held deliveries it released.
-pub const DELIVERY_COMPLETE_MANY: &str = "
-SELECT recorded, released
-  FROM hookline.complete_deliveries($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)";
+/// Records a batch of outcomes in one statement: see the file. Parameters:
+/// `$1` worker, `$2` the outcomes (`hookline.attempt_outcome[]`), `$3`
+/// failed attempts that open a circuit, `$4`/`$5` its first and longest
+/// cool-down (s), `$6` the clock (NULL: now()).
+pub const DELIVERY_COMPLETE: &str = include_str!("statements/delivery_complete.sql");
 
 /// Hands deliveries this worker still holds back to the queue (at shutdown),
 /// due at once and without counting the unfinished attempt; their slots in
@@ -49,7 +56,7 @@ WITH released AS (
 ),
 slots AS (
     UPDATE hookline.endpoint_state AS s
-       SET leases = hookline.lease_batches_end(s.leases, r.ended),
+       SET leases = hookline.lease_batches_end(s.leases, r.ended, now()),
            circuit_probe_until = CASE WHEN s.circuit_probe_until = ANY (r.ended) THEN NULL
                                       ELSE s.circuit_probe_until END
       FROM (SELECT endpoint_id, array_agg(lease_until) AS ended FROM released GROUP BY endpoint_id ORDER BY endpoint_id) AS r
@@ -79,12 +86,6 @@ woken AS (
 )
 SELECT (SELECT count(*) FROM released), (SELECT count(*) FROM woken)";
 
-/// Seconds until the next pending delivery falls due or a lease runs out, by
-/// the database's clock (NULL when the queue is empty; negative when overdue).
-pub const DELIVERY_SECONDS_UNTIL_NEXT_DUE: &str = "
-SELECT extract(epoch FROM min(next_attempt_at) - now())::float8
-  FROM hookline.delivery_queue WHERE state = 'pending'";
-
 /// A claimed delivery with its event and endpoint.
 #[derive(Debug, Clone)]
 pub struct Claimed {
@@ -106,6 +107,28 @@ pub struct Claimed {
     pub previous_secret: Option<String>,
 }
 
+impl From<&tokio_postgres::Row> for Claimed {
+    fn from(r: &tokio_postgres::Row) -> Self {
+        Claimed {
+            delivery_id: r.get(0),
+            attempt: r.get(1),
+            lease_until: r.get(2),
+            event_id: r.get(3),
+            event_type: r.get(4),
+            event_created_at: r.get(5),
+            payload_json: r.get(6),
+            endpoint_id: r.get(7),
+            url: r.get(8),
+            http_method: r.get(9),
+            headers: r.get(10),
+            timeout_ms: r.get(11),
+            retry_schedule: r.get(12),
+            secret: r.get(13),
+            previous_secret: r.get(14),
+        }
+    }
+}
+
 /// What a worker asks for when it claims.
 #[derive(Debug, Clone)]
 pub struct ClaimRequest<'a> {
@@ -123,15 +146,34 @@ pub struct ClaimRequest<'a> {
     /// Busy endpoints whose requests have stopped finishing: their waiting
     /// deliveries are held rather than left in front of everyone else's.
     pub stalled: &'a [Uuid],
+    /// The worker's entry in `hookline.idle_workers` after this claim:
+    /// registered, removed, or left as it is (`None`).
+    pub idle: Option<bool>,
+    /// The clock; `None` is the database's.
+    pub at: Option<DateTime<Utc>>,
 }
 
-pub async fn claim_due(db: &impl GenericClient, r: &ClaimRequest<'_>) -> Result<Vec<Claimed>> {
-    let count = |n: usize| n.min(i32::MAX as usize) as i32;
+/// What a plain claim found.
+#[derive(Debug, Clone, Default)]
+pub struct Claim {
+    pub deliveries: Vec<Claimed>,
+    /// Due candidates of endpoints with limits: for [`claim_limited`].
+    pub limited: Vec<Uuid>,
+    /// Seconds until the next pending delivery falls due (negative: overdue;
+    /// `None`: nothing pending).
+    pub next_due_s: Option<f64>,
+}
+
+fn count(n: usize) -> i32 {
+    n.min(i32::MAX as usize) as i32
+}
+
+pub async fn claim_due(db: &impl GenericClient, r: &ClaimRequest<'_>) -> Result<Claim> {
     let busy_ids: Vec<Uuid> = r.busy.iter().map(|(id, _)| *id).collect();
     let busy_room: Vec<i32> = r.busy.iter().map(|(_, room)| count(*room)).collect();
     let rows = db
         .query(
-            &db.prepare_cached(DELIVERY_CLAIM_DUE).await?,
+            &db.prepare_cached(DELIVERY_CLAIM).await?,
             &[
                 &r.worker,
                 &count(r.wanted),
@@ -141,48 +183,67 @@ pub async fn claim_due(db: &impl GenericClient, r: &ClaimRequest<'_>) -> Result<
                 &busy_ids,
                 &busy_room,
                 &r.stalled,
+                &r.at,
+                &r.idle,
             ],
         )
         .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| Claimed {
-            delivery_id: r.get(0),
-            attempt: r.get(1),
-            lease_until: r.get(2),
-            event_id: r.get(3),
-            event_type: r.get(4),
-            event_created_at: r.get(5),
-            payload_json: r.get(6),
-            endpoint_id: r.get(7),
-            url: r.get(8),
-            http_method: r.get(9),
-            headers: r.get(10),
-            timeout_ms: r.get(11),
-            retry_schedule: r.get(12),
-            secret: r.get(13),
-            previous_secret: r.get(14),
-        })
-        .collect())
+    let mut claim = Claim::default();
+    for row in &rows {
+        match row.get::<_, Option<Uuid>>(0) {
+            Some(_) => claim.deliveries.push(Claimed::from(row)),
+            None => {
+                claim.limited = row.get::<_, Option<Vec<Uuid>>>(15).unwrap_or_default();
+                claim.next_due_s = row.get(16);
+            }
+        }
+    }
+    Ok(claim)
 }
 
-/// The outcome of one attempt, ready to be written.
-#[derive(Debug, Clone)]
-pub struct Completion {
+/// Claims, of `candidates`, what their endpoints' limits allow, at most `r.wanted`.
+pub async fn claim_limited(db: &impl GenericClient, r: &ClaimRequest<'_>, candidates: &[Uuid]) -> Result<Vec<Claimed>> {
+    let busy_ids: Vec<Uuid> = r.busy.iter().map(|(id, _)| *id).collect();
+    let busy_room: Vec<i32> = r.busy.iter().map(|(_, room)| count(*room)).collect();
+    let rows = db
+        .query(
+            &db.prepare_cached(DELIVERY_CLAIM_LIMITED).await?,
+            &[
+                &r.worker,
+                &count(r.wanted),
+                &candidates,
+                &r.lease_max_s,
+                &count(r.share),
+                &busy_ids,
+                &busy_room,
+                &r.stalled,
+                &r.at,
+            ],
+        )
+        .await?;
+    Ok(rows.iter().map(Claimed::from).collect())
+}
+
+/// The outcome of one attempt, ready to be written: a
+/// `hookline.attempt_outcome`, field for field.
+#[derive(Debug, Clone, ToSql)]
+#[postgres(name = "attempt_outcome")]
+pub struct AttemptOutcome {
     pub delivery_id: Uuid,
     pub endpoint_id: Uuid,
     pub attempt: i32,
-    /// `succeeded`, `pending` (retry) or `dead`.
-    pub state: &'static str,
+    /// The lease the delivery was claimed with.
+    pub lease_until: DateTime<Utc>,
+    /// `Succeeded`, `Pending` (retry after `retry_in_s`) or `Dead`.
+    pub next_state: DeliveryState,
     pub retry_in_s: Option<f64>,
     pub started_at: DateTime<Utc>,
     pub duration_ms: i32,
     pub status_code: Option<i32>,
     pub response_headers: Option<serde_json::Value>,
     pub response_body: Option<String>,
-    pub error_kind: Option<&'static str>,
+    pub error_kind: Option<ErrorKind>,
     pub error: Option<String>,
-    pub lease_until: DateTime<Utc>,
     /// The attempt's verdict for the circuit breaker: the endpoint is down
     /// (`Some(true)`), answers (`Some(false)`), or neither.
     pub endpoint_down: Option<bool>,
@@ -198,52 +259,20 @@ pub struct Recorded {
     pub released: i64,
 }
 
-/// Writes a batch of completions.
+/// Writes a batch of outcomes; `at` is the clock (`None`: the database's).
 pub async fn complete_many(
     db: &impl GenericClient,
     worker: Uuid,
-    batch: &[&Completion],
+    batch: &[&AttemptOutcome],
     circuit: &CircuitSettings,
+    at: Option<DateTime<Utc>>,
 ) -> Result<Recorded> {
-    let ids: Vec<Uuid> = batch.iter().map(|c| c.delivery_id).collect();
-    let endpoints: Vec<Uuid> = batch.iter().map(|c| c.endpoint_id).collect();
-    let attempts: Vec<i32> = batch.iter().map(|c| c.attempt).collect();
-    let states: Vec<&str> = batch.iter().map(|c| c.state).collect();
-    let retry_in: Vec<Option<f64>> = batch.iter().map(|c| c.retry_in_s).collect();
-    let started: Vec<DateTime<Utc>> = batch.iter().map(|c| c.started_at).collect();
-    let durations: Vec<i32> = batch.iter().map(|c| c.duration_ms).collect();
-    let statuses: Vec<Option<i32>> = batch.iter().map(|c| c.status_code).collect();
-    let headers: Vec<Option<&serde_json::Value>> = batch.iter().map(|c| c.response_headers.as_ref()).collect();
-    let bodies: Vec<Option<&str>> = batch.iter().map(|c| c.response_body.as_deref()).collect();
-    let kinds: Vec<Option<&str>> = batch.iter().map(|c| c.error_kind).collect();
-    let errors: Vec<Option<&str>> = batch.iter().map(|c| c.error.as_deref()).collect();
-    let leases: Vec<DateTime<Utc>> = batch.iter().map(|c| c.lease_until).collect();
-    let down: Vec<Option<bool>> = batch.iter().map(|c| c.endpoint_down).collect();
     let failures = circuit.failures.min(i32::MAX as u32) as i32;
     let (cooldown_s, cooldown_max_s) = (circuit.cooldown.as_secs_f64(), circuit.cooldown_max.as_secs_f64());
     let row = db
         .query_one(
-            &db.prepare_cached(DELIVERY_COMPLETE_MANY).await?,
-            &[
-                &worker,
-                &ids,
-                &endpoints,
-                &attempts,
-                &states,
-                &retry_in,
-                &started,
-                &durations,
-                &statuses,
-                &headers,
-                &bodies,
-                &kinds,
-                &errors,
-                &leases,
-                &down,
-                &failures,
-                &cooldown_s,
-                &cooldown_max_s,
-            ],
+            &db.prepare_cached(DELIVERY_COMPLETE).await?,
+            &[&worker, &batch, &failures, &cooldown_s, &cooldown_max_s, &at],
         )
         .await?;
     Ok(Recorded { still_ours: row.get(0), released: row.get(1) })
@@ -257,10 +286,6 @@ pub async fn release_held(db: &impl GenericClient, endpoint: Uuid, at_most: i64)
     Ok(db.query_one(&db.prepare_cached(DELIVERY_RELEASE_HELD).await?, &[&endpoint, &at_most]).await?.get(0))
 }
 
-pub async fn seconds_until_next_due(db: &impl GenericClient) -> Result<Option<f64>> {
-    Ok(db.query_one(&db.prepare_cached(DELIVERY_SECONDS_UNTIL_NEXT_DUE).await?, &[]).await?.get(0))
-}
-
 // ---- The API's view of deliveries -------------------------------------------
 
 /// A delivery as the API shows it. `in_flight` is not stored: a pending
@@ -269,7 +294,7 @@ macro_rules! delivery_view {
     () => {
         "SELECT d.id, d.event_id, d.endpoint_id, d.tenant, d.event_type,
                 CASE WHEN d.state = 'pending' AND q.lease_owner IS NOT NULL AND q.next_attempt_at > now()
-                     THEN 'in_flight' ELSE d.state END AS state,
+                     THEN 'in_flight' ELSE d.state::text END AS state,
                 d.attempts,
                 CASE WHEN d.state = 'pending' AND (q.lease_owner IS NULL OR q.next_attempt_at <= now())
                      THEN q.next_attempt_at END AS next_attempt_at,
@@ -311,7 +336,7 @@ pub const DEAD_LETTER_LIST_PAGE: &str = concat!(
 );
 
 pub const ATTEMPTS_OF_DELIVERY: &str = "
-SELECT attempt, started_at, duration_ms, status_code, response_headers, response_body, error_kind, error, worker
+SELECT attempt, started_at, duration_ms, status_code, response_headers, response_body, error_kind::text, error, worker
   FROM hookline.attempts WHERE delivery_id = $1 ORDER BY attempt";
 
 /// Puts a delivery back in the queue, due now, unless a worker holds it or
@@ -321,7 +346,7 @@ SELECT attempt, started_at, duration_ms, status_code, response_headers, response
 /// history's count, so a finished delivery sent again keeps unique attempts.
 pub const DELIVERY_REQUEUE: &str = "
 WITH target AS (
-    SELECT d.id, d.event_id, d.endpoint_id, d.attempts, ep.enabled,
+    SELECT d.id, d.event_id, d.endpoint_id, d.attempts, d.state, d.tenant, d.event_type, d.created_at, ep.enabled,
            EXISTS (SELECT FROM hookline.events AS e WHERE e.id = d.event_id) AS has_event
       FROM hookline.deliveries AS d
       LEFT JOIN hookline.endpoints AS ep ON ep.id = d.endpoint_id
@@ -339,6 +364,16 @@ history AS (
     UPDATE hookline.deliveries AS d
        SET state = 'pending', completed_at = NULL
       FROM queued WHERE d.id = queued.delivery_id
+    RETURNING d.id
+),
+counted AS (
+    INSERT INTO hookline.rollup_deltas (endpoint_id, tenant, event_type, created_hour,
+                                        succeeded, dead, cancelled, finished_attempts)
+    SELECT t.endpoint_id, t.tenant, t.event_type, date_trunc('hour', t.created_at, 'UTC'),
+           o.succeeded, o.dead, o.cancelled, o.finished_attempts
+      FROM target AS t
+     CROSS JOIN LATERAL hookline.outcome_delta(t.state, 'pending', t.attempts, t.attempts) AS o
+     WHERE t.state <> 'pending' AND t.id IN (SELECT h.id FROM history AS h)
 )
 SELECT CASE WHEN t.enabled IS NULL THEN 'endpoint_deleted'
             WHEN NOT t.enabled THEN 'endpoint_disabled'
@@ -355,12 +390,28 @@ WITH removed AS (
     DELETE FROM hookline.delivery_queue
      WHERE delivery_id = $1 AND (lease_owner IS NULL OR next_attempt_at <= now())
     RETURNING delivery_id, attempts
+),
+before AS (
+    SELECT d.id, d.state, d.attempts, d.endpoint_id, d.tenant, d.event_type, d.created_at
+      FROM hookline.deliveries AS d WHERE d.id IN (SELECT r.delivery_id FROM removed AS r)
+),
+history AS (
+    UPDATE hookline.deliveries AS d
+       SET state = 'cancelled', completed_at = now(), last_error = coalesce(d.last_error, $2),
+           attempts = greatest(d.attempts, removed.attempts)
+      FROM removed WHERE d.id = removed.delivery_id
+    RETURNING d.id, d.attempts
+),
+counted AS (
+    INSERT INTO hookline.rollup_deltas (endpoint_id, tenant, event_type, created_hour,
+                                        succeeded, dead, cancelled, finished_attempts)
+    SELECT b.endpoint_id, b.tenant, b.event_type, date_trunc('hour', b.created_at, 'UTC'),
+           o.succeeded, o.dead, o.cancelled, o.finished_attempts
+      FROM before AS b
+      JOIN history AS h ON h.id = b.id
+     CROSS JOIN LATERAL hookline.outcome_delta(b.state, 'cancelled', b.attempts, h.attempts) AS o
 )
-UPDATE hookline.deliveries AS d
-   SET state = 'cancelled', completed_at = now(), last_error = coalesce(d.last_error, $2),
-       attempts = greatest(d.attempts, removed.attempts)
-  FROM removed WHERE d.id = removed.delivery_id
-RETURNING d.id";
+SELECT id FROM history";
 
 /// Re-queues the dead letters matching tenant `$1`, endpoint `$2`, type `$3`,
 /// window [`$4`, `$5`); returns how many.
@@ -382,7 +433,14 @@ WITH revived AS (
 history AS (
     UPDATE hookline.deliveries AS d
        SET state = 'pending', completed_at = NULL
-      FROM revived WHERE d.id = revived.delivery_id
+      FROM revived WHERE d.id = revived.delivery_id AND d.state = 'dead'
+    RETURNING d.endpoint_id, d.tenant, d.event_type, d.created_at, d.attempts
+),
+counted AS (
+    INSERT INTO hookline.rollup_deltas (endpoint_id, tenant, event_type, created_hour, dead, finished_attempts)
+    SELECT h.endpoint_id, h.tenant, h.event_type, date_trunc('hour', h.created_at, 'UTC'), -count(*), -sum(h.attempts)
+      FROM history AS h
+     GROUP BY 1, 2, 3, 4
 )
 SELECT count(*) FROM revived";
 

@@ -27,7 +27,7 @@ pub const METRICS_DELIVERIES_24H: &str = "
 WITH finished AS (
     SELECT coalesce(sum(succeeded), 0)::bigint AS succeeded, coalesce(sum(dead), 0)::bigint AS dead,
            coalesce(sum(cancelled), 0)::bigint AS cancelled
-      FROM hookline.event_type_hourly
+      FROM hookline.event_type_hourly_live
      WHERE hour >= date_trunc('hour', now() - interval '24 hours', 'UTC')
 ),
 open AS (

@@ -13,6 +13,7 @@ pub mod endpoints;
 pub mod events;
 pub mod metrics;
 pub mod migrate;
+pub mod rollups;
 pub mod sources;
 pub mod stats;
 pub mod tokens;

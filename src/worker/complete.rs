@@ -10,9 +10,9 @@ use uuid::Uuid;
 
 use super::dispatch::{Attempt, Outcome};
 use crate::config::{CircuitSettings, WorkerSettings};
-use crate::db::{self, deliveries::Claimed, deliveries::Completion};
+use crate::db::{self, deliveries::AttemptOutcome, deliveries::Claimed};
 use crate::domain::circuit::endpoint_down;
-use crate::domain::delivery::DeliveryState;
+use crate::domain::delivery::{DeliveryState, ErrorKind};
 use crate::domain::retry::{NextAttempt, RetrySchedule};
 
 /// Written per statement at most; larger backlogs take several.
@@ -21,7 +21,7 @@ const FLUSH_MAX: usize = 1000;
 /// What the flusher receives for one attempt.
 #[derive(Debug)]
 pub struct Finished {
-    pub completion: Completion,
+    pub outcome: AttemptOutcome,
     /// Set when the endpoint answered 410 Gone.
     pub disable_endpoint: bool,
 }
@@ -38,7 +38,7 @@ pub fn decide(delivery: &Claimed, attempt: Attempt, settings: &WorkerSettings, j
         Outcome::Gone => (
             DeliveryState::Dead,
             None,
-            Some(crate::domain::delivery::ErrorKind::HttpStatus),
+            Some(ErrorKind::HttpStatus),
             Some("410 Gone: endpoint disabled".to_owned()),
             true,
         ),
@@ -52,18 +52,18 @@ pub fn decide(delivery: &Claimed, attempt: Attempt, settings: &WorkerSettings, j
     };
     let status_code = attempt.status_code;
     Finished {
-        completion: Completion {
+        outcome: AttemptOutcome {
             delivery_id: delivery.delivery_id,
             endpoint_id: delivery.endpoint_id,
             attempt: delivery.attempt,
-            state: state.as_str(),
+            next_state: state,
             retry_in_s: retry_in.map(|d: Duration| d.as_secs_f64()),
             started_at: attempt.started_at,
             duration_ms: attempt.duration.as_millis().min(i32::MAX as u128) as i32,
             status_code: attempt.status_code.map(i32::from),
             response_headers: attempt.response_headers,
             response_body: attempt.response_body,
-            error_kind: error_kind.map(|k| k.as_str()),
+            error_kind,
             error,
             lease_until: delivery.lease_until,
             endpoint_down: endpoint_down(error_kind, status_code),
@@ -110,9 +110,9 @@ async fn write_until_done(flusher: &Flusher, batch: &[Finished]) {
             if let [one] = batch {
                 let stripped =
                     one.stripped(&format!("the database refused the response (SQLSTATE {sqlstate}); not recorded"));
-                tracing::warn!(error = %chain, delivery_id = %one.completion.delivery_id, "outcome refused: recording it without the response");
+                tracing::warn!(error = %chain, delivery_id = %one.outcome.delivery_id, "outcome refused: recording it without the response");
                 if let Err(error) = write(flusher, std::slice::from_ref(&stripped)).await {
-                    tracing::error!(error = %crate::telemetry::error_chain(&error), delivery_id = %one.completion.delivery_id, "outcome refused; the delivery will be retried when its lease expires");
+                    tracing::error!(error = %crate::telemetry::error_chain(&error), delivery_id = %one.outcome.delivery_id, "outcome refused; the delivery will be retried when its lease expires");
                 }
             } else {
                 tracing::warn!(error = %chain, size = batch.len(), "a batch of outcomes was refused: writing one by one");
@@ -131,9 +131,9 @@ async fn write_until_done(flusher: &Flusher, batch: &[Finished]) {
 impl Finished {
     /// The same decision, without what the receiver sent, and `why`.
     fn stripped(&self, why: &str) -> Finished {
-        let c = &self.completion;
+        let c = &self.outcome;
         Finished {
-            completion: Completion {
+            outcome: AttemptOutcome {
                 response_headers: None,
                 response_body: None,
                 error: Some(match &c.error {
@@ -158,8 +158,8 @@ fn data_error(error: &db::Error) -> Option<&str> {
 
 async fn write(flusher: &Flusher, batch: &[Finished]) -> db::Result<()> {
     let client = flusher.pool.get().await?;
-    let completions: Vec<&Completion> = batch.iter().map(|f| &f.completion).collect();
-    let recorded = db::deliveries::complete_many(&client, flusher.worker, &completions, &flusher.circuit).await?;
+    let outcomes: Vec<&AttemptOutcome> = batch.iter().map(|f| &f.outcome).collect();
+    let recorded = db::deliveries::complete_many(&client, flusher.worker, &outcomes, &flusher.circuit, None).await?;
     if recorded.still_ours < batch.len() as i64 {
         tracing::warn!(lost = batch.len() as i64 - recorded.still_ours, "leases expired before outcomes were recorded");
     }
@@ -167,8 +167,8 @@ async fn write(flusher: &Flusher, batch: &[Finished]) -> db::Result<()> {
         flusher.wake.notify_one();
     }
     for gone in batch.iter().filter(|f| f.disable_endpoint) {
-        if db::endpoints::disable(&client, gone.completion.endpoint_id, "410 Gone").await? {
-            tracing::warn!(endpoint_id = %gone.completion.endpoint_id, "endpoint answered 410 Gone: disabled");
+        if db::endpoints::disable(&client, gone.outcome.endpoint_id, "410 Gone").await? {
+            tracing::warn!(endpoint_id = %gone.outcome.endpoint_id, "endpoint answered 410 Gone: disabled");
         }
     }
     Ok(())

@@ -24,6 +24,7 @@
 pub mod complete;
 pub mod dispatch;
 pub mod net;
+pub mod presence;
 pub mod share;
 pub mod wake;
 
@@ -37,10 +38,11 @@ use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use crate::config::WorkerSettings;
-use crate::db::{self, deliveries::ClaimRequest};
+use crate::db::{self, deliveries::Claim, deliveries::ClaimRequest};
 use crate::telemetry::error_chain;
 use complete::{Finished, Flusher};
 use dispatch::Dispatcher;
+use presence::{Next, Presence};
 use share::Shares;
 
 /// Margin between the request timeout and the lease: time to record the outcome.
@@ -51,6 +53,10 @@ const IDLE_REFRESH: Duration = Duration::from_secs(60);
 /// Longest wait for an endpoint at its share to make room before claiming
 /// again: short, since other endpoints' deliveries may be waiting meanwhile.
 const SHARE_RECHECK: Duration = Duration::from_millis(10);
+/// Sleep at least this long when the next due delivery is overdue.
+const OVERDUE_RECHECK: Duration = Duration::from_millis(5);
+/// How often the worker folds the statistics' deltas into the rollups.
+const FOLD_EVERY: Duration = Duration::from_secs(1);
 /// How long a stopping worker waits for its outcomes to be written.
 const FLUSH_AT_SHUTDOWN: Duration = Duration::from_secs(10);
 
@@ -73,6 +79,7 @@ pub async fn run(
     let (finished_tx, finished_rx) = mpsc::channel(settings.concurrency * 2);
     let flusher = Flusher { pool: pool.clone(), worker: worker_id, circuit: settings.circuit, wake: wake.clone() };
     let flusher = tokio::spawn(complete::flush_loop(flusher, finished_rx));
+    let folder = tokio::spawn(fold_loop(pool.clone(), shutdown.clone()));
 
     let worker = Worker {
         id: worker_id,
@@ -111,8 +118,30 @@ pub async fn run(
         }
     }
     let _ = listener.await;
+    let _ = folder.await;
     tracing::info!(%worker_id, "worker stopped");
     Ok(())
+}
+
+/// Folds the statistics' deltas into the hourly rollups every second until
+/// shutdown (workers take turns; the views are exact either way, this keeps
+/// the deltas few).
+async fn fold_loop(pool: Pool, mut shutdown: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(FOLD_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let folded = match pool.get().await {
+            Ok(client) => db::rollups::fold(&client).await,
+            Err(error) => Err(error.into()),
+        };
+        if let Err(error) = folded {
+            tracing::warn!(error = %error_chain(&error), "could not fold statistics; retrying");
+        }
+    }
 }
 
 struct Worker {
@@ -129,16 +158,10 @@ struct Worker {
 
 impl Worker {
     /// Claims as many due deliveries as there are free request slots and
-    /// starts them; sleeps when nothing is due until a notification, the next
-    /// due retry, or the fallback poll, whichever comes first.
-    ///
-    /// Producers only NOTIFY while some worker is registered as idle (see
-    /// `hookline.idle_workers`), because notifying commits are serialised.
-    /// A worker leaves the registry while it is busy: on a full batch, and
-    /// after a notification brought work. A producer that looked just before
-    /// we registered may commit just after our last claim without notifying,
-    /// so right after registering we claim once more and then re-check at
-    /// growing intervals (5 ms, 10 ms, 20 ms, … up to the poll interval).
+    /// starts them; between claims it sleeps or claims again as
+    /// [`presence`] decides (the idle registry that producers' NOTIFYs
+    /// depend on), until a notification, the next due retry or lease end,
+    /// a re-check, or the fallback poll.
     async fn claim_loop(
         &self,
         requests: &mut JoinSet<()>,
@@ -147,10 +170,7 @@ impl Worker {
     ) {
         let slots = Arc::new(Semaphore::new(self.settings.concurrency));
         let mut backoff = Duration::from_millis(50);
-        let mut idle_since: Option<Instant> = None;
-        // Whether the last sleep ended with a notification.
-        let mut woken = false;
-        let mut registered_at = Instant::now();
+        let mut presence = Presence::new(Instant::now());
         while !*shutdown.borrow() {
             while requests.try_join_next().is_some() {}
             let first_slot = tokio::select! {
@@ -159,15 +179,16 @@ impl Worker {
             };
             let wanted = (slots.available_permits() + 1).min(self.settings.claim_batch);
             let limits = self.shares.limits(wanted, Instant::now());
-            let claimed = match self.claim(wanted, &limits).await {
-                Ok(claimed) => {
+            let intent = presence.intent();
+            let claim = match self.claim(wanted, &limits, intent).await {
+                Ok(claim) => {
                     backoff = Duration::from_millis(50);
-                    claimed
+                    claim
                 }
                 Err(error) => {
                     tracing::warn!(error = %error_chain(&error), retry_in = ?backoff, "claiming failed");
                     drop(first_slot);
-                    idle_since = None; // the registration may be gone with the database
+                    presence.forget();
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
                         _ = shutdown.changed() => {}
@@ -176,30 +197,9 @@ impl Worker {
                     continue;
                 }
             };
-            let got = claimed.len();
-            self.held.lock().expect("not poisoned").extend(claimed.iter().map(|d| d.delivery_id));
-            let mut first_slot = Some(first_slot);
-            for delivery in claimed {
-                let slot = match first_slot.take() {
-                    Some(slot) => slot,
-                    None => slots.clone().try_acquire_owned().expect("claimed no more than the free slots"),
-                };
-                let (dispatcher, settings, finished) =
-                    (self.dispatcher.clone(), self.settings.clone(), finished.clone());
-                let (held, shares) = (self.held.clone(), self.shares.clone());
-                shares.started(delivery.endpoint_id);
-                requests.spawn(async move {
-                    let attempt = dispatcher.attempt(&delivery).await;
-                    shares.finished(delivery.endpoint_id, attempt.duration);
-                    let jitter = rand::random_range(-1.0..=1.0);
-                    let outcome = complete::decide(&delivery, attempt, &settings, jitter);
-                    if finished.send(outcome).await.is_ok() {
-                        held.lock().expect("not poisoned").remove(&delivery.delivery_id);
-                    }
-                    drop(slot);
-                });
-            }
-            drop(first_slot);
+            let got = claim.deliveries.len();
+            self.start_requests(claim.deliveries, first_slot, &slots, requests, &finished);
+            let next = presence.after_claim(intent, got, wanted, Instant::now());
             if got < wanted && limits.full_and_moving {
                 // What is due is likely that endpoint's backlog: claim again
                 // when its requests have made room, not in vain right now.
@@ -209,50 +209,82 @@ impl Worker {
                 }
                 continue;
             }
-            if got == wanted || (woken && got > 0) {
-                // Busy: producers need not wake us until we are idle again.
-                // (After a notification the claim went first, for latency.)
-                woken = false;
-                if idle_since.take().is_some() {
-                    self.set_idle(false).await;
-                }
+            if next == Next::ClaimAgain {
                 continue;
             }
-            if idle_since.is_none() {
-                idle_since = Some(Instant::now());
-                registered_at = Instant::now();
-                self.set_idle(true).await;
-                continue; // claim once more: see the doc comment
+            if presence.registered_for(Instant::now()) > IDLE_REFRESH {
+                presence.refreshed(Instant::now());
+                self.refresh_idle().await;
             }
-            if registered_at.elapsed() > IDLE_REFRESH {
-                registered_at = Instant::now();
-                self.set_idle(true).await;
-            }
-            let recheck = idle_since.map_or(Duration::ZERO, |since| since.elapsed()).max(Duration::from_millis(5));
-            woken = self.sleep_until_due(recheck, &mut shutdown).await;
+            self.sleep_until_due(&presence, claim.next_due_s, &mut shutdown).await;
         }
-        if idle_since.is_some() {
-            self.set_idle(false).await;
+        if presence.registered() {
+            self.deregister_idle().await;
         }
     }
 
-    async fn set_idle(&self, idle: bool) {
+    /// Starts a request for each claimed delivery, the first in `first_slot`.
+    fn start_requests(
+        &self,
+        deliveries: Vec<db::deliveries::Claimed>,
+        first_slot: tokio::sync::OwnedSemaphorePermit,
+        slots: &Arc<Semaphore>,
+        requests: &mut JoinSet<()>,
+        finished: &mpsc::Sender<Finished>,
+    ) {
+        self.held.lock().expect("not poisoned").extend(deliveries.iter().map(|d| d.delivery_id));
+        let mut first_slot = Some(first_slot);
+        for delivery in deliveries {
+            let slot = match first_slot.take() {
+                Some(slot) => slot,
+                None => slots.clone().try_acquire_owned().expect("claimed no more than the free slots"),
+            };
+            let (dispatcher, settings, finished) = (self.dispatcher.clone(), self.settings.clone(), finished.clone());
+            let (held, shares) = (self.held.clone(), self.shares.clone());
+            shares.started(delivery.endpoint_id);
+            requests.spawn(async move {
+                let attempt = dispatcher.attempt(&delivery).await;
+                shares.finished(delivery.endpoint_id, attempt.duration);
+                let jitter = rand::random_range(-1.0..=1.0);
+                let outcome = complete::decide(&delivery, attempt, &settings, jitter);
+                if finished.send(outcome).await.is_ok() {
+                    held.lock().expect("not poisoned").remove(&delivery.delivery_id);
+                }
+                drop(slot);
+            });
+        }
+    }
+
+    /// Refreshes the idle entry (so it is not mistaken for a dead worker's)
+    /// and removes those of workers that died while idle.
+    async fn refresh_idle(&self) {
         let result = match self.pool.get().await {
-            Ok(client) if idle => {
+            Ok(client) => {
                 let _ = db::workers::forget_stale(&client).await;
                 db::workers::register_idle(&client, self.id).await
             }
+            Err(error) => Err(error.into()),
+        };
+        if let Err(error) = result {
+            tracing::warn!(error = %error_chain(&error), "could not refresh idleness");
+        }
+    }
+
+    async fn deregister_idle(&self) {
+        let result = match self.pool.get().await {
             Ok(client) => db::workers::deregister_idle(&client, self.id).await,
             Err(error) => Err(error.into()),
         };
         if let Err(error) = result {
-            tracing::warn!(error = %error_chain(&error), idle, "could not record idleness");
+            tracing::warn!(error = %error_chain(&error), "could not leave the idle registry");
         }
     }
 
-    async fn claim(&self, wanted: usize, limits: &share::Limits) -> db::Result<Vec<db::deliveries::Claimed>> {
+    /// The plain claim, then, for the candidates it found limited and while
+    /// slots remain, the flow-control claim.
+    async fn claim(&self, wanted: usize, limits: &share::Limits, idle: Option<bool>) -> db::Result<Claim> {
         let client = self.pool.get().await?;
-        let request = ClaimRequest {
+        let mut request = ClaimRequest {
             worker: self.id,
             wanted,
             scan: limits.scan,
@@ -260,8 +292,15 @@ impl Worker {
             share: self.shares.share(),
             busy: &limits.busy,
             stalled: &limits.stalled,
+            idle,
+            at: None,
         };
-        let claimed = db::deliveries::claim_due(&client, &request).await?;
+        let mut claim = db::deliveries::claim_due(&client, &request).await?;
+        if !claim.limited.is_empty() && claim.deliveries.len() < wanted {
+            request.wanted = wanted - claim.deliveries.len();
+            let limited = db::deliveries::claim_limited(&client, &request, &claim.limited).await?;
+            claim.deliveries.extend(limited);
+        }
         // A stalled endpoint's deliveries may have been held just as its last
         // requests finished: their completions, written meanwhile, could not
         // see those rows to release them, and nothing else of it is in flight.
@@ -270,23 +309,30 @@ impl Worker {
                 db::deliveries::release_held(&client, *endpoint, self.shares.share() as i64).await?;
             }
         }
-        Ok(claimed)
+        Ok(claim)
     }
 
-    /// Sleeps until a notification, the next due delivery, `recheck`, or the
-    /// poll interval, whichever comes first.
-    /// Returns whether a notification ended the sleep.
-    async fn sleep_until_due(&self, recheck: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
-        let poll = self.settings.poll_interval.min(recheck);
-        let until_due = match self.pool.get().await {
-            Ok(client) => db::deliveries::seconds_until_next_due(&client).await.ok().flatten(),
-            Err(_) => None,
-        };
-        let nap = until_due.map_or(poll, |s| Duration::from_secs_f64(s.max(0.0)).min(poll));
+    /// Sleeps until a notification, the next due delivery, a re-check of a
+    /// fresh registration, or the poll interval, whichever comes first.
+    async fn sleep_until_due(
+        &self,
+        presence: &Presence,
+        next_due_s: Option<f64>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) {
+        let mut nap = self.settings.poll_interval;
+        if let Some(recheck) = presence.recheck_within(Instant::now(), self.settings.poll_interval) {
+            nap = nap.min(recheck);
+        }
+        if let Some(due) = next_due_s {
+            // Overdue rows are mostly other workers' claims in progress: not
+            // worth claiming again at once.
+            nap = nap.min(Duration::from_secs_f64(due.max(OVERDUE_RECHECK.as_secs_f64())));
+        }
         tokio::select! {
-            _ = self.wake.notified() => true,
-            _ = tokio::time::sleep(nap) => false,
-            _ = shutdown.changed() => false,
+            _ = self.wake.notified() => {}
+            _ = tokio::time::sleep(nap) => {}
+            _ = shutdown.changed() => {}
         }
     }
 }

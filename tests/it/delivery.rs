@@ -48,7 +48,7 @@ async fn a_sent_event_arrives_signed_in_the_standard_webhooks_envelope() {
     let delivery = eventually(WAIT, "the delivery to be recorded", || async {
         let row = client
             .query_one(
-                "SELECT state, attempts, last_status_code, completed_at IS NOT NULL FROM hookline.deliveries",
+                "SELECT state::text, attempts, last_status_code, completed_at IS NOT NULL FROM hookline.deliveries",
                 &[],
             )
             .await
@@ -60,7 +60,7 @@ async fn a_sent_event_arrives_signed_in_the_standard_webhooks_envelope() {
     assert_eq!(delivery.get::<_, Option<i32>>(2), Some(200));
     assert!(delivery.get::<_, bool>(3));
     let attempt = client
-        .query_one("SELECT attempt, status_code, error_kind, response_body FROM hookline.attempts", &[])
+        .query_one("SELECT attempt, status_code, error_kind::text, response_body FROM hookline.attempts", &[])
         .await
         .unwrap();
     assert_eq!(attempt.get::<_, i32>(0), 1);
@@ -136,7 +136,7 @@ async fn private_addresses_are_refused_unless_allowed() {
     let client = db.client().await;
     let kinds: Vec<String> = eventually(WAIT, "both deliveries to die", || async {
         let rows = client
-            .query("SELECT a.error_kind FROM hookline.attempts a JOIN hookline.deliveries d ON d.id = a.delivery_id WHERE d.state = 'dead'", &[])
+            .query("SELECT a.error_kind::text FROM hookline.attempts a JOIN hookline.deliveries d ON d.id = a.delivery_id WHERE d.state = 'dead'", &[])
             .await
             .unwrap();
         (rows.len() == 2).then(|| rows.iter().map(|r| r.get(0)).collect())

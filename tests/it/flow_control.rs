@@ -7,7 +7,6 @@ use chrono::{DateTime, Utc};
 use hookline::config::CircuitSettings;
 use uuid::Uuid;
 
-
 use crate::support::api::TestApi;
 use crate::support::receiver::{Reply, TestReceiver};
 use crate::support::worker::{RunningWorker, WorkerSettings, spawn_process, test_settings};
@@ -143,7 +142,7 @@ async fn the_circuit_moves_between_states_as_attempts_come_back() {
         let row = client
             .query_one(
                 "SELECT next_state, next_run, next_cooldown_s, next_retry_at > now(), next_probe_until
-                   FROM hookline.circuit_after($1, $2, $3, NULL, now(), $4, $5, $6, 3, 10, 40)",
+                   FROM hookline.circuit_after($1, $2, $3, NULL, now(), $4, $5, $6, 3, 10, 40, now())",
                 &[&state, &run, &cooldown, &downs, &ups, &since],
             )
             .await
@@ -219,7 +218,7 @@ async fn max_in_flight_holds_across_two_workers() {
     let leases: i32 = db
         .client()
         .await
-        .query_one("SELECT hookline.lease_batches_live(leases) FROM hookline.endpoint_state", &[])
+        .query_one("SELECT hookline.lease_batches_live(leases, now()) FROM hookline.endpoint_state", &[])
         .await
         .unwrap()
         .get(0);

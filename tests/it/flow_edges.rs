@@ -4,50 +4,15 @@
 //! claim, a due probe stopped by max_in_flight, stragglers of a tripped
 //! circuit, sessions in other time zones.
 
-use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use crate::support::drive::{claim, complete};
 use crate::support::{NewEndpoint, count, db::TestDb};
-
-const CLAIM: &str = "SELECT delivery_id, attempt, lease_until
-                       FROM hookline.claim_deliveries($1, 10, 10, 60, 10, '{}', '{}', '{}')";
-
-/// Completes one delivery as the worker would, with `status` (200 or 503).
-const COMPLETE: &str = "
-SELECT recorded FROM hookline.complete_deliveries(
-    $1, ARRAY[$2::uuid], ARRAY[$3::uuid], ARRAY[$4::int], ARRAY[$5::text], ARRAY[0.05::float8],
-    ARRAY[now()], ARRAY[3], ARRAY[$6::int], ARRAY['{}'::jsonb], ARRAY['x'], ARRAY[$7::text], ARRAY[NULL::text],
-    ARRAY[$8::timestamptz], ARRAY[$9::boolean], 3, 10, 600)";
-
-struct Claim {
-    delivery: Uuid,
-    attempt: i32,
-    lease_until: DateTime<Utc>,
-}
-
-async fn claim(db: &TestDb, worker: Uuid) -> Vec<Claim> {
-    let rows = db.client().await.query(CLAIM, &[&worker]).await.unwrap();
-    rows.iter().map(|r| Claim { delivery: r.get(0), attempt: r.get(1), lease_until: r.get(2) }).collect()
-}
-
-async fn complete(db: &TestDb, worker: Uuid, endpoint: Uuid, c: &Claim, status: i32) -> i64 {
-    let (state, kind, down) =
-        if status == 200 { ("succeeded", None, false) } else { ("pending", Some("http_status"), true) };
-    db.client()
-        .await
-        .query_one(
-            COMPLETE,
-            &[&worker, &c.delivery, &endpoint, &c.attempt, &state, &status, &kind, &c.lease_until, &down],
-        )
-        .await
-        .unwrap()
-        .get(0)
-}
 
 #[tokio::test]
 async fn a_late_outcome_never_overwrites_a_newer_claim_of_the_same_delivery() {
     let db = TestDb::new().await;
-    let endpoint = NewEndpoint { max_in_flight: Some(1), ..Default::default() }.insert(&db).await;
+    NewEndpoint { max_in_flight: Some(1), ..Default::default() }.insert(&db).await;
     let client = db.client().await;
     client.execute("SELECT hookline.send('a.b', '{}')", &[]).await.unwrap();
     let worker = Uuid::now_v7();
@@ -61,13 +26,16 @@ async fn a_late_outcome_never_overwrites_a_newer_claim_of_the_same_delivery() {
         .await
         .unwrap();
     let second = claim(&db, worker).await.pop().unwrap();
-    assert_eq!((second.delivery, second.attempt), (first.delivery, 2));
+    assert_eq!((second.delivery_id, second.attempt), (first.delivery_id, 2));
 
-    assert_eq!(complete(&db, worker, endpoint, &first, 503).await, 0, "attempt 1's outcome is not ours any more");
+    assert_eq!(complete(&db, worker, &first, 503).await, 0, "attempt 1's outcome is not ours any more");
     assert_eq!(count(&db, "SELECT count(*) FROM hookline.delivery_queue WHERE lease_owner IS NOT NULL").await, 1);
-    assert_eq!(complete(&db, worker, endpoint, &second, 200).await, 1);
+    assert_eq!(complete(&db, worker, &second, 200).await, 1);
     assert_eq!(count(&db, "SELECT count(*) FROM hookline.deliveries WHERE state = 'succeeded'").await, 1);
-    assert_eq!(count(&db, "SELECT hookline.lease_batches_live(leases)::bigint FROM hookline.endpoint_state").await, 0);
+    assert_eq!(
+        count(&db, "SELECT hookline.lease_batches_live(leases, now())::bigint FROM hookline.endpoint_state").await,
+        0
+    );
     assert_eq!(count(&db, "SELECT count(*) FROM hookline.attempts").await, 2, "both attempts were made");
 }
 
@@ -90,7 +58,7 @@ async fn a_probe_handed_back_at_shutdown_is_not_waited_for() {
     assert_eq!(probe.len(), 1, "one probe");
     assert_eq!(count(&db, "SELECT count(*) FROM hookline.delivery_queue WHERE state = 'held'").await, 2);
 
-    let ids = vec![probe[0].delivery];
+    let ids = vec![probe[0].delivery_id];
     client.query_one(hookline::db::deliveries::DELIVERY_RELEASE, &[&ids, &worker]).await.unwrap();
     let again = claim(&db, Uuid::now_v7()).await;
     assert_eq!(again.len(), 1, "the handed-back probe goes again instead of waiting for its old lease");
@@ -108,7 +76,7 @@ async fn rows_of_an_endpoint_disabled_behind_a_claim_are_parked_not_sent() {
     client.batch_execute("ALTER TABLE hookline.endpoints ENABLE TRIGGER endpoints_after_write").await.unwrap();
 
     assert!(claim(&db, Uuid::now_v7()).await.is_empty(), "nothing goes to a disabled endpoint");
-    let row = client.query_one("SELECT state, last_error FROM hookline.deliveries", &[]).await.unwrap();
+    let row = client.query_one("SELECT state::text, last_error FROM hookline.deliveries", &[]).await.unwrap();
     assert_eq!((row.get::<_, String>(0), row.get::<_, String>(1)), ("dead".into(), "endpoint disabled: gone".into()));
     assert_eq!(count(&db, "SELECT count(*) FROM hookline.delivery_queue WHERE state = 'dead'").await, 1);
     let dead: i64 = client
@@ -150,7 +118,7 @@ async fn a_due_probe_stopped_by_max_in_flight_neither_spins_nor_blocks_the_queue
 #[tokio::test]
 async fn only_the_probe_decides_a_half_open_circuit() {
     let db = TestDb::new().await;
-    let endpoint = NewEndpoint::default().insert(&db).await;
+    NewEndpoint::default().insert(&db).await;
     let client = db.client().await;
     client.execute("SELECT hookline.send('a.b', '{}') FROM generate_series(1, 2)", &[]).await.unwrap();
     let worker = Uuid::now_v7();
@@ -170,9 +138,9 @@ async fn only_the_probe_decides_a_half_open_circuit() {
             .unwrap();
         (r.get::<_, String>(0), r.get::<_, bool>(1))
     };
-    complete(&db, worker, endpoint, &stragglers[0], 503).await;
+    complete(&db, worker, &stragglers[0], 503).await;
     assert_eq!(state().await, ("half_open".into(), true), "a straggler's failure is no verdict");
-    complete(&db, worker, endpoint, &stragglers[1], 200).await;
+    complete(&db, worker, &stragglers[1], 200).await;
     assert_eq!(state().await, ("half_open".into(), true), "nor is its success");
 }
 
@@ -183,14 +151,9 @@ async fn rollup_hours_are_utc_whatever_the_session_time_zone() {
     let client = db.connect().await;
     client.batch_execute("SET TIME ZONE 'Asia/Kolkata'").await.unwrap();
     client.execute("SELECT hookline.send('a.b', '{}')", &[]).await.unwrap();
-    client
-        .execute(
-            "WITH q AS (DELETE FROM hookline.delivery_queue RETURNING delivery_id)
-             UPDATE hookline.deliveries SET state = 'cancelled' WHERE id IN (SELECT delivery_id FROM q)",
-            &[],
-        )
-        .await
-        .unwrap();
+    let id: Uuid = client.query_one("SELECT id FROM hookline.deliveries", &[]).await.unwrap().get(0);
+    client.query(hookline::db::deliveries::DELIVERY_CANCEL, &[&id, &"cancelled"]).await.unwrap();
+    client.query(hookline::db::rollups::ROLLUP_FOLD, &[&1i64]).await.unwrap();
     let on_the_hour = count(
         &db,
         "SELECT count(*) FROM hookline.event_type_hourly

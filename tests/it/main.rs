@@ -12,6 +12,7 @@ mod flow_edges;
 mod guard_api;
 mod guard_delivery;
 mod inbound;
+mod lifecycle;
 mod openapi;
 mod producer;
 mod resilience;

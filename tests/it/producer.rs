@@ -193,7 +193,7 @@ async fn disabling_an_endpoint_moves_its_queue_to_dead_letters() {
         )
         .await
         .unwrap();
-    let row = client.query_one("SELECT state, last_error FROM hookline.deliveries", &[]).await.unwrap();
+    let row = client.query_one("SELECT state::text, last_error FROM hookline.deliveries", &[]).await.unwrap();
     assert_eq!(row.get::<_, String>(0), "dead");
     assert_eq!(row.get::<_, String>(1), "endpoint disabled: maintenance");
     let disabled_at_set: bool =

@@ -63,7 +63,8 @@ async fn a_killed_worker_loses_nothing_its_lease_expires_and_another_delivers() 
     let got = receiver.wait_for(2, WAIT).await;
     assert_eq!(got[0].header("webhook-id"), got[1].header("webhook-id"));
     let (state, attempts) = eventually(WAIT, "the redelivery to be recorded", || async {
-        let row = db.client().await.query_one("SELECT state, attempts FROM hookline.deliveries", &[]).await.unwrap();
+        let row =
+            db.client().await.query_one("SELECT state::text, attempts FROM hookline.deliveries", &[]).await.unwrap();
         let state: String = row.get(0);
         (state == "succeeded").then(|| (state, row.get::<_, i32>(1)))
     })

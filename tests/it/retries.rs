@@ -9,7 +9,7 @@ use crate::support::{NewEndpoint, count, db::TestDb, eventually};
 const WAIT: Duration = Duration::from_secs(15);
 
 async fn delivery_state(db: &TestDb) -> (String, i32) {
-    let row = db.client().await.query_one("SELECT state, attempts FROM hookline.deliveries", &[]).await.unwrap();
+    let row = db.client().await.query_one("SELECT state::text, attempts FROM hookline.deliveries", &[]).await.unwrap();
     (row.get(0), row.get(1))
 }
 
@@ -45,7 +45,7 @@ async fn failures_are_retried_on_schedule_until_success() {
     let attempts = db
         .client()
         .await
-        .query("SELECT attempt, status_code, error_kind FROM hookline.attempts ORDER BY attempt", &[])
+        .query("SELECT attempt, status_code, error_kind::text FROM hookline.attempts ORDER BY attempt", &[])
         .await
         .unwrap();
     let summary: Vec<(i32, Option<i32>, Option<String>)> =
@@ -162,7 +162,7 @@ async fn a_timeout_is_recorded_as_such_and_retried() {
     let kind: Option<String> = db
         .client()
         .await
-        .query_one("SELECT error_kind FROM hookline.attempts WHERE attempt = 1", &[])
+        .query_one("SELECT error_kind::text FROM hookline.attempts WHERE attempt = 1", &[])
         .await
         .unwrap()
         .get(0);

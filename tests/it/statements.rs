@@ -10,10 +10,12 @@ async fn every_named_statement_prepares() {
     let db = TestDb::new().await;
     let client = db.client().await;
     let statements = [
-        ("DELIVERY_CLAIM_DUE", deliveries::DELIVERY_CLAIM_DUE),
-        ("DELIVERY_COMPLETE_MANY", deliveries::DELIVERY_COMPLETE_MANY),
+        ("DELIVERY_CLAIM", deliveries::DELIVERY_CLAIM),
+        ("DELIVERY_CLAIM_LIMITED", deliveries::DELIVERY_CLAIM_LIMITED),
+        ("DELIVERY_COMPLETE", deliveries::DELIVERY_COMPLETE),
         ("DELIVERY_RELEASE", deliveries::DELIVERY_RELEASE),
-        ("DELIVERY_SECONDS_UNTIL_NEXT_DUE", deliveries::DELIVERY_SECONDS_UNTIL_NEXT_DUE),
+        ("DELIVERY_RELEASE_HELD", deliveries::DELIVERY_RELEASE_HELD),
+        ("ROLLUP_FOLD", hookline::db::rollups::ROLLUP_FOLD),
         ("ENDPOINT_DISABLE", endpoints::ENDPOINT_DISABLE),
         ("ENDPOINT_INSERT_MINIMAL", endpoints::ENDPOINT_INSERT_MINIMAL),
         ("ENDPOINT_FIND_BY_DESCRIPTION", endpoints::ENDPOINT_FIND_BY_DESCRIPTION),
@@ -47,8 +49,8 @@ async fn every_named_statement_prepares() {
     }
 }
 
-/// The claim is a PL/pgSQL function, so plain EXPLAIN cannot see inside it:
-/// auto_explain reports the plans of its statements as notices instead.
+/// The claim is one statement: auto_explain reports its plan (and those of
+/// the functions it calls) as notices.
 #[tokio::test]
 async fn the_claim_reads_the_due_index() {
     let db = TestDb::new().await;
@@ -73,11 +75,26 @@ async fn the_claim_reads_the_due_index() {
         )
         .await
         .unwrap();
-    let claimed = client
-        .query("SELECT * FROM hookline.claim_deliveries(gen_random_uuid(), 10, 10, 60, 10, '{}', '{}', '{}')", &[])
+    let none: Vec<uuid::Uuid> = vec![];
+    let rows = client
+        .query(
+            deliveries::DELIVERY_CLAIM,
+            &[
+                &uuid::Uuid::now_v7(),
+                &10i32,
+                &10i32,
+                &60.0f64,
+                &10i32,
+                &none,
+                &Vec::<i32>::new(),
+                &none,
+                &None::<chrono::DateTime<chrono::Utc>>,
+                &None::<bool>,
+            ],
+        )
         .await
         .unwrap();
-    assert_eq!(claimed.len(), 1);
+    assert_eq!(rows.len(), 2, "one claimed, and the summary row");
     drop(client);
     let mut plans = String::new();
     while let Some(notice) = notices.recv().await {

@@ -2,6 +2,14 @@
 
 use std::time::Duration;
 
+use chrono::Utc;
+use hookline::db::deliveries::AttemptOutcome;
+use hookline::domain::delivery::DeliveryState;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::support::api::TestApi;
+use crate::support::drive::{claim_at, complete_at, outcome};
 use crate::support::receiver::{Reply, TestReceiver};
 use crate::support::worker::{RunningWorker, test_settings};
 use crate::support::{NewEndpoint, count, db::TestDb, eventually};
@@ -108,12 +116,13 @@ async fn uuid_v7_floor_bounds_ids_by_creation_time() {
     assert!(row.get::<_, bool>(0) && row.get::<_, bool>(1));
 }
 
-/// The views read hourly rollups; every statement that changes a delivery's
-/// state (here plain SQL, as a replay or a cancel would) must move it between
-/// the counts.
+/// The views read hourly rollups plus the deltas not folded yet: every path
+/// that changes a delivery's state (completion, replay, cancel) moves it
+/// between the counts, and folding the deltas never changes what they show.
 #[tokio::test]
 async fn the_rollups_follow_every_change_of_state() {
     let db = TestDb::new().await;
+    let api = TestApi::start(&db).await;
     let endpoint = NewEndpoint::default().insert(&db).await;
     let client = db.client().await;
     client.execute("SELECT hookline.send('order.created', '{}') FROM generate_series(1, 4)", &[]).await.unwrap();
@@ -137,32 +146,49 @@ async fn the_rollups_follow_every_change_of_state() {
             ([hour.get(0), hour.get(1), hour.get(2), hour.get(3), hour.get(4)], hour.get(5));
         (day, hour)
     };
-    assert_eq!(counts().await, ([4, 0, 0, 4], ([4, 0, 0, 0, 4], None)));
+    // What the views show is the same before and after the deltas are folded.
+    let folded_counts = || async {
+        let before = counts().await;
+        hookline::db::rollups::fold(&db.client().await).await.unwrap();
+        assert_eq!(count(&db, "SELECT count(*) FROM hookline.rollup_deltas").await, 0);
+        assert_eq!(counts().await, before, "folding changed the numbers");
+        before
+    };
+    assert_eq!(folded_counts().await, ([4, 0, 0, 4], ([4, 0, 0, 0, 4], None)));
 
-    // Two finish (one of them after three attempts), one dies.
-    let finish = "WITH d AS (SELECT id FROM hookline.deliveries WHERE state = 'pending' ORDER BY id LIMIT 1),
-                       q AS (DELETE FROM hookline.delivery_queue WHERE delivery_id IN (SELECT id FROM d))
-                  UPDATE hookline.deliveries SET state = $1, attempts = $2 WHERE id IN (SELECT id FROM d)";
-    for (state, attempts) in [("succeeded", 1), ("succeeded", 3), ("dead", 2)] {
-        client.execute(finish, &[&state, &attempts]).await.unwrap();
-    }
-    assert_eq!(counts().await, ([4, 2, 1, 1], ([4, 2, 1, 0, 1], Some(2.0))));
+    // One succeeds at once; one is refused twice, then succeeds (three
+    // attempts); one is refused, then dies (two); the last stays pending.
+    // (Refusals are 4xx: the endpoint answers, so its circuit stays closed.)
+    let worker = Uuid::now_v7();
+    let later = |s: i64| Some(Utc::now() + chrono::Duration::seconds(s));
+    let first = claim_at(&db, worker, None).await;
+    assert_eq!(first.len(), 4);
+    let (d1, d2, d3) = (&first[0], &first[1], &first[2]);
+    complete_at(&db, worker, &[outcome(d1, 200), outcome(d2, 400), outcome(d3, 400)], None).await;
+    let second = claim_at(&db, worker, later(1)).await;
+    assert_eq!(second.len(), 2, "the two retries");
+    let dying = AttemptOutcome { next_state: DeliveryState::Dead, retry_in_s: None, ..outcome(&second[1], 400) };
+    complete_at(&db, worker, &[outcome(&second[0], 400), dying], later(1)).await;
+    let third = claim_at(&db, worker, later(2)).await;
+    assert_eq!((third.len(), third[0].attempt), (1, 3));
+    complete_at(&db, worker, &[outcome(&third[0], 200)], later(2)).await;
+    assert_eq!(counts().await, ([4, 2, 1, 1], ([4, 2, 1, 0, 1], Some(2.0))), "the fourth is in flight");
+    assert_eq!(folded_counts().await, ([4, 2, 1, 1], ([4, 2, 1, 0, 1], Some(2.0))));
 
     // The dead one is replayed and succeeds at its third attempt; the last is cancelled.
-    client.execute("UPDATE hookline.deliveries SET state = 'pending' WHERE state = 'dead'", &[]).await.unwrap();
-    client
-        .execute("UPDATE hookline.deliveries SET state = 'succeeded', attempts = 3 WHERE attempts = 2", &[])
-        .await
-        .unwrap();
-    client
-        .execute(
-            "WITH q AS (DELETE FROM hookline.delivery_queue RETURNING delivery_id)
-             UPDATE hookline.deliveries SET state = 'cancelled' WHERE id IN (SELECT delivery_id FROM q) AND state = 'pending'",
-            &[],
-        )
-        .await
-        .unwrap();
+    let dead = second[1].delivery_id;
+    assert_eq!(api.post(&format!("/v1/dead-letters/{dead}/replay"), json!({})).await.status, 202);
+    assert_eq!(counts().await, ([4, 2, 0, 2], ([4, 2, 0, 0, 2], Some(2.0))));
+    let replayed = claim_at(&db, worker, later(3)).await;
+    assert_eq!((replayed.len(), replayed[0].attempt), (1, 3));
+    complete_at(&db, worker, &[outcome(&replayed[0], 200)], later(3)).await;
+    // The fourth, leased all along, is handed back unsent (as at a worker's
+    // shutdown), then cancelled.
+    let pending = first[3].delivery_id;
+    hookline::db::deliveries::release(&client, worker, &[pending]).await.unwrap();
+    assert_eq!(api.post(&format!("/v1/deliveries/{pending}/cancel"), json!({})).await.status, 200);
     assert_eq!(counts().await, ([4, 3, 0, 0], ([4, 3, 0, 1, 0], Some(7.0 / 4.0))));
+    assert_eq!(folded_counts().await, ([4, 3, 0, 0], ([4, 3, 0, 1, 0], Some(7.0 / 4.0))));
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod db;
+pub mod drive;
 pub mod receiver;
 pub mod worker;
 

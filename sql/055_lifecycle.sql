@@ -1,0 +1,154 @@
+-- The delivery lifecycle's decisions as named, pure SQL functions: no table
+-- access, the clock an argument. The claim and the completion (statements
+-- in src/db/deliveries.rs, and hookline.claim_limited) only apply them; the
+-- tests call them with tables of cases. The state machine they drive is
+-- drawn in src/domain/delivery.rs. Internal to hookline.
+
+-- What the plain claim does with a due candidate. `orphan`: its endpoint or
+-- event is gone. `limited`: its endpoint has max_in_flight, a rate limit or
+-- a circuit that is not closed (or was disabled). `in_share`: within what
+-- this worker may send that endpoint now; `within_wanted`: within the
+-- worker's free slots, in due order; `stalled`: the worker's requests to
+-- that endpoint stopped finishing. Everything out of the ordinary — limits,
+-- orphans to end, a stalled endpoint's backlog to hold — goes to the
+-- flow-control claim (`limit`), so the plain claim stays one lean statement.
+CREATE OR REPLACE FUNCTION hookline.plain_claim_action(
+    orphan boolean, limited boolean, in_share boolean, within_wanted boolean, stalled boolean)
+RETURNS hookline.claim_action
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN orphan OR limited          THEN 'limit'
+                WHEN in_share AND within_wanted THEN 'claim'
+                WHEN NOT in_share AND stalled   THEN 'limit'
+                ELSE 'leave' END::hookline.claim_action
+$$;
+
+-- How many of an endpoint's deliveries its circuit lets start: NULL when
+-- closed (no limit), 1 when the probe may go (the cool-down of an open
+-- circuit is over, or a half-open circuit's probe lease ran out), else 0.
+CREATE OR REPLACE FUNCTION hookline.circuit_room(
+    circuit_state text, retry_at timestamptz, probe_until timestamptz, at timestamptz)
+RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE circuit_state
+                WHEN 'closed' THEN NULL
+                WHEN 'open' THEN CASE WHEN coalesce(retry_at, '-infinity') <= at THEN 1 ELSE 0 END
+                ELSE CASE WHEN coalesce(probe_until, '-infinity') <= at THEN 1 ELSE 0 END
+           END
+$$;
+
+-- The rate limit (GCRA): how many deliveries may start at `at`, given the
+-- theoretical arrival time `tat` of the next one; NULL without a limit.
+-- Starts are spaced 1.05/rate seconds apart — the 5% keeps the receiver's
+-- count of a second within the limit although requests reach it with some
+-- jitter after their start is decided — and after a pause the second may
+-- follow the first at half that interval, the one delivery of burst SPEC §5
+-- allows: the k-th may start once from + (k - 1.5) × step <= at.
+CREATE OR REPLACE FUNCTION hookline.rate_room(rate integer, tat timestamptz, at timestamptz)
+RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN rate IS NOT NULL
+                THEN greatest(floor(extract(epoch FROM at - greatest(coalesce(tat, at), at)) * rate / 1.05 + 1.5)::integer, 0)
+           END
+$$;
+
+-- How many of an endpoint's candidates a claim takes: the least of the
+-- worker's room for it, max_in_flight's free slots, the circuit's and the
+-- rate limit's room, and the candidates there are (NULL: no such limit);
+-- none for a disabled endpoint.
+CREATE OR REPLACE FUNCTION hookline.claim_allowance(
+    enabled boolean, room integer, cap_free integer, circuit_room integer, rate_room integer, candidates bigint)
+RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN enabled THEN greatest(least(room, cap_free, circuit_room, rate_room, candidates), 0)::integer
+                ELSE 0 END
+$$;
+
+-- What the flow-control claim does with the `nth` candidate of an endpoint
+-- (in due order), given its allowance and whether the worker chose it
+-- (within the allowance and the worker's free slots), how many of the
+-- endpoint's it took (`taken`), and each limit's room. A candidate it does
+-- not take is moved aside by what stopped it.
+CREATE OR REPLACE FUNCTION hookline.limited_claim_action(
+    chosen boolean, enabled boolean, nth bigint, allowed integer, circuit_state text, circuit_room integer,
+    taken bigint, cap_free integer, rate_room integer, room integer, stalled boolean)
+RETURNS hookline.claim_action
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN chosen                                      THEN 'claim'
+                -- Disabled meanwhile (its trigger skipped rows a claim had locked).
+                WHEN NOT enabled                                 THEN 'park'
+                WHEN nth <= allowed                              THEN 'leave'  -- the worker's slots are full
+                WHEN circuit_state = 'open' AND circuit_room = 0 THEN 'defer_to_probe'
+                WHEN circuit_room = 0                            THEN 'hold'   -- a probe is out
+                WHEN circuit_room = 1 AND taken = 1              THEN 'hold'   -- the probe just left
+                -- The probe is due but a limit stops it: keep one to try again shortly.
+                WHEN circuit_room = 1 AND nth = 1                THEN 'retry_probe'
+                WHEN cap_free <= allowed                         THEN 'hold'
+                WHEN rate_room <= allowed                        THEN 'defer_by_rate'
+                WHEN room <= allowed AND stalled                 THEN 'hold'
+                ELSE 'leave' END::hookline.claim_action
+$$;
+
+-- The circuit breaker's next state for one endpoint, given the attempts of a
+-- batch: `downs` said the endpoint is down (network error, timeout, 5xx,
+-- 408, 429), `ups` that it answers, `downs_since_up` how many downs came
+-- after the last up.
+--
+--   closed ──(run of failed attempts reaches `threshold`)──▶ open
+--   open ──(cool-down over: the claim sends one probe)──▶ half_open
+--   half_open ──(probe answered)──▶ closed
+--   half_open ──(probe failed)──▶ open, cool-down doubled up to its cap
+--   open ──(a request sent before it opened succeeds)──▶ closed
+--
+-- An outcome that says neither (an invalid URL, a blocked address, a
+-- payload too large, a secret that cannot sign) leaves the run alone; in
+-- half_open it ends the probe without a verdict, and the next claim sends
+-- another. (The completion hands a half-open circuit only its probe's
+-- outcome.)
+CREATE OR REPLACE FUNCTION hookline.circuit_after(
+    state text, run integer, cooldown_s float8, retry_at timestamptz, probe_until timestamptz,
+    downs bigint, ups bigint, downs_since_up bigint,
+    threshold integer, base_cooldown_s float8, max_cooldown_s float8, at timestamptz,
+    OUT next_state text, OUT next_run integer, OUT next_cooldown_s float8,
+    OUT next_retry_at timestamptz, OUT next_probe_until timestamptz)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    WITH v AS (
+        SELECT CASE WHEN ups > 0 THEN downs_since_up ELSE run + downs END::integer AS run
+    ),
+    s AS (
+        SELECT v.run,
+               CASE WHEN state = 'half_open' AND ups > 0 AND v.run < threshold THEN 'closed'
+                    WHEN state = 'half_open' AND downs > 0                    THEN 'open'
+                    WHEN state = 'half_open'                                  THEN 'half_open'
+                    WHEN state = 'closed' AND v.run >= threshold              THEN 'open'
+                    WHEN state = 'open' AND ups > 0 AND v.run < threshold     THEN 'closed'
+                    ELSE state END AS verdict
+          FROM v
+    )
+    SELECT s.verdict,
+           s.run,
+           CASE WHEN s.verdict = 'closed' THEN NULL
+                WHEN s.verdict = 'open' AND state = 'closed' THEN base_cooldown_s
+                WHEN s.verdict = 'open' AND state = 'half_open'
+                    THEN least(coalesce(cooldown_s, base_cooldown_s) * 2, max_cooldown_s)
+                ELSE cooldown_s END,
+           CASE WHEN s.verdict = 'closed' THEN NULL
+                WHEN s.verdict = 'open' AND state = 'closed' THEN at + make_interval(secs => base_cooldown_s)
+                WHEN s.verdict = 'open' AND state = 'half_open'
+                    THEN at + make_interval(secs => least(coalesce(cooldown_s, base_cooldown_s) * 2, max_cooldown_s))
+                ELSE retry_at END,
+           CASE WHEN state = 'half_open' THEN NULL ELSE probe_until END
+      FROM s
+$$;
+
+-- How a delivery moving from state `was` to `now` changes the outcome
+-- counts of its creation hour (what was counted out, what is counted in),
+-- and the attempts of finished deliveries.
+CREATE OR REPLACE FUNCTION hookline.outcome_delta(
+    was hookline.delivery_state, now hookline.delivery_state, attempts_was integer, attempts_now integer,
+    OUT succeeded integer, OUT dead integer, OUT cancelled integer, OUT finished_attempts integer)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT (now = 'succeeded')::integer - (was = 'succeeded')::integer,
+           (now = 'dead')::integer - (was = 'dead')::integer,
+           (now = 'cancelled')::integer - (was = 'cancelled')::integer,
+           CASE WHEN now <> 'pending' THEN attempts_now ELSE 0 END - CASE WHEN was <> 'pending' THEN attempts_was ELSE 0 END
+$$;
