@@ -4,6 +4,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::support::receiver::TestReceiver;
+use crate::support::worker::Process;
 use crate::support::{NewEndpoint, db::TestDb, eventually};
 
 fn hookline(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
@@ -64,15 +65,15 @@ async fn run_serves_health_and_delivers_then_stops_on_sigterm() {
     NewEndpoint { url: &receiver.url, ..Default::default() }.insert(&db).await;
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let listen = format!("127.0.0.1:{port}");
-    let mut run = Command::new(env!("CARGO_BIN_EXE_hookline"))
-        .arg("run")
-        .env("HOOKLINE_DATABASE_URL", &db.url)
-        .env("HOOKLINE_LISTEN", &listen)
-        .env("HOOKLINE_ALLOW_PRIVATE_NETWORKS", "true")
-        .env("HOOKLINE_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut run = Process::spawn(
+        Command::new(env!("CARGO_BIN_EXE_hookline"))
+            .arg("run")
+            .env("HOOKLINE_DATABASE_URL", &db.url)
+            .env("HOOKLINE_LISTEN", &listen)
+            .env("HOOKLINE_ALLOW_PRIVATE_NETWORKS", "true")
+            .env("HOOKLINE_LOG", "warn")
+            .stdout(Stdio::null()),
+    );
 
     let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::new();

@@ -47,8 +47,49 @@ impl RunningWorker {
     }
 }
 
+/// A child process that cannot outlive its test: killed when dropped (a
+/// failing test unwinds past its own kill), and by the kernel when the
+/// test's thread ends.
+pub struct Process(std::process::Child);
+
+impl Process {
+    pub fn spawn(command: &mut std::process::Command) -> Process {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl is async-signal-safe; it only sets this child's parent-death signal.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        Process(command.spawn().expect("spawn hookline"))
+    }
+}
+
+impl std::ops::Deref for Process {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Process {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// `hookline worker` as a child process, with extra environment.
-pub fn spawn_process(db: &TestDb, env: &[(&str, &str)]) -> std::process::Child {
+pub fn spawn_process(db: &TestDb, env: &[(&str, &str)]) -> Process {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_hookline"));
     command
         .arg("worker")
@@ -62,5 +103,5 @@ pub fn spawn_process(db: &TestDb, env: &[(&str, &str)]) -> std::process::Child {
     for (name, value) in env {
         command.env(name, value);
     }
-    command.spawn().expect("spawn hookline worker")
+    Process::spawn(&mut command)
 }
