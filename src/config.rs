@@ -55,6 +55,12 @@ pub struct Settings {
     #[arg(long, env = "HOOKLINE_RETRY_AFTER_MAX_S", default_value_t = 3600, global = true)]
     pub retry_after_max_s: u64,
 
+    /// Make workers wait for the WAL flush of every claim and outcome. Off by
+    /// default: a PostgreSQL crash may then undo the last fraction of a
+    /// second of them, which only sends those deliveries again.
+    #[arg(long, env = "HOOKLINE_WORKER_SYNCHRONOUS_COMMIT", default_value_t = false, global = true)]
+    pub worker_synchronous_commit: bool,
+
     /// Requests one worker process keeps in flight at most.
     #[arg(long, env = "HOOKLINE_WORKER_CONCURRENCY", default_value_t = 512, global = true)]
     pub worker_concurrency: usize,
@@ -233,6 +239,7 @@ const KNOWN_KEYS: &[&str] = &[
     "allowed_networks",
     "retry_schedule",
     "retry_after_max_s",
+    "worker_synchronous_commit",
     "worker_concurrency",
     "worker_endpoint_share",
     "circuit_failures",

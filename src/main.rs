@@ -113,11 +113,7 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             let pool = connect(&required_url(&settings)?, &settings).await?;
             serve(pool, &settings, shutdown_signal()).await
         }
-        Command::Worker => {
-            let url = required_url(&settings)?;
-            let pool = connect(&url, &settings).await?;
-            work(pool, &url, &settings, shutdown_signal()).await
-        }
+        Command::Worker => work(&required_url(&settings)?, &settings, shutdown_signal()).await,
         Command::Run => {
             let url = required_url(&settings)?;
             let pool = connect(&url, &settings).await?;
@@ -145,7 +141,11 @@ fn required_url(settings: &Settings) -> anyhow::Result<String> {
 }
 
 async fn connect(url: &str, settings: &Settings) -> anyhow::Result<Pool> {
-    let pool = db::pool(url, settings.pool_size)?;
+    checked(db::pool(url, settings.pool_size)?, url).await
+}
+
+/// The pool, once it has made a connection.
+async fn checked(pool: Pool, url: &str) -> anyhow::Result<Pool> {
     let client = pool.get().await.with_context(|| format!("cannot connect to the database at {}", redact(url)))?;
     drop(client);
     Ok(pool)
@@ -206,14 +206,15 @@ async fn serve_metrics(
     ))
 }
 
-async fn work(pool: Pool, url: &str, settings: &Settings, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+/// A worker, on a pool of its own (see `db::worker_pool`).
+async fn work(url: &str, settings: &Settings, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let pool = checked(db::worker_pool(url, settings.pool_size, settings.worker_synchronous_commit)?, url).await?;
     let listen_config: tokio_postgres::Config = url.parse()?;
     worker::run(pool, listen_config, settings.worker(), shutdown).await
 }
 
 async fn run_all(pool: Pool, url: &str, settings: &Settings, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-    let (api, worker) =
-        tokio::join!(serve(pool.clone(), settings, shutdown.clone()), work(pool, url, settings, shutdown));
+    let (api, worker) = tokio::join!(serve(pool, settings, shutdown.clone()), work(url, settings, shutdown));
     api.and(worker)
 }
 

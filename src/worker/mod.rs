@@ -209,8 +209,17 @@ impl Worker {
                 }
                 continue;
             }
-            if next == Next::ClaimAgain {
-                continue;
+            match next {
+                Next::ClaimAgain => continue,
+                Next::Poll(pause) => {
+                    tokio::select! {
+                        _ = self.wake.notified() => {}
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    continue;
+                }
+                Next::Sleep => {}
             }
             if presence.registered_for(Instant::now()) > IDLE_REFRESH {
                 presence.refreshed(Instant::now());
