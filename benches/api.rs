@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Bench, Build, Latencies, Report, Statements, cpu_seconds, env_or, rounds, stop};
+use common::{Bench, Build, Latencies, Report, Statements, cpu_seconds, env_or, rounds, selected, stop};
 
 const CONNECTIONS: usize = 16;
 
@@ -73,10 +73,12 @@ async fn main() -> anyhow::Result<()> {
     let last = rounds() - 1;
     for _ in 0..rounds() {
         for (i, build) in bench.builds.iter().enumerate() {
-            ingest(&bench, build, i, &apis[i], seconds, &mut report).await?;
+            if selected("ingest") {
+                ingest(&bench, build, i, &apis[i], seconds, &mut report).await?;
+            }
         }
     }
-    for fan_out in [1, 10] {
+    for fan_out in [1, 10].into_iter().filter(|_| selected("closed_loop")) {
         for build in &bench.builds {
             build
                 .client
@@ -99,7 +101,7 @@ async fn main() -> anyhow::Result<()> {
                 .await?;
         }
     }
-    for round in 0..rounds() {
+    for round in (0..rounds()).filter(|_| selected("call_to_receipt")) {
         for (i, build) in bench.builds.iter().enumerate() {
             call_to_receipt(&bench, build, i, &apis[i], seconds, 200, &mut report, round == last).await?;
         }
@@ -113,7 +115,7 @@ async fn main() -> anyhow::Result<()> {
             )
             .await?;
     }
-    for _ in 0..rounds() {
+    for _ in (0..rounds()).filter(|_| selected("inbound")) {
         for (i, build) in bench.builds.iter().enumerate() {
             inbound(&bench, build, i, &apis[i], seconds, &mut report).await?;
         }

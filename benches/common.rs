@@ -54,6 +54,12 @@ pub fn rounds() -> usize {
     env_or("BENCH_ROUNDS", 2).max(1) as usize
 }
 
+/// Whether scenario `name` runs: all of them, unless `BENCH_ONLY` names some
+/// (comma-separated), to iterate on one.
+pub fn selected(name: &str) -> bool {
+    std::env::var("BENCH_ONLY").map_or(true, |only| only.split(',').any(|n| n.trim() == name))
+}
+
 /// The baseline binary: `HOOKLINE_BASELINE_BIN`, else what `just baseline` builds.
 fn baseline_bin() -> Option<PathBuf> {
     let path = std::env::var_os("HOOKLINE_BASELINE_BIN")
@@ -73,6 +79,7 @@ impl Bench {
                 ("max_wal_size", "4GB"),
                 ("shared_preload_libraries", "pg_stat_statements"),
                 ("pg_stat_statements.track", "all"),
+                ("pg_stat_statements.track_planning", "on"),
                 ("pg_stat_statements.max", "10000"),
             ],
         )?;
@@ -175,7 +182,7 @@ impl Bench {
         let rows = self
             .admin
             .query(
-                "SELECT s.toplevel, s.calls, s.total_exec_time, s.rows, regexp_replace(s.query, '\\s+', ' ', 'g')
+                "SELECT s.toplevel, s.calls, s.total_exec_time + s.total_plan_time, s.rows, regexp_replace(s.query, '\\s+', ' ', 'g')
                    FROM pg_stat_statements AS s JOIN pg_database AS d ON d.oid = s.dbid
                   WHERE d.datname = $1
                   ORDER BY s.total_exec_time DESC",

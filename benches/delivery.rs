@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Bench, Build, Report, cpu_seconds, env_or, rounds, stop};
+use common::{Bench, Build, Report, cpu_seconds, env_or, rounds, selected, stop};
 use tokio_postgres::NoTls;
 
 #[tokio::main]
@@ -39,32 +39,31 @@ async fn main() -> anyhow::Result<()> {
         rounds()
     );
     let mut report = Report::default();
-    for round in 0..rounds() {
+    let last = rounds() - 1;
+    for _ in (0..rounds()).filter(|_| selected("drain")) {
         for (i, build) in bench.builds.iter().enumerate() {
             for workers in [1, 2] {
                 bench.drain(build, i, drain_n, workers, &mut report).await?;
             }
         }
-        let _ = round;
     }
-    for _ in 0..rounds() {
+    for _ in (0..rounds()).filter(|_| selected("steady")) {
         for (i, build) in bench.builds.iter().enumerate() {
             bench.steady(build, i, seconds, 2, &mut report).await?;
         }
     }
-    let last = rounds() - 1;
-    for round in 0..rounds() {
+    for round in (0..rounds()).filter(|_| selected("light_load")) {
         for (i, build) in bench.builds.iter().enumerate() {
             bench.light_load(build, i, seconds, 200, &mut report, round == last).await?;
         }
     }
-    for _ in 0..rounds() {
+    for _ in (0..rounds()).filter(|_| selected("send")) {
         for (i, build) in bench.builds.iter().enumerate() {
             bench.send_throughput(build, i, seconds.min(5), 4, &mut report).await?;
             bench.burst(build, i, 10_000, &mut report).await?;
         }
     }
-    for _ in 0..rounds() {
+    for _ in (0..rounds()).filter(|_| selected("noisy_neighbour")) {
         for (i, build) in bench.builds.iter().enumerate() {
             bench.noisy_neighbour(build, i, seconds, 200, &mut report).await?;
         }
@@ -191,6 +190,7 @@ impl Bench {
         report.add(&figure("commit → receipt p95 ms"), i, l.p95);
         report.add(&figure("commit → receipt p99 ms"), i, l.p99);
         report.add(&figure("CPU-s per 1,000 deliveries (worker + PostgreSQL)"), i, (worker_cpu + pg_cpu) / n * 1000.0);
+        report.add(&figure("  of which the worker"), i, worker_cpu / n * 1000.0);
         report.add(&figure("PostgreSQL statement ms per delivery (top level)"), i, statements.toplevel_ms() / n);
         report.add(
             &figure("top-level statements per delivery"),
