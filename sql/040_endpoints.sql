@@ -68,10 +68,11 @@ BEGIN
              WHERE id IN (SELECT delivery_id FROM parked) AND state = 'pending'
             RETURNING tenant, event_type, created_at, attempts
         )
-        INSERT INTO hookline.rollup_deltas (endpoint_id, tenant, event_type, created_hour, dead, finished_attempts)
-        SELECT NEW.id, h.tenant, h.event_type, date_trunc('hour', h.created_at, 'UTC'), count(*), sum(h.attempts)
+        INSERT INTO hookline.rollup_deltas
+        SELECT t.*
           FROM history AS h
-         GROUP BY 2, 3, 4;
+         CROSS JOIN LATERAL hookline.transition_delta(NEW.id, h.tenant, h.event_type, h.created_at,
+                                                      'pending', 'dead', h.attempts, h.attempts) AS t;
         -- Tell whoever subscribes (an operator's endpoint, say).
         INSERT INTO hookline.events (tenant, event_type, payload, source)
         VALUES (NEW.tenant, 'endpoint.disabled',
@@ -112,10 +113,11 @@ BEGIN
          WHERE id IN (SELECT delivery_id FROM removed WHERE state IN ('pending', 'held')) AND state = 'pending'
         RETURNING tenant, event_type, created_at, attempts
     )
-    INSERT INTO hookline.rollup_deltas (endpoint_id, tenant, event_type, created_hour, cancelled, finished_attempts)
-    SELECT OLD.id, h.tenant, h.event_type, date_trunc('hour', h.created_at, 'UTC'), count(*), sum(h.attempts)
+    INSERT INTO hookline.rollup_deltas
+    SELECT t.*
       FROM history AS h
-     GROUP BY 2, 3, 4;
+     CROSS JOIN LATERAL hookline.transition_delta(OLD.id, h.tenant, h.event_type, h.created_at,
+                                                  'pending', 'cancelled', h.attempts, h.attempts) AS t;
     RETURN NULL;
 END
 $$;

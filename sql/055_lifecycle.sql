@@ -140,15 +140,23 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
       FROM s
 $$;
 
--- How a delivery moving from state `was` to `now` changes the outcome
--- counts of its creation hour (what was counted out, what is counted in),
--- and the attempts of finished deliveries.
-CREATE OR REPLACE FUNCTION hookline.outcome_delta(
-    was hookline.delivery_state, now hookline.delivery_state, attempts_was integer, attempts_now integer,
-    OUT succeeded integer, OUT dead integer, OUT cancelled integer, OUT finished_attempts integer)
+-- The rollup_deltas row that records one delivery moving from state `was`
+-- to `now`: its creation hour's outcome counts (what was counted out, what
+-- is counted in) and the attempts of finished deliveries. Every path that
+-- changes a delivery's state outside the completion (claims that end or
+-- park it, replays, cancels, an endpoint's disabling or deletion) inserts
+-- these rows; see sql/080_stats_rollups.sql for the invariant.
+DROP FUNCTION IF EXISTS hookline.transition_delta(
+    uuid, text, text, timestamptz, hookline.delivery_state, hookline.delivery_state, integer, integer);
+CREATE FUNCTION hookline.transition_delta(
+    endpoint_id uuid, tenant text, event_type text, created_at timestamptz,
+    was hookline.delivery_state, now hookline.delivery_state, attempts_was integer, attempts_now integer)
+RETURNS hookline.rollup_deltas
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT (now = 'succeeded')::integer - (was = 'succeeded')::integer,
+    SELECT endpoint_id, tenant, event_type, date_trunc('hour', created_at, 'UTC'),
+           (now = 'succeeded')::integer - (was = 'succeeded')::integer,
            (now = 'dead')::integer - (was = 'dead')::integer,
            (now = 'cancelled')::integer - (was = 'cancelled')::integer,
-           CASE WHEN now <> 'pending' THEN attempts_now ELSE 0 END - CASE WHEN was <> 'pending' THEN attempts_was ELSE 0 END
+           CASE WHEN now <> 'pending' THEN attempts_now ELSE 0 END - CASE WHEN was <> 'pending' THEN attempts_was ELSE 0 END,
+           NULL::timestamptz, 0, 0, NULL::integer[], NULL::timestamptz, NULL::timestamptz
 $$;

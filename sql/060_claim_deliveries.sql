@@ -106,12 +106,11 @@ BEGIN
         RETURNING d.id
     ),
     counted AS (
-        INSERT INTO hookline.rollup_deltas (endpoint_id, tenant, event_type, created_hour,
-                                            succeeded, dead, cancelled, finished_attempts)
-        SELECT w.endpoint_id, w.tenant, w.event_type, date_trunc('hour', w.created_at, 'UTC'),
-               o.succeeded, o.dead, o.cancelled, o.finished_attempts
+        INSERT INTO hookline.rollup_deltas
+        SELECT t.*
           FROM was AS w
-         CROSS JOIN LATERAL hookline.outcome_delta(w.state, 'dead', w.attempts, w.attempts) AS o
+         CROSS JOIN LATERAL hookline.transition_delta(w.endpoint_id, w.tenant, w.event_type, w.created_at,
+                                                      w.state, 'dead', w.attempts, w.attempts) AS t
          WHERE w.id IN (SELECT h.id FROM history AS h)
     )
     SELECT array_agg(e.delivery_id) INTO ended_ids FROM ended AS e;
@@ -209,10 +208,11 @@ BEGIN
         RETURNING d.endpoint_id, d.tenant, d.event_type, d.created_at, d.attempts
     ),
     parked_counted AS (
-        INSERT INTO hookline.rollup_deltas (endpoint_id, tenant, event_type, created_hour, dead, finished_attempts)
-        SELECT p.endpoint_id, p.tenant, p.event_type, date_trunc('hour', p.created_at, 'UTC'), count(*), sum(p.attempts)
+        INSERT INTO hookline.rollup_deltas
+        SELECT t.*
           FROM parked AS p
-         GROUP BY 1, 2, 3, 4
+         CROSS JOIN LATERAL hookline.transition_delta(p.endpoint_id, p.tenant, p.event_type, p.created_at,
+                                                      'pending', 'dead', p.attempts, p.attempts) AS t
     ),
     shared_state AS (
         UPDATE hookline.endpoint_state AS s

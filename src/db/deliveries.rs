@@ -168,9 +168,13 @@ fn count(n: usize) -> i32 {
     n.min(i32::MAX as usize) as i32
 }
 
+/// The busy endpoints as the claims take them: ids, and room for each.
+fn busy_arrays(r: &ClaimRequest<'_>) -> (Vec<Uuid>, Vec<i32>) {
+    r.busy.iter().map(|(id, room)| (*id, count(*room))).unzip()
+}
+
 pub async fn claim_due(db: &impl GenericClient, r: &ClaimRequest<'_>) -> Result<Claim> {
-    let busy_ids: Vec<Uuid> = r.busy.iter().map(|(id, _)| *id).collect();
-    let busy_room: Vec<i32> = r.busy.iter().map(|(_, room)| count(*room)).collect();
+    let (busy_ids, busy_room) = busy_arrays(r);
     let rows = db
         .query(
             &db.prepare_cached(DELIVERY_CLAIM).await?,
@@ -203,8 +207,7 @@ pub async fn claim_due(db: &impl GenericClient, r: &ClaimRequest<'_>) -> Result<
 
 /// Claims, of `candidates`, what their endpoints' limits allow, at most `r.wanted`.
 pub async fn claim_limited(db: &impl GenericClient, r: &ClaimRequest<'_>, candidates: &[Uuid]) -> Result<Vec<Claimed>> {
-    let busy_ids: Vec<Uuid> = r.busy.iter().map(|(id, _)| *id).collect();
-    let busy_room: Vec<i32> = r.busy.iter().map(|(_, room)| count(*room)).collect();
+    let (busy_ids, busy_room) = busy_arrays(r);
     let rows = db
         .query(
             &db.prepare_cached(DELIVERY_CLAIM_LIMITED).await?,
@@ -367,12 +370,11 @@ history AS (
     RETURNING d.id
 ),
 counted AS (
-    INSERT INTO hookline.rollup_deltas (endpoint_id, tenant, event_type, created_hour,
-                                        succeeded, dead, cancelled, finished_attempts)
-    SELECT t.endpoint_id, t.tenant, t.event_type, date_trunc('hour', t.created_at, 'UTC'),
-           o.succeeded, o.dead, o.cancelled, o.finished_attempts
+    INSERT INTO hookline.rollup_deltas
+    SELECT d.*
       FROM target AS t
-     CROSS JOIN LATERAL hookline.outcome_delta(t.state, 'pending', t.attempts, t.attempts) AS o
+     CROSS JOIN LATERAL hookline.transition_delta(t.endpoint_id, t.tenant, t.event_type, t.created_at,
+                                                  t.state, 'pending', t.attempts, t.attempts) AS d
      WHERE t.state <> 'pending' AND t.id IN (SELECT h.id FROM history AS h)
 )
 SELECT CASE WHEN t.enabled IS NULL THEN 'endpoint_deleted'
@@ -403,13 +405,12 @@ history AS (
     RETURNING d.id, d.attempts
 ),
 counted AS (
-    INSERT INTO hookline.rollup_deltas (endpoint_id, tenant, event_type, created_hour,
-                                        succeeded, dead, cancelled, finished_attempts)
-    SELECT b.endpoint_id, b.tenant, b.event_type, date_trunc('hour', b.created_at, 'UTC'),
-           o.succeeded, o.dead, o.cancelled, o.finished_attempts
+    INSERT INTO hookline.rollup_deltas
+    SELECT d.*
       FROM before AS b
       JOIN history AS h ON h.id = b.id
-     CROSS JOIN LATERAL hookline.outcome_delta(b.state, 'cancelled', b.attempts, h.attempts) AS o
+     CROSS JOIN LATERAL hookline.transition_delta(b.endpoint_id, b.tenant, b.event_type, b.created_at,
+                                                  b.state, 'cancelled', b.attempts, h.attempts) AS d
 )
 SELECT id FROM history";
 
@@ -437,10 +438,11 @@ history AS (
     RETURNING d.endpoint_id, d.tenant, d.event_type, d.created_at, d.attempts
 ),
 counted AS (
-    INSERT INTO hookline.rollup_deltas (endpoint_id, tenant, event_type, created_hour, dead, finished_attempts)
-    SELECT h.endpoint_id, h.tenant, h.event_type, date_trunc('hour', h.created_at, 'UTC'), -count(*), -sum(h.attempts)
+    INSERT INTO hookline.rollup_deltas
+    SELECT d.*
       FROM history AS h
-     GROUP BY 1, 2, 3, 4
+     CROSS JOIN LATERAL hookline.transition_delta(h.endpoint_id, h.tenant, h.event_type, h.created_at,
+                                                  'dead', 'pending', h.attempts, h.attempts) AS d
 )
 SELECT count(*) FROM revived";
 

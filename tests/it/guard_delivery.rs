@@ -10,6 +10,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::support::api::TestApi;
+use crate::support::drive::claim;
 use crate::support::receiver::{Reply, TestReceiver};
 use crate::support::worker::{RunningWorker, WorkerSettings, spawn_process, test_settings};
 use crate::support::{NewEndpoint, count, db::TestDb, eventually};
@@ -276,29 +277,15 @@ async fn attempt_numbers_only_grow_across_cancel_and_retry() {
     let delivery: Uuid = client.query_one("SELECT id FROM hookline.deliveries", &[]).await.unwrap().get(0);
 
     // A worker claims it, then its lease runs out while the request is slow.
-    let slow = hookline::db::deliveries::claim_due(&client, &claim_request(Uuid::now_v7())).await.unwrap().deliveries;
+    let slow = claim(&db, Uuid::now_v7()).await;
     assert_eq!(slow.len(), 1);
     client.execute("UPDATE hookline.delivery_queue SET next_attempt_at = now() - interval '1 s'", &[]).await.unwrap();
     assert_eq!(api.post(&format!("/v1/deliveries/{delivery}/cancel"), json!({})).await.status, 200);
     assert_eq!(api.post(&format!("/v1/deliveries/{delivery}/retry"), json!({})).await.status, 202);
 
-    let again = hookline::db::deliveries::claim_due(&client, &claim_request(Uuid::now_v7())).await.unwrap().deliveries;
+    let again = claim(&db, Uuid::now_v7()).await;
     assert_eq!(again.len(), 1);
     assert!(again[0].attempt > slow[0].attempt, "attempt {} after attempt {}", again[0].attempt, slow[0].attempt);
-}
-
-fn claim_request(worker: Uuid) -> hookline::db::deliveries::ClaimRequest<'static> {
-    hookline::db::deliveries::ClaimRequest {
-        worker,
-        wanted: 10,
-        scan: 10,
-        lease_max_s: 60.0,
-        share: 10,
-        busy: &[],
-        stalled: &[],
-        idle: None,
-        at: None,
-    }
 }
 
 #[tokio::test]

@@ -228,9 +228,14 @@ async fn a_change_of_state_moves_a_delivery_between_the_counts() {
     ];
     for ((was, now, before, after), want) in cases {
         let row = client
-            .query_one("SELECT * FROM hookline.outcome_delta($1, $2, $3, $4)", &[&was, &now, &before, &after])
+            .query_one(
+                "SELECT succeeded, dead, cancelled, finished_attempts, created_hour = date_trunc('hour', now(), 'UTC')
+                   FROM hookline.transition_delta(gen_random_uuid(), 't', 'e', now(), $1, $2, $3, $4)",
+                &[&was, &now, &before, &after],
+            )
             .await
             .unwrap();
+        assert!(row.get::<_, bool>(4), "counted in its creation hour (UTC)");
         let got: (i32, i32, i32, i32) = (row.get(0), row.get(1), row.get(2), row.get(3));
         assert_eq!(got, want, "{was:?} → {now:?}");
     }
