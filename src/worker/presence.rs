@@ -10,8 +10,11 @@
 //!   registry writes, the lowest latency;
 //! - *polling*, while work flows (a claim fills its free slots, or
 //!   [`BUSY_DELIVERIES`] come within a [`BUSY_WINDOW`]): deregistered, so
-//!   producers commit in parallel, it claims back to back while claims find
-//!   work and every [`POLL_GAP`] while they do not. After [`POLL_IDLE`]
+//!   producers commit in parallel, it claims again at once after a claim
+//!   that found [`GATHER`] or more deliveries (or filled its slots), and
+//!   after a [`POLL_GAP`] otherwise — a claim costs the database about the
+//!   same for one delivery as for thirty, so small batches are left to grow
+//!   for a moment instead of being claimed back to back. After [`POLL_IDLE`]
 //!   without work it registers again, in the same statement as one more
 //!   claim. A producer that looked at the registry just before that commit
 //!   may commit after the claim without notifying, so a freshly registered
@@ -27,8 +30,11 @@ use std::time::{Duration, Instant};
 /// wakes: scheduling jitter makes single gaps short now and then.)
 pub const BUSY_DELIVERIES: usize = 50;
 pub const BUSY_WINDOW: Duration = Duration::from_millis(100);
-/// While polling, how long to wait after a claim that found nothing.
+/// While polling, how long to wait after a claim that found fewer than
+/// [`GATHER`] deliveries (none included).
 pub const POLL_GAP: Duration = Duration::from_millis(1);
+/// While polling, a claim that found this many is followed by another at once.
+pub const GATHER: usize = 16;
 /// While polling, how long without work before asking for NOTIFYs again.
 pub const POLL_IDLE: Duration = Duration::from_millis(25);
 /// The first re-check after registering; they grow with the time since.
@@ -107,7 +113,8 @@ impl Presence {
             self.empty_since = None;
         }
         match self.mode {
-            Mode::Polling if got > 0 => Next::ClaimAgain,
+            Mode::Polling if got >= wanted.min(GATHER) => Next::ClaimAgain,
+            Mode::Polling if got > 0 => Next::Poll(POLL_GAP),
             Mode::Polling => {
                 let empty_since = *self.empty_since.get_or_insert(now);
                 if now.saturating_duration_since(empty_since) >= POLL_IDLE {
@@ -194,17 +201,15 @@ mod tests {
         assert_eq!(p.after_claim(None, 1, 64, t + ms(11)), Next::Sleep, "one short gap is no flow");
         assert_eq!(p.after_claim(None, 46, 64, t + ms(20)), Next::ClaimAgain);
         assert_eq!(p.intent(), Some(false), "deregisters with the next claim");
-        assert_eq!(p.after_claim(Some(false), 5, 64, t + ms(12)), Next::ClaimAgain);
+        assert_eq!(p.after_claim(Some(false), 20, 64, t + ms(21)), Next::ClaimAgain);
+        assert_eq!(p.after_claim(None, 5, 64, t + ms(22)), Next::Poll(POLL_GAP), "a small batch is left to grow");
         assert!(!p.registered());
-        // An empty claim while polling: a short pause, still deregistered.
-        assert_eq!(p.after_claim(None, 0, 64, t + ms(13)), Next::Poll(POLL_GAP));
-        assert_eq!(p.intent(), None);
-        assert_eq!(p.after_claim(None, 1, 64, t + ms(20)), Next::ClaimAgain, "work again: keeps polling");
+        assert_eq!(p.intent(), None, "still deregistered");
         // Quiet for POLL_IDLE: registers with the next claim, which claims once more.
-        assert_eq!(p.after_claim(None, 0, 64, t + ms(21)), Next::Poll(POLL_GAP));
-        assert_eq!(p.after_claim(None, 0, 64, t + ms(21) + POLL_IDLE), Next::ClaimAgain);
+        assert_eq!(p.after_claim(None, 0, 64, t + ms(23)), Next::Poll(POLL_GAP));
+        assert_eq!(p.after_claim(None, 0, 64, t + ms(23) + POLL_IDLE), Next::ClaimAgain);
         assert_eq!(p.intent(), Some(true));
-        assert_eq!(p.after_claim(Some(true), 0, 64, t + ms(21) + POLL_IDLE), Next::Sleep);
+        assert_eq!(p.after_claim(Some(true), 0, 64, t + ms(23) + POLL_IDLE), Next::Sleep);
     }
 
     #[test]
@@ -215,7 +220,7 @@ mod tests {
         let t = t0 + POLL_IDLE + Duration::from_secs(1);
         let nexts: Vec<Next> = (0..5).map(|n| p.after_claim(None, 10, 64, t + ms(5 * n))).collect();
         assert_eq!(nexts[..4], [Next::Sleep; 4]);
-        assert_eq!(nexts[4], Next::ClaimAgain, "50 within 100 ms");
+        assert_eq!(nexts[4], Next::Poll(POLL_GAP), "50 within 100 ms: polling");
         assert_eq!(p.intent(), Some(false));
     }
 
