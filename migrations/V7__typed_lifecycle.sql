@@ -11,6 +11,10 @@
 --   second. Before, every completion upserted the same rollup rows, which
 --   serialised every worker on them.
 
+-- On a first install the views and functions dropped below do not exist yet
+-- (sql/ creates them after the migrations): no NOTICE for each.
+SET LOCAL client_min_messages = warning;
+
 CREATE TYPE hookline.delivery_state AS ENUM ('pending', 'succeeded', 'dead', 'cancelled');
 -- A queue row: due or waiting for its next attempt (a lease is a pending row
 -- with a lease owner), held back for its endpoint, or a dead letter.
