@@ -205,6 +205,36 @@ pub async fn claim_due(db: &impl GenericClient, r: &ClaimRequest<'_>) -> Result<
     Ok(claim)
 }
 
+/// Claims what is due: the plain claim, then, while slots remain and it
+/// found candidates of endpoints with limits (or orphans, or a stalled
+/// endpoint's backlog), the flow-control claim for those — with the
+/// worker's room per endpoint less what the plain claim just took, so an
+/// endpoint's share holds across both.
+pub async fn claim(db: &impl GenericClient, r: &ClaimRequest<'_>) -> Result<Claim> {
+    let mut claim = claim_due(db, r).await?;
+    if claim.limited.is_empty() || claim.deliveries.len() >= r.wanted {
+        return Ok(claim);
+    }
+    let busy = room_left(r.busy, r.share, claim.deliveries.iter().map(|d| d.endpoint_id));
+    let rest = ClaimRequest { wanted: r.wanted - claim.deliveries.len(), busy: &busy, ..r.clone() };
+    let limited = claim_limited(db, &rest, &claim.limited).await?;
+    claim.deliveries.extend(limited);
+    Ok(claim)
+}
+
+/// The worker's room per endpoint after it took `taken` (one endpoint id
+/// per delivery): the busy list less those, plus any endpoint not in it.
+fn room_left(busy: &[(Uuid, usize)], share: usize, taken: impl Iterator<Item = Uuid>) -> Vec<(Uuid, usize)> {
+    let mut room: Vec<(Uuid, usize)> = busy.to_vec();
+    for endpoint in taken {
+        match room.iter_mut().find(|(id, _)| *id == endpoint) {
+            Some((_, left)) => *left = left.saturating_sub(1),
+            None => room.push((endpoint, share.saturating_sub(1))),
+        }
+    }
+    room
+}
+
 /// Claims, of `candidates`, what their endpoints' limits allow, at most `r.wanted`.
 pub async fn claim_limited(db: &impl GenericClient, r: &ClaimRequest<'_>, candidates: &[Uuid]) -> Result<Vec<Claimed>> {
     let (busy_ids, busy_room) = busy_arrays(r);
@@ -279,6 +309,18 @@ pub async fn complete_many(
         )
         .await?;
     Ok(Recorded { still_ours: row.get(0), released: row.get(1) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_room_left_counts_what_the_plain_claim_took() {
+        let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let left = room_left(&[(a, 3), (b, 1)], 8, [a, a, b, b, c].into_iter());
+        assert_eq!(left, vec![(a, 1), (b, 0), (c, 7)]);
+    }
 }
 
 pub async fn release(db: &impl GenericClient, worker: Uuid, deliveries: &[Uuid]) -> Result<i64> {

@@ -289,11 +289,10 @@ impl Worker {
         }
     }
 
-    /// The plain claim, then, for the candidates it found limited and while
-    /// slots remain, the flow-control claim.
+    /// Claims what is due (see `db::deliveries::claim`).
     async fn claim(&self, wanted: usize, limits: &share::Limits, idle: Option<bool>) -> db::Result<Claim> {
         let client = self.pool.get().await?;
-        let mut request = ClaimRequest {
+        let request = ClaimRequest {
             worker: self.id,
             wanted,
             scan: limits.scan,
@@ -304,12 +303,7 @@ impl Worker {
             idle,
             at: None,
         };
-        let mut claim = db::deliveries::claim_due(&client, &request).await?;
-        if !claim.limited.is_empty() && claim.deliveries.len() < wanted {
-            request.wanted = wanted - claim.deliveries.len();
-            let limited = db::deliveries::claim_limited(&client, &request, &claim.limited).await?;
-            claim.deliveries.extend(limited);
-        }
+        let claim = db::deliveries::claim(&client, &request).await?;
         // A stalled endpoint's deliveries may have been held just as its last
         // requests finished: their completions, written meanwhile, could not
         // see those rows to release them, and nothing else of it is in flight.

@@ -162,3 +162,27 @@ async fn rollup_hours_are_utc_whatever_the_session_time_zone() {
     .await;
     assert_eq!(on_the_hour, 1);
 }
+
+#[tokio::test]
+async fn a_stalled_endpoint_gets_its_room_and_no_more_its_backlog_held() {
+    let db = TestDb::new().await;
+    let endpoint = NewEndpoint::default().insert(&db).await;
+    db.client().await.execute("SELECT hookline.send('a.b', '{}') FROM generate_series(1, 5)", &[]).await.unwrap();
+    // This worker already sends the endpoint 2 of its share of 4, and they stopped finishing.
+    let busy = [(endpoint, 2)];
+    let request = hookline::db::deliveries::ClaimRequest {
+        worker: Uuid::now_v7(),
+        wanted: 10,
+        scan: 10,
+        lease_max_s: 60.0,
+        share: 4,
+        busy: &busy,
+        stalled: &[endpoint],
+        idle: None,
+        at: None,
+    };
+    let claim = hookline::db::deliveries::claim(&db.client().await, &request).await.unwrap();
+    assert_eq!(claim.deliveries.len(), 2, "the room left in its share, across both claims");
+    assert_eq!(count(&db, "SELECT count(*) FROM hookline.delivery_queue WHERE state = 'held'").await, 3);
+    assert_eq!(count(&db, "SELECT due_now FROM hookline.queue_stats").await, 0, "nothing left in front of others");
+}

@@ -31,14 +31,7 @@ pub async fn claim_at(db: &TestDb, worker: Uuid, at: Option<DateTime<Utc>>) -> V
         idle: None,
         at,
     };
-    let mut claim = deliveries::claim_due(&client, &request).await.expect("claim");
-    if !claim.limited.is_empty() {
-        let request = ClaimRequest { wanted: 10 - claim.deliveries.len(), ..request };
-        claim
-            .deliveries
-            .extend(deliveries::claim_limited(&client, &request, &claim.limited).await.expect("claim limited"));
-    }
-    claim.deliveries
+    deliveries::claim(&client, &request).await.expect("claim").deliveries
 }
 
 pub async fn claim(db: &TestDb, worker: Uuid) -> Vec<Claimed> {
