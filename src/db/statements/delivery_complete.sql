@@ -101,7 +101,7 @@ counted AS (
 ),
 batch AS MATERIALIZED (
     SELECT o.endpoint_id,
-           bool_or(h.state = 'succeeded') AS any_success,
+           bool_or(o.final_state = 'succeeded') AS any_success,  -- any success resets the run, ours or not
            count(*) FILTER (WHERE h.state = 'dead') AS dead,
            count(*) FILTER (WHERE o.endpoint_down) AS downs,
            count(*) FILTER (WHERE NOT o.endpoint_down) AS ups,
