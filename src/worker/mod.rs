@@ -1,25 +1,19 @@
-//! `hookline worker`: claims due deliveries and sends them.
-//!
-//! ```text
-//!            claim (FOR UPDATE SKIP LOCKED, lease)          2xx
-//!  pending ─────────────────────────────────────▶ in_flight ──────▶ succeeded
-//!     ▲                                              │  │
-//!     │   failure with retries left (next_attempt_at)│  │ last retry failed, or 410
-//!     └──────────────────────────────────────────────┘  └─────────────▶ dead
-//!     ▲                                              │
-//!     └────────── lease expired / released at shutdown
-//! ```
+//! `hookline worker`: claims due deliveries and sends them. The lifecycle
+//! it drives is drawn in [`crate::domain::delivery`].
 //!
 //! A lease is the queue row's `next_attempt_at` pushed to the end of the
 //! lease, so a delivery whose worker died simply falls due again: no rescuer.
-//! Pieces: [`wake`] (LISTEN), the claim loop below, [`share`] (no endpoint
-//! takes all slots), [`dispatch`] (HTTP), [`complete`] (decide + batched
-//! writes). Several workers share one queue through the database alone.
+//! Pieces: [`wake`] (LISTEN), the claim loop below and [`presence`] (when
+//! to be woken, when to poll), [`share`] (no endpoint takes all slots),
+//! [`dispatch`] (HTTP), [`complete`] (decide + batched writes), and a fold
+//! of the statistics' deltas every second. Several workers share one queue
+//! through the database alone.
 //!
-//! Flow control happens in the claim (`sql/060_claim_deliveries.sql`): a
-//! delivery whose endpoint cannot take it now (rate limit, max_in_flight,
-//! open circuit, a stalled endpoint) is deferred or held instead of claimed,
-//! so it costs neither an attempt nor a request slot.
+//! The claim is one statement for endpoints without limits; flow control
+//! (`sql/060_claim_deliveries.sql`) is taken only by deliveries whose
+//! endpoint cannot take them now (rate limit, max_in_flight, open circuit,
+//! a stalled endpoint): those are deferred or held instead of claimed, so
+//! they cost neither an attempt nor a request slot.
 
 pub mod complete;
 pub mod dispatch;
