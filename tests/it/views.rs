@@ -213,3 +213,96 @@ async fn latency_percentiles_interpolate_within_their_bucket() {
     let empty: Vec<Option<f64>> = row.get(1);
     assert_eq!(empty, vec![None]);
 }
+
+/// Two workers complete, retry, kill and fold at the same time: what the
+/// views show equals what the history says, before and after the last fold.
+#[tokio::test]
+async fn the_statistics_stay_exact_while_workers_complete_and_fold_concurrently() {
+    let db = TestDb::new().await;
+    let receiver = TestReceiver::start().await;
+    // Every third request is refused (4xx: the circuit stays closed); the
+    // first endpoint never retries, so some deliveries die, the others once.
+    let refused = (0..240).map(|n| if n % 3 == 0 { Reply::status(400) } else { Reply::status(200) });
+    receiver.script(refused);
+    let mut endpoints = Vec::new();
+    for retries in [vec![], vec![0.05], vec![0.05]] {
+        let url = receiver.url.as_str();
+        endpoints.push(NewEndpoint { url, retry_schedule: Some(retries), ..Default::default() }.insert(&db).await);
+    }
+    let workers = [RunningWorker::start(&db, test_settings()).await, RunningWorker::start(&db, test_settings()).await];
+    // Folding as often as it can, beside the workers' own folds.
+    let (done, mut stop) = tokio::sync::watch::channel(false);
+    let pool = db.pool.clone();
+    let folder = tokio::spawn(async move {
+        let mut folds = 0;
+        while !*stop.borrow() {
+            folds += hookline::db::rollups::fold(&pool.get().await.unwrap()).await.unwrap().is_some() as u32;
+            let _ = tokio::time::timeout(Duration::from_millis(5), stop.changed()).await;
+        }
+        folds
+    });
+    let client = db.client().await;
+    for _ in 0..10 {
+        client.execute("SELECT hookline.send('a.b', '{}') FROM generate_series(1, 10)", &[]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eventually(Duration::from_secs(30), "every delivery to finish", || async {
+        (count(&db, "SELECT count(*) FROM hookline.deliveries WHERE state IN ('succeeded', 'dead')").await == 300)
+            .then_some(())
+    })
+    .await;
+    for worker in workers {
+        worker.stop().await;
+    }
+    done.send(true).unwrap();
+    assert!(folder.await.unwrap() > 5, "folds ran while deliveries completed");
+    let truth = |sql: &'static str| {
+        let client = &client;
+        async move {
+            let row = client.query_one(sql, &[]).await.unwrap();
+            (row.get::<_, i64>(0), row.get::<_, i64>(1), row.get::<_, i64>(2))
+        }
+    };
+    let check = || async {
+        for endpoint in &endpoints {
+            let history = client
+                .query_one(
+                    "SELECT count(*) FILTER (WHERE state = 'succeeded'), count(*) FILTER (WHERE state = 'dead'),
+                            (SELECT count(*) FROM hookline.attempts WHERE endpoint_id = $1)
+                       FROM hookline.deliveries WHERE endpoint_id = $1",
+                    &[endpoint],
+                )
+                .await
+                .unwrap();
+            let views = client
+                .query_one(
+                    "SELECT s.succeeded, s.dead,
+                            (SELECT sum(attempts)::bigint FROM hookline.endpoint_hourly_live WHERE endpoint_id = $1)
+                       FROM hookline.endpoint_stats_24h AS s WHERE s.endpoint_id = $1",
+                    &[endpoint],
+                )
+                .await
+                .unwrap();
+            let h: (i64, i64, i64) = (history.get(0), history.get(1), history.get(2));
+            let v: (i64, i64, i64) = (views.get(0), views.get(1), views.get(2));
+            assert_eq!(v, h, "endpoint {endpoint}: (succeeded, dead, attempts) by the views and by the history");
+        }
+        let by_type = truth(
+            "SELECT sum(succeeded)::bigint, sum(dead)::bigint, round(avg(mean_attempts) * 100)::bigint
+               FROM hookline.delivery_stats_hourly",
+        )
+        .await;
+        let history = truth(
+            "SELECT count(*) FILTER (WHERE state = 'succeeded'), count(*) FILTER (WHERE state = 'dead'),
+                    round(avg(attempts) * 100)::bigint
+               FROM hookline.deliveries",
+        )
+        .await;
+        assert_eq!(by_type, history, "(succeeded, dead, mean attempts × 100) by type and hour");
+    };
+    check().await;
+    hookline::db::rollups::fold(&client).await.unwrap();
+    assert_eq!(count(&db, "SELECT count(*) FROM hookline.rollup_deltas").await, 0);
+    check().await;
+    assert!(count(&db, "SELECT count(*) FROM hookline.deliveries WHERE state = 'dead'").await > 0, "some died");
+}
