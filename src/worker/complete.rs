@@ -1,7 +1,8 @@
 //! Turning attempts into recorded outcomes: decide the delivery's next state
 //! (a pure function), then write outcomes in batches, one statement each.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
@@ -17,6 +18,12 @@ use crate::domain::retry::{NextAttempt, RetrySchedule};
 
 /// Written per statement at most; larger backlogs take several.
 const FLUSH_MAX: usize = 1000;
+/// A batch smaller than this, while more requests are in flight, waits up
+/// to `GATHER_FOR` for company: a completion costs the database about the
+/// same for one outcome as for thirty, and the wait delays only the record,
+/// never a request (the receiver already has it).
+const GATHER_BELOW: usize = 32;
+const GATHER_FOR: Duration = Duration::from_millis(2);
 
 /// What the flusher receives for one attempt.
 #[derive(Debug)]
@@ -79,6 +86,10 @@ pub struct Flusher {
     pub circuit: CircuitSettings,
     /// Woken when a write released held deliveries: they are due now.
     pub wake: Arc<Notify>,
+    /// Deliveries claimed whose outcome has not reached the flusher (the
+    /// worker's `held`): more of them than a batch holds means more
+    /// outcomes are on their way.
+    pub outstanding: Arc<Mutex<HashSet<Uuid>>>,
 }
 
 /// Writes finished attempts until every sender is gone and the queue is empty.
@@ -89,6 +100,17 @@ pub struct Flusher {
 pub async fn flush_loop(flusher: Flusher, mut finished: mpsc::Receiver<Finished>) {
     let mut batch = Vec::with_capacity(FLUSH_MAX);
     while finished.recv_many(&mut batch, FLUSH_MAX).await > 0 {
+        let more_coming = || flusher.outstanding.lock().expect("not poisoned").len() > batch.len();
+        if batch.len() < GATHER_BELOW && more_coming() {
+            let deadline = tokio::time::Instant::now() + GATHER_FOR;
+            while batch.len() < GATHER_BELOW {
+                let room = FLUSH_MAX - batch.len();
+                match tokio::time::timeout_at(deadline, finished.recv_many(&mut batch, room)).await {
+                    Ok(received) if received > 0 => {}
+                    _ => break,
+                }
+            }
+        }
         write_until_done(&flusher, &batch).await;
         batch.clear();
     }

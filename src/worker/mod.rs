@@ -71,7 +71,14 @@ pub async fn run(
     let wake = Arc::new(Notify::new());
     let listener = tokio::spawn(wake::listen(listen_config, wake.clone(), shutdown.clone()));
     let (finished_tx, finished_rx) = mpsc::channel(settings.concurrency * 2);
-    let flusher = Flusher { pool: pool.clone(), worker: worker_id, circuit: settings.circuit, wake: wake.clone() };
+    let held: Arc<Mutex<HashSet<Uuid>>> = Arc::default();
+    let flusher = Flusher {
+        pool: pool.clone(),
+        worker: worker_id,
+        circuit: settings.circuit,
+        wake: wake.clone(),
+        outstanding: held.clone(),
+    };
     let flusher = tokio::spawn(complete::flush_loop(flusher, finished_rx));
     let folder = tokio::spawn(fold_loop(pool.clone(), shutdown.clone()));
 
@@ -82,7 +89,7 @@ pub async fn run(
         settings: Arc::new(settings),
         dispatcher,
         wake,
-        held: Arc::default(),
+        held,
     };
     let mut requests = JoinSet::new();
     worker.claim_loop(&mut requests, finished_tx, shutdown).await;
