@@ -9,6 +9,7 @@
 //! - [`worker`] — claims due deliveries, sends them, records outcomes.
 //! - [`inbound`] — verifying and counting webhooks third parties send us.
 //! - [`api`] — the HTTP API (poem-openapi) and its OpenAPI document.
+//! - [`remembered`] — a short memory of lookups, unknown keys apart (tokens, sources).
 //! - [`pg_local`] — a throwaway PostgreSQL from the local binaries (`hookline dev`, tests, bench).
 //! - [`dev`] — `hookline dev`, the one-command first run.
 //! - [`telemetry`] — logging.
@@ -23,6 +24,7 @@ pub mod dev;
 pub mod domain;
 pub mod inbound;
 pub mod pg_local;
+pub mod remembered;
 pub mod signing;
 pub mod telemetry;
 pub mod worker;

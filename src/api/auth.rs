@@ -2,9 +2,7 @@
 //! admin; optionally bound to a tenant, whose token then sees only that
 //! tenant's objects (others are 404 to it).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -17,6 +15,7 @@ use uuid::Uuid;
 use super::AppState;
 use super::problem::Problem;
 use crate::db;
+use crate::remembered::{Recall, Remembered};
 
 /// Verified tokens are remembered this long, so most requests cost no token
 /// lookup; a deleted token stops working within this time. Unknown tokens
@@ -107,8 +106,10 @@ pub struct Auth(pub Principal);
 async fn authenticate(request: &Request, bearer: Bearer) -> Option<Principal> {
     let state = request.data::<AppState>()?;
     let hash = hash_token(&bearer.token);
-    if let Some(remembered) = state.tokens.get(&hash) {
-        return remembered;
+    match state.tokens.0.recall(&hash) {
+        Recall::Known(principal) => return Some(principal),
+        Recall::Unknown => return None,
+        Recall::Forgotten => {}
     }
     let client = state.pool.get().await.ok()?;
     let principal = db::tokens::by_hash(&client, &hash).await.ok()?.and_then(|token| {
@@ -119,54 +120,23 @@ async fn authenticate(request: &Request, bearer: Bearer) -> Option<Principal> {
             tenant: token.tenant,
         })
     });
-    state.tokens.put(hash, principal.clone());
+    state.tokens.0.remember(hash, principal.clone());
     principal
 }
 
-/// A short-lived cache of looked-up tokens, keyed by hash: the known ones,
-/// and apart from them a bounded set of unknown ones.
-#[derive(Default)]
-pub struct TokenCache {
-    known: Mutex<HashMap<Vec<u8>, (Principal, Instant)>>,
-    unknown: Mutex<HashMap<Vec<u8>, Instant>>,
+/// Looked-up tokens by hash, known and unknown (see [`crate::remembered`]).
+pub struct TokenCache(Remembered<Vec<u8>, Principal>);
+
+impl Default for TokenCache {
+    fn default() -> Self {
+        TokenCache(Remembered::new(CACHE_TTL, UNKNOWN_MAX))
+    }
 }
 
 impl TokenCache {
-    /// `Some(Some(_))` a known token, `Some(None)` an unknown one, `None`
-    /// not looked up lately.
-    fn get(&self, hash: &[u8]) -> Option<Option<Principal>> {
-        let known = self.known.lock().expect("not poisoned");
-        if let Some((principal, _)) = known.get(hash).filter(|(_, at)| at.elapsed() < CACHE_TTL) {
-            return Some(Some(principal.clone()));
-        }
-        drop(known);
-        let unknown = self.unknown.lock().expect("not poisoned");
-        unknown.get(hash).filter(|at| at.elapsed() < CACHE_TTL).map(|_| None)
-    }
-
-    fn put(&self, hash: Vec<u8>, principal: Option<Principal>) {
-        match principal {
-            Some(principal) => {
-                let mut known = self.known.lock().expect("not poisoned");
-                known.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
-                known.insert(hash, (principal, Instant::now()));
-            }
-            None => {
-                let mut unknown = self.unknown.lock().expect("not poisoned");
-                if unknown.len() >= UNKNOWN_MAX {
-                    unknown.retain(|_, at| at.elapsed() < CACHE_TTL);
-                    if unknown.len() >= UNKNOWN_MAX {
-                        unknown.clear();
-                    }
-                }
-                unknown.insert(hash, Instant::now());
-            }
-        }
-    }
-
     /// Forgets a token at once (after it was deleted through this process).
     pub fn forget(&self, token_id: Uuid) {
-        self.known.lock().expect("not poisoned").retain(|_, (p, _)| p.token_id != token_id);
+        self.0.forget_where(|p| p.token_id == token_id);
     }
 }
 

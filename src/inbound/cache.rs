@@ -1,22 +1,19 @@
-//! Sources by name as the receiver needs them, with their verifier parsed.
-//! Kept a second, so a busy receiver looks a source up about once a second,
-//! and a change made through another process applies within that second.
-//!
-//! Unknown names are remembered as briefly, apart from the known ones and in
-//! a bounded set: a scan of random names costs one lookup per name, not one
-//! per request, and can only push out other unknown names, never a real
-//! source. A request for a remembered name, known or not, is answered
-//! without a database connection (a forged one included).
+//! Sources by name as the receiver needs them, with their verifier parsed,
+//! remembered for a second (known and unknown names alike, see
+//! [`crate::remembered`]): a busy receiver looks a source up about once a
+//! second, a change made through another process applies within that
+//! second, and a request for a remembered name — a forged one included —
+//! is answered without a database connection.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use deadpool_postgres::{GenericClient, Pool};
 use uuid::Uuid;
 
 use super::verify::{Encoding, Scheme, Settings, Verifier};
 use crate::db;
+use crate::remembered::{Recall, Remembered};
 
 const TTL: Duration = Duration::from_secs(1);
 /// Unknown names remembered at most; past this the set starts over.
@@ -34,21 +31,12 @@ pub struct Receiving {
     pub origin: String,
 }
 
-/// What the cache knows of a name.
-#[derive(Debug)]
-pub enum Cached {
-    Source(Arc<Receiving>),
-    /// No enabled source that can verify goes by it.
-    Unknown,
-    /// Not looked up within the last second.
-    Miss,
-}
+pub struct SourceCache(Remembered<String, Arc<Receiving>>);
 
-#[derive(Default)]
-pub struct SourceCache {
-    /// Names of sources that existed when looked up: as many as there are sources.
-    known: Mutex<HashMap<String, (Instant, Arc<Receiving>)>>,
-    unknown: Mutex<HashMap<String, Instant>>,
+impl Default for SourceCache {
+    fn default() -> Self {
+        SourceCache(Remembered::new(TTL, UNKNOWN_MAX))
+    }
 }
 
 impl SourceCache {
@@ -56,54 +44,20 @@ impl SourceCache {
     /// with settings it cannot verify by, which is logged). Takes a pooled
     /// connection only when the name was not looked up within the TTL.
     pub async fn get(&self, pool: &Pool, name: &str) -> db::Result<Option<Arc<Receiving>>> {
-        match self.cached(name) {
-            Cached::Source(source) => Ok(Some(source)),
-            Cached::Unknown => Ok(None),
-            Cached::Miss => {
-                let client = pool.get().await?;
-                let source = load(&client, name).await?;
-                self.store(name, source.clone());
+        match self.0.recall(name) {
+            Recall::Known(source) => Ok(Some(source)),
+            Recall::Unknown => Ok(None),
+            Recall::Forgotten => {
+                let source = load(&pool.get().await?, name).await?;
+                self.0.remember(name.to_owned(), source.clone());
                 Ok(source)
-            }
-        }
-    }
-
-    pub fn cached(&self, name: &str) -> Cached {
-        if let Some((at, source)) = self.known.lock().expect("not poisoned").get(name)
-            && at.elapsed() < TTL
-        {
-            return Cached::Source(source.clone());
-        }
-        match self.unknown.lock().expect("not poisoned").get(name) {
-            Some(at) if at.elapsed() < TTL => Cached::Unknown,
-            _ => Cached::Miss,
-        }
-    }
-
-    pub fn store(&self, name: &str, source: Option<Arc<Receiving>>) {
-        match source {
-            Some(source) => {
-                self.unknown.lock().expect("not poisoned").remove(name);
-                self.known.lock().expect("not poisoned").insert(name.to_owned(), (Instant::now(), source));
-            }
-            None => {
-                self.known.lock().expect("not poisoned").remove(name);
-                let mut unknown = self.unknown.lock().expect("not poisoned");
-                if unknown.len() >= UNKNOWN_MAX {
-                    unknown.retain(|_, at| at.elapsed() < TTL);
-                    if unknown.len() >= UNKNOWN_MAX {
-                        unknown.clear();
-                    }
-                }
-                unknown.insert(name.to_owned(), Instant::now());
             }
         }
     }
 
     /// Drops what is known of `name` (this process changed it).
     pub fn forget(&self, name: &str) {
-        self.known.lock().expect("not poisoned").remove(name);
-        self.unknown.lock().expect("not poisoned").remove(name);
+        self.0.forget(name);
     }
 }
 
@@ -141,53 +95,5 @@ fn receiving(row: &db::sources::Source) -> Option<Arc<Receiving>> {
             tracing::warn!(source = %s.name, %reason, "source cannot verify requests; answering 404");
             None
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn source(name: &str) -> Arc<Receiving> {
-        let verifier = Verifier::new(Settings {
-            scheme: Scheme::None,
-            secret: None,
-            signature_header: None,
-            encoding: Encoding::Hex,
-            tolerance_s: 300,
-            id_header: None,
-        })
-        .unwrap();
-        Arc::new(Receiving {
-            id: Uuid::now_v7(),
-            tenant: "default".into(),
-            name: name.into(),
-            event_type: "x".into(),
-            verifier,
-            origin: format!("inbound:{name}"),
-        })
-    }
-
-    #[test]
-    fn a_scan_of_unknown_names_never_pushes_out_a_known_source() {
-        let cache = SourceCache::default();
-        cache.store("real", Some(source("real")));
-        for n in 0..(UNKNOWN_MAX * 3) {
-            cache.store(&format!("guess-{n}"), None);
-        }
-        assert!(matches!(cache.cached("real"), Cached::Source(_)));
-        assert!(matches!(cache.cached(&format!("guess-{}", UNKNOWN_MAX * 3 - 1)), Cached::Unknown));
-        assert!(cache.unknown.lock().unwrap().len() <= UNKNOWN_MAX);
-    }
-
-    #[test]
-    fn a_name_moves_between_known_and_unknown() {
-        let cache = SourceCache::default();
-        cache.store("x", None);
-        assert!(matches!(cache.cached("x"), Cached::Unknown));
-        cache.store("x", Some(source("x")));
-        assert!(matches!(cache.cached("x"), Cached::Source(_)));
-        cache.forget("x");
-        assert!(matches!(cache.cached("x"), Cached::Miss));
     }
 }
