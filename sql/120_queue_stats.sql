@@ -1,27 +1,33 @@
--- hookline.queue_stats (SPEC §4): one row describing the whole queue.
+-- hookline.queue_stats (SPEC §4): one row describing the whole queue, and
+-- hookline.queue_stats_of(tenant), the same for one tenant's endpoints (the
+-- API's /v1/stats for a tenant-bound token; NULL: every tenant).
 -- Cost: reads only delivery_queue, which holds open deliveries (not the
--- history): pending and in-flight counts scan its due index, held ones its
--- held index, dead ones its dead-letter index.
+-- history), once; for a tenant, through that tenant's endpoints (the queue
+-- has no tenant column: claims would pay for its index).
 DROP VIEW IF EXISTS hookline.queue_stats;
+DROP FUNCTION IF EXISTS hookline.queue_stats_of(text);
+CREATE FUNCTION hookline.queue_stats_of(tenant text)
+RETURNS TABLE (pending bigint, due_now bigint, in_flight bigint, dead bigint, oldest_due_age_s float8, held bigint)
+LANGUAGE sql STABLE AS $$
+    WITH q AS (
+        SELECT q.state, q.lease_owner, q.next_attempt_at
+          FROM hookline.delivery_queue AS q
+         WHERE queue_stats_of.tenant IS NULL
+            OR q.endpoint_id IN (SELECT ep.id FROM hookline.endpoints AS ep WHERE ep.tenant = queue_stats_of.tenant)
+    )
+    SELECT count(*) FILTER (WHERE q.state = 'held'
+                               OR (q.state = 'pending' AND (q.lease_owner IS NULL OR q.next_attempt_at <= now()))),
+           count(*) FILTER (WHERE q.state = 'pending' AND q.next_attempt_at <= now()),
+           count(*) FILTER (WHERE q.state = 'pending' AND q.lease_owner IS NOT NULL AND q.next_attempt_at > now()),
+           count(*) FILTER (WHERE q.state = 'dead'),
+           coalesce(extract(epoch FROM now() - min(q.next_attempt_at)
+                                                FILTER (WHERE q.state = 'pending' AND q.next_attempt_at <= now())), 0)::float8,
+           count(*) FILTER (WHERE q.state = 'held')
+      FROM q
+$$;
+
 CREATE VIEW hookline.queue_stats AS
-WITH open AS (
-    SELECT count(*) FILTER (WHERE lease_owner IS NULL OR next_attempt_at <= now()) AS waiting,
-           count(*) FILTER (WHERE next_attempt_at <= now())                        AS due_now,
-           count(*) FILTER (WHERE lease_owner IS NOT NULL AND next_attempt_at > now()) AS in_flight,
-           min(next_attempt_at) FILTER (WHERE next_attempt_at <= now())             AS oldest_due_at
-    FROM hookline.delivery_queue
-    WHERE state = 'pending'
-),
-held AS (
-    SELECT count(*) AS held FROM hookline.delivery_queue WHERE state = 'held'
-)
-SELECT open.waiting + held.held                                      AS pending,
-       open.due_now,
-       open.in_flight,
-       (SELECT count(*) FROM hookline.delivery_queue WHERE state = 'dead') AS dead,
-       coalesce(extract(epoch FROM now() - open.oldest_due_at), 0)::float8 AS oldest_due_age_s,
-       held.held
-FROM open, held;
+SELECT pending, due_now, in_flight, dead, oldest_due_age_s, held FROM hookline.queue_stats_of(NULL);
 
 COMMENT ON VIEW hookline.queue_stats IS 'The delivery queue right now: one row.';
 COMMENT ON COLUMN hookline.queue_stats.pending IS 'Deliveries waiting for their next attempt, due or not, held ones included (not in-flight ones).';

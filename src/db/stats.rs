@@ -9,22 +9,9 @@ use super::Result;
 pub const STATS_QUEUE: &str = "
 SELECT pending, due_now, in_flight, dead, oldest_due_age_s, held FROM hookline.queue_stats";
 
-/// The `queue_stats` columns for one tenant's endpoints (`$1`). The queue
-/// has no tenant column (claims would pay for its index), so this reads the
-/// tenant's endpoints and their open deliveries.
+/// The `queue_stats` columns for one tenant's endpoints (`$1`).
 pub const STATS_QUEUE_OF_TENANT: &str = "
-WITH q AS (
-    SELECT q.state, q.lease_owner, q.next_attempt_at
-      FROM hookline.delivery_queue AS q
-     WHERE q.endpoint_id IN (SELECT id FROM hookline.endpoints WHERE tenant = $1)
-)
-SELECT count(*) FILTER (WHERE state = 'held' OR (state = 'pending' AND (lease_owner IS NULL OR next_attempt_at <= now()))),
-       count(*) FILTER (WHERE state = 'pending' AND next_attempt_at <= now()),
-       count(*) FILTER (WHERE state = 'pending' AND lease_owner IS NOT NULL AND next_attempt_at > now()),
-       count(*) FILTER (WHERE state = 'dead'),
-       coalesce(extract(epoch FROM now() - min(next_attempt_at) FILTER (WHERE state = 'pending' AND next_attempt_at <= now())), 0)::float8,
-       count(*) FILTER (WHERE state = 'held')
-  FROM q";
+SELECT pending, due_now, in_flight, dead, oldest_due_age_s, held FROM hookline.queue_stats_of($1)";
 
 /// Totals of the history (deliveries and events), estimated from the planner
 /// statistics where an exact count would scan everything.
