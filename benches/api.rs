@@ -74,7 +74,7 @@ async fn main() -> anyhow::Result<()> {
     for _ in 0..rounds() {
         for (i, build) in bench.builds.iter().enumerate() {
             if selected("ingest") {
-                ingest(&bench, build, i, &apis[i], seconds, &mut report).await?;
+                ingest(build, i, &apis[i], seconds, &mut report).await?;
             }
         }
     }
@@ -117,7 +117,7 @@ async fn main() -> anyhow::Result<()> {
     }
     for _ in (0..rounds()).filter(|_| selected("inbound")) {
         for (i, build) in bench.builds.iter().enumerate() {
-            inbound(&bench, build, i, &apis[i], seconds, &mut report).await?;
+            inbound(build, i, &apis[i], seconds, &mut report).await?;
         }
     }
     report.print(&bench.builds);
@@ -231,14 +231,7 @@ async fn hammer(api: &Arc<Api>, deadline: Instant, load: Load) -> anyhow::Result
     Ok((all, answered))
 }
 
-async fn ingest(
-    bench: &Bench,
-    build: &Build,
-    i: usize,
-    api: &Api,
-    seconds: u64,
-    report: &mut Report,
-) -> anyhow::Result<()> {
+async fn ingest(build: &Build, i: usize, api: &Api, seconds: u64, report: &mut Report) -> anyhow::Result<()> {
     let api = Arc::new(api.clone());
     let started = Instant::now();
     let (latencies, _) = hammer(&api, started + Duration::from_secs(seconds), Load::Events).await?;
@@ -248,7 +241,6 @@ async fn ingest(
     report.add("(a) its latency p99 ms", i, l.p99);
     // Leave an empty queue for the next scenario.
     build.client.execute("DELETE FROM hookline.delivery_queue", &[]).await?;
-    let _ = bench;
     Ok(())
 }
 
@@ -349,14 +341,7 @@ async fn call_to_receipt(
     Ok(())
 }
 
-async fn inbound(
-    bench: &Bench,
-    build: &Build,
-    i: usize,
-    api: &Api,
-    seconds: u64,
-    report: &mut Report,
-) -> anyhow::Result<()> {
+async fn inbound(build: &Build, i: usize, api: &Api, seconds: u64, report: &mut Report) -> anyhow::Result<()> {
     const QUEUED: &str = "SELECT count(*) FROM hookline.delivery_queue";
     let queued_before: i64 = build.client.query_one(QUEUED, &[]).await?.get(0);
     let api = Arc::new(api.clone());
@@ -369,6 +354,5 @@ async fn inbound(
     report.add("(d) POST /in/{source}, no workers: verified requests/s stored", i, l.count as f64 / elapsed);
     report.add("(d) its latency p99 ms", i, l.p99);
     build.client.execute("DELETE FROM hookline.delivery_queue", &[]).await?;
-    let _ = bench;
     Ok(())
 }
