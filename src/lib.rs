@@ -3,13 +3,14 @@
 //! # Layout
 //!
 //! - [`config`] — settings from flags, `HOOKLINE_*` variables and a TOML file.
-//! - [`db`] — the pool, migrations, and one module of named statements per table.
+//! - [`db`] — the pool, migrations, LISTEN, and one module of named statements per table.
 //! - [`domain`] — delivery states, error kinds, the retry schedule; no IO.
 //! - [`signing`] — Standard Webhooks signatures.
 //! - [`worker`] — claims due deliveries, sends them, records outcomes.
 //! - [`inbound`] — verifying and counting webhooks third parties send us.
 //! - [`api`] — the HTTP API (poem-openapi) and its OpenAPI document.
-//! - [`remembered`] — a short memory of lookups, unknown keys apart (tokens, sources).
+//! - [`remembered`] — a short memory of lookups, unknown keys apart (tokens, sources),
+//!   forgotten when the database says they changed ([`api::changes`]).
 //! - [`pg_local`] — a throwaway PostgreSQL from the local binaries (`hookline dev`, tests, bench).
 //! - [`dev`] — `hookline dev`, the one-command first run.
 //! - [`telemetry`] — logging.

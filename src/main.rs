@@ -110,8 +110,9 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             migrate(&pool).await
         }
         Command::Serve => {
-            let pool = connect(&required_url(&settings)?, &settings).await?;
-            serve(pool, &settings, shutdown_signal()).await
+            let url = required_url(&settings)?;
+            let pool = connect(&url, &settings).await?;
+            serve(pool, &url, &settings, shutdown_signal()).await
         }
         Command::Worker => work(&required_url(&settings)?, &settings, shutdown_signal()).await,
         Command::Run => {
@@ -158,13 +159,14 @@ async fn migrate(pool: &Pool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(pool: Pool, settings: &Settings, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+async fn serve(pool: Pool, url: &str, settings: &Settings, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {} (HOOKLINE_LISTEN)", settings.listen))?;
     tracing::info!(listen = %settings.listen, "API listening");
     let acceptor = poem::listener::TcpAcceptor::from_tokio(listener)?;
     let state = api::AppState::new(pool, settings.max_body_bytes);
+    let follower = tokio::spawn(api::changes::follow(state.clone(), url.parse()?, shutdown.clone()));
     let metrics = match settings.metrics_listen {
         Some(address) => Some(tokio::spawn(serve_metrics(address, state.clone(), shutdown.clone()).await?)),
         None => None,
@@ -179,6 +181,7 @@ async fn serve(pool: Pool, settings: &Settings, mut shutdown: watch::Receiver<bo
         )
         .await?;
     state.flush_counts().await;
+    let _ = follower.await;
     if let Some(metrics) = metrics {
         metrics.await??;
     }
@@ -214,7 +217,7 @@ async fn work(url: &str, settings: &Settings, shutdown: watch::Receiver<bool>) -
 }
 
 async fn run_all(pool: Pool, url: &str, settings: &Settings, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-    let (api, worker) = tokio::join!(serve(pool, settings, shutdown.clone()), work(url, settings, shutdown));
+    let (api, worker) = tokio::join!(serve(pool, url, settings, shutdown.clone()), work(url, settings, shutdown));
     api.and(worker)
 }
 

@@ -84,6 +84,12 @@ impl<K: Hash + Eq, V: Clone> Remembered<K, V> {
         self.unknown.lock().expect("not poisoned").remove(key);
     }
 
+    /// Forgets everything (what it stands for changed elsewhere, or may have).
+    pub fn forget_all(&self) {
+        self.known.lock().expect("not poisoned").clear();
+        self.unknown.lock().expect("not poisoned").clear();
+    }
+
     /// Forgets the known entries whose value matches.
     pub fn forget_where(&self, matches: impl Fn(&V) -> bool) {
         self.known.lock().expect("not poisoned").retain(|_, (_, value)| !matches(value));

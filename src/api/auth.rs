@@ -134,6 +134,11 @@ impl Default for TokenCache {
 }
 
 impl TokenCache {
+    /// Forgets every token (tokens changed elsewhere, see [`super::changes`]).
+    pub fn forget_all(&self) {
+        self.0.forget_all();
+    }
+
     /// Forgets a token at once (after it was deleted through this process).
     pub fn forget(&self, token_id: Uuid) {
         self.0.forget_where(|p| p.token_id == token_id);

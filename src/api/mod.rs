@@ -8,6 +8,7 @@ mod allow;
 mod audit;
 pub mod auth;
 pub mod body;
+pub mod changes;
 mod deliveries;
 mod endpoints;
 mod events;

@@ -29,6 +29,7 @@ const SQL_OBJECTS: &[(&str, &str)] = sql_objects![
     "120_queue_stats.sql",
     "130_delivery_stats_hourly.sql",
     "140_source_stats.sql",
+    "150_changes.sql",
 ];
 
 /// Arbitrary, fixed: "hookline" in ASCII.

@@ -55,6 +55,12 @@ impl SourceCache {
         }
     }
 
+    /// Forgets every source (sources changed elsewhere, see
+    /// [`crate::api::changes`]).
+    pub fn forget_all(&self) {
+        self.0.forget_all();
+    }
+
     /// Drops what is known of `name` (this process changed it).
     pub fn forget(&self, name: &str) {
         self.0.forget(name);
