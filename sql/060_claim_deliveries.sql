@@ -27,6 +27,9 @@
 --      * an endpoint disabled while we held its rows: dead, as its disabling
 --        made the rest,
 --      * otherwise (the worker's slots are full): left due for the next claim.
+--    A lost lease (its worker died) that is claimed is taken over without
+--    counting a new attempt, as the plain claim does, for the worker to
+--    record the loss.
 --
 -- Cost: one row lock and update of endpoint_state per limited endpoint, and
 -- one queue update per delivery moved aside.
@@ -57,13 +60,17 @@ CREATE FUNCTION hookline.claim_limited(
     timeout_ms       integer,
     retry_schedule   float8[],
     secret           text,
-    previous_secret  text
+    previous_secret  text,
+    lost_since       timestamptz,
+    lost_at          timestamptz,
+    worker_losses    integer
 )
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
     locked_ids       uuid[];
     locked_endpoints uuid[];
+    locked_lost_at   timestamptz[];
     ended_ids        uuid[];
     claimed          uuid[];
 BEGIN
@@ -71,9 +78,11 @@ BEGIN
     -- start, so the starts it spaces are as close as can be to the sends.
     at := coalesce(at, clock_timestamp());
     SELECT array_agg(c.delivery_id ORDER BY c.next_attempt_at, c.delivery_id),
-           array_agg(c.endpoint_id ORDER BY c.next_attempt_at, c.delivery_id)
-      INTO locked_ids, locked_endpoints
-      FROM (SELECT q.delivery_id, q.endpoint_id, q.next_attempt_at
+           array_agg(c.endpoint_id ORDER BY c.next_attempt_at, c.delivery_id),
+           array_agg(c.lost_at ORDER BY c.next_attempt_at, c.delivery_id)
+      INTO locked_ids, locked_endpoints, locked_lost_at
+      FROM (SELECT q.delivery_id, q.endpoint_id, q.next_attempt_at,
+                   CASE WHEN q.lease_owner IS NOT NULL THEN q.next_attempt_at END AS lost_at
               FROM hookline.delivery_queue AS q
              WHERE q.delivery_id = ANY (candidate_ids) AND q.state = 'pending' AND q.next_attempt_at <= at
                FOR UPDATE SKIP LOCKED) AS c;
@@ -193,7 +202,7 @@ BEGIN
                                      WHEN 'defer_by_rate' THEN p.starts_at
                                      ELSE q.next_attempt_at END,
                lease_owner     = CASE WHEN p.action = 'claim' THEN worker_id END,
-               attempts        = q.attempts + CASE WHEN p.action = 'claim' THEN 1 ELSE 0 END
+               attempts        = q.attempts + CASE WHEN p.action = 'claim' AND q.lease_owner IS NULL THEN 1 ELSE 0 END
           FROM placed AS p
          WHERE q.delivery_id = p.delivery_id AND p.action <> 'leave'
         RETURNING q.delivery_id, p.action
@@ -237,10 +246,15 @@ BEGIN
     RETURN QUERY
     SELECT q.delivery_id, q.attempts, q.next_attempt_at, e.id, e.event_type, e.created_at, e.payload::text,
            ep.id, ep.url, ep.http_method, ep.headers, ep.timeout_ms, ep.retry_schedule, ep.secret,
-           CASE WHEN ep.previous_secret_expires_at > at THEN ep.previous_secret END
+           CASE WHEN ep.previous_secret_expires_at > at THEN ep.previous_secret END,
+           l.lost_at - make_interval(secs => least(ep.timeout_ms / 1000.0 + 5, lease_max_s)), l.lost_at,
+           CASE WHEN l.lost_at IS NOT NULL
+                THEN (SELECT count(*)::integer FROM hookline.attempts AS a
+                       WHERE a.delivery_id = q.delivery_id AND a.error_kind = 'worker_lost') END
       FROM hookline.delivery_queue AS q
       JOIN hookline.events AS e ON e.id = q.event_id
       JOIN hookline.endpoints AS ep ON ep.id = q.endpoint_id
+      JOIN unnest(locked_ids, locked_lost_at) AS l(delivery_id, lost_at) ON l.delivery_id = q.delivery_id
      WHERE q.delivery_id = ANY (claimed);
 END
 $$;

@@ -97,6 +97,11 @@ pub struct Settings {
     #[arg(long, env = "HOOKLINE_LEASE_MAX_S", default_value_t = 60, global = true)]
     pub lease_max_s: u64,
 
+    /// Leases a delivery may lose (its worker died holding it) before it is
+    /// dead: a payload that kills workers cannot take the fleet down in a loop.
+    #[arg(long, env = "HOOKLINE_MAX_WORKER_LOSSES", default_value_t = 3, global = true)]
+    pub max_worker_losses: u32,
+
     /// On SIGTERM, how long in-flight requests may still finish, in seconds.
     #[arg(long, env = "HOOKLINE_SHUTDOWN_GRACE_S", default_value_t = 30, global = true)]
     pub shutdown_grace_s: u64,
@@ -132,6 +137,7 @@ impl Settings {
             claim_batch: self.claim_batch.max(1),
             poll_interval: Duration::from_millis(self.poll_interval_ms.max(10)),
             lease_max: Duration::from_secs(self.lease_max_s.max(1)),
+            max_worker_losses: self.max_worker_losses.max(1),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_s),
             network: NetworkPolicy {
                 allow_private: self.allow_private_networks,
@@ -153,6 +159,7 @@ pub struct WorkerSettings {
     pub claim_batch: usize,
     pub poll_interval: Duration,
     pub lease_max: Duration,
+    pub max_worker_losses: u32,
     pub shutdown_grace: Duration,
     pub network: NetworkPolicy,
 }
@@ -168,6 +175,7 @@ impl Default for WorkerSettings {
             claim_batch: 256,
             poll_interval: Duration::from_secs(5),
             lease_max: Duration::from_secs(60),
+            max_worker_losses: 3,
             shutdown_grace: Duration::from_secs(30),
             network: NetworkPolicy::default(),
         }
@@ -248,6 +256,7 @@ const KNOWN_KEYS: &[&str] = &[
     "claim_batch",
     "poll_interval_ms",
     "lease_max_s",
+    "max_worker_losses",
     "shutdown_grace_s",
     "log",
     "log_format",

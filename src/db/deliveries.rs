@@ -30,7 +30,8 @@ pub const DELIVERY_CLAIM: &str = include_str!("statements/delivery_claim.sql");
 /// see `sql/060_claim_deliveries.sql`.
 pub const DELIVERY_CLAIM_LIMITED: &str = "
 SELECT delivery_id, attempt, lease_until, event_id, event_type, event_created_at, payload,
-       endpoint_id, url, http_method, headers, timeout_ms, retry_schedule, secret, previous_secret
+       endpoint_id, url, http_method, headers, timeout_ms, retry_schedule, secret, previous_secret,
+       lost_since, lost_at, worker_losses
   FROM hookline.claim_limited($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
 /// Records a batch of outcomes in one statement: see the file. Parameters:
@@ -105,6 +106,20 @@ pub struct Claimed {
     pub retry_schedule: Option<Vec<f64>>,
     pub secret: String,
     pub previous_secret: Option<String>,
+    /// Set when the claim took over a lost lease: the worker records the
+    /// loss rather than sending.
+    pub lost: Option<LostLease>,
+}
+
+/// A lease whose worker stopped before recording an outcome.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LostLease {
+    /// When the lost attempt began (its lease's start, as near as is known).
+    pub since: DateTime<Utc>,
+    /// When its lease ran out.
+    pub at: DateTime<Utc>,
+    /// Attempts of this delivery lost before this one.
+    pub losses_before: i32,
 }
 
 impl From<&tokio_postgres::Row> for Claimed {
@@ -125,6 +140,11 @@ impl From<&tokio_postgres::Row> for Claimed {
             retry_schedule: r.get(12),
             secret: r.get(13),
             previous_secret: r.get(14),
+            lost: r.get::<_, Option<DateTime<Utc>>>(16).map(|at| LostLease {
+                since: r.get::<_, Option<DateTime<Utc>>>(15).unwrap_or(at),
+                at,
+                losses_before: r.get::<_, Option<i32>>(17).unwrap_or(0),
+            }),
         }
     }
 }
@@ -197,8 +217,8 @@ pub async fn claim_due(db: &impl GenericClient, r: &ClaimRequest<'_>) -> Result<
         match row.get::<_, Option<Uuid>>(0) {
             Some(_) => claim.deliveries.push(Claimed::from(row)),
             None => {
-                claim.limited = row.get::<_, Option<Vec<Uuid>>>(15).unwrap_or_default();
-                claim.next_due_s = row.get(16);
+                claim.limited = row.get::<_, Option<Vec<Uuid>>>(18).unwrap_or_default();
+                claim.next_due_s = row.get(19);
             }
         }
     }

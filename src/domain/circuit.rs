@@ -15,7 +15,11 @@ pub fn endpoint_down(error: Option<ErrorKind>, status: Option<u16>) -> Option<bo
         Some(ErrorKind::Dns | ErrorKind::Connect | ErrorKind::Tls | ErrorKind::Timeout) => Some(true),
         Some(ErrorKind::HttpStatus) => Some(status.is_some_and(|s| s >= 500 || s == 408 || s == 429)),
         Some(
-            ErrorKind::InvalidUrl | ErrorKind::BlockedAddress | ErrorKind::BodyTooLarge | ErrorKind::InvalidSecret,
+            ErrorKind::InvalidUrl
+            | ErrorKind::BlockedAddress
+            | ErrorKind::BodyTooLarge
+            | ErrorKind::InvalidSecret
+            | ErrorKind::WorkerLost,
         ) => None,
     }
 }

@@ -27,6 +27,13 @@
 //! *leased* (the API calls it `in_flight`), `held` rows wait out of the due
 //! index for their endpoint, `dead` rows are the dead-letter queue. A
 //! [`ClaimAction`] names each transition a claim makes.
+//!
+//! A lease that runs out (its worker died or was cut off) is *lost*: the
+//! next claim takes the row over, and the worker records the lost attempt
+//! (`worker_lost`) without sending; the delivery then follows its retry
+//! schedule like any failed attempt, and becomes dead after
+//! `HOOKLINE_MAX_WORKER_LOSSES` losses, so a payload that kills workers
+//! cannot take the fleet down in a loop.
 
 use postgres_types::{FromSql, ToSql};
 
@@ -44,6 +51,9 @@ pub enum ErrorKind {
     BodyTooLarge,
     /// The endpoint's stored secret cannot sign: nothing is sent unsigned.
     InvalidSecret,
+    /// The worker that held the delivery stopped before recording an
+    /// outcome (its lease ran out): whether the receiver got it is unknown.
+    WorkerLost,
 }
 
 impl ErrorKind {
@@ -58,6 +68,7 @@ impl ErrorKind {
             ErrorKind::BlockedAddress => "blocked_address",
             ErrorKind::BodyTooLarge => "body_too_large",
             ErrorKind::InvalidSecret => "invalid_secret",
+            ErrorKind::WorkerLost => "worker_lost",
         }
     }
 }

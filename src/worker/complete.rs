@@ -51,7 +51,12 @@ pub fn decide(delivery: &Claimed, attempt: Attempt, settings: &WorkerSettings, j
         ),
         Outcome::Failed { kind, message, retry_after } => {
             let attempts_made = delivery.attempt.max(1) as u32;
+            let losses = delivery.lost.map(|lost| lost.losses_before.max(0) as u32 + 1);
             match schedule.next_attempt(attempts_made, retry_after, settings.retry_after_max, jitter) {
+                _ if losses.is_some_and(|n| n >= settings.max_worker_losses) => {
+                    let message = format!("{message}; lost by a worker {} times: given up", losses.unwrap_or(0));
+                    (DeliveryState::Dead, None, Some(kind), Some(message), false)
+                }
                 NextAttempt::After(delay) => (DeliveryState::Pending, Some(delay), Some(kind), Some(message), false),
                 NextAttempt::Dead => (DeliveryState::Dead, None, Some(kind), Some(message), false),
             }

@@ -14,7 +14,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::net::{BlockedAddress, DnsFailed, GuardedResolver};
 use crate::config::NetworkPolicy;
-use crate::db::deliveries::Claimed;
+use crate::db::deliveries::{Claimed, LostLease};
 use crate::domain::delivery::ErrorKind;
 use crate::domain::retry::parse_retry_after;
 use crate::signing::{SigningKey, signature_header};
@@ -41,6 +41,28 @@ pub struct Attempt {
     pub response_headers: Option<serde_json::Value>,
     pub response_body: Option<String>,
     pub outcome: Outcome,
+}
+
+impl Attempt {
+    /// The attempt a lost lease stands for: its worker stopped before
+    /// recording an outcome, so whether the receiver got it is unknown.
+    pub fn lost(lost: &LostLease) -> Attempt {
+        Attempt {
+            started_at: lost.since,
+            duration: (lost.at - lost.since).to_std().unwrap_or_default(),
+            status_code: None,
+            response_headers: None,
+            response_body: None,
+            outcome: Outcome::Failed {
+                kind: ErrorKind::WorkerLost,
+                message: format!(
+                    "no outcome was recorded before the lease ran out at {}: its worker stopped or was cut off",
+                    lost.at
+                ),
+                retry_after: None,
+            },
+        }
+    }
 }
 
 #[derive(Debug, PartialEq)]

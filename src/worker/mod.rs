@@ -35,7 +35,7 @@ use crate::config::WorkerSettings;
 use crate::db::{self, deliveries::Claim, deliveries::ClaimRequest};
 use crate::telemetry::error_chain;
 use complete::{Finished, Flusher};
-use dispatch::Dispatcher;
+use dispatch::{Attempt, Dispatcher};
 use presence::{Next, Presence};
 use share::Shares;
 
@@ -251,10 +251,20 @@ impl Worker {
             };
             let (dispatcher, settings, finished) = (self.dispatcher.clone(), self.settings.clone(), finished.clone());
             let (held, shares) = (self.held.clone(), self.shares.clone());
-            shares.started(delivery.endpoint_id);
+            if delivery.lost.is_none() {
+                shares.started(delivery.endpoint_id);
+            }
             requests.spawn(async move {
-                let attempt = dispatcher.attempt(&delivery).await;
-                shares.finished(delivery.endpoint_id, attempt.duration);
+                // A lost lease is recorded as such, not sent: its retry
+                // waits for the schedule (see crate::domain::delivery).
+                let attempt = match &delivery.lost {
+                    Some(lost) => Attempt::lost(lost),
+                    None => {
+                        let attempt = dispatcher.attempt(&delivery).await;
+                        shares.finished(delivery.endpoint_id, attempt.duration);
+                        attempt
+                    }
+                };
                 let jitter = rand::random_range(-1.0..=1.0);
                 let outcome = complete::decide(&delivery, attempt, &settings, jitter);
                 if finished.send(outcome).await.is_ok() {

@@ -6,7 +6,8 @@
 
 use uuid::Uuid;
 
-use crate::support::drive::{claim, complete};
+use crate::support::drive::{claim, claim_at, complete, complete_at, outcome};
+use crate::support::worker::test_settings;
 use crate::support::{NewEndpoint, count, db::TestDb};
 
 #[tokio::test]
@@ -25,18 +26,34 @@ async fn a_late_outcome_never_overwrites_a_newer_claim_of_the_same_delivery() {
         )
         .await
         .unwrap();
-    let second = claim(&db, worker).await.pop().unwrap();
-    assert_eq!((second.delivery_id, second.attempt), (first.delivery_id, 2));
+    let taken_over = claim(&db, worker).await.pop().unwrap();
+    assert_eq!((taken_over.delivery_id, taken_over.attempt), (first.delivery_id, 1), "a lost lease, not a new attempt");
+    assert!(taken_over.lost.is_some());
 
     assert_eq!(complete(&db, worker, &first, 503).await, 0, "attempt 1's outcome is not ours any more");
     assert_eq!(count(&db, "SELECT count(*) FROM hookline.delivery_queue WHERE lease_owner IS NOT NULL").await, 1);
-    assert_eq!(complete(&db, worker, &second, 200).await, 1);
+    let lost = hookline::worker::complete::decide(
+        &taken_over,
+        hookline::worker::dispatch::Attempt::lost(&taken_over.lost.unwrap()),
+        &test_settings(),
+        0.0,
+    );
+    assert_eq!(complete_at(&db, worker, &[lost.outcome], None).await, 1, "the retry is scheduled");
+    let retry_at = Some(chrono::Utc::now() + chrono::Duration::seconds(1));
+    let second = claim_at(&db, worker, retry_at).await.pop().unwrap();
+    assert_eq!((second.delivery_id, second.attempt, second.lost), (first.delivery_id, 2, None));
+    assert_eq!(complete_at(&db, worker, &[outcome(&second, 200)], retry_at).await, 1);
     assert_eq!(count(&db, "SELECT count(*) FROM hookline.deliveries WHERE state = 'succeeded'").await, 1);
     assert_eq!(
         count(&db, "SELECT hookline.lease_batches_live(leases, now())::bigint FROM hookline.endpoint_state").await,
         0
     );
-    assert_eq!(count(&db, "SELECT count(*) FROM hookline.attempts").await, 2, "both attempts were made");
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM hookline.attempts WHERE (attempt, status_code) = (1, 503)").await,
+        1,
+        "attempt 1 is what its late outcome said, not a loss"
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM hookline.attempts").await, 2, "attempt 1 and the retry");
 }
 
 #[tokio::test]

@@ -3,6 +3,9 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use hookline::domain::delivery::DeliveryState;
+
+use crate::support::drive;
 use crate::support::receiver::{Reply, TestReceiver};
 use crate::support::worker::{RunningWorker, spawn_process, test_settings};
 use crate::support::{NewEndpoint, count, db::TestDb, eventually};
@@ -70,7 +73,95 @@ async fn a_killed_worker_loses_nothing_its_lease_expires_and_another_delivers() 
     })
     .await;
     assert_eq!((state.as_str(), attempts), ("succeeded", 2));
+    let recorded: Vec<(i32, Option<String>, Option<i32>)> = db
+        .client()
+        .await
+        .query("SELECT attempt, error_kind::text, status_code FROM hookline.attempts ORDER BY attempt", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        recorded,
+        [(1, Some("worker_lost".to_owned()), None), (2, None, Some(200))],
+        "the lost attempt is recorded, then the retry"
+    );
     rescuer.stop().await;
+}
+
+/// Lost leases driven by hand, the clock moved past each lease: every loss
+/// is an attempt of its own, the retry waits for the schedule instead of
+/// going out at once, and the second loss (HOOKLINE_MAX_WORKER_LOSSES=2)
+/// makes the delivery dead.
+#[tokio::test]
+async fn a_delivery_whose_workers_keep_dying_waits_its_retries_and_dies_after_the_last_loss() {
+    use hookline::worker::complete::decide;
+    use hookline::worker::dispatch::Attempt;
+
+    let db = TestDb::new().await;
+    NewEndpoint {
+        url: "http://127.0.0.1:9/hook",
+        timeout_ms: 10_000,
+        retry_schedule: Some(vec![30.0, 30.0, 30.0]),
+        ..Default::default()
+    }
+    .insert(&db)
+    .await;
+    db.client().await.execute("SELECT hookline.send('a.b', '{}')", &[]).await.unwrap();
+    let settings = hookline::config::WorkerSettings { max_worker_losses: 2, ..test_settings() };
+    let lease = chrono::Duration::seconds(15); // the endpoint's timeout + 5 s
+    let t0 = chrono::Utc::now() + chrono::Duration::seconds(1);
+
+    let first = drive::claim_at(&db, uuid::Uuid::now_v7(), Some(t0)).await;
+    assert_eq!((first.len(), first[0].attempt, first[0].lost), (1, 1, None));
+    // Its worker dies. Before the lease ends nobody may take it; after, the next claim finds it lost.
+    assert!(
+        drive::claim_at(&db, uuid::Uuid::now_v7(), Some(t0 + lease - chrono::Duration::seconds(1))).await.is_empty()
+    );
+    let rescuer = uuid::Uuid::now_v7();
+    let t1 = t0 + lease + chrono::Duration::seconds(1);
+    let found = drive::claim_at(&db, rescuer, Some(t1)).await;
+    assert_eq!(found.len(), 1);
+    let lost = found[0].lost.expect("taken over as a lost lease");
+    assert_eq!((found[0].attempt, lost.losses_before, lost.at), (1, 0, first[0].lease_until), "no new attempt counted");
+    let decided = decide(&found[0], Attempt::lost(&lost), &settings, 0.0);
+    assert_eq!(decided.outcome.next_state, DeliveryState::Pending);
+    assert_eq!(decided.outcome.retry_in_s, Some(30.0), "the schedule's first delay, not at once");
+    assert_eq!(decided.outcome.endpoint_down, None, "a lost worker says nothing about the endpoint");
+    assert_eq!(drive::complete_at(&db, rescuer, &[decided.outcome], Some(t1)).await, 1);
+    assert!(drive::claim_at(&db, uuid::Uuid::now_v7(), Some(t1 + chrono::Duration::seconds(29))).await.is_empty());
+
+    // The retry goes out as attempt 2, and its worker dies too: the second loss is the last.
+    let t2 = t1 + chrono::Duration::seconds(31);
+    let second = drive::claim_at(&db, uuid::Uuid::now_v7(), Some(t2)).await;
+    assert_eq!((second.len(), second[0].attempt, second[0].lost), (1, 2, None));
+    let t3 = t2 + lease + chrono::Duration::seconds(1);
+    let found = drive::claim_at(&db, rescuer, Some(t3)).await;
+    let lost = found[0].lost.expect("lost again");
+    assert_eq!((found[0].attempt, lost.losses_before), (2, 1));
+    let decided = decide(&found[0], Attempt::lost(&lost), &settings, 0.0);
+    assert_eq!(decided.outcome.next_state, DeliveryState::Dead, "retries were left, but losses were not");
+    assert_eq!(drive::complete_at(&db, rescuer, &[decided.outcome], Some(t3)).await, 1);
+
+    let history = db
+        .client()
+        .await
+        .query_one("SELECT state::text, attempts, last_error FROM hookline.deliveries", &[])
+        .await
+        .unwrap();
+    assert_eq!((history.get::<_, String>(0).as_str(), history.get::<_, i32>(1)), ("dead", 2));
+    assert!(history.get::<_, String>(2).contains("lost by a worker 2 times"), "{history:?}");
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM hookline.delivery_queue WHERE state = 'dead'").await,
+        1,
+        "a dead letter"
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM hookline.attempts WHERE error_kind = 'worker_lost' AND status_code IS NULL")
+            .await,
+        2
+    );
 }
 
 #[tokio::test]

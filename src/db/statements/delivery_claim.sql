@@ -13,11 +13,16 @@
 -- false deregisters, NULL leaves it) and reports when the next pending
 -- delivery falls due.
 --
+-- A candidate with a lease owner is a lost lease (its worker died): it is
+-- taken over without counting a new attempt, and returned with when the
+-- lost attempt began and ended and how many attempts were lost before, for
+-- the worker to record the loss instead of sending (src/domain/delivery.rs).
+--
 -- Returns the claimed deliveries with all their requests need, then one
 -- last row with no delivery: the `limit` candidates and the seconds until
 -- the next due delivery (NULL: none pending).
 WITH candidate AS MATERIALIZED (
-    SELECT q.delivery_id, q.event_id, q.endpoint_id, q.next_attempt_at
+    SELECT q.delivery_id, q.event_id, q.endpoint_id, q.next_attempt_at, q.lease_owner IS NOT NULL AS lost
       FROM hookline.delivery_queue AS q
      WHERE q.state = 'pending' AND q.next_attempt_at <= coalesce($9::timestamptz, now())
      ORDER BY q.next_attempt_at
@@ -25,13 +30,13 @@ WITH candidate AS MATERIALIZED (
        FOR UPDATE SKIP LOCKED
 ),
 decided AS MATERIALIZED (
-    SELECT j.delivery_id, j.lease_s, j.next_attempt_at,
+    SELECT j.delivery_id, j.lease_s, j.next_attempt_at, j.lost,
            hookline.plain_claim_action(
                j.orphan, j.limited, j.in_share,
                count(*) FILTER (WHERE NOT j.orphan AND NOT j.limited AND j.in_share)
                    OVER (ORDER BY j.next_attempt_at, j.delivery_id) <= $2::integer,
                j.stalled) AS action
-      FROM (SELECT c.delivery_id, c.next_attempt_at,
+      FROM (SELECT c.delivery_id, c.next_attempt_at, c.lost,
                    ep.id IS NULL OR e.id IS NULL AS orphan,
                    coalesce(NOT ep.enabled OR ep.max_in_flight IS NOT NULL OR ep.rate_limit_per_s IS NOT NULL
                             OR s.circuit_state <> 'closed', false) AS limited,
@@ -50,10 +55,11 @@ claimed AS (
     UPDATE hookline.delivery_queue AS q
        SET next_attempt_at = coalesce($9::timestamptz, now()) + make_interval(secs => d.lease_s),
            lease_owner = $1,
-           attempts = q.attempts + 1
+           attempts = q.attempts + CASE WHEN d.lost THEN 0 ELSE 1 END
       FROM decided AS d
      WHERE q.delivery_id = d.delivery_id AND d.action = 'claim'
-    RETURNING q.delivery_id, q.event_id, q.endpoint_id, q.attempts, q.next_attempt_at
+    RETURNING q.delivery_id, q.event_id, q.endpoint_id, q.attempts, q.next_attempt_at,
+              CASE WHEN d.lost THEN d.next_attempt_at END AS lost_at, d.lease_s
 ),
 registered AS (
     INSERT INTO hookline.idle_workers (worker_id)
@@ -68,12 +74,16 @@ SELECT cl.delivery_id, cl.attempts AS attempt, cl.next_attempt_at AS lease_until
        ep.id AS endpoint_id, ep.url, ep.http_method, ep.headers, ep.timeout_ms, ep.retry_schedule, ep.secret,
        CASE WHEN ep.previous_secret_expires_at > coalesce($9::timestamptz, now()) THEN ep.previous_secret END
            AS previous_secret,
+       cl.lost_at - make_interval(secs => cl.lease_s) AS lost_since, cl.lost_at,
+       CASE WHEN cl.lost_at IS NOT NULL
+            THEN (SELECT count(*)::integer FROM hookline.attempts AS a
+                   WHERE a.delivery_id = cl.delivery_id AND a.error_kind = 'worker_lost') END AS worker_losses,
        NULL::uuid[] AS limited, NULL::float8 AS next_due_s
   FROM claimed AS cl
   JOIN hookline.events AS e ON e.id = cl.event_id
   JOIN hookline.endpoints AS ep ON ep.id = cl.endpoint_id
 UNION ALL
-SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
        (SELECT array_agg(d.delivery_id ORDER BY d.next_attempt_at, d.delivery_id)
           FROM decided AS d WHERE d.action = 'limit'),
        (SELECT extract(epoch FROM min(q.next_attempt_at) - coalesce($9::timestamptz, now()))::float8
