@@ -63,20 +63,37 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
                 ELSE 0 END
 $$;
 
+-- When the last attempt a delivery's retry schedule allows falls due, had
+-- every attempt failed: `schedule` holds the waits after each attempt (after
+-- attempt k, schedule[k]), `attempts` were made, the last one (or, with none,
+-- the delivery's creation) at `since`. An open circuit defers a delivery no
+-- later than this, and expires it after.
+CREATE OR REPLACE FUNCTION hookline.last_attempt_due(since timestamptz, attempts integer, schedule float8[])
+RETURNS timestamptz
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT since + make_interval(secs => coalesce(
+               (SELECT sum(wait) FROM unnest(schedule[greatest(attempts, 1):]) AS wait), 0))
+$$;
+
 -- What the flow-control claim does with the `nth` candidate of an endpoint
 -- (in due order), given its allowance and whether the worker chose it
 -- (within the allowance and the worker's free slots), how many of the
--- endpoint's it took (`taken`), and each limit's room. A candidate it does
--- not take is moved aside by what stopped it.
+-- endpoint's it took (`taken`), each limit's room, and whether its last
+-- scheduled attempt is past (`overdue`). A candidate it does not take is
+-- moved aside by what stopped it.
+DROP FUNCTION IF EXISTS hookline.limited_claim_action(
+    boolean, boolean, bigint, integer, text, integer, bigint, integer, integer, integer, boolean);
 CREATE OR REPLACE FUNCTION hookline.limited_claim_action(
     chosen boolean, enabled boolean, nth bigint, allowed integer, circuit_state text, circuit_room integer,
-    taken bigint, cap_free integer, rate_room integer, room integer, stalled boolean)
+    taken bigint, cap_free integer, rate_room integer, room integer, stalled boolean, overdue boolean)
 RETURNS hookline.claim_action
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT CASE WHEN chosen                                      THEN 'claim'
                 -- Disabled meanwhile (its trigger skipped rows a claim had locked).
                 WHEN NOT enabled                                 THEN 'park'
                 WHEN nth <= allowed                              THEN 'leave'  -- the worker's slots are full
+                -- A delivery always ends: an outage does not outlast its retries.
+                WHEN circuit_state = 'open' AND circuit_room = 0 AND overdue THEN 'expire'
                 WHEN circuit_state = 'open' AND circuit_room = 0 THEN 'defer_to_probe'
                 WHEN circuit_room = 0                            THEN 'hold'   -- a probe is out
                 WHEN circuit_room = 1 AND taken = 1              THEN 'hold'   -- the probe just left

@@ -19,7 +19,10 @@
 --    worker, the rate limit's room, the circuit's room), at most `wanted`
 --    in all, and move the rest aside by what stopped them
 --    (hookline.limited_claim_action):
---      * open circuit: due again at the end of the cool-down,
+--      * open circuit: due again at the end of the cool-down, or at the
+--        delivery's last scheduled attempt if that comes first
+--        (hookline.last_attempt_due); once that is past, `expire`: leased
+--        to the worker, which records it dead (`circuit_open`) unsent,
 --      * rate limit: each given its own later start, 1/rate apart,
 --      * max_in_flight full, a probe in flight, or a stalled endpoint filling
 --        the worker's share: `held` until a completion releases them,
@@ -35,6 +38,8 @@
 -- one queue update per delivery moved aside.
 
 DROP FUNCTION IF EXISTS hookline.claim_limited(uuid, integer, uuid[], float8, integer, uuid[], integer[], uuid[], timestamptz);
+DROP FUNCTION IF EXISTS hookline.claim_limited(
+    uuid, integer, uuid[], float8, integer, uuid[], integer[], uuid[], timestamptz, float8[]);
 CREATE FUNCTION hookline.claim_limited(
     worker_id     uuid,
     wanted        integer,    -- free request slots in the worker
@@ -44,7 +49,8 @@ CREATE FUNCTION hookline.claim_limited(
     busy_ids      uuid[],     -- endpoints the worker already sends to, with
     busy_room     integer[],  --   the room left in its share for each
     stalled_ids   uuid[],     -- busy endpoints whose requests have stopped finishing
-    at            timestamptz -- the clock: NULL for the real one, or a test's
+    at            timestamptz, -- the clock: NULL for the real one, or a test's
+    default_schedule float8[]  -- the worker's retry schedule, for endpoints without their own
 ) RETURNS TABLE (
     delivery_id      uuid,
     attempt          integer,
@@ -63,7 +69,8 @@ CREATE FUNCTION hookline.claim_limited(
     previous_secret  text,
     lost_since       timestamptz,
     lost_at          timestamptz,
-    worker_losses    integer
+    worker_losses    integer,
+    circuit_expired  boolean
 )
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
@@ -71,6 +78,8 @@ DECLARE
     locked_ids       uuid[];
     locked_endpoints uuid[];
     locked_lost_at   timestamptz[];
+    locked_attempts  integer[];
+    expired          uuid[];
     ended_ids        uuid[];
     claimed          uuid[];
 BEGIN
@@ -79,9 +88,10 @@ BEGIN
     at := coalesce(at, clock_timestamp());
     SELECT array_agg(c.delivery_id ORDER BY c.next_attempt_at, c.delivery_id),
            array_agg(c.endpoint_id ORDER BY c.next_attempt_at, c.delivery_id),
-           array_agg(c.lost_at ORDER BY c.next_attempt_at, c.delivery_id)
-      INTO locked_ids, locked_endpoints, locked_lost_at
-      FROM (SELECT q.delivery_id, q.endpoint_id, q.next_attempt_at,
+           array_agg(c.lost_at ORDER BY c.next_attempt_at, c.delivery_id),
+           array_agg(c.attempts ORDER BY c.next_attempt_at, c.delivery_id)
+      INTO locked_ids, locked_endpoints, locked_lost_at, locked_attempts
+      FROM (SELECT q.delivery_id, q.endpoint_id, q.next_attempt_at, q.attempts,
                    CASE WHEN q.lease_owner IS NOT NULL THEN q.next_attempt_at END AS lost_at
               FROM hookline.delivery_queue AS q
              WHERE q.delivery_id = ANY (candidate_ids) AND q.state = 'pending' AND q.next_attempt_at <= at
@@ -152,8 +162,13 @@ BEGIN
                make_interval(secs => 1.05 / ep.rate_limit_per_s)                      AS rate_step,
                greatest(coalesce(s.rate_tat, at), at)                                 AS rate_from,
                s.rate_horizon,
-               hookline.rate_room(ep.rate_limit_per_s, s.rate_tat, at)                AS rate_room
-          FROM unnest(locked_ids, locked_endpoints) WITH ORDINALITY AS c(delivery_id, endpoint_id, ord)
+               hookline.rate_room(ep.rate_limit_per_s, s.rate_tat, at)                AS rate_room,
+               -- Only an open circuit's deliveries need it (and cost its lookups).
+               CASE WHEN s.circuit_state = 'open' THEN hookline.last_attempt_due(
+                   coalesce((SELECT max(a.started_at) FROM hookline.attempts AS a WHERE a.delivery_id = c.delivery_id),
+                            (SELECT d.created_at FROM hookline.deliveries AS d WHERE d.id = c.delivery_id), at),
+                   c.attempts, coalesce(ep.retry_schedule, default_schedule)) END     AS last_due
+          FROM unnest(locked_ids, locked_endpoints, locked_attempts) WITH ORDINALITY AS c(delivery_id, endpoint_id, attempts, ord)
           JOIN hookline.endpoints AS ep ON ep.id = c.endpoint_id AND c.delivery_id <> ALL (coalesce(ended_ids, '{}'))
           JOIN hookline.endpoint_state AS s ON s.endpoint_id = c.endpoint_id
           LEFT JOIN unnest(busy_ids, busy_room) AS b(endpoint_id, room) ON b.endpoint_id = c.endpoint_id
@@ -176,7 +191,7 @@ BEGIN
     decision AS (
         SELECT t.*, hookline.limited_claim_action(t.chosen, t.enabled, t.nth, t.allowed, t.circuit_state,
                                                   t.circuit_room, t.taken, t.cap_free, t.rate_room, t.room,
-                                                  t.stalled) AS action
+                                                  t.stalled, coalesce(t.last_due <= at, false)) AS action
           FROM taken AS t
     ),
     -- Deferred by the rate limit: the j-th gets the j-th free start after
@@ -197,12 +212,15 @@ BEGIN
                                  END::hookline.queue_state,
                next_attempt_at = CASE p.action
                                      WHEN 'claim' THEN p.lease_until
-                                     WHEN 'defer_to_probe' THEN p.circuit_retry_at
+                                     WHEN 'expire' THEN p.lease_until
+                                     WHEN 'defer_to_probe' THEN least(p.circuit_retry_at, p.last_due)
                                      WHEN 'retry_probe' THEN at + interval '1 second'
                                      WHEN 'defer_by_rate' THEN p.starts_at
                                      ELSE q.next_attempt_at END,
-               lease_owner     = CASE WHEN p.action = 'claim' THEN worker_id END,
-               attempts        = q.attempts + CASE WHEN p.action = 'claim' AND q.lease_owner IS NULL THEN 1 ELSE 0 END
+               lease_owner     = CASE WHEN p.action IN ('claim', 'expire') THEN worker_id END,
+               attempts        = q.attempts + CASE WHEN p.action = 'expire' THEN 1
+                                                   WHEN p.action = 'claim' AND q.lease_owner IS NULL THEN 1
+                                                   ELSE 0 END
           FROM placed AS p
          WHERE q.delivery_id = p.delivery_id AND p.action <> 'leave'
         RETURNING q.delivery_id, p.action
@@ -241,7 +259,10 @@ BEGIN
            AND ((t.cap_free IS NOT NULL AND t.taken > 0) OR (t.rate IS NOT NULL AND (t.taken > 0 OR t.horizon IS NOT NULL))
                 OR (t.circuit_room = 1 AND t.taken = 1))
     )
-    SELECT array_agg(m.delivery_id) FILTER (WHERE m.action = 'claim') INTO claimed FROM moved AS m;
+    SELECT array_agg(m.delivery_id) FILTER (WHERE m.action IN ('claim', 'expire')),
+           array_agg(m.delivery_id) FILTER (WHERE m.action = 'expire')
+      INTO claimed, expired
+      FROM moved AS m;
 
     RETURN QUERY
     SELECT q.delivery_id, q.attempts, q.next_attempt_at, e.id, e.event_type, e.created_at, e.payload::text,
@@ -250,7 +271,8 @@ BEGIN
            l.lost_at - make_interval(secs => least(ep.timeout_ms / 1000.0 + 5, lease_max_s)), l.lost_at,
            CASE WHEN l.lost_at IS NOT NULL
                 THEN (SELECT count(*)::integer FROM hookline.attempts AS a
-                       WHERE a.delivery_id = q.delivery_id AND a.error_kind = 'worker_lost') END
+                       WHERE a.delivery_id = q.delivery_id AND a.error_kind = 'worker_lost') END,
+           q.delivery_id = ANY (coalesce(expired, '{}'))
       FROM hookline.delivery_queue AS q
       JOIN hookline.events AS e ON e.id = q.event_id
       JOIN hookline.endpoints AS ep ON ep.id = q.endpoint_id

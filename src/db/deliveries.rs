@@ -31,8 +31,8 @@ pub const DELIVERY_CLAIM: &str = include_str!("statements/delivery_claim.sql");
 pub const DELIVERY_CLAIM_LIMITED: &str = "
 SELECT delivery_id, attempt, lease_until, event_id, event_type, event_created_at, payload,
        endpoint_id, url, http_method, headers, timeout_ms, retry_schedule, secret, previous_secret,
-       lost_since, lost_at, worker_losses
-  FROM hookline.claim_limited($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+       lost_since, lost_at, worker_losses, circuit_expired
+  FROM hookline.claim_limited($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
 /// Records a batch of outcomes in one statement: see the file. Parameters:
 /// `$1` worker, `$2` the outcomes (`hookline.attempt_outcome[]`), `$3`
@@ -109,6 +109,9 @@ pub struct Claimed {
     /// Set when the claim took over a lost lease: the worker records the
     /// loss rather than sending.
     pub lost: Option<LostLease>,
+    /// Set when its endpoint's circuit stayed open past its last scheduled
+    /// attempt: the worker records it dead rather than sending.
+    pub circuit_expired: bool,
 }
 
 /// A lease whose worker stopped before recording an outcome.
@@ -145,6 +148,7 @@ impl From<&tokio_postgres::Row> for Claimed {
                 at,
                 losses_before: r.get::<_, Option<i32>>(17).unwrap_or(0),
             }),
+            circuit_expired: r.get(18),
         }
     }
 }
@@ -171,6 +175,8 @@ pub struct ClaimRequest<'a> {
     pub idle: Option<bool>,
     /// The clock; `None` is the database's.
     pub at: Option<DateTime<Utc>>,
+    /// The worker's retry schedule, for endpoints without their own.
+    pub default_schedule: &'a [f64],
 }
 
 /// What a plain claim found.
@@ -217,8 +223,8 @@ pub async fn claim_due(db: &impl GenericClient, r: &ClaimRequest<'_>) -> Result<
         match row.get::<_, Option<Uuid>>(0) {
             Some(_) => claim.deliveries.push(Claimed::from(row)),
             None => {
-                claim.limited = row.get::<_, Option<Vec<Uuid>>>(18).unwrap_or_default();
-                claim.next_due_s = row.get(19);
+                claim.limited = row.get::<_, Option<Vec<Uuid>>>(19).unwrap_or_default();
+                claim.next_due_s = row.get(20);
             }
         }
     }
@@ -271,6 +277,7 @@ pub async fn claim_limited(db: &impl GenericClient, r: &ClaimRequest<'_>, candid
                 &busy_room,
                 &r.stalled,
                 &r.at,
+                &r.default_schedule,
             ],
         )
         .await?;

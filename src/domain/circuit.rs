@@ -19,7 +19,8 @@ pub fn endpoint_down(error: Option<ErrorKind>, status: Option<u16>) -> Option<bo
             | ErrorKind::BlockedAddress
             | ErrorKind::BodyTooLarge
             | ErrorKind::InvalidSecret
-            | ErrorKind::WorkerLost,
+            | ErrorKind::WorkerLost
+            | ErrorKind::CircuitOpen,
         ) => None,
     }
 }

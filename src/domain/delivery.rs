@@ -34,6 +34,12 @@
 //! schedule like any failed attempt, and becomes dead after
 //! `HOOKLINE_MAX_WORKER_LOSSES` losses, so a payload that kills workers
 //! cannot take the fleet down in a loop.
+//!
+//! An open circuit defers its endpoint's deliveries, but not past the last
+//! attempt their retry schedule allows: then the claim *expires* them, and
+//! the worker records them dead (`circuit_open`) unsent. So a delivery
+//! always ends, and an outage long enough reaches the dead-letter queue and
+//! the endpoint's auto-disable.
 
 use postgres_types::{FromSql, ToSql};
 
@@ -54,6 +60,9 @@ pub enum ErrorKind {
     /// The worker that held the delivery stopped before recording an
     /// outcome (its lease ran out): whether the receiver got it is unknown.
     WorkerLost,
+    /// The endpoint's circuit stayed open past the delivery's last
+    /// scheduled attempt: not sent, and dead.
+    CircuitOpen,
 }
 
 impl ErrorKind {
@@ -69,6 +78,7 @@ impl ErrorKind {
             ErrorKind::BodyTooLarge => "body_too_large",
             ErrorKind::InvalidSecret => "invalid_secret",
             ErrorKind::WorkerLost => "worker_lost",
+            ErrorKind::CircuitOpen => "circuit_open",
         }
     }
 }
@@ -130,4 +140,7 @@ pub enum ClaimAction {
     Park,
     /// Its endpoint or event no longer exists: dead.
     End,
+    /// Its endpoint's circuit is open past its last scheduled attempt:
+    /// leased to the worker to record it dead, unsent.
+    Expire,
 }

@@ -53,6 +53,8 @@ pub fn decide(delivery: &Claimed, attempt: Attempt, settings: &WorkerSettings, j
             let attempts_made = delivery.attempt.max(1) as u32;
             let losses = delivery.lost.map(|lost| lost.losses_before.max(0) as u32 + 1);
             match schedule.next_attempt(attempts_made, retry_after, settings.retry_after_max, jitter) {
+                // Its last scheduled attempt is past (see crate::domain::delivery).
+                _ if kind == ErrorKind::CircuitOpen => (DeliveryState::Dead, None, Some(kind), Some(message), false),
                 _ if losses.is_some_and(|n| n >= settings.max_worker_losses) => {
                     let message = format!("{message}; lost by a worker {} times: given up", losses.unwrap_or(0));
                     (DeliveryState::Dead, None, Some(kind), Some(message), false)

@@ -44,6 +44,28 @@ pub struct Attempt {
 }
 
 impl Attempt {
+    /// What a claimed delivery stands for without being sent, if anything:
+    /// its circuit's expiry, or a lost lease.
+    pub fn unsent(delivery: &Claimed) -> Option<Attempt> {
+        if delivery.circuit_expired {
+            return Some(Attempt {
+                started_at: Utc::now(),
+                duration: Duration::ZERO,
+                status_code: None,
+                response_headers: None,
+                response_body: None,
+                outcome: Outcome::Failed {
+                    kind: ErrorKind::CircuitOpen,
+                    message:
+                        "not sent: the endpoint's circuit stayed open past the last attempt its retry schedule allows"
+                            .to_owned(),
+                    retry_after: None,
+                },
+            });
+        }
+        delivery.lost.as_ref().map(Attempt::lost)
+    }
+
     /// The attempt a lost lease stands for: its worker stopped before
     /// recording an outcome, so whether the receiver got it is unknown.
     pub fn lost(lost: &LostLease) -> Attempt {

@@ -245,20 +245,25 @@ impl Worker {
         self.held.lock().expect("not poisoned").extend(deliveries.iter().map(|d| d.delivery_id));
         let mut first_slot = Some(first_slot);
         for delivery in deliveries {
-            let slot = match first_slot.take() {
-                Some(slot) => slot,
-                None => slots.clone().try_acquire_owned().expect("claimed no more than the free slots"),
+            // A lost lease or a circuit's expiry is recorded, not sent (see
+            // crate::domain::delivery): it takes no request slot.
+            let unsent = Attempt::unsent(&delivery);
+            let slot = match (&unsent, first_slot.take()) {
+                (Some(_), unused) => {
+                    first_slot = unused;
+                    None
+                }
+                (None, Some(slot)) => Some(slot),
+                (None, None) => Some(slots.clone().try_acquire_owned().expect("claimed no more than the free slots")),
             };
             let (dispatcher, settings, finished) = (self.dispatcher.clone(), self.settings.clone(), finished.clone());
             let (held, shares) = (self.held.clone(), self.shares.clone());
-            if delivery.lost.is_none() {
+            if unsent.is_none() {
                 shares.started(delivery.endpoint_id);
             }
             requests.spawn(async move {
-                // A lost lease is recorded as such, not sent: its retry
-                // waits for the schedule (see crate::domain::delivery).
-                let attempt = match &delivery.lost {
-                    Some(lost) => Attempt::lost(lost),
+                let attempt = match unsent {
+                    Some(attempt) => attempt,
                     None => {
                         let attempt = dispatcher.attempt(&delivery).await;
                         shares.finished(delivery.endpoint_id, attempt.duration);
@@ -313,6 +318,7 @@ impl Worker {
             stalled: &limits.stalled,
             idle,
             at: None,
+            default_schedule: self.settings.retry_schedule.delays(),
         };
         let claim = db::deliveries::claim(&client, &request).await?;
         // A stalled endpoint's deliveries may have been held just as its last

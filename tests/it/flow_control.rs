@@ -42,6 +42,36 @@ async fn attempts_started_between(db: &TestDb, from: DateTime<Utc>, to: DateTime
         .get(0)
 }
 
+/// What a new user saw: retry schedule [1, 1], three failing events, a
+/// circuit that opens for a minute. Before, the retries waited for the
+/// probe a minute out; now every delivery ends dead by its last scheduled
+/// attempt, about 2 s after it was first sent.
+#[tokio::test]
+async fn a_long_outage_ends_every_delivery_by_its_last_scheduled_attempt() {
+    let db = TestDb::new().await;
+    let receiver = TestReceiver::start().await;
+    receiver.always(Reply::status(500));
+    NewEndpoint { url: &receiver.url, retry_schedule: Some(vec![1.0, 1.0]), ..Default::default() }.insert(&db).await;
+    let circuit_settings =
+        CircuitSettings { failures: 3, cooldown: Duration::from_secs(60), cooldown_max: Duration::from_secs(600) };
+    let worker = RunningWorker::start(&db, WorkerSettings { circuit: circuit_settings, ..test_settings() }).await;
+    db.client().await.execute("SELECT hookline.send('a.b', '{}') FROM generate_series(1, 3)", &[]).await.unwrap();
+
+    eventually(WAIT, "all three deliveries to be dead", || async {
+        (count(&db, "SELECT count(*) FROM hookline.deliveries WHERE state = 'dead'").await == 3).then_some(())
+    })
+    .await;
+    let expired = count(&db, "SELECT count(*) FROM hookline.attempts WHERE error_kind = 'circuit_open'").await;
+    assert!(expired >= 1, "the open circuit ended them, not the last of their own attempts");
+    assert_eq!(receiver.received().len() as i64 + expired, count(&db, "SELECT count(*) FROM hookline.attempts").await);
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM hookline.delivery_queue WHERE state = 'dead'").await,
+        3,
+        "dead letters"
+    );
+    worker.stop().await;
+}
+
 #[tokio::test]
 async fn a_failing_endpoint_trips_its_circuit_and_a_single_probe_decides() {
     let db = TestDb::new().await;

@@ -197,6 +197,7 @@ async fn a_stalled_endpoint_gets_its_room_and_no_more_its_backlog_held() {
         stalled: &[endpoint],
         idle: None,
         at: None,
+        default_schedule: &[1.0],
     };
     let claim = hookline::db::deliveries::claim(&db.client().await, &request).await.unwrap();
     assert_eq!(claim.deliveries.len(), 2, "the room left in its share, across both claims");

@@ -27,13 +27,13 @@ async fn the_rust_enums_are_the_database_enums() {
         [QueueState::Pending, QueueState::Held, QueueState::Dead]
     );
     let kinds = labels::<ErrorKind>(&db, "error_kind").await;
-    assert_eq!(kinds.len(), 10);
+    assert_eq!(kinds.len(), 11);
     for kind in kinds {
         let text: String =
             db.client().await.query_one("SELECT $1::hookline.error_kind::text", &[&kind]).await.unwrap().get(0);
         assert_eq!(text, kind.as_str(), "as_str spells what the database stores");
     }
-    assert_eq!(labels::<ClaimAction>(&db, "claim_action").await.len(), 9);
+    assert_eq!(labels::<ClaimAction>(&db, "claim_action").await.len(), 10);
 }
 
 #[tokio::test]
@@ -148,6 +148,7 @@ async fn the_flow_control_claim_takes_the_least_room_and_moves_the_rest_aside_by
         rate_room: Option<i32>,
         room: i32,
         stalled: bool,
+        overdue: bool,
         want: ClaimAction,
     }
     let base = Case {
@@ -162,6 +163,7 @@ async fn the_flow_control_claim_takes_the_least_room_and_moves_the_rest_aside_by
         rate_room: None,
         room: 10,
         stalled: false,
+        overdue: false,
         want: A::Leave,
     };
     let cases = [
@@ -169,6 +171,19 @@ async fn the_flow_control_claim_takes_the_least_room_and_moves_the_rest_aside_by
         Case { enabled: false, want: A::Park, ..base },
         Case { nth: 2, want: A::Leave, ..base },
         Case { circuit: "open", circuit_room: Some(0), allowed: 0, taken: 0, want: A::DeferToProbe, ..base },
+        Case { circuit: "open", circuit_room: Some(0), allowed: 0, taken: 0, overdue: true, want: A::Expire, ..base },
+        // Only an open circuit expires: a probe in flight decides first, and limits never end a delivery.
+        Case {
+            circuit: "half_open",
+            circuit_room: Some(0),
+            allowed: 0,
+            taken: 0,
+            overdue: true,
+            want: A::Hold,
+            ..base
+        },
+        Case { cap_free: Some(2), overdue: true, want: A::Hold, ..base },
+        Case { chosen: true, nth: 1, overdue: true, want: A::Claim, ..base },
         Case { circuit: "half_open", circuit_room: Some(0), allowed: 0, taken: 0, want: A::Hold, ..base },
         Case { circuit: "open", circuit_room: Some(1), allowed: 1, taken: 1, want: A::Hold, ..base },
         Case {
@@ -189,7 +204,7 @@ async fn the_flow_control_claim_takes_the_least_room_and_moves_the_rest_aside_by
     for c in cases {
         let got: ClaimAction = client
             .query_one(
-                "SELECT hookline.limited_claim_action($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                "SELECT hookline.limited_claim_action($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                 &[
                     &c.chosen,
                     &c.enabled,
@@ -202,6 +217,7 @@ async fn the_flow_control_claim_takes_the_least_room_and_moves_the_rest_aside_by
                     &c.rate_room,
                     &c.room,
                     &c.stalled,
+                    &c.overdue,
                 ],
             )
             .await
@@ -256,4 +272,93 @@ async fn claims_and_completions_run_on_the_clock_they_are_given() {
     let second = claim_at(&db, worker, Some(now + Duration::seconds(31))).await;
     assert_eq!((second.len(), second[0].attempt), (1, 2), "due 30 s later, without waiting 30 s");
     assert_eq!(count(&db, "SELECT count(*) FROM hookline.attempts").await, 1);
+}
+
+#[tokio::test]
+async fn the_last_scheduled_attempt_falls_due_after_the_waits_that_are_left() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let since: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
+    let schedule = vec![1.0, 10.0, 100.0];
+    // (attempts made, seconds from `since` to the last attempt)
+    let cases: [(i32, f64); 6] = [(0, 111.0), (1, 111.0), (2, 110.0), (3, 100.0), (4, 0.0), (9, 0.0)];
+    for (attempts, after_s) in cases {
+        let due: DateTime<Utc> = client
+            .query_one("SELECT hookline.last_attempt_due($1, $2, $3)", &[&since, &attempts, &schedule])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!((due - since).as_seconds_f64(), after_s, "after {attempts} attempt(s)");
+    }
+}
+
+/// The issue's case: an endpoint that fails, a retry schedule of [1, 1], a
+/// circuit that opens for far longer. Each delivery is deferred no later than
+/// its last scheduled attempt, and then ends dead with a `circuit_open`
+/// attempt that was never sent — and the endpoint's dead-delivery run counts it.
+#[tokio::test]
+async fn an_open_circuit_defers_a_delivery_no_longer_than_its_retries_then_it_dies() {
+    use hookline::worker::complete::decide;
+    use hookline::worker::dispatch::Attempt;
+
+    let db = TestDb::new().await;
+    let endpoint = NewEndpoint { retry_schedule: Some(vec![1.0, 1.0]), ..Default::default() }.insert(&db).await;
+    let client = db.client().await;
+    client.execute("SELECT hookline.send('a.b', '{}')", &[]).await.unwrap();
+    let worker = Uuid::now_v7();
+    let t0 = Utc::now() + Duration::seconds(1);
+    let first = claim_at(&db, worker, Some(t0)).await;
+    let failed =
+        hookline::db::deliveries::AttemptOutcome { retry_in_s: Some(1.0), started_at: t0, ..outcome(&first[0], 503) };
+    let attempt_1_at = failed.started_at;
+    assert_eq!(complete_at(&db, worker, &[failed], Some(t0)).await, 1);
+    // Other deliveries opened the circuit meanwhile, for an hour.
+    client
+        .execute(
+            "UPDATE hookline.endpoint_state SET circuit_state = 'open', circuit_retry_at = $2, circuit_cooldown_s = 3600
+              WHERE endpoint_id = $1",
+            &[&endpoint, &(t0 + Duration::hours(1))],
+        )
+        .await
+        .unwrap();
+
+    let t1 = t0 + Duration::milliseconds(1500);
+    assert!(claim_at(&db, worker, Some(t1)).await.is_empty(), "attempt 2 falls due, the circuit defers it");
+    let deferred_to: DateTime<Utc> =
+        client.query_one("SELECT next_attempt_at FROM hookline.delivery_queue", &[]).await.unwrap().get(0);
+    let last_due = attempt_1_at + Duration::seconds(2);
+    assert!(
+        (deferred_to - last_due).abs() < Duration::milliseconds(1),
+        "{deferred_to} is its last attempt's time {last_due}, not the probe's"
+    );
+
+    let t2 = deferred_to + Duration::milliseconds(10);
+    let expired = claim_at(&db, worker, Some(t2)).await;
+    assert_eq!((expired.len(), expired[0].attempt, expired[0].circuit_expired), (1, 2, true));
+    let settings = crate::support::worker::test_settings();
+    let attempt = Attempt::unsent(&expired[0]).expect("not to be sent");
+    let decided = decide(&expired[0], attempt, &settings, 0.0);
+    assert_eq!(
+        (decided.outcome.next_state, decided.outcome.error_kind),
+        (DeliveryState::Dead, Some(ErrorKind::CircuitOpen))
+    );
+    assert_eq!(decided.outcome.endpoint_down, None, "the circuit is not told about itself");
+    assert_eq!(complete_at(&db, worker, &[decided.outcome], Some(t2)).await, 1);
+
+    let history = client.query_one("SELECT state::text, attempts FROM hookline.deliveries", &[]).await.unwrap();
+    assert_eq!((history.get::<_, String>(0).as_str(), history.get::<_, i32>(1)), ("dead", 2));
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM hookline.delivery_queue WHERE state = 'dead'").await,
+        1,
+        "a dead letter"
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM hookline.attempts WHERE attempt = 2 AND error_kind = 'circuit_open' AND status_code IS NULL").await,
+        1
+    );
+    assert_eq!(
+        count(&db, "SELECT consecutive_failures::bigint FROM hookline.endpoint_health").await,
+        1,
+        "counts toward auto-disable"
+    );
 }

@@ -30,6 +30,7 @@ pub async fn claim_at(db: &TestDb, worker: Uuid, at: Option<DateTime<Utc>>) -> V
         stalled: &[],
         idle: None,
         at,
+        default_schedule: &[0.05, 0.05],
     };
     deliveries::claim(&client, &request).await.expect("claim").deliveries
 }
