@@ -11,3 +11,14 @@
 ALTER TYPE hookline.error_kind ADD VALUE IF NOT EXISTS 'worker_lost';
 ALTER TYPE hookline.error_kind ADD VALUE IF NOT EXISTS 'circuit_open';
 ALTER TYPE hookline.claim_action ADD VALUE IF NOT EXISTS 'expire';
+
+-- * An endpoint whose circuit has stayed open longer than
+--   HOOKLINE_DISABLE_AFTER_OPEN (or its own disable_after_open_s) is
+--   disabled. endpoint_state.circuit_opened_at says since when (kept by a
+--   trigger on circuit changes, sql/040_endpoints.sql); circuits open now
+--   start counting from this migration.
+ALTER TABLE hookline.endpoint_state ADD COLUMN circuit_opened_at timestamptz;
+UPDATE hookline.endpoint_state SET circuit_opened_at = now() WHERE circuit_state <> 'closed';
+ALTER TABLE hookline.endpoints
+    ADD COLUMN disable_after_open_s integer,
+    ADD CONSTRAINT endpoints_disable_after_open_positive CHECK (disable_after_open_s > 0);

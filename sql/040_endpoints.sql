@@ -126,3 +126,21 @@ DROP TRIGGER IF EXISTS endpoints_after_delete ON hookline.endpoints;
 CREATE TRIGGER endpoints_after_delete
     AFTER DELETE ON hookline.endpoints
     FOR EACH ROW EXECUTE FUNCTION hookline.endpoints_after_delete();
+
+-- Since when an endpoint's circuit has been open (open or half-open, not
+-- closed in between): what HOOKLINE_DISABLE_AFTER_OPEN measures. Fires only
+-- when the circuit changes state, which is rare.
+CREATE OR REPLACE FUNCTION hookline.endpoint_state_circuit_opened() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.circuit_opened_at := CASE WHEN NEW.circuit_state = 'closed' THEN NULL
+                                  ELSE coalesce(OLD.circuit_opened_at, now()) END;
+    RETURN NEW;
+END
+$$;
+
+DROP TRIGGER IF EXISTS endpoint_state_circuit_opened ON hookline.endpoint_state;
+CREATE TRIGGER endpoint_state_circuit_opened
+    BEFORE UPDATE OF circuit_state ON hookline.endpoint_state
+    FOR EACH ROW WHEN (OLD.circuit_state IS DISTINCT FROM NEW.circuit_state)
+    EXECUTE FUNCTION hookline.endpoint_state_circuit_opened();

@@ -102,6 +102,12 @@ pub struct Settings {
     #[arg(long, env = "HOOKLINE_MAX_WORKER_LOSSES", default_value_t = 3, global = true)]
     pub max_worker_losses: u32,
 
+    /// How long an endpoint's circuit may stay open before the endpoint is
+    /// disabled (`5d`, `12h`, `90m`; each endpoint may set its own).
+    #[arg(long, env = "HOOKLINE_DISABLE_AFTER_OPEN", default_value = "5d", global = true,
+          value_parser = humantime::parse_duration)]
+    pub disable_after_open: Duration,
+
     /// On SIGTERM, how long in-flight requests may still finish, in seconds.
     #[arg(long, env = "HOOKLINE_SHUTDOWN_GRACE_S", default_value_t = 30, global = true)]
     pub shutdown_grace_s: u64,
@@ -138,6 +144,7 @@ impl Settings {
             poll_interval: Duration::from_millis(self.poll_interval_ms.max(10)),
             lease_max: Duration::from_secs(self.lease_max_s.max(1)),
             max_worker_losses: self.max_worker_losses.max(1),
+            disable_after_open: self.disable_after_open.max(Duration::from_secs(1)),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_s),
             network: NetworkPolicy {
                 allow_private: self.allow_private_networks,
@@ -160,6 +167,8 @@ pub struct WorkerSettings {
     pub poll_interval: Duration,
     pub lease_max: Duration,
     pub max_worker_losses: u32,
+    /// How long an endpoint's circuit may stay open before it is disabled.
+    pub disable_after_open: Duration,
     pub shutdown_grace: Duration,
     pub network: NetworkPolicy,
 }
@@ -176,6 +185,7 @@ impl Default for WorkerSettings {
             poll_interval: Duration::from_secs(5),
             lease_max: Duration::from_secs(60),
             max_worker_losses: 3,
+            disable_after_open: Duration::from_secs(5 * 86_400),
             shutdown_grace: Duration::from_secs(30),
             network: NetworkPolicy::default(),
         }
@@ -257,7 +267,33 @@ const KNOWN_KEYS: &[&str] = &[
     "poll_interval_ms",
     "lease_max_s",
     "max_worker_losses",
+    "disable_after_open",
     "shutdown_grace_s",
     "log",
     "log_format",
 ];
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        settings: Settings,
+    }
+
+    fn disable_after_open(value: &str) -> Result<Duration, clap::Error> {
+        Cli::try_parse_from(["hookline", "--disable-after-open", value])
+            .map(|cli| cli.settings.worker().disable_after_open)
+    }
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        assert_eq!(disable_after_open("5d").unwrap(), Duration::from_secs(5 * 86_400));
+        assert_eq!(disable_after_open("12h 30m").unwrap(), Duration::from_secs(45_000));
+        assert!(disable_after_open("5").is_err(), "a unit is required");
+    }
+}

@@ -12,14 +12,15 @@ macro_rules! endpoint_columns {
     () => {
         "id, tenant, url, description, event_types, secret, previous_secret, previous_secret_expires_at,
          http_method, headers, timeout_ms, rate_limit_per_s, max_in_flight, retry_schedule, disable_after_failures,
-         enabled, disabled_reason, disabled_at, metadata, created_at, updated_at"
+         enabled, disabled_reason, disabled_at, metadata, created_at, updated_at, disable_after_open_s"
     };
 }
 
 pub const ENDPOINT_INSERT: &str = concat!(
     "INSERT INTO hookline.endpoints (tenant, url, description, event_types, secret, http_method, headers,
-        timeout_ms, rate_limit_per_s, max_in_flight, retry_schedule, disable_after_failures, enabled, metadata)
-     VALUES ($1, $2, $3, $4, coalesce($5, hookline.new_secret()), $6, $7, $8, $9, $10, $11, $12, $13, $14)
+        timeout_ms, rate_limit_per_s, max_in_flight, retry_schedule, disable_after_failures, enabled, metadata,
+        disable_after_open_s)
+     VALUES ($1, $2, $3, $4, coalesce($5, hookline.new_secret()), $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
      RETURNING ",
     endpoint_columns!()
 );
@@ -45,7 +46,7 @@ pub const ENDPOINT_UPDATE: &str = concat!(
         SET url = $2, description = $3, event_types = $4, http_method = $5, headers = $6, timeout_ms = $7,
             rate_limit_per_s = $8, max_in_flight = $9, retry_schedule = $10, disable_after_failures = $11,
             enabled = $12, disabled_reason = $13, metadata = $14, secret = $15, previous_secret = $16,
-            previous_secret_expires_at = $17
+            previous_secret_expires_at = $17, disable_after_open_s = $18
       WHERE id = $1
      RETURNING ",
     endpoint_columns!()
@@ -59,6 +60,19 @@ pub const ENDPOINT_DISABLE: &str = "
 UPDATE hookline.endpoints
    SET enabled = false, disabled_reason = $2, disabled_at = now()
  WHERE id = $1 AND enabled";
+
+/// Disables the endpoints whose circuit has stayed open longer than they
+/// allow (`disable_after_open_s`, else `$1` seconds); returns their ids.
+pub const ENDPOINT_DISABLE_LONG_OPEN: &str = "
+UPDATE hookline.endpoints AS ep
+   SET enabled = false,
+       disabled_reason = format('circuit open for more than %s s (since %s)',
+                                coalesce(ep.disable_after_open_s, $1), s.circuit_opened_at),
+       disabled_at = now()
+  FROM hookline.endpoint_state AS s
+ WHERE s.endpoint_id = ep.id AND ep.enabled AND s.circuit_state <> 'closed'
+   AND s.circuit_opened_at <= now() - make_interval(secs => coalesce(ep.disable_after_open_s, $1))
+RETURNING ep.id";
 
 pub const ENDPOINT_INSERT_MINIMAL: &str = "
 INSERT INTO hookline.endpoints (url, description, event_types)
@@ -89,6 +103,9 @@ pub struct Endpoint {
     pub max_in_flight: Option<i32>,
     pub retry_schedule: Option<Vec<f64>>,
     pub disable_after_failures: i32,
+    /// Seconds its circuit may stay open before it is disabled (`None`:
+    /// the workers' HOOKLINE_DISABLE_AFTER_OPEN).
+    pub disable_after_open_s: Option<i32>,
     pub enabled: bool,
     pub disabled_reason: Option<String>,
     pub disabled_at: Option<DateTime<Utc>>,
@@ -121,6 +138,7 @@ impl From<Row> for Endpoint {
             metadata: r.get(18),
             created_at: r.get(19),
             updated_at: r.get(20),
+            disable_after_open_s: r.get(21),
         }
     }
 }
@@ -140,6 +158,7 @@ pub struct NewEndpoint {
     pub max_in_flight: Option<i32>,
     pub retry_schedule: Option<Vec<f64>>,
     pub disable_after_failures: i32,
+    pub disable_after_open_s: Option<i32>,
     pub enabled: bool,
     pub metadata: serde_json::Value,
 }
@@ -163,6 +182,7 @@ pub async fn insert(db: &impl GenericClient, e: &NewEndpoint) -> Result<Endpoint
                 &e.disable_after_failures,
                 &e.enabled,
                 &e.metadata,
+                &e.disable_after_open_s,
             ],
         )
         .await?;
@@ -209,6 +229,7 @@ pub async fn update(db: &impl GenericClient, e: &Endpoint) -> Result<Endpoint> {
                 &e.secret,
                 &e.previous_secret,
                 &e.previous_secret_expires_at,
+                &e.disable_after_open_s,
             ],
         )
         .await?;
@@ -221,6 +242,14 @@ pub async fn delete(db: &impl GenericClient, id: Uuid) -> Result<bool> {
 
 pub async fn disable(db: &impl GenericClient, id: Uuid, reason: &str) -> Result<bool> {
     Ok(db.execute(&db.prepare_cached(ENDPOINT_DISABLE).await?, &[&id, &reason]).await? == 1)
+}
+
+/// Disables endpoints whose circuit has been open longer than they allow,
+/// `default` when they say nothing; returns their ids.
+pub async fn disable_long_open(db: &impl GenericClient, default: std::time::Duration) -> Result<Vec<Uuid>> {
+    let default_s = default.as_secs().clamp(1, i32::MAX as u64) as i32;
+    let rows = db.query(&db.prepare_cached(ENDPOINT_DISABLE_LONG_OPEN).await?, &[&default_s]).await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
 /// Points the endpoint described `description` at `url`, creating it if needed.

@@ -51,6 +51,9 @@ const SHARE_RECHECK: Duration = Duration::from_millis(10);
 const OVERDUE_RECHECK: Duration = Duration::from_millis(5);
 /// How often the worker folds the statistics' deltas into the rollups.
 const FOLD_EVERY: Duration = Duration::from_secs(1);
+/// How often it looks for endpoints whose circuit stayed open too long:
+/// a tenth of the shortest setting it could find late.
+const LONG_OPEN_EVERY: u32 = 10;
 /// How long a stopping worker waits for its outcomes to be written.
 const FLUSH_AT_SHUTDOWN: Duration = Duration::from_secs(10);
 
@@ -80,7 +83,7 @@ pub async fn run(
         outstanding: held.clone(),
     };
     let flusher = tokio::spawn(complete::flush_loop(flusher, finished_rx));
-    let folder = tokio::spawn(fold_loop(pool.clone(), shutdown.clone()));
+    let folder = tokio::spawn(housekeeping(pool.clone(), settings.disable_after_open, shutdown.clone()));
 
     let worker = Worker {
         id: worker_id,
@@ -124,23 +127,37 @@ pub async fn run(
     Ok(())
 }
 
-/// Folds the statistics' deltas into the hourly rollups every second until
-/// shutdown (workers take turns; the views are exact either way, this keeps
-/// the deltas few).
-async fn fold_loop(pool: Pool, mut shutdown: watch::Receiver<bool>) {
+/// Until shutdown: folds the statistics' deltas into the hourly rollups
+/// every second (workers take turns; the views are exact either way, this
+/// keeps the deltas few), and every ten disables the endpoints whose circuit
+/// has stayed open longer than they allow.
+async fn housekeeping(pool: Pool, disable_after_open: Duration, mut shutdown: watch::Receiver<bool>) {
     let mut every = tokio::time::interval(FOLD_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
+    for tick in 0u32.. {
         tokio::select! {
             _ = every.tick() => {}
             _ = shutdown.changed() => return,
         }
-        let folded = match pool.get().await {
-            Ok(client) => db::rollups::fold(&client).await,
-            Err(error) => Err(error.into()),
+        let client = match pool.get().await {
+            Ok(client) => client,
+            Err(error) => {
+                tracing::warn!(error = %error_chain(&db::Error::from(error)), "no connection for housekeeping; retrying");
+                continue;
+            }
         };
-        if let Err(error) = folded {
+        if let Err(error) = db::rollups::fold(&client).await {
             tracing::warn!(error = %error_chain(&error), "could not fold statistics; retrying");
+        }
+        if tick % LONG_OPEN_EVERY == 0 {
+            match db::endpoints::disable_long_open(&client, disable_after_open).await {
+                Ok(disabled) => {
+                    for endpoint_id in disabled {
+                        tracing::warn!(%endpoint_id, "endpoint's circuit stayed open too long: disabled");
+                    }
+                }
+                Err(error) => tracing::warn!(error = %error_chain(&error), "could not check for long-open circuits"),
+            }
         }
     }
 }

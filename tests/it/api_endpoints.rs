@@ -87,6 +87,8 @@ async fn bad_endpoint_input_is_a_400_naming_the_field_and_writes_nothing() {
         (json!({"url": "https://x.io", "timeout_ms": 0}), "timeout_ms"),
         (json!({"url": "https://x.io", "timeout_ms": "fast"}), "timeout_ms"),
         (json!({"url": "https://x.io", "retry_schedule": [1, -5]}), "retry_schedule[1]"),
+        (json!({"url": "https://x.io", "disable_after_open_s": 0}), "disable_after_open_s"),
+        (json!({"url": "https://x.io", "disable_after_open_s": 31_536_001}), "disable_after_open_s"),
         (json!({"url": "https://x.io", "metadata": [1]}), "metadata"),
         (json!({"url": "https://x.io", "tenant": "no spaces"}), "tenant"),
         (json!({"url": "https://x.io", "colour": "red"}), "colour"),

@@ -31,6 +31,11 @@ fn bad_configuration_fails_at_start_with_one_line_naming_it() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("soon"), "{stderr}");
+
+    let out = hookline(&["worker"], &[("HOOKLINE_DISABLE_AFTER_OPEN", "a while")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!((out.status.code(), stderr.trim().lines().count()), (Some(2), 1), "{stderr}");
+    assert!(stderr.contains("a while") && stderr.contains("disable-after-open"), "{stderr}");
 }
 
 #[test]

@@ -42,6 +42,99 @@ async fn attempts_started_between(db: &TestDb, from: DateTime<Utc>, to: DateTime
         .get(0)
 }
 
+/// An endpoint's circuit open past HOOKLINE_DISABLE_AFTER_OPEN (or its own
+/// `disable_after_open_s`) disables it, with an `endpoint.disabled` event
+/// and its waiting deliveries dead; one open for less stays as it is. The
+/// moment the circuit opened is kept by the database, whoever changes it.
+#[tokio::test]
+async fn an_endpoint_whose_circuit_stays_open_too_long_is_disabled() {
+    use serde_json::{Value, json};
+    let db = TestDb::new().await;
+    let api = TestApi::start(&db).await;
+    let create = |url: &'static str, event_type: &'static str, disable_after_open_s: Option<i32>| {
+        let api = &api;
+        async move {
+            let mut body = json!({"url": url, "event_types": [event_type], "retry_schedule": [3600, 3600]});
+            if let Some(seconds) = disable_after_open_s {
+                body["disable_after_open_s"] = json!(seconds);
+            }
+            let reply = api.post("/v1/endpoints", body).await;
+            assert_eq!(reply.status, 201, "{reply:?}");
+            assert_eq!(reply.body["disable_after_open_s"], json!(disable_after_open_s));
+            Uuid::parse_str(reply.body["id"].as_str().unwrap()).unwrap()
+        }
+    };
+    let own_limit = create("http://127.0.0.1:9/a", "a.b", Some(60)).await;
+    let within_own = create("http://127.0.0.1:9/b", "a.b", Some(7200)).await;
+    let by_default = create("http://127.0.0.1:9/c", "a.b", None).await;
+    let closed = create("http://127.0.0.1:9/d", "other", Some(1)).await;
+    let client = db.client().await;
+    let opened_at = |id: Uuid| {
+        let client = &client;
+        async move {
+            let sql = "SELECT circuit_opened_at FROM hookline.endpoint_state WHERE endpoint_id = $1";
+            client.query_one(sql, &[&id]).await.unwrap().get::<_, Option<DateTime<Utc>>>(0)
+        }
+    };
+    // Three circuits open (as completions would open them) for an hour, then
+    // are back-dated: two opened 2 minutes ago, one an hour ago.
+    client
+        .execute(
+            "UPDATE hookline.endpoint_state SET circuit_state = 'open', circuit_retry_at = now() + interval '1 hour'
+              WHERE endpoint_id <> $1",
+            &[&closed],
+        )
+        .await
+        .unwrap();
+    assert!(opened_at(within_own).await.is_some(), "opening stamps the time");
+    assert_eq!(opened_at(closed).await, None, "a closed circuit has no opening time");
+    let backdate =
+        "UPDATE hookline.endpoint_state SET circuit_opened_at = now() - $2::text::interval WHERE endpoint_id = $1";
+    for (id, ago) in [(own_limit, "2 minutes"), (within_own, "2 minutes"), (by_default, "1 hour")] {
+        client.execute(backdate, &[&id, &ago]).await.unwrap();
+    }
+    client.execute("SELECT hookline.send('a.b', '{}')", &[]).await.unwrap();
+
+    let settings = WorkerSettings { disable_after_open: Duration::from_secs(1800), ..test_settings() };
+    let worker = RunningWorker::start(&db, settings).await;
+    let disabled = eventually(WAIT, "the long-open endpoints to be disabled", || async {
+        let sql = "SELECT id FROM hookline.endpoints WHERE NOT enabled ORDER BY id";
+        let rows = db.client().await.query(sql, &[]).await.unwrap();
+        (rows.len() >= 2).then(|| rows.iter().map(|r| r.get::<_, Uuid>(0)).collect::<Vec<_>>())
+    })
+    .await;
+    worker.stop().await;
+    let mut expected = vec![own_limit, by_default];
+    expected.sort();
+    assert_eq!(disabled, expected, "{within_own} and {closed} stay enabled");
+    let reason = api.get(&format!("/v1/endpoints/{own_limit}")).await.body["disabled_reason"].clone();
+    assert!(reason.as_str().is_some_and(|r| r.starts_with("circuit open for more than 60 s")), "{reason}");
+    assert_eq!(count(&db, "SELECT count(*) FROM hookline.events WHERE event_type = 'endpoint.disabled'").await, 2);
+    let parked = "SELECT count(*) FROM hookline.deliveries WHERE state = 'dead' AND last_error LIKE 'endpoint disabled: circuit open%'";
+    assert_eq!(count(&db, parked).await, 2, "their waiting deliveries went to the dead-letter queue");
+    assert_eq!(count(&db, "SELECT count(*) FROM hookline.deliveries WHERE state = 'pending'").await, 1);
+
+    // Half-open is not closed; closing forgets; enabling closes.
+    let since = opened_at(within_own).await;
+    client
+        .execute(
+            "UPDATE hookline.endpoint_state SET circuit_state = 'half_open' WHERE endpoint_id = $1",
+            &[&within_own],
+        )
+        .await
+        .unwrap();
+    assert_eq!(opened_at(within_own).await, since);
+    client
+        .execute("UPDATE hookline.endpoint_state SET circuit_state = 'closed' WHERE endpoint_id = $1", &[&within_own])
+        .await
+        .unwrap();
+    assert_eq!(opened_at(within_own).await, None);
+    let reenabled =
+        api.patch(&format!("/v1/endpoints/{own_limit}"), json!({"enabled": true, "disable_after_open_s": null})).await;
+    assert_eq!((reenabled.status, &reenabled.body["disable_after_open_s"]), (200, &Value::Null), "{reenabled:?}");
+    assert_eq!(opened_at(own_limit).await, None, "enabling closes the circuit");
+}
+
 /// What a new user saw: retry schedule [1, 1], three failing events, a
 /// circuit that opens for a minute. Before, the retries waited for the
 /// probe a minute out; now every delivery ends dead by its last scheduled

@@ -96,6 +96,11 @@ pub struct EndpointCreate {
     #[oai(validator(minimum(value = "1"), maximum(value = "10000")))]
     #[serde(default, deserialize_with = "super::body::non_null")]
     pub disable_after_failures: Option<i32>,
+    /// Disable after its circuit has stayed open this many seconds, up to a
+    /// year (default: the workers' `HOOKLINE_DISABLE_AFTER_OPEN`, 5 days).
+    #[oai(validator(minimum(value = "1"), maximum(value = "31536000")))]
+    #[serde(default, deserialize_with = "super::body::non_null")]
+    pub disable_after_open_s: Option<i32>,
     #[serde(default, deserialize_with = "super::body::non_null")]
     pub enabled: Option<bool>,
     /// Any JSON object, kept for you.
@@ -140,6 +145,9 @@ pub struct EndpointUpdate {
     #[oai(validator(minimum(value = "1"), maximum(value = "10000")))]
     #[serde(default)]
     pub disable_after_failures: MaybeUndefined<i32>,
+    #[oai(validator(minimum(value = "1"), maximum(value = "31536000")), nullable)]
+    #[serde(default)]
+    pub disable_after_open_s: MaybeUndefined<i32>,
     #[serde(default)]
     pub enabled: MaybeUndefined<bool>,
     #[serde(default)]
@@ -168,6 +176,10 @@ pub struct Endpoint {
     #[oai(nullable)]
     pub retry_schedule: Option<Vec<f64>>,
     pub disable_after_failures: i32,
+    /// Seconds its circuit may stay open before it is disabled; null = the
+    /// workers' `HOOKLINE_DISABLE_AFTER_OPEN` (5 days).
+    #[oai(nullable)]
+    pub disable_after_open_s: Option<i32>,
     pub enabled: bool,
     #[oai(nullable)]
     pub disabled_reason: Option<String>,
@@ -705,6 +717,7 @@ impl From<&db::endpoints::Endpoint> for Endpoint {
             max_in_flight: r.max_in_flight,
             retry_schedule: r.retry_schedule.clone(),
             disable_after_failures: r.disable_after_failures,
+            disable_after_open_s: r.disable_after_open_s,
             enabled: r.enabled,
             disabled_reason: r.disabled_reason.clone(),
             disabled_at: r.disabled_at,

@@ -58,6 +58,7 @@ pub(super) fn new_endpoint(principal: &Principal, c: EndpointCreate) -> Result<d
         max_in_flight: c.max_in_flight,
         retry_schedule: c.retry_schedule,
         disable_after_failures: c.disable_after_failures.unwrap_or(5),
+        disable_after_open_s: c.disable_after_open_s,
         enabled: c.enabled.unwrap_or(true),
         metadata: serde_json::Value::Object(c.metadata.unwrap_or_default().into_iter().collect()),
     };
@@ -70,6 +71,7 @@ pub(super) fn new_endpoint(principal: &Principal, c: EndpointCreate) -> Result<d
         max_in_flight: new.max_in_flight,
         retry_schedule: new.retry_schedule.as_deref(),
         disable_after_failures: new.disable_after_failures,
+        disable_after_open_s: new.disable_after_open_s,
     })?;
     Ok(new)
 }
@@ -97,6 +99,7 @@ pub(super) fn apply_update(row: &mut db::endpoints::Endpoint, u: EndpointUpdate)
     clearable(u.rate_limit_per_s, &mut row.rate_limit_per_s);
     clearable(u.max_in_flight, &mut row.max_in_flight);
     clearable(u.retry_schedule, &mut row.retry_schedule);
+    clearable(u.disable_after_open_s, &mut row.disable_after_open_s);
     if let Some(n) = required("disable_after_failures", u.disable_after_failures)? {
         row.disable_after_failures = n;
     }
@@ -118,6 +121,7 @@ pub(super) fn apply_update(row: &mut db::endpoints::Endpoint, u: EndpointUpdate)
         max_in_flight: row.max_in_flight,
         retry_schedule: row.retry_schedule.as_deref(),
         disable_after_failures: row.disable_after_failures,
+        disable_after_open_s: row.disable_after_open_s,
     })
 }
 
@@ -131,7 +135,11 @@ struct Settings<'a> {
     max_in_flight: Option<i32>,
     retry_schedule: Option<&'a [f64]>,
     disable_after_failures: i32,
+    disable_after_open_s: Option<i32>,
 }
+
+/// The longest an endpoint's `disable_after_open_s` may be: a year.
+const DISABLE_AFTER_OPEN_MAX_S: i64 = 365 * 86_400;
 
 fn check_settings(s: &Settings<'_>) -> Result<(), Problem> {
     validate::text("description", s.description, 0, 1000)?;
@@ -173,6 +181,9 @@ fn check_settings(s: &Settings<'_>) -> Result<(), Problem> {
         if let Some(i) = schedule.iter().position(|d| !d.is_finite() || *d < 0.0 || *d > 7.0 * 86400.0) {
             return Err(Problem::field(format!("retry_schedule[{i}]"), "must be 0 to 604,800 seconds"));
         }
+    }
+    if let Some(seconds) = s.disable_after_open_s {
+        validate::range("disable_after_open_s", seconds.into(), 1, DISABLE_AFTER_OPEN_MAX_S)?;
     }
     validate::range("disable_after_failures", s.disable_after_failures.into(), 1, 10_000)
 }
