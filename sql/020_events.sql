@@ -14,6 +14,12 @@
 --   payload collapse within a transaction, so a 10,000-row insert wakes
 --   workers once.
 --
+-- * the same statement refuses payloads above hookline.settings'
+--   max_payload_bytes (HOOKLINE_MAX_PAYLOAD_BYTES) with SQLSTATE 54000
+--   (program_limit_exceeded), inside the producer's transaction: the
+--   statement fails, and a producer that wants to go on catches it (a
+--   SAVEPOINT, or EXCEPTION WHEN program_limit_exceeded in PL/pgSQL).
+--
 -- Cost for the producer's transaction: one index probe of endpoints_fanout and
 -- a look at the (tiny) idle_workers table per statement, plus, per matching
 -- endpoint, one deliveries row and one delivery_queue row (five index entries). Nothing is delivered
@@ -38,9 +44,31 @@ CREATE TRIGGER events_idempotency
     FOR EACH ROW WHEN (NEW.idempotency_key IS NOT NULL)
     EXECUTE FUNCTION hookline.events_claim_idempotency_key();
 
+-- Whether a payload's JSON text is longer than `max_bytes`. Its stored size
+-- answers for most without printing it: uncompressed jsonb is no smaller
+-- than its text, so only a large or compressed one is measured as text.
+CREATE OR REPLACE FUNCTION hookline.payload_too_large(payload jsonb, max_bytes integer)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT (pg_column_size(payload) > max_bytes OR pg_column_compression(payload) IS NOT NULL)
+           AND octet_length(payload::text) > max_bytes
+$$;
+
 CREATE OR REPLACE FUNCTION hookline.events_fan_out() RETURNS trigger
 LANGUAGE plpgsql AS $$
+DECLARE
+    max_bytes integer := (SELECT s.max_payload_bytes FROM hookline.settings AS s);
+    too_large integer;
 BEGIN
+    SELECT octet_length(e.payload::text) INTO too_large
+      FROM new_events AS e
+     WHERE hookline.payload_too_large(e.payload, max_bytes)
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'hookline: an event payload of % bytes is more than the % allowed', too_large, max_bytes
+              USING ERRCODE = 'program_limit_exceeded',
+                    HINT = 'HOOKLINE_MAX_PAYLOAD_BYTES (hookline.settings.max_payload_bytes) sets the limit.';
+    END IF;
     WITH created AS (
         INSERT INTO hookline.deliveries (event_id, endpoint_id, tenant, event_type)
         SELECT e.id, ep.id, e.tenant, e.event_type

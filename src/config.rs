@@ -34,6 +34,13 @@ pub struct Settings {
     #[arg(long, env = "HOOKLINE_MAX_BODY_BYTES", default_value_t = 1024 * 1024, global = true)]
     pub max_body_bytes: usize,
 
+    /// An event's payload (its JSON text) in bytes at most, for every
+    /// producer, SQL included: `migrate` (and `run`, `dev`) store it in
+    /// hookline.settings, where the events trigger reads it (default there 1 MiB).
+    #[arg(long, env = "HOOKLINE_MAX_PAYLOAD_BYTES", global = true,
+          value_parser = clap::value_parser!(i32).range(1..=1_073_741_823))]
+    pub max_payload_bytes: Option<i32>,
+
     /// Connections in each process's database pool.
     #[arg(long, env = "HOOKLINE_POOL_SIZE", default_value_t = 16, global = true)]
     pub pool_size: usize,
@@ -252,6 +259,7 @@ const KNOWN_KEYS: &[&str] = &[
     "listen",
     "metrics_listen",
     "max_body_bytes",
+    "max_payload_bytes",
     "pool_size",
     "allow_private_networks",
     "allowed_networks",

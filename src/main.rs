@@ -107,7 +107,7 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Migrate => {
             let pool = connect(&required_url(&settings)?, &settings).await?;
-            migrate(&pool).await
+            migrate(&pool, &settings).await
         }
         Command::Serve => {
             let url = required_url(&settings)?;
@@ -118,7 +118,7 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Run => {
             let url = required_url(&settings)?;
             let pool = connect(&url, &settings).await?;
-            migrate(&pool).await?;
+            migrate(&pool, &settings).await?;
             run_all(pool, &url, &settings, shutdown_signal()).await
         }
         Command::Dev => run_dev(settings).await,
@@ -152,9 +152,13 @@ async fn checked(pool: Pool, url: &str) -> anyhow::Result<Pool> {
     Ok(pool)
 }
 
-async fn migrate(pool: &Pool) -> anyhow::Result<()> {
+/// The schema, then the settings the database keeps (`hookline.settings`).
+async fn migrate(pool: &Pool, settings: &Settings) -> anyhow::Result<()> {
     let mut client = pool.get().await?;
     db::migrate(&mut client).await.map_err(|e| anyhow::anyhow!(telemetry::error_chain(&e)))?;
+    db::settings::store(&client, settings.max_payload_bytes)
+        .await
+        .map_err(|e| anyhow::anyhow!(telemetry::error_chain(&e)))?;
     tracing::info!("database schema is up to date");
     Ok(())
 }
@@ -232,7 +236,7 @@ async fn run_dev(mut settings: Settings) -> anyhow::Result<()> {
     // The demo receiver lives on loopback.
     settings.allow_private_networks = true;
     let pool = connect(&url, &settings).await?;
-    migrate(&pool).await?;
+    migrate(&pool, &settings).await?;
     let shutdown = shutdown_signal();
     let receiver = dev::start_echo_receiver(shutdown.clone()).await?;
     let endpoint = dev::create_demo_endpoint(&pool, receiver).await?;

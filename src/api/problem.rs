@@ -185,6 +185,15 @@ impl From<db::Error> for Problem {
                 let reason = pg.as_db_error().map_or_else(|| pg.to_string(), |d| d.message().to_owned());
                 Problem::new(ProblemKind::InvalidRequest, format!("a value cannot be stored: {reason}"), None)
             }
+            // SQLSTATE class 54, a limit: above all the events trigger's
+            // HOOKLINE_MAX_PAYLOAD_BYTES, which SQL producers meet too.
+            db::Error::Pg(pg) if pg.code().is_some_and(|c| c.code().starts_with("54")) => {
+                let reason = pg.as_db_error().map_or_else(|| pg.to_string(), |d| d.message().to_owned());
+                match reason.strip_prefix("hookline: ") {
+                    Some(reason) => Problem::new(ProblemKind::PayloadTooLarge, reason, Some("payload".to_owned())),
+                    None => Problem::new(ProblemKind::InvalidRequest, format!("a value is too large: {reason}"), None),
+                }
+            }
             other => Problem::internal(&other),
         }
     }

@@ -190,7 +190,10 @@ async fn write(flusher: &Flusher, batch: &[Finished]) -> db::Result<()> {
     let outcomes: Vec<&AttemptOutcome> = batch.iter().map(|f| &f.outcome).collect();
     let recorded = db::deliveries::complete_many(&client, flusher.worker, &outcomes, &flusher.circuit, None).await?;
     if recorded.still_ours < batch.len() as i64 {
-        tracing::warn!(lost = batch.len() as i64 - recorded.still_ours, "leases expired before outcomes were recorded");
+        tracing::warn!(
+            not_ours = batch.len() as i64 - recorded.still_ours,
+            "outcomes not recorded: their lease ran out, or their endpoint was deleted meanwhile"
+        );
     }
     if recorded.released > 0 {
         flusher.wake.notify_one();

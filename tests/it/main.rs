@@ -16,6 +16,7 @@ mod inbound;
 mod lifecycle;
 mod openapi;
 mod producer;
+mod producer_fuzz;
 mod resilience;
 mod retries;
 mod statements;
