@@ -9,6 +9,6 @@ CREATE TABLE hookline.settings (
     updated_at        timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT settings_pkey PRIMARY KEY (one),
     CONSTRAINT settings_one_row CHECK (one),
-    CONSTRAINT settings_max_payload_bytes_valid CHECK (max_payload_bytes BETWEEN 1 AND 1073741823)
+    CONSTRAINT settings_max_payload_bytes_valid CHECK (max_payload_bytes BETWEEN 1024 AND 1073741823)
 );
 INSERT INTO hookline.settings DEFAULT VALUES;

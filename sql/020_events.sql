@@ -13,12 +13,12 @@
 --   (hookline.idle_workers; see the migration for why). NOTIFYs with the same
 --   payload collapse within a transaction, so a 10,000-row insert wakes
 --   workers once.
---
--- * the same statement refuses payloads above hookline.settings'
---   max_payload_bytes (HOOKLINE_MAX_PAYLOAD_BYTES) with SQLSTATE 54000
---   (program_limit_exceeded), inside the producer's transaction: the
---   statement fails, and a producer that wants to go on catches it (a
---   SAVEPOINT, or EXCEPTION WHEN program_limit_exceeded in PL/pgSQL).
+-- * events_check_payload (BEFORE, per row, only for payloads over 512
+--   bytes stored): refuses a payload whose JSON text is above
+--   hookline.settings' max_payload_bytes (HOOKLINE_MAX_PAYLOAD_BYTES) with
+--   SQLSTATE 54000 (program_limit_exceeded), inside the producer's
+--   transaction: the statement fails, and a producer that wants to go on
+--   catches it (a SAVEPOINT, or EXCEPTION WHEN program_limit_exceeded).
 --
 -- Cost for the producer's transaction: one index probe of endpoints_fanout and
 -- a look at the (tiny) idle_workers table per statement, plus, per matching
@@ -44,31 +44,35 @@ CREATE TRIGGER events_idempotency
     FOR EACH ROW WHEN (NEW.idempotency_key IS NOT NULL)
     EXECUTE FUNCTION hookline.events_claim_idempotency_key();
 
--- Whether a payload's JSON text is longer than `max_bytes`. Its stored size
--- answers for most without printing it: uncompressed jsonb is no smaller
--- than its text, so only a large or compressed one is measured as text.
-CREATE OR REPLACE FUNCTION hookline.payload_too_large(payload jsonb, max_bytes integer)
-RETURNS boolean
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT (pg_column_size(payload) > max_bytes OR pg_column_compression(payload) IS NOT NULL)
-           AND octet_length(payload::text) > max_bytes
-$$;
-
-CREATE OR REPLACE FUNCTION hookline.events_fan_out() RETURNS trigger
+-- The payload limit: before each row, but only for a payload whose stored
+-- form is over 512 bytes or compressed (the trigger's WHEN, evaluated without
+-- calling any function): a smaller one cannot print as more than the
+-- smallest limit allowed, 1 KiB, so most producers never pay for the check.
+CREATE OR REPLACE FUNCTION hookline.events_check_payload() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
     max_bytes integer := (SELECT s.max_payload_bytes FROM hookline.settings AS s);
-    too_large integer;
+    bytes     integer := octet_length(NEW.payload::text);
 BEGIN
-    SELECT octet_length(e.payload::text) INTO too_large
-      FROM new_events AS e
-     WHERE hookline.payload_too_large(e.payload, max_bytes)
-     LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'hookline: an event payload of % bytes is more than the % allowed', too_large, max_bytes
+    IF bytes > max_bytes THEN
+        RAISE EXCEPTION 'hookline: an event payload of % bytes is more than the % allowed', bytes, max_bytes
               USING ERRCODE = 'program_limit_exceeded',
                     HINT = 'HOOKLINE_MAX_PAYLOAD_BYTES (hookline.settings.max_payload_bytes) sets the limit.';
     END IF;
+    RETURN NEW;
+END
+$$;
+
+-- Named to fire before events_idempotency (BEFORE triggers go by name).
+DROP TRIGGER IF EXISTS events_check_payload ON hookline.events;
+CREATE TRIGGER events_check_payload
+    BEFORE INSERT ON hookline.events
+    FOR EACH ROW WHEN (pg_column_size(NEW.payload) > 512 OR pg_column_compression(NEW.payload) IS NOT NULL)
+    EXECUTE FUNCTION hookline.events_check_payload();
+
+CREATE OR REPLACE FUNCTION hookline.events_fan_out() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
     WITH created AS (
         INSERT INTO hookline.deliveries (event_id, endpoint_id, tenant, event_type)
         SELECT e.id, ep.id, e.tenant, e.event_type

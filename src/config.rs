@@ -36,9 +36,10 @@ pub struct Settings {
 
     /// An event's payload (its JSON text) in bytes at most, for every
     /// producer, SQL included: `migrate` (and `run`, `dev`) store it in
-    /// hookline.settings, where the events trigger reads it (default there 1 MiB).
+    /// hookline.settings, where the events trigger reads it (default there
+    /// 1 MiB; at least 1 KiB).
     #[arg(long, env = "HOOKLINE_MAX_PAYLOAD_BYTES", global = true,
-          value_parser = clap::value_parser!(i32).range(1..=1_073_741_823))]
+          value_parser = clap::value_parser!(i32).range(1024..=1_073_741_823))]
     pub max_payload_bytes: Option<i32>,
 
     /// Connections in each process's database pool.
