@@ -94,6 +94,11 @@ async fn an_endpoint_whose_circuit_stays_open_too_long_is_disabled() {
         client.execute(backdate, &[&id, &ago]).await.unwrap();
     }
     client.execute("SELECT hookline.send('a.b', '{}')", &[]).await.unwrap();
+    // As the open circuits would have deferred them: no claim locks them while the endpoints are disabled.
+    client
+        .execute("UPDATE hookline.delivery_queue SET next_attempt_at = now() + interval '1 hour'", &[])
+        .await
+        .unwrap();
 
     let settings = WorkerSettings { disable_after_open: Duration::from_secs(1800), ..test_settings() };
     let worker = RunningWorker::start(&db, settings).await;
