@@ -35,3 +35,8 @@ baseline:
     if [ -x target/baseline/release/hookline ]; then exit 0; fi
     [ -d target/baseline/src ] || git worktree add --force --detach target/baseline/src {{baseline_commit}}
     cd target/baseline/src && CARGO_TARGET_DIR=../ cargo build --release --bin hookline
+
+# Faults as a test: producers, 3 workers killed at random once a second, a PostgreSQL crash-restart, a receiver
+# failing 20% and hanging 1%; prints lost (must be 0), duplicates, recovery. SOAK_SECONDS of faults (default 120).
+soak:
+    cargo bench --bench soak

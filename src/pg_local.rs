@@ -78,6 +78,22 @@ impl LocalPostgres {
         run(self.tool("pg_ctl").arg("stop").arg("-D").arg(&self.data_dir).args(["-m", "fast"]))
     }
 
+    /// Stops the server as a crash would (no shutdown checkpoint: it
+    /// recovers from the WAL) and starts it again on the same port and
+    /// settings; returns once it accepts connections.
+    pub fn crash_and_restart(&self) -> anyhow::Result<()> {
+        // With its log file, as at start: a postmaster writing to pg_ctl's
+        // output would keep it open, and waiting for that would never end.
+        run(self
+            .tool("pg_ctl")
+            .arg("restart")
+            .arg("-D")
+            .arg(&self.data_dir)
+            .arg("-l")
+            .arg(self.socket_dir.join("server.log"))
+            .args(["-m", "immediate", "-w", "-t", "60"]))
+    }
+
     /// A shell command that stops this server once process `pid` has exited:
     /// test processes cannot run code at exit, so a watchdog does it for them.
     pub fn stop_when_process_exits(&self, pid: u32, remove: &Path) -> anyhow::Result<()> {
