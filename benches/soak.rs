@@ -175,6 +175,12 @@ async fn main() -> anyhow::Result<()> {
         let _ = processes.0[victim].wait();
         processes.0[victim] = worker(&url);
         kills += 1;
+        // A worker started while PostgreSQL was down gave up at once: start another.
+        for slot in 1..=WORKERS {
+            if matches!(processes.0[slot].try_wait(), Ok(Some(_))) {
+                processes.0[slot] = worker(&url);
+            }
+        }
         if restarted.is_none() && started.elapsed() >= Duration::from_secs(seconds / 2) {
             let server = &server;
             tokio::task::block_in_place(|| server.crash_and_restart())?;
