@@ -101,6 +101,9 @@ async fn main() -> anyhow::Result<()> {
                 .await?;
         }
     }
+    if selected("call_to_receipt") {
+        bench.quiet().await?;
+    }
     for round in (0..rounds()).filter(|_| selected("call_to_receipt")) {
         for (i, build) in bench.builds.iter().enumerate() {
             call_to_receipt(&bench, build, i, &apis[i], seconds, 200, &mut report, round == last).await?;

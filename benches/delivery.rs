@@ -52,6 +52,9 @@ async fn main() -> anyhow::Result<()> {
             bench.steady(build, i, seconds, 2, &mut report).await?;
         }
     }
+    if selected("light_load") {
+        bench.quiet().await?;
+    }
     for round in (0..rounds()).filter(|_| selected("light_load")) {
         for (i, build) in bench.builds.iter().enumerate() {
             bench.light_load(build, i, seconds, 200, &mut report, round == last).await?;
