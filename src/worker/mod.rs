@@ -83,7 +83,7 @@ pub async fn run(
         outstanding: held.clone(),
     };
     let flusher = tokio::spawn(complete::flush_loop(flusher, finished_rx));
-    let folder = tokio::spawn(housekeeping(pool.clone(), settings.disable_after_open, shutdown.clone()));
+    let housekeeper = tokio::spawn(housekeeping(pool.clone(), settings.disable_after_open, shutdown.clone()));
 
     let worker = Worker {
         id: worker_id,
@@ -122,7 +122,7 @@ pub async fn run(
         }
     }
     let _ = listener.await;
-    let _ = folder.await;
+    let _ = housekeeper.await;
     tracing::info!(%worker_id, "worker stopped");
     Ok(())
 }
