@@ -453,11 +453,16 @@ fn check(s: &db::sources::SourceSettings) -> Result<(), Problem> {
     }
     validate::event_type("event_type", &s.event_type)?;
     validate::text("description", &s.description, 0, 1000)?;
+    // The document's limits, which the body parser does not apply itself.
+    if let Some(secret) = &s.secret {
+        validate::text("secret", secret, 1, 1000)?;
+    }
     for (field, header) in [("signature_header", &s.signature_header), ("id_header", &s.id_header)] {
-        if let Some(header) = header
-            && poem::http::HeaderName::from_bytes(header.as_bytes()).is_err()
-        {
-            return Err(Problem::field(field, "is not a valid HTTP header name"));
+        if let Some(header) = header {
+            validate::text(field, header, 1, 100)?;
+            if poem::http::HeaderName::from_bytes(header.as_bytes()).is_err() {
+                return Err(Problem::field(field, "is not a valid HTTP header name"));
+            }
         }
     }
     validate::range("timestamp_tolerance_s", s.timestamp_tolerance_s.into(), 1, 86_400)?;

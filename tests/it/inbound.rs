@@ -257,10 +257,15 @@ async fn sources_are_managed_by_field_and_never_show_their_secret() {
         (json!({"name": "x", "scheme": "rot13", "event_type": "a.b"}), 400, "scheme"),
         (json!({"name": "x", "scheme": "none", "event_type": "a b"}), 400, "event_type"),
         (json!({"name": "acme", "scheme": "none", "event_type": "a.b"}), 409, "name"),
+        (json!({"name": "x", "scheme": "hmac_sha256", "secret": "s".repeat(1001), "event_type": "a.b"}), 400, "secret"),
+        (json!({"name": "x", "scheme": "none", "event_type": "a.b", "id_header": "h".repeat(101)}), 400, "id_header"),
     ];
     for (body, status, field) in refusals {
         api.post("/v1/sources", body).await.assert_problem(status, Some(field));
     }
+    // The same limits on a change (schemathesis found a PATCH accepting a 1,001-character secret).
+    let long_secret = json!({"scheme": "hmac_sha256", "secret": format!("__main__{}", "*".repeat(1000))});
+    api.patch(&format!("/v1/sources/{id}"), long_secret).await.assert_problem(400, Some("secret"));
     let other_tenant = TestApi::token(&db, "other", "write", Some("other")).await;
     let hidden = api.call(Method::GET, &format!("/v1/sources/{id}"), Some(&other_tenant), None).await;
     hidden.assert_problem(404, None);
