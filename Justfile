@@ -37,6 +37,7 @@ baseline:
     cd target/baseline/src && CARGO_TARGET_DIR=../ cargo build --release --bin hookline
 
 # Faults as a test: producers, 3 workers killed at random once a second, a PostgreSQL crash-restart, a receiver
-# failing 20% and hanging 1%; prints lost (must be 0), duplicates, recovery. SOAK_SECONDS of faults (default 120).
+# failing 20% and hanging 1%, then a worker cut off by a network partition (ip netns); prints lost (must be 0),
+# duplicates, recovery, late completions refused. SOAK_SECONDS of faults (default 120).
 soak:
     cargo bench --bench soak

@@ -6,7 +6,9 @@
 //! and restarts. Then the faults stop, the queue drains, and it prints what
 //! happened: events committed, kills, restarts, lost (must be 0),
 //! duplicates, the leases cut short, and the recovery after the restart.
-//! Exits 1 if any committed event was never delivered.
+//! Exits 1 if any committed event was never delivered. Last, a network
+//! partition (see `partition`): a worker cut off mid-flight, whose late
+//! completions the lease check refuses.
 //!
 //! Bounded: SOAK_SECONDS of faults (default 120; CI runs 40), then at most
 //! DRAIN_LIMIT to drain. Only 127.0.0.1 is used.
@@ -76,22 +78,27 @@ impl Drop for Processes {
 
 /// A `hookline` process that dies with the soak, however the soak ends.
 fn hookline(command: &str, url: &str, env: &[(&str, &str)]) -> Child {
+    spawn(
+        Command::new(env!("CARGO_BIN_EXE_hookline"))
+            .arg(command)
+            .env("HOOKLINE_DATABASE_URL", url)
+            .env("HOOKLINE_LOG", "error")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null()),
+    )
+}
+
+/// Spawns `command` so that it is killed when the soak exits.
+fn spawn(command: &mut Command) -> Child {
     use std::os::unix::process::CommandExt;
-    let mut process = Command::new(env!("CARGO_BIN_EXE_hookline"));
-    process
-        .arg(command)
-        .env("HOOKLINE_DATABASE_URL", url)
-        .env("HOOKLINE_LOG", "error")
-        .envs(env.iter().copied())
-        .stdout(Stdio::null());
     // SAFETY: prctl is async-signal-safe; it only sets this child's parent-death signal.
     unsafe {
-        process.pre_exec(|| {
+        command.pre_exec(|| {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             Ok(())
         });
     }
-    process.spawn().expect("spawn hookline")
+    command.spawn().expect("spawn hookline")
 }
 
 /// Workers as the soak runs them: a short lease for the endpoint's timeout,
@@ -248,7 +255,218 @@ async fn main() -> anyhow::Result<()> {
         println!("\nLOST: {sample:?}");
         std::process::exit(1);
     }
+
+    // The network partition: every worker so far stops; one in a network
+    // namespace of its own takes a batch and loses its link.
+    drop(processes);
+    client.execute("UPDATE hookline.endpoints SET event_types = '{soak.sql, soak.api}'", &[]).await?;
+    match partition::Namespace::create() {
+        Ok(namespace) => partition::run(&namespace, &server, &client, &url).await?,
+        Err(why) => println!("\npartition                   skipped: {why}"),
+    }
     Ok(())
+}
+
+/// A worker cut off from the network mid-flight (`ip netns`, a veth pair;
+/// this machine only): its leases expire, another worker delivers, and when
+/// the link returns its late completions are refused by the lease check.
+mod partition {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+    use std::time::{Duration, Instant};
+
+    use hookline::pg_local::LocalPostgres;
+    use poem::{Route, handler};
+
+    const EVENTS: i64 = 100;
+    /// The endpoint's timeout: with its 5 s margin, the lease is 8 s.
+    const TIMEOUT_MS: i32 = 3000;
+
+    pub struct Namespace {
+        name: String,
+        host_if: String,
+        inner_if: String,
+        pub host_ip: String,
+    }
+
+    fn ip(args: &[&str]) -> anyhow::Result<()> {
+        let out = Command::new("ip").args(args).output()?;
+        anyhow::ensure!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+        Ok(())
+    }
+
+    impl Namespace {
+        /// A namespace joined to this one by a veth pair, 10.231.x.1 here
+        /// and 10.231.x.2 there; gone again when dropped.
+        pub fn create() -> anyhow::Result<Namespace> {
+            let id = std::process::id() % 250;
+            let namespace = Namespace {
+                name: format!("hl-soak-{}", std::process::id()),
+                host_if: format!("hls{id}a"),
+                inner_if: format!("hls{id}b"),
+                host_ip: format!("10.231.{id}.1"),
+            };
+            ip(&["netns", "add", &namespace.name])?;
+            ip(&["link", "add", &namespace.host_if, "type", "veth", "peer", "name", &namespace.inner_if])?;
+            ip(&["link", "set", &namespace.inner_if, "netns", &namespace.name])?;
+            ip(&["addr", "add", &format!("{}/30", namespace.host_ip), "dev", &namespace.host_if])?;
+            ip(&["link", "set", &namespace.host_if, "up"])?;
+            let inner_ip = format!("10.231.{id}.2/30");
+            namespace.inside(&["addr", "add", &inner_ip, "dev", &namespace.inner_if])?;
+            namespace.inside(&["link", "set", "lo", "up"])?;
+            namespace.link(true)?;
+            Ok(namespace)
+        }
+
+        fn inside(&self, args: &[&str]) -> anyhow::Result<()> {
+            let mut all = vec!["netns", "exec", &self.name, "ip"];
+            all.extend_from_slice(args);
+            ip(&all)
+        }
+
+        /// Takes the namespace's end of the link down or up: this side keeps
+        /// its address, so workers here still reach the receiver on it.
+        pub fn link(&self, up: bool) -> anyhow::Result<()> {
+            self.inside(&["link", "set", &self.inner_if, if up { "up" } else { "down" }])
+        }
+    }
+
+    impl Drop for Namespace {
+        fn drop(&mut self) {
+            let _ = ip(&["link", "del", &self.host_if]);
+            let _ = ip(&["netns", "del", &self.name]);
+        }
+    }
+
+    /// Forwards `listen_ip`:(a free port) to PostgreSQL on 127.0.0.1, so the
+    /// namespace reaches it over the veth pair; returns the port.
+    async fn proxy_to(listen_ip: &str, server: &LocalPostgres) -> anyhow::Result<u16> {
+        let listener = tokio::net::TcpListener::bind((listen_ip, 0)).await?;
+        let port = listener.local_addr()?.port();
+        let target = format!("127.0.0.1:{}", server.port);
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let target = target.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Ok(port)
+    }
+
+    /// Answers every request after a second, so requests are in flight when the link goes.
+    #[handler]
+    async fn slow() -> poem::http::StatusCode {
+        SEEN.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        poem::http::StatusCode::NO_CONTENT
+    }
+
+    static SEEN: AtomicU64 = AtomicU64::new(0);
+
+    pub async fn run(
+        namespace: &Namespace,
+        server: &LocalPostgres,
+        client: &tokio_postgres::Client,
+        url: &str,
+    ) -> anyhow::Result<()> {
+        let proxy_port = proxy_to(&namespace.host_ip, server).await?;
+        let listener = tokio::net::TcpListener::bind((namespace.host_ip.as_str(), 0)).await?;
+        let receiver = format!("http://{}/slow", listener.local_addr()?);
+        tokio::spawn(async move {
+            let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).expect("bound");
+            poem::Server::new_with_acceptor(acceptor).run(Route::new().at("/slow", slow)).await
+        });
+        client
+            .execute(
+                "INSERT INTO hookline.endpoints (url, event_types, timeout_ms) VALUES ($1, '{soak.partition}', $2)",
+                &[&receiver, &TIMEOUT_MS],
+            )
+            .await?;
+
+        // The cut-off worker logs JSON (to its standard output); its refused
+        // completions are counted from it.
+        let inner_url = format!("postgres://postgres@{}:{proxy_port}/soak", namespace.host_ip);
+        let mut cut_off = super::Processes(vec![super::spawn(
+            Command::new("ip")
+                .args(["netns", "exec", &namespace.name, env!("CARGO_BIN_EXE_hookline"), "worker"])
+                .env("HOOKLINE_DATABASE_URL", &inner_url)
+                .env("HOOKLINE_ALLOW_PRIVATE_NETWORKS", "true")
+                .env("HOOKLINE_LOG", "warn")
+                .env("HOOKLINE_LOG_FORMAT", "json")
+                .stdout(Stdio::piped()),
+        )]);
+        let refused = Arc::new(AtomicI64::new(0));
+        let log = cut_off.0[0].stdout.take().expect("piped");
+        let counted = refused.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(log).lines().map_while(Result::ok) {
+                let fields = serde_json::from_str::<serde_json::Value>(&line).unwrap_or_default()["fields"].clone();
+                if let Some(n) = fields["not_ours"].as_i64() {
+                    counted.fetch_add(n, Ordering::Relaxed);
+                }
+            }
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        client
+            .execute(
+                "INSERT INTO hookline.events (event_type, payload)
+                 SELECT 'soak.partition', jsonb_build_object('p', n) FROM generate_series(1, $1::bigint) AS n",
+                &[&EVENTS],
+            )
+            .await?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while SEEN.load(Ordering::Relaxed) == 0 {
+            anyhow::ensure!(Instant::now() < deadline, "the cut-off worker sent nothing");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        namespace.link(false)?;
+        let cut_at = Instant::now();
+        let held: i64 = client
+            .query_one("SELECT count(*) FROM hookline.delivery_queue WHERE lease_owner IS NOT NULL", &[])
+            .await?
+            .get(0);
+        let rescuer = super::worker(url);
+        let _rescuer = super::Processes(vec![rescuer]);
+        let succeeded =
+            "SELECT count(*) FROM hookline.deliveries WHERE event_type = 'soak.partition' AND state = 'succeeded'";
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while client.query_one(succeeded, &[]).await?.get::<_, i64>(0) < EVENTS {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the other worker did not deliver the cut-off worker's deliveries"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let delivered_after = cut_at.elapsed();
+
+        namespace.link(true)?;
+        let restored_at = Instant::now();
+        while refused.load(Ordering::Relaxed) < held && restored_at.elapsed() < Duration::from_secs(30) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        drop(cut_off);
+        let lost = "SELECT count(*) FROM hookline.attempts WHERE error_kind = 'worker_lost'
+                     AND delivery_id IN (SELECT id FROM hookline.deliveries WHERE event_type = 'soak.partition')";
+        let taken_over: i64 = client.query_one(lost, &[]).await?.get(0);
+
+        println!("\npartition: a worker cut off (ip netns) holding {held} deliveries");
+        println!(
+            "  delivered by another worker {:.1} s after the cut ({taken_over} leases taken over)",
+            delivered_after.as_secs_f64()
+        );
+        println!(
+            "  late completions refused by the lease check when the link came back   {}",
+            refused.load(Ordering::Relaxed)
+        );
+        Ok(())
+    }
 }
 
 /// One event per transaction through `hookline.send`, reconnecting when the
