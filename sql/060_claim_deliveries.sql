@@ -37,6 +37,16 @@
 -- Cost: one row lock and update of endpoint_state per limited endpoint, and
 -- one queue update per delivery moved aside.
 
+-- How many of a delivery's attempts were lost with their worker: both
+-- claims report it for a lost lease they take over, against
+-- HOOKLINE_MAX_WORKER_LOSSES.
+CREATE OR REPLACE FUNCTION hookline.worker_losses(delivery_id uuid) RETURNS integer
+LANGUAGE sql STABLE AS $$
+    SELECT count(*)::integer
+      FROM hookline.attempts AS a
+     WHERE a.delivery_id = worker_losses.delivery_id AND a.error_kind = 'worker_lost'
+$$;
+
 DROP FUNCTION IF EXISTS hookline.claim_limited(uuid, integer, uuid[], float8, integer, uuid[], integer[], uuid[], timestamptz);
 DROP FUNCTION IF EXISTS hookline.claim_limited(
     uuid, integer, uuid[], float8, integer, uuid[], integer[], uuid[], timestamptz, float8[]);
@@ -269,9 +279,7 @@ BEGIN
            ep.id, ep.url, ep.http_method, ep.headers, ep.timeout_ms, ep.retry_schedule, ep.secret,
            CASE WHEN ep.previous_secret_expires_at > at THEN ep.previous_secret END,
            l.lost_at - make_interval(secs => least(ep.timeout_ms / 1000.0 + 5, lease_max_s)), l.lost_at,
-           CASE WHEN l.lost_at IS NOT NULL
-                THEN (SELECT count(*)::integer FROM hookline.attempts AS a
-                       WHERE a.delivery_id = q.delivery_id AND a.error_kind = 'worker_lost') END,
+           CASE WHEN l.lost_at IS NOT NULL THEN hookline.worker_losses(q.delivery_id) END,
            q.delivery_id = ANY (coalesce(expired, '{}'))
       FROM hookline.delivery_queue AS q
       JOIN hookline.events AS e ON e.id = q.event_id

@@ -52,16 +52,18 @@ pub fn decide(delivery: &Claimed, attempt: Attempt, settings: &WorkerSettings, j
         Outcome::Failed { kind, message, retry_after } => {
             let attempts_made = delivery.attempt.max(1) as u32;
             let losses = delivery.lost.map(|lost| lost.losses_before.max(0) as u32 + 1);
-            match schedule.next_attempt(attempts_made, retry_after, settings.retry_after_max, jitter) {
-                // Its last scheduled attempt is past (see crate::domain::delivery).
-                _ if kind == ErrorKind::CircuitOpen => (DeliveryState::Dead, None, Some(kind), Some(message), false),
-                _ if losses.is_some_and(|n| n >= settings.max_worker_losses) => {
-                    let message = format!("{message}; lost by a worker {} times: given up", losses.unwrap_or(0));
-                    (DeliveryState::Dead, None, Some(kind), Some(message), false)
-                }
-                NextAttempt::After(delay) => (DeliveryState::Pending, Some(delay), Some(kind), Some(message), false),
-                NextAttempt::Dead => (DeliveryState::Dead, None, Some(kind), Some(message), false),
-            }
+            let given_up = losses.filter(|n| *n >= settings.max_worker_losses);
+            let retry_in = match schedule.next_attempt(attempts_made, retry_after, settings.retry_after_max, jitter) {
+                // An expired circuit's delivery is past its last scheduled attempt (see crate::domain::delivery).
+                NextAttempt::After(delay) if kind != ErrorKind::CircuitOpen && given_up.is_none() => Some(delay),
+                _ => None,
+            };
+            let message = match given_up {
+                Some(n) => format!("{message}; lost by a worker {n} times: given up"),
+                None => message,
+            };
+            let state = if retry_in.is_some() { DeliveryState::Pending } else { DeliveryState::Dead };
+            (state, retry_in, Some(kind), Some(message), false)
         }
     };
     let status_code = attempt.status_code;

@@ -265,14 +265,11 @@ impl Worker {
             // A lost lease or a circuit's expiry is recorded, not sent (see
             // crate::domain::delivery): it takes no request slot.
             let unsent = Attempt::unsent(&delivery);
-            let slot = match (&unsent, first_slot.take()) {
-                (Some(_), unused) => {
-                    first_slot = unused;
-                    None
-                }
-                (None, Some(slot)) => Some(slot),
-                (None, None) => Some(slots.clone().try_acquire_owned().expect("claimed no more than the free slots")),
-            };
+            let slot = unsent.is_none().then(|| {
+                first_slot
+                    .take()
+                    .unwrap_or_else(|| slots.clone().try_acquire_owned().expect("claimed no more than the free slots"))
+            });
             let (dispatcher, settings, finished) = (self.dispatcher.clone(), self.settings.clone(), finished.clone());
             let (held, shares) = (self.held.clone(), self.shares.clone());
             if unsent.is_none() {

@@ -75,9 +75,7 @@ SELECT cl.delivery_id, cl.attempts AS attempt, cl.next_attempt_at AS lease_until
        CASE WHEN ep.previous_secret_expires_at > coalesce($9::timestamptz, now()) THEN ep.previous_secret END
            AS previous_secret,
        cl.lost_at - make_interval(secs => cl.lease_s) AS lost_since, cl.lost_at,
-       CASE WHEN cl.lost_at IS NOT NULL
-            THEN (SELECT count(*)::integer FROM hookline.attempts AS a
-                   WHERE a.delivery_id = cl.delivery_id AND a.error_kind = 'worker_lost') END AS worker_losses,
+       CASE WHEN cl.lost_at IS NOT NULL THEN hookline.worker_losses(cl.delivery_id) END AS worker_losses,
        false AS circuit_expired,
        NULL::uuid[] AS limited, NULL::float8 AS next_due_s
   FROM claimed AS cl
