@@ -142,6 +142,7 @@ impl Api {
         let server = Command::new(bin)
             .arg("serve")
             .env("HOOKLINE_DATABASE_URL", &build.url)
+            .env("HOOKLINE_SECRET_KEY", common::SECRET_KEY)
             .env("HOOKLINE_LISTEN", format!("127.0.0.1:{port}"))
             .env("HOOKLINE_POOL_SIZE", "32")
             .env("HOOKLINE_LOG", "warn")

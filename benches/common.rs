@@ -16,6 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hookline::pg_local::LocalPostgres;
+
+/// HOOKLINE_SECRET_KEY for the processes a bench starts (serve and worker need one).
+pub const SECRET_KEY: &str = "aG9va2xpbmUgYmVuY2gga2V5OiBub3QgYSBzZWNyZXQ=";
 use poem::{Endpoint, Request, Response, Route};
 use tokio_postgres::NoTls;
 
@@ -141,6 +144,7 @@ impl Bench {
                 Command::new(&build.bin)
                     .arg("worker")
                     .env("HOOKLINE_DATABASE_URL", &build.url)
+                    .env("HOOKLINE_SECRET_KEY", SECRET_KEY)
                     .env("HOOKLINE_ALLOW_PRIVATE_NETWORKS", "true")
                     .env("HOOKLINE_LOG", "warn")
                     .envs(env.iter().copied())

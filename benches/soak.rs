@@ -76,12 +76,16 @@ impl Drop for Processes {
     }
 }
 
+/// HOOKLINE_SECRET_KEY for the soak's processes.
+const SECRET_KEY: &str = "aG9va2xpbmUgc29hayBrZXk6IG5vdCBhIHNlY3JldCE=";
+
 /// A `hookline` process that dies with the soak, however the soak ends.
 fn hookline(command: &str, url: &str, env: &[(&str, &str)]) -> Child {
     spawn(
         Command::new(env!("CARGO_BIN_EXE_hookline"))
             .arg(command)
             .env("HOOKLINE_DATABASE_URL", url)
+            .env("HOOKLINE_SECRET_KEY", SECRET_KEY)
             .env("HOOKLINE_LOG", "error")
             .envs(env.iter().copied())
             .stdout(Stdio::null()),
@@ -396,6 +400,7 @@ mod partition {
             Command::new("ip")
                 .args(["netns", "exec", &namespace.name, env!("CARGO_BIN_EXE_hookline"), "worker"])
                 .env("HOOKLINE_DATABASE_URL", &inner_url)
+                .env("HOOKLINE_SECRET_KEY", super::SECRET_KEY)
                 .env("HOOKLINE_ALLOW_PRIVATE_NETWORKS", "true")
                 .env("HOOKLINE_LOG", "warn")
                 .env("HOOKLINE_LOG_FORMAT", "json")

@@ -13,6 +13,7 @@ use clap::Args;
 use ipnet::IpNet;
 
 use crate::domain::retry::RetrySchedule;
+use crate::secrets::KeyRing;
 
 /// Every setting; each doc comment is the README's description of it.
 #[derive(Debug, Clone, Args)]
@@ -120,6 +121,13 @@ pub struct Settings {
     #[arg(long, env = "HOOKLINE_SHUTDOWN_GRACE_S", default_value_t = 30, global = true)]
     pub shutdown_grace_s: u64,
 
+    /// Keys that encrypt endpoint secrets at rest: comma-separated, each 32
+    /// bytes in base64 (`hookline secrets generate-key`). The first seals,
+    /// all open. Required by `serve`, `worker` and `run`; `hookline dev`
+    /// keeps one in its data folder.
+    #[arg(long, env = "HOOKLINE_SECRET_KEY", global = true, hide_env_values = true)]
+    pub secret_key: Option<String>,
+
     /// Log filter (tracing EnvFilter syntax, e.g. `info,hookline=debug`).
     #[arg(long, env = "HOOKLINE_LOG", default_value = "info", global = true)]
     pub log: String,
@@ -132,11 +140,21 @@ pub struct Settings {
 
 impl Settings {
     /// The configured database URL, HOOKLINE_DATABASE_URL before DATABASE_URL.
+    /// The keys of HOOKLINE_SECRET_KEY, if set; a bad one is an error that
+    /// names its position, never its value.
+    pub fn secret_keys(&self) -> Result<Option<KeyRing>, String> {
+        match self.secret_key.as_deref() {
+            None | Some("") => Ok(None),
+            Some(text) => KeyRing::parse(text).map(Some).map_err(|e| format!("HOOKLINE_SECRET_KEY: {e}")),
+        }
+    }
+
     pub fn database_url(&self) -> Option<String> {
         self.database_url.clone().or_else(|| std::env::var("DATABASE_URL").ok()).filter(|u| !u.is_empty())
     }
 
-    pub fn worker(&self) -> WorkerSettings {
+    /// What a worker runs by; `secret_keys` open the endpoints' secrets.
+    pub fn worker(&self, secret_keys: KeyRing) -> WorkerSettings {
         let concurrency = self.worker_concurrency.max(1);
         WorkerSettings {
             retry_schedule: self.retry_schedule.clone(),
@@ -154,6 +172,7 @@ impl Settings {
             max_worker_losses: self.max_worker_losses.max(1),
             disable_after_open: self.disable_after_open.max(Duration::from_secs(1)),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_s),
+            secret_keys,
             network: NetworkPolicy {
                 allow_private: self.allow_private_networks,
                 allowed: self.allowed_networks.clone(),
@@ -178,6 +197,8 @@ pub struct WorkerSettings {
     /// How long an endpoint's circuit may stay open before it is disabled.
     pub disable_after_open: Duration,
     pub shutdown_grace: Duration,
+    /// Open the endpoints' sealed secrets (empty: secrets are plaintext).
+    pub secret_keys: KeyRing,
     pub network: NetworkPolicy,
 }
 
@@ -195,6 +216,7 @@ impl Default for WorkerSettings {
             max_worker_losses: 3,
             disable_after_open: Duration::from_secs(5 * 86_400),
             shutdown_grace: Duration::from_secs(30),
+            secret_keys: KeyRing::default(),
             network: NetworkPolicy::default(),
         }
     }
@@ -278,6 +300,7 @@ const KNOWN_KEYS: &[&str] = &[
     "max_worker_losses",
     "disable_after_open",
     "shutdown_grace_s",
+    "secret_key",
     "log",
     "log_format",
 ];
@@ -296,7 +319,7 @@ mod tests {
 
     fn disable_after_open(value: &str) -> Result<Duration, clap::Error> {
         Cli::try_parse_from(["hookline", "--disable-after-open", value])
-            .map(|cli| cli.settings.worker().disable_after_open)
+            .map(|cli| cli.settings.worker(KeyRing::default()).disable_after_open)
     }
 
     #[test]

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 use crate::db;
 use crate::pg_local::LocalPostgres;
+use crate::secrets::KeyRing;
 
 pub const DEMO_ENDPOINT_DESCRIPTION: &str = "hookline dev: demo endpoint (built-in echo receiver)";
 const DEMO_EVENT_EVERY: Duration = Duration::from_secs(5);
@@ -30,6 +31,30 @@ pub fn data_dir() -> PathBuf {
     } else {
         PathBuf::from(".hookline-dev")
     }
+}
+
+/// The key that seals this installation's endpoint secrets, kept in the
+/// data folder (`secret-key`, readable by its owner only) so a restart
+/// opens what the last run sealed; made on the first run.
+pub fn secret_keys() -> anyhow::Result<KeyRing> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+
+    let dir = data_dir();
+    let path = dir.join("secret-key");
+    if !path.exists() {
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        writeln!(file, "{}", KeyRing::generate_key())?;
+        tracing::info!(path = %path.display(), "made a key for endpoint secrets");
+    }
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    KeyRing::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 /// Starts the throwaway cluster and returns it with the URL of its `hookline` database.

@@ -6,6 +6,7 @@
 //! - [`db`] — the pool, migrations, LISTEN, and one module of named statements per table.
 //! - [`domain`] — delivery states, error kinds, the retry schedule; no IO.
 //! - [`signing`] — Standard Webhooks signatures.
+//! - [`secrets`] — endpoint secrets sealed at rest (HOOKLINE_SECRET_KEY).
 //! - [`worker`] — claims due deliveries, sends them, records outcomes.
 //! - [`inbound`] — verifying and counting webhooks third parties send us.
 //! - [`api`] — the HTTP API (poem-openapi) and its OpenAPI document.
@@ -26,6 +27,7 @@ pub mod domain;
 pub mod inbound;
 pub mod pg_local;
 pub mod remembered;
+pub mod secrets;
 pub mod signing;
 pub mod telemetry;
 pub mod worker;

@@ -8,6 +8,7 @@ use deadpool_postgres::Pool;
 use tokio::sync::watch;
 
 use hookline::config::Settings;
+use hookline::secrets::KeyRing;
 use hookline::{api, db, dev, telemetry, worker};
 
 #[derive(Parser)]
@@ -42,6 +43,24 @@ enum Command {
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// Manage the keys that encrypt endpoint secrets at rest.
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretsCommand {
+    /// Print a new random key for HOOKLINE_SECRET_KEY.
+    GenerateKey,
+    /// Re-encrypt every endpoint secret with the first key of
+    /// HOOKLINE_SECRET_KEY, in batches; safe to stop and run again.
+    RotateKey {
+        /// Endpoints per transaction.
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(i64).range(1..=10_000))]
+        batch: i64,
     },
 }
 
@@ -111,15 +130,20 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Serve => {
             let url = required_url(&settings)?;
+            let keys = required_keys(&settings)?;
             let pool = connect(&url, &settings).await?;
-            serve(pool, &url, &settings, shutdown_signal()).await
+            serve(pool, &url, &settings, keys, shutdown_signal()).await
         }
-        Command::Worker => work(&required_url(&settings)?, &settings, shutdown_signal()).await,
+        Command::Worker => {
+            let url = required_url(&settings)?;
+            work(&url, &settings, required_keys(&settings)?, shutdown_signal()).await
+        }
         Command::Run => {
             let url = required_url(&settings)?;
+            let keys = required_keys(&settings)?;
             let pool = connect(&url, &settings).await?;
             migrate(&pool, &settings).await?;
-            run_all(pool, &url, &settings, shutdown_signal()).await
+            run_all(pool, &url, &settings, keys, shutdown_signal()).await
         }
         Command::Dev => run_dev(settings).await,
         Command::Token { command: TokenCommand::Create { name, scope, tenant } } => {
@@ -132,7 +156,57 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
+        Command::Secrets { command: SecretsCommand::GenerateKey } => {
+            println!("{}", KeyRing::generate_key());
+            Ok(())
+        }
+        Command::Secrets { command: SecretsCommand::RotateKey { batch } } => {
+            let keys = required_keys(&settings)?;
+            let pool = connect(&required_url(&settings)?, &settings).await?;
+            rotate_key(&pool, &keys, batch).await
+        }
     }
+}
+
+/// The keys of HOOKLINE_SECRET_KEY, which every production command needs:
+/// without one, endpoint secrets would be stored as plaintext.
+fn required_keys(settings: &Settings) -> anyhow::Result<KeyRing> {
+    settings.secret_keys().map_err(anyhow::Error::msg)?.context(
+        "HOOKLINE_SECRET_KEY is not set: endpoint secrets are stored encrypted, under a key you keep \
+         (make one with `hookline secrets generate-key`)",
+    )
+}
+
+/// Refuses to start when stored secrets were sealed by keys this process
+/// lacks: it could not sign for those endpoints.
+async fn check_keys(pool: &Pool, keys: &KeyRing) -> anyhow::Result<()> {
+    let missing = db::secrets::missing_key_ids(&pool.get().await?, keys)
+        .await
+        .map_err(|e| anyhow::anyhow!(telemetry::error_chain(&e)))?;
+    anyhow::ensure!(
+        missing.is_empty(),
+        "endpoint secrets are sealed with key(s) {} that HOOKLINE_SECRET_KEY does not hold",
+        missing.join(", ")
+    );
+    Ok(())
+}
+
+async fn rotate_key(pool: &Pool, keys: &KeyRing, batch: i64) -> anyhow::Result<()> {
+    let mut client = pool.get().await?;
+    let done = db::secrets::reseal_all(&mut client, keys, batch)
+        .await
+        .map_err(|e| anyhow::anyhow!(telemetry::error_chain(&e)))?;
+    let key = keys.sealing_key_id().expect("parsed rings hold a key");
+    println!("re-encrypted the secrets of {} endpoints with key {key}", done.endpoints);
+    for (endpoint, reason) in &done.unopened {
+        println!("left endpoint {endpoint} as it was: its secret is {reason}");
+    }
+    anyhow::ensure!(
+        done.unopened.is_empty(),
+        "{} endpoints' secrets could not be opened: add the keys that sealed them to HOOKLINE_SECRET_KEY and run this again",
+        done.unopened.len()
+    );
+    Ok(())
 }
 
 fn required_url(settings: &Settings) -> anyhow::Result<String> {
@@ -163,13 +237,20 @@ async fn migrate(pool: &Pool, settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(pool: Pool, url: &str, settings: &Settings, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+async fn serve(
+    pool: Pool,
+    url: &str,
+    settings: &Settings,
+    keys: KeyRing,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    check_keys(&pool, &keys).await?;
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {} (HOOKLINE_LISTEN)", settings.listen))?;
     tracing::info!(listen = %settings.listen, "API listening");
     let acceptor = poem::listener::TcpAcceptor::from_tokio(listener)?;
-    let state = api::AppState::new(pool, settings.max_body_bytes);
+    let state = api::AppState::new(pool, settings.max_body_bytes, keys);
     let follower = tokio::spawn(api::changes::follow(state.clone(), url.parse()?, shutdown.clone()));
     let metrics = match settings.metrics_listen {
         Some(address) => Some(tokio::spawn(serve_metrics(address, state.clone(), shutdown.clone()).await?)),
@@ -214,18 +295,30 @@ async fn serve_metrics(
 }
 
 /// A worker, on a pool of its own (see `db::worker_pool`).
-async fn work(url: &str, settings: &Settings, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+async fn work(url: &str, settings: &Settings, keys: KeyRing, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let pool = checked(db::worker_pool(url, settings.pool_size, settings.worker_synchronous_commit)?, url).await?;
+    check_keys(&pool, &keys).await?;
     let listen_config: tokio_postgres::Config = url.parse()?;
-    worker::run(pool, listen_config, settings.worker(), shutdown).await
+    worker::run(pool, listen_config, settings.worker(keys), shutdown).await
 }
 
-async fn run_all(pool: Pool, url: &str, settings: &Settings, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-    let (api, worker) = tokio::join!(serve(pool, url, settings, shutdown.clone()), work(url, settings, shutdown));
+async fn run_all(
+    pool: Pool,
+    url: &str,
+    settings: &Settings,
+    keys: KeyRing,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let (api, worker) =
+        tokio::join!(serve(pool, url, settings, keys.clone(), shutdown.clone()), work(url, settings, keys, shutdown));
     api.and(worker)
 }
 
 async fn run_dev(mut settings: Settings) -> anyhow::Result<()> {
+    let keys = match settings.secret_keys().map_err(anyhow::Error::msg)? {
+        Some(keys) => keys,
+        None => dev::secret_keys()?,
+    };
     let (local, url) = match settings.database_url() {
         Some(url) => (None, url),
         None => {
@@ -254,7 +347,7 @@ async fn run_dev(mut settings: Settings) -> anyhow::Result<()> {
         listen = settings.listen
     );
     let demo = tokio::spawn(dev::send_demo_events(pool.clone(), shutdown.clone()));
-    let result = run_all(pool, &url, &settings, shutdown).await;
+    let result = run_all(pool, &url, &settings, keys, shutdown).await;
     let _ = demo.await;
     if let Some(server) = local {
         server.stop()?;

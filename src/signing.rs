@@ -34,6 +34,11 @@ pub enum SecretError {
     BadLength,
 }
 
+/// A new secret: `whsec_` and 32 random bytes in base64.
+pub fn new_secret() -> String {
+    format!("{SECRET_PREFIX}{}", BASE64.encode(rand::random::<[u8; 32]>()))
+}
+
 impl SigningKey {
     /// Parses a `whsec_<base64>` secret.
     pub fn from_secret(secret: &str) -> Result<Self, SecretError> {

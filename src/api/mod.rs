@@ -32,6 +32,7 @@ pub use ops::metrics_app;
 
 use crate::inbound::cache as inbound_cache;
 use crate::inbound::counters::Counters;
+use crate::secrets::KeyRing;
 
 /// What a secret value reads as where it is not shown (custom header values).
 pub const REDACTED: &str = "********";
@@ -87,6 +88,8 @@ pub struct Shared {
     pub max_body_bytes: usize,
     pub sources: inbound_cache::SourceCache,
     pub inbound_counts: Arc<Counters>,
+    /// Seals endpoint secrets for storage and opens them to show.
+    pub secret_keys: KeyRing,
 }
 
 impl std::ops::Deref for AppState {
@@ -99,7 +102,7 @@ impl std::ops::Deref for AppState {
 impl AppState {
     /// Also starts adding the inbound receivers' counts to the database
     /// every second, for as long as the state lives.
-    pub fn new(pool: Pool, max_body_bytes: usize) -> Self {
+    pub fn new(pool: Pool, max_body_bytes: usize, secret_keys: KeyRing) -> Self {
         let inbound_counts = Arc::new(Counters::default());
         Counters::spawn_flusher(&inbound_counts, pool.clone());
         AppState(Arc::new(Shared {
@@ -108,6 +111,7 @@ impl AppState {
             max_body_bytes,
             sources: inbound_cache::SourceCache::default(),
             inbound_counts,
+            secret_keys,
         }))
     }
 

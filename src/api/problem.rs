@@ -175,6 +175,14 @@ impl Problem {
     }
 }
 
+/// A stored secret this process cannot open is a configuration fault
+/// (HOOKLINE_SECRET_KEY lacks a key), logged and answered as a 500.
+impl From<crate::secrets::OpenError> for Problem {
+    fn from(error: crate::secrets::OpenError) -> Self {
+        Problem::internal(&error)
+    }
+}
+
 impl From<db::Error> for Problem {
     fn from(error: db::Error) -> Self {
         match error {

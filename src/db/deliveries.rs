@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::Result;
 use crate::config::CircuitSettings;
 use crate::domain::delivery::{DeliveryState, ErrorKind};
+use crate::secrets::StoredSecret;
 
 /// The plain claim: one statement takes what endpoints without limits may
 /// send now, ends orphans, holds what stalled endpoints cannot take, keeps
@@ -104,8 +105,8 @@ pub struct Claimed {
     pub headers: serde_json::Value,
     pub timeout_ms: i32,
     pub retry_schedule: Option<Vec<f64>>,
-    pub secret: String,
-    pub previous_secret: Option<String>,
+    pub secret: StoredSecret,
+    pub previous_secret: Option<StoredSecret>,
     /// Set when the claim took over a lost lease: the worker records the
     /// loss rather than sending.
     pub lost: Option<LostLease>,

@@ -6,6 +6,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::Result;
+use crate::secrets::StoredSecret;
 
 /// The columns every endpoint query returns, in `Endpoint::from(Row)` order.
 macro_rules! endpoint_columns {
@@ -20,7 +21,7 @@ pub const ENDPOINT_INSERT: &str = concat!(
     "INSERT INTO hookline.endpoints (tenant, url, description, event_types, secret, http_method, headers,
         timeout_ms, rate_limit_per_s, max_in_flight, retry_schedule, disable_after_failures, enabled, metadata,
         disable_after_open_s)
-     VALUES ($1, $2, $3, $4, coalesce($5, hookline.new_secret()), $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
      RETURNING ",
     endpoint_columns!()
 );
@@ -93,8 +94,8 @@ pub struct Endpoint {
     pub url: String,
     pub description: String,
     pub event_types: Vec<String>,
-    pub secret: String,
-    pub previous_secret: Option<String>,
+    pub secret: StoredSecret,
+    pub previous_secret: Option<StoredSecret>,
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
     pub http_method: String,
     pub headers: serde_json::Value,
@@ -143,14 +144,14 @@ impl From<Row> for Endpoint {
     }
 }
 
-/// What a new endpoint is made of; `secret` None = generated.
+/// What a new endpoint is made of.
 #[derive(Debug, Clone)]
 pub struct NewEndpoint {
     pub tenant: String,
     pub url: String,
     pub description: String,
     pub event_types: Vec<String>,
-    pub secret: Option<String>,
+    pub secret: StoredSecret,
     pub http_method: String,
     pub headers: serde_json::Value,
     pub timeout_ms: i32,

@@ -15,6 +15,7 @@ pub mod listen;
 pub mod metrics;
 pub mod migrate;
 pub mod rollups;
+pub mod secrets;
 pub mod settings;
 pub mod sources;
 pub mod stats;

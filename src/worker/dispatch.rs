@@ -17,6 +17,7 @@ use crate::config::NetworkPolicy;
 use crate::db::deliveries::{Claimed, LostLease};
 use crate::domain::delivery::ErrorKind;
 use crate::domain::retry::parse_retry_after;
+use crate::secrets::KeyRing;
 use crate::signing::{SigningKey, signature_header};
 
 /// Response bodies are kept up to this many characters (SPEC §2).
@@ -106,12 +107,13 @@ pub struct Dispatcher {
     client: reqwest::Client,
     policy: Arc<NetworkPolicy>,
     max_timeout: Duration,
+    secret_keys: KeyRing,
 }
 
 impl Dispatcher {
     /// `max_timeout` caps every endpoint's timeout so a request always ends
     /// before its lease does.
-    pub fn new(policy: NetworkPolicy, max_timeout: Duration) -> reqwest::Result<Self> {
+    pub fn new(policy: NetworkPolicy, max_timeout: Duration, secret_keys: KeyRing) -> reqwest::Result<Self> {
         // reqwest is built without a TLS crypto provider of its own: use ring.
         // Installing is idempotent; an Err only means one is already installed.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -129,7 +131,7 @@ impl Dispatcher {
             // resolver's sight: deliveries never go through one.
             .no_proxy()
             .build()?;
-        Ok(Self { client, policy, max_timeout })
+        Ok(Self { client, policy, max_timeout, secret_keys })
     }
 
     pub async fn attempt(&self, delivery: &Claimed) -> Attempt {
@@ -158,7 +160,7 @@ impl Dispatcher {
         {
             return Err((ErrorKind::BlockedAddress, format!("{ip} is a blocked address")));
         }
-        let keys = signing_keys(d)?;
+        let keys = signing_keys(&self.secret_keys, d)?;
         let body = envelope(d);
         if body.len() > REQUEST_BODY_MAX_BYTES {
             return Err((ErrorKind::BodyTooLarge, format!("envelope is {} bytes", body.len())));
@@ -221,10 +223,16 @@ pub fn envelope(d: &Claimed) -> String {
 
 /// The keys that sign: the secret, and during a rotation the previous one.
 /// A secret that cannot sign fails the attempt rather than send it unsigned.
-fn signing_keys(d: &Claimed) -> Result<Vec<SigningKey>, (ErrorKind, String)> {
-    let current = SigningKey::from_secret(&d.secret)
-        .map_err(|e| (ErrorKind::InvalidSecret, format!("the endpoint's secret cannot sign: {e}")))?;
-    let previous = d.previous_secret.as_deref().and_then(|s| SigningKey::from_secret(s).ok());
+fn signing_keys(secret_keys: &KeyRing, d: &Claimed) -> Result<Vec<SigningKey>, (ErrorKind, String)> {
+    let cannot_sign =
+        |e: &dyn std::fmt::Display| (ErrorKind::InvalidSecret, format!("the endpoint's secret cannot sign: {e}"));
+    let current = secret_keys.open(&d.secret).map_err(|e| cannot_sign(&e))?;
+    let current = SigningKey::from_secret(&current).map_err(|e| cannot_sign(&e))?;
+    let previous = d
+        .previous_secret
+        .as_ref()
+        .and_then(|s| secret_keys.open(s).ok())
+        .and_then(|s| SigningKey::from_secret(&s).ok());
     Ok(std::iter::once(current).chain(previous).collect())
 }
 

@@ -51,9 +51,12 @@ const SHARE_RECHECK: Duration = Duration::from_millis(10);
 const OVERDUE_RECHECK: Duration = Duration::from_millis(5);
 /// How often the worker folds the statistics' deltas into the rollups.
 const FOLD_EVERY: Duration = Duration::from_secs(1);
-/// How often it looks for endpoints whose circuit stayed open too long:
-/// a tenth of the shortest setting it could find late.
-const LONG_OPEN_EVERY: u32 = 10;
+/// How often, in folds, it looks for endpoints whose circuit stayed open too
+/// long (a tenth of the shortest setting it could find late) and for
+/// plaintext secrets to seal.
+const ENDPOINT_CHECKS_EVERY: u32 = 10;
+/// Endpoints whose plaintext secrets one check seals at most.
+const SEAL_BATCH: i64 = 500;
 /// How long a stopping worker waits for its outcomes to be written.
 const FLUSH_AT_SHUTDOWN: Duration = Duration::from_secs(10);
 
@@ -68,7 +71,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let worker_id = Uuid::now_v7();
     let max_timeout = settings.lease_max.saturating_sub(LEASE_MARGIN).max(Duration::from_secs(1));
-    let dispatcher = Dispatcher::new(settings.network.clone(), max_timeout)?;
+    let dispatcher = Dispatcher::new(settings.network.clone(), max_timeout, settings.secret_keys.clone())?;
     tracing::info!(%worker_id, pid = std::process::id(), concurrency = settings.concurrency, "worker started");
 
     let wake = Arc::new(Notify::new());
@@ -83,7 +86,7 @@ pub async fn run(
         outstanding: held.clone(),
     };
     let flusher = tokio::spawn(complete::flush_loop(flusher, finished_rx));
-    let housekeeper = tokio::spawn(housekeeping(pool.clone(), settings.disable_after_open, shutdown.clone()));
+    let housekeeper = tokio::spawn(housekeeping(pool.clone(), settings.clone(), shutdown.clone()));
 
     let worker = Worker {
         id: worker_id,
@@ -130,8 +133,9 @@ pub async fn run(
 /// Until shutdown: folds the statistics' deltas into the hourly rollups
 /// every second (workers take turns; the views are exact either way, this
 /// keeps the deltas few), and every ten disables the endpoints whose circuit
-/// has stayed open longer than they allow.
-async fn housekeeping(pool: Pool, disable_after_open: Duration, mut shutdown: watch::Receiver<bool>) {
+/// has stayed open longer than they allow and seals the plaintext secrets
+/// that SQL wrote.
+async fn housekeeping(pool: Pool, settings: WorkerSettings, mut shutdown: watch::Receiver<bool>) {
     let mut every = tokio::time::interval(FOLD_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     for tick in 0u32.. {
@@ -139,7 +143,7 @@ async fn housekeeping(pool: Pool, disable_after_open: Duration, mut shutdown: wa
             _ = every.tick() => {}
             _ = shutdown.changed() => return,
         }
-        let client = match pool.get().await {
+        let mut client = match pool.get().await {
             Ok(client) => client,
             Err(error) => {
                 tracing::warn!(error = %error_chain(&db::Error::from(error)), "no connection for housekeeping; retrying");
@@ -149,14 +153,19 @@ async fn housekeeping(pool: Pool, disable_after_open: Duration, mut shutdown: wa
         if let Err(error) = db::rollups::fold(&client).await {
             tracing::warn!(error = %error_chain(&error), "could not fold statistics; retrying");
         }
-        if tick % LONG_OPEN_EVERY == 0 {
-            match db::endpoints::disable_long_open(&client, disable_after_open).await {
+        if tick % ENDPOINT_CHECKS_EVERY == 0 {
+            match db::endpoints::disable_long_open(&client, settings.disable_after_open).await {
                 Ok(disabled) => {
                     for endpoint_id in disabled {
                         tracing::warn!(%endpoint_id, "endpoint's circuit stayed open too long: disabled");
                     }
                 }
                 Err(error) => tracing::warn!(error = %error_chain(&error), "could not check for long-open circuits"),
+            }
+            match db::secrets::seal_plaintext(&mut client, &settings.secret_keys, SEAL_BATCH).await {
+                Ok(0) => {}
+                Ok(sealed) => tracing::info!(endpoints = sealed, "sealed plaintext endpoint secrets"),
+                Err(error) => tracing::warn!(error = %error_chain(&error), "could not seal plaintext secrets"),
             }
         }
     }

@@ -20,6 +20,7 @@ fn serve(db: &TestDb) -> (Process, String) {
         Command::new(env!("CARGO_BIN_EXE_hookline"))
             .arg("serve")
             .env("HOOKLINE_DATABASE_URL", &db.url)
+            .env("HOOKLINE_SECRET_KEY", crate::support::TEST_SECRET_KEY)
             .env("HOOKLINE_LISTEN", format!("127.0.0.1:{port}"))
             .env("HOOKLINE_LOG", "warn")
             .stdout(Stdio::null()),

@@ -48,6 +48,29 @@ fn a_missing_database_is_one_clear_line() {
 }
 
 #[test]
+fn serve_and_worker_refuse_to_start_without_a_good_secret_key() {
+    let url = ("HOOKLINE_DATABASE_URL", "postgres://127.0.0.1:1/x");
+    for command in ["serve", "worker", "run"] {
+        let out = hookline(&[command], &[url]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!((out.status.code(), stderr.trim().lines().count()), (Some(1), 1), "{command}: {stderr}");
+        assert!(stderr.contains("HOOKLINE_SECRET_KEY is not set"), "{command}: {stderr}");
+    }
+    let good = hookline::secrets::KeyRing::generate_key();
+    let out = hookline(&["worker"], &[url, ("HOOKLINE_SECRET_KEY", &format!("{good},bm90IGEga2V5"))]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim(), "hookline: HOOKLINE_SECRET_KEY: key 2 is not 32 bytes in base64");
+}
+
+#[test]
+fn generate_key_prints_a_key_the_ring_accepts() {
+    let out = hookline(&["secrets", "generate-key"], &[]);
+    assert!(out.status.success());
+    let key = String::from_utf8(out.stdout).unwrap();
+    assert!(hookline::secrets::KeyRing::parse(key.trim()).is_ok(), "{key}");
+}
+
+#[test]
 fn a_config_file_supplies_settings_and_rejects_unknown_keys() {
     let dir = std::env::temp_dir().join(format!("hookline-cli-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -74,6 +97,7 @@ async fn run_serves_health_and_delivers_then_stops_on_sigterm() {
         Command::new(env!("CARGO_BIN_EXE_hookline"))
             .arg("run")
             .env("HOOKLINE_DATABASE_URL", &db.url)
+            .env("HOOKLINE_SECRET_KEY", crate::support::TEST_SECRET_KEY)
             .env("HOOKLINE_LISTEN", &listen)
             .env("HOOKLINE_ALLOW_PRIVATE_NETWORKS", "true")
             .env("HOOKLINE_LOG", "warn")

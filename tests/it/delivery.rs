@@ -8,7 +8,7 @@ use hookline::signing::SigningKey;
 
 use crate::support::receiver::TestReceiver;
 use crate::support::worker::{RunningWorker, test_settings};
-use crate::support::{NewEndpoint, db::TestDb, eventually};
+use crate::support::{NewEndpoint, db::TestDb, endpoint_secret, eventually};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -38,8 +38,7 @@ async fn a_sent_event_arrives_signed_in_the_standard_webhooks_envelope() {
     assert_eq!(envelope["data"], serde_json::json!({"order_id": 42, "note": "ünïcode"}));
     chrono::DateTime::parse_from_rfc3339(envelope["timestamp"].as_str().unwrap()).expect("RFC 3339 timestamp");
 
-    let secret: String =
-        client.query_one("SELECT secret FROM hookline.endpoints WHERE id = $1", &[&endpoint]).await.unwrap().get(0);
+    let secret = endpoint_secret(&db, endpoint).await;
     let timestamp: i64 = request.header("webhook-timestamp").parse().unwrap();
     assert!((chrono::Utc::now().timestamp() - timestamp).abs() < 60);
     let key = SigningKey::from_secret(&secret).unwrap();
@@ -76,7 +75,7 @@ async fn during_a_rotation_both_secrets_sign() {
     let receiver = TestReceiver::start().await;
     let endpoint = NewEndpoint { url: &receiver.url, ..Default::default() }.insert(&db).await;
     let client = db.client().await;
-    let old: String = client.query_one("SELECT secret FROM hookline.endpoints", &[]).await.unwrap().get(0);
+    let old = endpoint_secret(&db, endpoint).await;
     client
         .execute(
             "UPDATE hookline.endpoints SET previous_secret = secret, previous_secret_expires_at = now() + interval '1 hour',
@@ -85,7 +84,7 @@ async fn during_a_rotation_both_secrets_sign() {
         )
         .await
         .unwrap();
-    let new: String = client.query_one("SELECT secret FROM hookline.endpoints", &[]).await.unwrap().get(0);
+    let new = endpoint_secret(&db, endpoint).await;
     let worker = RunningWorker::start(&db, test_settings()).await;
     client.execute("SELECT hookline.send('a.b', '{}')", &[]).await.unwrap();
     let request = &receiver.wait_for(1, WAIT).await[0];

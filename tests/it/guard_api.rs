@@ -133,7 +133,7 @@ async fn the_metrics_listener_serves_metrics_alone_without_a_token() {
     let db = TestDb::new().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let state = hookline::api::AppState::new(db.pool.clone(), 1024);
+    let state = hookline::api::AppState::new(db.pool.clone(), 1024, crate::support::test_keys());
     tokio::spawn(async move {
         let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();
         let _ = poem::Server::new_with_acceptor(acceptor).run(hookline::api::metrics_app(state)).await;

@@ -19,5 +19,6 @@ mod producer;
 mod producer_fuzz;
 mod resilience;
 mod retries;
+mod secrets;
 mod statements;
 mod views;

@@ -22,6 +22,8 @@ use rules::{apply_update, check_secret, new_endpoint};
 mod rules;
 use crate::db;
 use crate::db::audit::Entry;
+use crate::secrets::{KeyRing, OpenError};
+use crate::signing::new_secret;
 
 /// Default overlap during which a rotated-out secret keeps signing.
 const DEFAULT_ROTATION_OVERLAP_S: i64 = 24 * 3600;
@@ -337,7 +339,7 @@ impl EndpointsApi {
         body: Body<EndpointCreate>,
     ) -> Result<CreateEndpointResponse, Problem> {
         auth.0.require(Scope::Write)?;
-        let new = new_endpoint(&auth.0, body.0)?;
+        let new = new_endpoint(&auth.0, body.0, &state.secret_keys)?;
         let mut client = state.client().await?;
         let tx = client.transaction().await?;
         let row = db::endpoints::insert(&tx, &new).await?;
@@ -345,7 +347,8 @@ impl EndpointsApi {
         audit(&tx, &auth.0, "endpoint.create", &endpoint, None, Some(&endpoint)).await?;
         tx.commit().await?;
         let endpoint = Endpoint { headers: header_values(&row.headers), ..endpoint };
-        Ok(CreateEndpointResponse::Created(Json(CreatedEndpoint { endpoint, secret: row.secret })))
+        let secret = state.secret_keys.open(&row.secret)?;
+        Ok(CreateEndpointResponse::Created(Json(CreatedEndpoint { endpoint, secret })))
     }
 
     /// List endpoints, newest first
@@ -489,10 +492,7 @@ impl EndpointsApi {
         let mut client = state.client().await?;
         let tx = client.transaction().await?;
         let mut row = visible(&auth.0, db::endpoints::get_for_update(&tx, endpoint_id.0).await?)?;
-        let new_secret = match rotate.secret {
-            Some(secret) => secret,
-            None => tx.query_one("SELECT hookline.new_secret()", &[]).await?.get(0),
-        };
+        let new_secret = state.secret_keys.seal(&rotate.secret.unwrap_or_else(new_secret));
         let old = std::mem::replace(&mut row.secret, new_secret);
         row.previous_secret = (overlap_s > 0).then_some(old);
         row.previous_secret_expires_at = (overlap_s > 0).then(|| Utc::now() + chrono::Duration::seconds(overlap_s));
@@ -500,7 +500,7 @@ impl EndpointsApi {
         let endpoint = Endpoint::from(&row);
         audit(&tx, &auth.0, "endpoint.rotate_secret", &endpoint, None, None).await?;
         tx.commit().await?;
-        Ok(Json(secret_of(row)))
+        Ok(Json(secret_of(&state.secret_keys, row)?))
     }
 
     /// Read an endpoint's signing secret
@@ -514,7 +514,7 @@ impl EndpointsApi {
         auth.0.require(Scope::Write)?;
         let client = state.client().await?;
         let row = visible(&auth.0, db::endpoints::get(&client, endpoint_id.0).await?)?;
-        Ok(Json(secret_of(row)))
+        Ok(Json(secret_of(&state.secret_keys, row)?))
     }
 
     /// Send a test event to this endpoint alone
@@ -652,14 +652,14 @@ fn visible(principal: &Principal, row: Option<db::endpoints::Endpoint>) -> Resul
     row.filter(|r| principal.sees(&r.tenant)).ok_or_else(|| Problem::not_found("endpoint"))
 }
 
-fn secret_of(row: db::endpoints::Endpoint) -> EndpointSecret {
+fn secret_of(keys: &KeyRing, row: db::endpoints::Endpoint) -> Result<EndpointSecret, OpenError> {
     let current = row.previous_secret_expires_at.is_some_and(|at| at > Utc::now());
-    EndpointSecret {
+    Ok(EndpointSecret {
         headers: header_values(&row.headers),
-        secret: row.secret,
-        previous_secret: row.previous_secret.filter(|_| current),
+        secret: keys.open(&row.secret)?,
+        previous_secret: row.previous_secret.filter(|_| current).map(|s| keys.open(&s)).transpose()?,
         previous_secret_expires_at: row.previous_secret_expires_at.filter(|_| current),
-    }
+    })
 }
 
 async fn audit(

@@ -9,7 +9,8 @@ use crate::api::patch::{clearable, required};
 use crate::api::problem::Problem;
 use crate::api::validate;
 use crate::db;
-use crate::signing::SigningKey;
+use crate::secrets::KeyRing;
+use crate::signing::{SigningKey, new_secret};
 
 /// Headers an endpoint may not set: hookline owns them, or they frame the
 /// request or the connection (hop-by-hop) and would let an endpoint's
@@ -36,7 +37,12 @@ const RESERVED_HEADERS: &[&str] = &[
 /// Custom headers an endpoint may have at most, and the longest value.
 const HEADERS_MAX: usize = 50;
 const HEADER_VALUE_MAX_BYTES: usize = 4096;
-pub(super) fn new_endpoint(principal: &Principal, c: EndpointCreate) -> Result<db::endpoints::NewEndpoint, Problem> {
+/// The endpoint to insert, its secret (given, or generated) sealed by `keys`.
+pub(super) fn new_endpoint(
+    principal: &Principal,
+    c: EndpointCreate,
+    keys: &KeyRing,
+) -> Result<db::endpoints::NewEndpoint, Problem> {
     if let Some(tenant) = &c.tenant {
         validate::tenant("tenant", tenant)?;
     }
@@ -50,7 +56,7 @@ pub(super) fn new_endpoint(principal: &Principal, c: EndpointCreate) -> Result<d
         url: c.url,
         description: c.description.unwrap_or_default(),
         event_types: c.event_types.unwrap_or_default(),
-        secret: c.secret,
+        secret: keys.seal(&c.secret.unwrap_or_else(new_secret)),
         http_method: c.http_method.unwrap_or(HttpMethod::Post).as_str().to_owned(),
         headers: headers_json(c.headers.unwrap_or_default()),
         timeout_ms: c.timeout_ms.unwrap_or(10_000),

@@ -45,7 +45,7 @@ impl TestApi {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let app = hookline::api::app(hookline::api::AppState::new(pool, max_body_bytes));
+        let app = hookline::api::app(hookline::api::AppState::new(pool, max_body_bytes, super::test_keys()));
         tokio::spawn(async move {
             let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();
             let _ = poem::Server::new_with_acceptor(acceptor).run(app).await;

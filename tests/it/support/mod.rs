@@ -9,6 +9,14 @@ pub mod worker;
 
 use std::time::Duration;
 
+/// The key every test's hookline seals endpoint secrets with, in process
+/// and in the processes tests start (HOOKLINE_SECRET_KEY).
+pub const TEST_SECRET_KEY: &str = "aG9va2xpbmUgdGVzdCBrZXk6IG5vdCBhIHNlY3JldCE=";
+
+pub fn test_keys() -> hookline::secrets::KeyRing {
+    hookline::secrets::KeyRing::parse(TEST_SECRET_KEY).unwrap()
+}
+
 /// Polls `check` until it returns `Some`, failing the test after `timeout`.
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
 where
@@ -81,6 +89,19 @@ impl NewEndpoint<'_> {
             .expect("insert endpoint")
             .get(0)
     }
+}
+
+/// An endpoint's signing secret: the stored one, opened (a worker seals
+/// the plaintext ones SQL writes).
+pub async fn endpoint_secret(db: &db::TestDb, endpoint: uuid::Uuid) -> String {
+    let stored: String = db
+        .client()
+        .await
+        .query_one("SELECT secret FROM hookline.endpoints WHERE id = $1", &[&endpoint])
+        .await
+        .unwrap()
+        .get(0);
+    test_keys().open(&hookline::secrets::StoredSecret::from_stored(stored)).unwrap()
 }
 
 /// Counts rows matching a query that returns one bigint.

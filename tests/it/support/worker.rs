@@ -20,6 +20,7 @@ pub fn test_settings() -> WorkerSettings {
         poll_interval: Duration::from_millis(500),
         shutdown_grace: Duration::from_secs(5),
         network: NetworkPolicy { allow_private: true, allowed: vec![] },
+        secret_keys: super::test_keys(),
         ..WorkerSettings::default()
     }
 }
@@ -96,6 +97,7 @@ pub fn spawn_process(db: &TestDb, env: &[(&str, &str)]) -> Process {
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOOKLINE_DATABASE_URL", &db.url)
+        .env("HOOKLINE_SECRET_KEY", super::TEST_SECRET_KEY)
         .env("HOOKLINE_ALLOW_PRIVATE_NETWORKS", "true")
         .env("HOOKLINE_POOL_SIZE", "4")
         .env("HOOKLINE_LOG", "warn")
