@@ -8,7 +8,9 @@
 --   commits.
 -- * events_fan_out (AFTER, per statement): one INSERT … SELECT creates a
 --   pending delivery (history row + queue row) for every matching enabled
---   endpoint of the event's tenant,
+--   endpoint of the event's tenant; deliveries to ordered endpoints (an
+--   `ordering` other than `none`) are made by a second pass that first
+--   locks their lanes and then places them (sql/058_ordering.sql),
 --   then one NOTIFY wakes the workers, but only if a worker is waiting for one
 --   (hookline.idle_workers; see the migration for why). NOTIFYs with the same
 --   payload collapse within a transaction, so a 10,000-row insert wakes
@@ -72,23 +74,75 @@ CREATE TRIGGER events_check_payload
 
 CREATE OR REPLACE FUNCTION hookline.events_fan_out() RETURNS trigger
 LANGUAGE plpgsql AS $$
+DECLARE
+    created bigint;
+    ordered bigint;
 BEGIN
-    WITH created AS (
-        INSERT INTO hookline.deliveries (event_id, endpoint_id, tenant, event_type)
-        SELECT e.id, ep.id, e.tenant, e.event_type
-        FROM new_events AS e
-        JOIN hookline.endpoints AS ep
-          ON ep.tenant = e.tenant
-         AND ep.enabled
-         AND e.event_type LIKE ANY (ep.event_types_like)
+    -- Unordered deliveries (the usual case): one statement.
+    WITH matched AS MATERIALIZED (
+        SELECT e.id AS event_id, ep.id AS endpoint_id, e.tenant, e.event_type,
+               hookline.lane_of(ep.id, ep.ordering, e.ordering_key) AS lane
+          FROM new_events AS e
+          JOIN hookline.endpoints AS ep
+            ON ep.tenant = e.tenant
+           AND ep.enabled
+           AND e.event_type LIKE ANY (ep.event_types_like)
         -- An endpoint's test event (POST /v1/endpoints/{id}/test) goes to that
         -- endpoint alone; the API queues it.
-        WHERE e.source <> 'test'
+         WHERE e.source <> 'test'
+    ),
+    created AS (
+        INSERT INTO hookline.deliveries (event_id, endpoint_id, tenant, event_type)
+        SELECT m.event_id, m.endpoint_id, m.tenant, m.event_type FROM matched AS m WHERE m.lane IS NULL
         RETURNING id, event_id, endpoint_id
+    ),
+    queued AS (
+        INSERT INTO hookline.delivery_queue (delivery_id, event_id, endpoint_id)
+        SELECT id, event_id, endpoint_id FROM created
     )
-    INSERT INTO hookline.delivery_queue (delivery_id, event_id, endpoint_id)
-    SELECT id, event_id, endpoint_id FROM created;
-    IF FOUND AND EXISTS (SELECT FROM hookline.idle_workers) THEN
+    SELECT count(*), count(*) FILTER (WHERE m.lane IS NOT NULL) INTO created, ordered FROM matched AS m;
+
+    -- Ordered ones (sql/058_ordering.sql): lock their lanes, in a fixed
+    -- order, then place them in event order (the order of this statement's
+    -- rows) after everything committed in those lanes before.
+    IF ordered > 0 THEN
+        INSERT INTO hookline.ordering_lanes AS l (endpoint_id, ordering_key)
+        SELECT DISTINCT ep.id, CASE ep.ordering WHEN 'endpoint' THEN '' ELSE e.ordering_key END
+          FROM new_events AS e
+          JOIN hookline.endpoints AS ep
+            ON ep.tenant = e.tenant
+           AND ep.enabled
+           AND e.event_type LIKE ANY (ep.event_types_like)
+         WHERE e.source <> 'test' AND hookline.lane_of(ep.id, ep.ordering, e.ordering_key) IS NOT NULL
+         ORDER BY 1, 2
+            ON CONFLICT (endpoint_id, ordering_key) DO UPDATE SET used_at = excluded.used_at;
+
+        WITH event AS MATERIALIZED (
+            SELECT e.id, e.tenant, e.event_type, e.ordering_key, row_number() OVER () AS nth
+              FROM new_events AS e
+             WHERE e.source <> 'test'
+        ),
+        placed AS MATERIALIZED (
+            SELECT hookline.uuid_v7() AS id, m.*, nextval('hookline.lane_seq') AS lane_seq
+              FROM (SELECT e.id AS event_id, ep.id AS endpoint_id, e.tenant, e.event_type,
+                           hookline.lane_of(ep.id, ep.ordering, e.ordering_key) AS lane
+                      FROM event AS e
+                      JOIN hookline.endpoints AS ep
+                        ON ep.tenant = e.tenant
+                       AND ep.enabled
+                       AND e.event_type LIKE ANY (ep.event_types_like)
+                     WHERE hookline.lane_of(ep.id, ep.ordering, e.ordering_key) IS NOT NULL
+                     ORDER BY e.nth, ep.id) AS m
+        ),
+        created AS (
+            INSERT INTO hookline.deliveries (id, event_id, endpoint_id, tenant, event_type)
+            SELECT p.id, p.event_id, p.endpoint_id, p.tenant, p.event_type FROM placed AS p
+        )
+        INSERT INTO hookline.delivery_queue (delivery_id, event_id, endpoint_id, lane, lane_seq)
+        SELECT p.id, p.event_id, p.endpoint_id, p.lane, p.lane_seq FROM placed AS p;
+    END IF;
+
+    IF created > 0 AND EXISTS (SELECT FROM hookline.idle_workers) THEN
         PERFORM pg_notify('hookline_wake', '');
     END IF;
     RETURN NULL;

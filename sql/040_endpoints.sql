@@ -4,13 +4,14 @@
 -- * updated_at follows every update;
 -- * disabling stamps disabled_at, publishes an `endpoint.disabled` event
 --   (source `hookline`) in the endpoint's tenant, and moves its waiting deliveries
---   (pending or held) to `dead` (reason in last_error, counted in
+--   (pending, held, or waiting in an ordered lane) to `dead` (reason in last_error, counted in
 --   rollup_deltas) so the claim index never has to skip them; `recover`
 --   can re-queue them later. Rows a worker is claiming at that moment are
 --   skipped, not waited for (a claim may be waiting on this endpoint's state
 --   row, which a completion disabling it holds). Enabling clears the reason, the failure run and the circuit,
 --   and releases rows a claim was holding meanwhile; a new rate limit
---   restarts the endpoint's pacing.
+--   restarts the endpoint's pacing; a new ordering_on_dead lets its lanes
+--   move on past dead deliveries, or stop at them (sql/058_ordering.sql).
 --   (The queue has no index on endpoint_id, to keep claims cheap: these rare
 --   operations scan it.)
 
@@ -49,7 +50,7 @@ BEGIN
         WITH waiting AS (
             SELECT delivery_id
               FROM hookline.delivery_queue
-             WHERE endpoint_id = NEW.id AND state IN ('pending', 'held')
+             WHERE endpoint_id = NEW.id AND state IN ('pending', 'held', 'waiting')
                AND (lease_owner IS NULL OR next_attempt_at <= now())
                FOR UPDATE SKIP LOCKED
         ),
@@ -87,9 +88,15 @@ BEGIN
          WHERE endpoint_id = NEW.id;
         -- Rows a claim held while the disabling parked the rest.
         UPDATE hookline.delivery_queue SET state = 'pending' WHERE endpoint_id = NEW.id AND state = 'held';
-    ELSIF NEW.rate_limit_per_s IS DISTINCT FROM OLD.rate_limit_per_s THEN
-        -- A new pace starts afresh; deliveries already given a later start keep it.
-        UPDATE hookline.endpoint_state SET rate_tat = NULL, rate_horizon = NULL WHERE endpoint_id = NEW.id;
+    ELSE
+        IF NEW.rate_limit_per_s IS DISTINCT FROM OLD.rate_limit_per_s THEN
+            -- A new pace starts afresh; deliveries already given a later start keep it.
+            UPDATE hookline.endpoint_state SET rate_tat = NULL, rate_horizon = NULL WHERE endpoint_id = NEW.id;
+        END IF;
+        IF NEW.ordering_on_dead IS DISTINCT FROM OLD.ordering_on_dead THEN
+            -- Dead deliveries now block their lanes, or no longer do.
+            PERFORM hookline.advance_endpoint_lanes(NEW.id);
+        END IF;
     END IF;
     RETURN NULL;
 END
@@ -97,7 +104,7 @@ $$;
 
 DROP TRIGGER IF EXISTS endpoints_after_write ON hookline.endpoints;
 CREATE TRIGGER endpoints_after_write
-    AFTER INSERT OR UPDATE OF enabled, rate_limit_per_s ON hookline.endpoints
+    AFTER INSERT OR UPDATE OF enabled, rate_limit_per_s, ordering_on_dead ON hookline.endpoints
     FOR EACH ROW EXECUTE FUNCTION hookline.endpoints_after_write();
 
 -- Deleting an endpoint cancels what is still queued for it; its history stays.
@@ -110,7 +117,7 @@ BEGIN
     history AS (
         UPDATE hookline.deliveries
            SET state = 'cancelled', last_error = 'endpoint deleted', completed_at = now()
-         WHERE id IN (SELECT delivery_id FROM removed WHERE state IN ('pending', 'held')) AND state = 'pending'
+         WHERE id IN (SELECT delivery_id FROM removed WHERE state IN ('pending', 'held', 'waiting')) AND state = 'pending'
         RETURNING tenant, event_type, created_at, attempts
     )
     INSERT INTO hookline.rollup_deltas

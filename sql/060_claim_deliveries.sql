@@ -12,8 +12,11 @@
 --    never be sent, and left due they would fill every claim.
 -- 2. Lock their endpoints' endpoint_state rows in endpoint id order: claims
 --    of the same endpoint by several workers take turns there, which is what
---    makes max_in_flight and rate_limit_per_s hold across all of them.
---    Completions lock in the same order, so the two never deadlock.
+--    makes max_in_flight, rate_limit_per_s and ordered lanes hold across all
+--    of them. Completions lock in the same order, so the two never deadlock.
+--    Then move every candidate of an ordered lane that is not its lane's
+--    head to `waiting` (sql/058_ordering.sql); a completion of the head lets
+--    it go.
 -- 3. Per endpoint, claim up to its allowance (hookline.claim_allowance: the
 --    worker's room for it, max_in_flight less the live leases of every
 --    worker, the rate limit's room, the circuit's room), at most `wanted`
@@ -80,7 +83,8 @@ CREATE FUNCTION hookline.claim_limited(
     lost_since       timestamptz,
     lost_at          timestamptz,
     worker_losses    integer,
-    circuit_expired  boolean
+    circuit_expired  boolean,
+    lane             bigint
 )
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
@@ -91,6 +95,9 @@ DECLARE
     locked_attempts  integer[];
     expired          uuid[];
     ended_ids        uuid[];
+    ended_endpoints  uuid[];
+    ended_lanes      bigint[];
+    waited           uuid[];
     claimed          uuid[];
 BEGIN
     -- The rate limit measures from here rather than from the transaction's
@@ -122,7 +129,7 @@ BEGIN
     ended AS (
         DELETE FROM hookline.delivery_queue AS q USING orphan AS o
          WHERE q.delivery_id = o.delivery_id
-        RETURNING q.delivery_id, o.reason
+        RETURNING q.delivery_id, o.reason, q.endpoint_id, q.lane
     ),
     was AS (
         SELECT d.id, d.state, d.attempts, d.endpoint_id, d.tenant, d.event_type, d.created_at
@@ -142,13 +149,33 @@ BEGIN
                                                       w.state, 'dead', w.attempts, w.attempts) AS t
          WHERE w.id IN (SELECT h.id FROM history AS h)
     )
-    SELECT array_agg(e.delivery_id) INTO ended_ids FROM ended AS e;
+    SELECT array_agg(e.delivery_id), array_agg(e.endpoint_id) FILTER (WHERE e.lane IS NOT NULL),
+           array_agg(e.lane) FILTER (WHERE e.lane IS NOT NULL)
+      INTO ended_ids, ended_endpoints, ended_lanes
+      FROM ended AS e;
 
     PERFORM
        FROM hookline.endpoint_state AS s
       WHERE s.endpoint_id = ANY (locked_endpoints)
       ORDER BY s.endpoint_id
         FOR UPDATE;
+
+    -- Ordered lanes: this statement's snapshot is newer than the lock, so
+    -- it sees every earlier row of each lane that is committed.
+    WITH waiting AS (
+        UPDATE hookline.delivery_queue AS q
+           SET state = 'waiting'
+          FROM hookline.endpoints AS ep
+         WHERE q.delivery_id = ANY (locked_ids) AND q.lane IS NOT NULL AND ep.id = q.endpoint_id
+           AND q.delivery_id <> ALL (coalesce(ended_ids, '{}'))
+           AND NOT EXISTS (SELECT FROM hookline.lane_head(q.lane, ep.ordering_on_dead = 'wait') AS h
+                            WHERE h.delivery_id = q.delivery_id)
+        RETURNING q.delivery_id
+    )
+    SELECT array_agg(w.delivery_id) INTO waited FROM waiting AS w;
+    IF ended_lanes IS NOT NULL THEN
+        PERFORM hookline.advance_lanes(ended_endpoints, ended_lanes);
+    END IF;
 
     -- Each step below is one pass over the candidates (window functions
     -- rather than joins of the candidates with per-endpoint aggregates, so
@@ -179,7 +206,8 @@ BEGIN
                             (SELECT d.created_at FROM hookline.deliveries AS d WHERE d.id = c.delivery_id), at),
                    c.attempts, coalesce(ep.retry_schedule, default_schedule)) END     AS last_due
           FROM unnest(locked_ids, locked_endpoints, locked_attempts) WITH ORDINALITY AS c(delivery_id, endpoint_id, attempts, ord)
-          JOIN hookline.endpoints AS ep ON ep.id = c.endpoint_id AND c.delivery_id <> ALL (coalesce(ended_ids, '{}'))
+          JOIN hookline.endpoints AS ep
+            ON ep.id = c.endpoint_id AND c.delivery_id <> ALL (coalesce(ended_ids, '{}') || coalesce(waited, '{}'))
           JOIN hookline.endpoint_state AS s ON s.endpoint_id = c.endpoint_id
           LEFT JOIN unnest(busy_ids, busy_room) AS b(endpoint_id, room) ON b.endpoint_id = c.endpoint_id
     ),
@@ -280,7 +308,7 @@ BEGIN
            CASE WHEN ep.previous_secret_expires_at > at THEN ep.previous_secret END,
            l.lost_at - make_interval(secs => least(ep.timeout_ms / 1000.0 + 5, lease_max_s)), l.lost_at,
            CASE WHEN l.lost_at IS NOT NULL THEN hookline.worker_losses(q.delivery_id) END,
-           q.delivery_id = ANY (coalesce(expired, '{}'))
+           q.delivery_id = ANY (coalesce(expired, '{}')), q.lane
       FROM hookline.delivery_queue AS q
       JOIN hookline.events AS e ON e.id = q.event_id
       JOIN hookline.endpoints AS ep ON ep.id = q.endpoint_id

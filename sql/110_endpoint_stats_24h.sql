@@ -37,7 +37,7 @@ LEFT JOIN LATERAL (
 LEFT JOIN (
     SELECT q.endpoint_id, count(*) AS pending
       FROM hookline.delivery_queue AS q
-     WHERE q.state IN ('pending', 'held')
+     WHERE q.state IN ('pending', 'held', 'waiting')
        AND q.delivery_id >= hookline.uuid_v7_floor(date_trunc('hour', now() - interval '24 hours', 'UTC'))
      GROUP BY q.endpoint_id
 ) AS q ON q.endpoint_id = ep.id;

@@ -15,14 +15,14 @@ LANGUAGE sql STABLE AS $$
          WHERE queue_stats_of.tenant IS NULL
             OR q.endpoint_id IN (SELECT ep.id FROM hookline.endpoints AS ep WHERE ep.tenant = queue_stats_of.tenant)
     )
-    SELECT count(*) FILTER (WHERE q.state = 'held'
+    SELECT count(*) FILTER (WHERE q.state IN ('held', 'waiting')
                                OR (q.state = 'pending' AND (q.lease_owner IS NULL OR q.next_attempt_at <= now()))),
            count(*) FILTER (WHERE q.state = 'pending' AND q.next_attempt_at <= now()),
            count(*) FILTER (WHERE q.state = 'pending' AND q.lease_owner IS NOT NULL AND q.next_attempt_at > now()),
            count(*) FILTER (WHERE q.state = 'dead'),
            coalesce(extract(epoch FROM now() - min(q.next_attempt_at)
                                                 FILTER (WHERE q.state = 'pending' AND q.next_attempt_at <= now())), 0)::float8,
-           count(*) FILTER (WHERE q.state = 'held')
+           count(*) FILTER (WHERE q.state IN ('held', 'waiting'))
       FROM q
 $$;
 
@@ -35,4 +35,4 @@ COMMENT ON COLUMN hookline.queue_stats.due_now IS 'Pending deliveries whose next
 COMMENT ON COLUMN hookline.queue_stats.in_flight IS 'Deliveries a worker holds under an unexpired lease.';
 COMMENT ON COLUMN hookline.queue_stats.dead IS 'Deliveries in the dead-letter queue.';
 COMMENT ON COLUMN hookline.queue_stats.oldest_due_age_s IS 'Seconds the longest-waiting due delivery has been due; 0 when none.';
-COMMENT ON COLUMN hookline.queue_stats.held IS 'Of the pending ones, those waiting for their endpoint: max_in_flight reached, circuit not closed, or the endpoint stalled.';
+COMMENT ON COLUMN hookline.queue_stats.held IS 'Of the pending ones, those waiting for their endpoint (max_in_flight reached, circuit not closed, or the endpoint stalled) or behind an earlier delivery of their ordered lane.';

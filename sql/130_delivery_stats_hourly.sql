@@ -26,7 +26,7 @@ FROM (
     SELECT date_trunc('hour', d.created_at, 'UTC'), d.tenant, d.event_type, 0, 0, 0, 0, 1
       FROM hookline.delivery_queue AS q
       JOIN hookline.deliveries AS d ON d.id = q.delivery_id
-     WHERE q.state IN ('pending', 'held')
+     WHERE q.state IN ('pending', 'held', 'waiting')
 ) AS x
 GROUP BY x.hour, x.tenant, x.event_type
 HAVING sum(x.succeeded) + sum(x.dead) + sum(x.cancelled) + sum(x.pending) > 0;

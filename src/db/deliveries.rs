@@ -13,6 +13,7 @@ use postgres_types::ToSql;
 use uuid::Uuid;
 
 use super::Result;
+use super::lanes::LANES_ADVANCE;
 use crate::config::CircuitSettings;
 use crate::domain::delivery::{DeliveryState, ErrorKind};
 use crate::secrets::StoredSecret;
@@ -32,7 +33,7 @@ pub const DELIVERY_CLAIM: &str = include_str!("statements/delivery_claim.sql");
 pub const DELIVERY_CLAIM_LIMITED: &str = "
 SELECT delivery_id, attempt, lease_until, event_id, event_type, event_created_at, payload,
        endpoint_id, url, http_method, headers, timeout_ms, retry_schedule, secret, previous_secret,
-       lost_since, lost_at, worker_losses, circuit_expired
+       lost_since, lost_at, worker_losses, circuit_expired, lane
   FROM hookline.claim_limited($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
 /// Records a batch of outcomes in one statement: see the file. Parameters:
@@ -113,6 +114,9 @@ pub struct Claimed {
     /// Set when its endpoint's circuit stayed open past its last scheduled
     /// attempt: the worker records it dead rather than sending.
     pub circuit_expired: bool,
+    /// Its ordered lane (`None`: not ordered); its completion lets the
+    /// lane's next delivery go.
+    pub lane: Option<i64>,
 }
 
 /// A lease whose worker stopped before recording an outcome.
@@ -150,6 +154,7 @@ impl From<&tokio_postgres::Row> for Claimed {
                 losses_before: r.get::<_, Option<i32>>(17).unwrap_or(0),
             }),
             circuit_expired: r.get(18),
+            lane: r.get(19),
         }
     }
 }
@@ -224,8 +229,8 @@ pub async fn claim_due(db: &impl GenericClient, r: &ClaimRequest<'_>) -> Result<
         match row.get::<_, Option<Uuid>>(0) {
             Some(_) => claim.deliveries.push(Claimed::from(row)),
             None => {
-                claim.limited = row.get::<_, Option<Vec<Uuid>>>(19).unwrap_or_default();
-                claim.next_due_s = row.get(20);
+                claim.limited = row.get::<_, Option<Vec<Uuid>>>(20).unwrap_or_default();
+                claim.next_due_s = row.get(21);
             }
         }
     }
@@ -308,6 +313,8 @@ pub struct AttemptOutcome {
     /// The attempt's verdict for the circuit breaker: the endpoint is down
     /// (`Some(true)`), answers (`Some(false)`), or neither.
     pub endpoint_down: Option<bool>,
+    /// The delivery's ordered lane, if any.
+    pub lane: Option<i64>,
 }
 
 /// What writing a batch of completions did.
@@ -321,7 +328,28 @@ pub struct Recorded {
 }
 
 /// Writes a batch of outcomes; `at` is the clock (`None`: the database's).
+/// Outcomes of ordered lanes are written in one transaction with the
+/// advance of their lanes, so a lane never stops with its head gone.
 pub async fn complete_many(
+    client: &mut deadpool_postgres::Client,
+    worker: Uuid,
+    batch: &[&AttemptOutcome],
+    circuit: &CircuitSettings,
+    at: Option<DateTime<Utc>>,
+) -> Result<Recorded> {
+    let (endpoints, lanes): (Vec<Uuid>, Vec<i64>) =
+        batch.iter().filter_map(|o| o.lane.map(|lane| (o.endpoint_id, lane))).unzip();
+    if lanes.is_empty() {
+        return record(&*client, worker, batch, circuit, at).await;
+    }
+    let tx = client.transaction().await?;
+    let recorded = record(&tx, worker, batch, circuit, at).await?;
+    tx.execute(&tx.prepare_cached(LANES_ADVANCE).await?, &[&endpoints, &lanes]).await?;
+    tx.commit().await?;
+    Ok(recorded)
+}
+
+async fn record(
     db: &impl GenericClient,
     worker: Uuid,
     batch: &[&AttemptOutcome],
@@ -429,7 +457,9 @@ queued AS (
     INSERT INTO hookline.delivery_queue (delivery_id, event_id, endpoint_id, attempts)
     SELECT id, event_id, endpoint_id, attempts FROM target WHERE enabled AND has_event
     ON CONFLICT (delivery_id) DO UPDATE
-       SET state = 'pending', next_attempt_at = now(), lease_owner = NULL
+       SET state = 'pending', next_attempt_at = now(), lease_owner = NULL,
+           lane_seq = hookline.replayed_lane_seq(hookline.delivery_queue.lane, hookline.delivery_queue.lane_seq,
+                                                 hookline.delivery_queue.state, hookline.delivery_queue.endpoint_id)
      WHERE hookline.delivery_queue.lease_owner IS NULL OR hookline.delivery_queue.next_attempt_at <= now()
     RETURNING delivery_id
 ),
@@ -461,7 +491,7 @@ pub const DELIVERY_CANCEL: &str = "
 WITH removed AS (
     DELETE FROM hookline.delivery_queue
      WHERE delivery_id = $1 AND (lease_owner IS NULL OR next_attempt_at <= now())
-    RETURNING delivery_id, attempts
+    RETURNING delivery_id, attempts, endpoint_id, lane
 ),
 before AS (
     SELECT d.id, d.state, d.attempts, d.endpoint_id, d.tenant, d.event_type, d.created_at
@@ -482,14 +512,15 @@ counted AS (
      CROSS JOIN LATERAL hookline.transition_delta(b.endpoint_id, b.tenant, b.event_type, b.created_at,
                                                   b.state, 'cancelled', b.attempts, h.attempts) AS d
 )
-SELECT id FROM history";
+SELECT h.id, r.endpoint_id, r.lane FROM history AS h JOIN removed AS r ON r.delivery_id = h.id";
 
 /// Re-queues the dead letters matching tenant `$1`, endpoint `$2`, type `$3`,
 /// window [`$4`, `$5`); returns how many.
 pub const DEAD_LETTER_REPLAY_MATCHING: &str = "
 WITH revived AS (
     UPDATE hookline.delivery_queue AS q
-       SET state = 'pending', next_attempt_at = now(), lease_owner = NULL
+       SET state = 'pending', next_attempt_at = now(), lease_owner = NULL,
+           lane_seq = hookline.replayed_lane_seq(q.lane, q.lane_seq, q.state, q.endpoint_id)
       FROM hookline.deliveries AS d
      WHERE q.state = 'dead' AND d.id = q.delivery_id
        -- Dead letters of a disabled endpoint would only die again.
@@ -689,9 +720,18 @@ pub async fn requeue(db: &impl GenericClient, id: Uuid) -> Result<Requeued> {
     Ok(outcome)
 }
 
-/// False when a worker holds the delivery right now.
+/// False when a worker holds the delivery right now. Run it in a
+/// transaction: a cancelled head of an ordered lane lets the next one go
+/// in a second statement.
 pub async fn cancel(db: &impl GenericClient, id: Uuid, reason: &str) -> Result<bool> {
-    Ok(db.query_opt(&db.prepare_cached(DELIVERY_CANCEL).await?, &[&id, &reason]).await?.is_some())
+    let Some(row) = db.query_opt(&db.prepare_cached(DELIVERY_CANCEL).await?, &[&id, &reason]).await? else {
+        return Ok(false);
+    };
+    if let Some(lane) = row.get::<_, Option<i64>>(2) {
+        let endpoint: Uuid = row.get(1);
+        db.execute(&db.prepare_cached(LANES_ADVANCE).await?, &[&vec![endpoint], &vec![lane]]).await?;
+    }
+    Ok(true)
 }
 
 pub async fn replay_dead_letters(db: &impl GenericClient, f: &DeliveryFilter<'_>) -> Result<i64> {

@@ -33,7 +33,7 @@ WITH finished AS (
 open AS (
     SELECT count(*) AS pending
       FROM hookline.delivery_queue
-     WHERE state IN ('pending', 'held')
+     WHERE state IN ('pending', 'held', 'waiting')
        AND delivery_id >= hookline.uuid_v7_floor(date_trunc('hour', now() - interval '24 hours', 'UTC'))
 )
 SELECT f.succeeded, f.dead, o.pending, f.succeeded + f.dead + f.cancelled + o.pending

@@ -21,6 +21,7 @@ const SQL_OBJECTS: &[(&str, &str)] = sql_objects![
     "040_endpoints.sql",
     "050_lease_batches.sql",
     "055_lifecycle.sql",
+    "058_ordering.sql",
     "060_claim_deliveries.sql",
     "080_stats_rollups.sql",
     "090_sources.sql",

@@ -11,6 +11,7 @@ pub mod audit;
 pub mod deliveries;
 pub mod endpoints;
 pub mod events;
+pub mod lanes;
 pub mod listen;
 pub mod metrics;
 pub mod migrate;

@@ -25,7 +25,9 @@
 //! are due at `next_attempt_at` (deferred ones later), a `pending` row with a
 //! `lease_owner` whose `next_attempt_at` (the lease end) is still ahead is
 //! *leased* (the API calls it `in_flight`), `held` rows wait out of the due
-//! index for their endpoint, `dead` rows are the dead-letter queue. A
+//! index for their endpoint, `waiting` rows for the delivery before them in
+//! their ordered lane (sql/058_ordering.sql), `dead` rows are the
+//! dead-letter queue. A
 //! [`ClaimAction`] names each transition a claim makes.
 //!
 //! A lease that runs out (its worker died or was cut off) is *lost*: the
@@ -114,6 +116,9 @@ pub enum QueueState {
     Pending,
     /// Waiting, out of the due index, until its endpoint has room.
     Held,
+    /// In an ordered lane behind an earlier delivery still open: out of the
+    /// due index until that one ends.
+    Waiting,
     /// In the dead-letter queue.
     Dead,
 }

@@ -83,6 +83,7 @@ pub fn decide(delivery: &Claimed, attempt: Attempt, settings: &WorkerSettings, j
             error,
             lease_until: delivery.lease_until,
             endpoint_down: endpoint_down(error_kind, status_code),
+            lane: delivery.lane,
         },
         disable_endpoint,
     }
@@ -188,9 +189,10 @@ fn data_error(error: &db::Error) -> Option<&str> {
 }
 
 async fn write(flusher: &Flusher, batch: &[Finished]) -> db::Result<()> {
-    let client = flusher.pool.get().await?;
+    let mut client = flusher.pool.get().await?;
     let outcomes: Vec<&AttemptOutcome> = batch.iter().map(|f| &f.outcome).collect();
-    let recorded = db::deliveries::complete_many(&client, flusher.worker, &outcomes, &flusher.circuit, None).await?;
+    let recorded =
+        db::deliveries::complete_many(&mut client, flusher.worker, &outcomes, &flusher.circuit, None).await?;
     if recorded.still_ours < batch.len() as i64 {
         tracing::warn!(
             not_ours = batch.len() as i64 - recorded.still_ours,

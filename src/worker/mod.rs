@@ -57,6 +57,8 @@ const FOLD_EVERY: Duration = Duration::from_secs(1);
 const ENDPOINT_CHECKS_EVERY: u32 = 10;
 /// Endpoints whose plaintext secrets one check seals at most.
 const SEAL_BATCH: i64 = 500;
+/// How often, in folds, it forgets the ordered lanes producers stopped using.
+const FORGET_LANES_EVERY: u32 = 600;
 /// How long a stopping worker waits for its outcomes to be written.
 const FLUSH_AT_SHUTDOWN: Duration = Duration::from_secs(10);
 
@@ -167,6 +169,11 @@ async fn housekeeping(pool: Pool, settings: WorkerSettings, mut shutdown: watch:
                 Ok(sealed) => tracing::info!(endpoints = sealed, "sealed plaintext endpoint secrets"),
                 Err(error) => tracing::warn!(error = %error_chain(&error), "could not seal plaintext secrets"),
             }
+        }
+        if tick % FORGET_LANES_EVERY == FORGET_LANES_EVERY - 1
+            && let Err(error) = db::lanes::forget_unused(&client).await
+        {
+            tracing::warn!(error = %error_chain(&error), "could not forget unused lanes");
         }
     }
 }

@@ -24,7 +24,7 @@ async fn the_rust_enums_are_the_database_enums() {
     assert_eq!(labels::<DeliveryState>(&db, "delivery_state").await, [D::Pending, D::Succeeded, D::Dead, D::Cancelled]);
     assert_eq!(
         labels::<QueueState>(&db, "queue_state").await,
-        [QueueState::Pending, QueueState::Held, QueueState::Dead]
+        [QueueState::Pending, QueueState::Held, QueueState::Dead, QueueState::Waiting]
     );
     let kinds = labels::<ErrorKind>(&db, "error_kind").await;
     assert_eq!(kinds.len(), 11);

@@ -15,6 +15,7 @@ mod guard_delivery;
 mod inbound;
 mod lifecycle;
 mod openapi;
+mod ordering;
 mod producer;
 mod producer_fuzz;
 mod resilience;

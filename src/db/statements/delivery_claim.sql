@@ -6,7 +6,7 @@
 -- (hookline.plain_claim_action): `claim` within its endpoint's room in this
 -- worker's share and the worker's free slots; `limit` when its endpoint has
 -- a limit or an unclosed circuit, is gone, or stalled past its share, or its
--- event is gone — those ids go back to the worker, which hands them to
+-- event is gone, or it is in an ordered lane (sql/058_ordering.sql) — those ids go back to the worker, which hands them to
 -- hookline.claim_limited; `leave` otherwise. So an endpoint without limits
 -- costs this one statement and nothing else. The same statement keeps the
 -- worker's entry in hookline.idle_workers as asked ($10: true registers,
@@ -22,7 +22,8 @@
 -- last row with no delivery: the `limit` candidates and the seconds until
 -- the next due delivery (NULL: none pending).
 WITH candidate AS MATERIALIZED (
-    SELECT q.delivery_id, q.event_id, q.endpoint_id, q.next_attempt_at, q.lease_owner IS NOT NULL AS lost
+    SELECT q.delivery_id, q.event_id, q.endpoint_id, q.next_attempt_at, q.lease_owner IS NOT NULL AS lost,
+           q.lane IS NOT NULL AS ordered
       FROM hookline.delivery_queue AS q
      WHERE q.state = 'pending' AND q.next_attempt_at <= coalesce($9::timestamptz, now())
      ORDER BY q.next_attempt_at
@@ -39,7 +40,7 @@ decided AS MATERIALIZED (
       FROM (SELECT c.delivery_id, c.next_attempt_at, c.lost,
                    ep.id IS NULL OR e.id IS NULL AS orphan,
                    coalesce(NOT ep.enabled OR ep.max_in_flight IS NOT NULL OR ep.rate_limit_per_s IS NOT NULL
-                            OR s.circuit_state <> 'closed', false) AS limited,
+                            OR s.circuit_state <> 'closed', false) OR c.ordered AS limited,
                    row_number() OVER (PARTITION BY c.endpoint_id ORDER BY c.next_attempt_at, c.delivery_id)
                        <= coalesce(b.room, $5) AS in_share,
                    c.endpoint_id = ANY ($8::uuid[]) AS stalled,
@@ -76,13 +77,13 @@ SELECT cl.delivery_id, cl.attempts AS attempt, cl.next_attempt_at AS lease_until
            AS previous_secret,
        cl.lost_at - make_interval(secs => cl.lease_s) AS lost_since, cl.lost_at,
        CASE WHEN cl.lost_at IS NOT NULL THEN hookline.worker_losses(cl.delivery_id) END AS worker_losses,
-       false AS circuit_expired,
+       false AS circuit_expired, NULL::bigint AS lane,
        NULL::uuid[] AS limited, NULL::float8 AS next_due_s
   FROM claimed AS cl
   JOIN hookline.events AS e ON e.id = cl.event_id
   JOIN hookline.endpoints AS ep ON ep.id = cl.endpoint_id
 UNION ALL
-SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
        (SELECT array_agg(d.delivery_id ORDER BY d.next_attempt_at, d.delivery_id)
           FROM decided AS d WHERE d.action = 'limit'),
        (SELECT extract(epoch FROM min(q.next_attempt_at) - coalesce($9::timestamptz, now()))::float8

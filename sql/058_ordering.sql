@@ -1,0 +1,109 @@
+-- FIFO ordering (issue 13; the tables in migrations/V12__ordering.sql).
+--
+-- A lane is an ordered endpoint's whole queue (`ordering = 'endpoint'`) or
+-- its deliveries of one `ordering_key` (`ordering = 'key'`). Its rows carry
+-- the lane and a place (`lane_seq`); the lane's *head* is its first row, in
+-- place order, that still blocks it: pending, held or waiting, or dead when
+-- the endpoint's `ordering_on_dead` is `wait`. Only the head may be sent.
+--
+-- * Producers: the fan-out (sql/020_events.sql) locks each lane's row in
+--   ordering_lanes, then numbers the lane's new deliveries from
+--   hookline.lane_seq. A second producer of the lane waits for the first to
+--   commit before numbering, so places follow commit order, and a claim
+--   that sees a delivery also sees every delivery placed before it.
+-- * Claims: an ordered delivery always goes to the flow-control claim,
+--   which, holding its endpoint's endpoint_state row, moves every candidate
+--   that is not its lane's head to `waiting` (out of the due index). The
+--   head goes on like any other delivery (limits, circuit, retries).
+-- * Completions: a completion (and a cancel, and the claim when it ends an
+--   orphan) calls hookline.advance_lanes for the lanes it touched: holding
+--   the endpoint_state rows, it makes each lane's head pending again if it
+--   was waiting. Claims and advances of an endpoint take turns on that row,
+--   and each looks at the queue with a snapshot taken after it got the row,
+--   so a row moved to `waiting` is always seen by the advance that follows.
+--
+-- So a lane has at most one delivery in flight, sends in place order, and a
+-- failing head (retrying, or dead and waiting) holds back its lane alone.
+
+-- The lane of an endpoint's delivery of an event; NULL: not ordered.
+CREATE OR REPLACE FUNCTION hookline.lane_of(endpoint_id uuid, ordering text, ordering_key text) RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE ordering
+                WHEN 'endpoint' THEN hashtextextended(endpoint_id::text, 0)
+                WHEN 'key' THEN hashtextextended(endpoint_id::text || '/' || ordering_key, 0)
+           END
+$$;
+
+-- A lane's head: its first row that blocks it (`dead_blocks`: its
+-- endpoint's ordering_on_dead is `wait`).
+CREATE OR REPLACE FUNCTION hookline.lane_head(lane bigint, dead_blocks boolean)
+RETURNS TABLE (delivery_id uuid, state hookline.queue_state)
+LANGUAGE sql STABLE AS $$
+    SELECT q.delivery_id, q.state
+      FROM hookline.delivery_queue AS q
+     WHERE q.lane = lane_head.lane AND (q.state <> 'dead' OR dead_blocks)
+     ORDER BY q.lane_seq
+     LIMIT 1
+$$;
+
+-- Lets each lane's head go if it was waiting; returns how many went. Locks
+-- the lanes' endpoint_state rows first (in endpoint order, as claims and
+-- completions do), so it runs after any claim of those endpoints in flight
+-- and sees what that claim moved aside.
+CREATE OR REPLACE FUNCTION hookline.advance_lanes(endpoint_ids uuid[], lanes bigint[]) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    promoted integer;
+BEGIN
+    PERFORM
+       FROM hookline.endpoint_state AS s
+      WHERE s.endpoint_id = ANY (endpoint_ids)
+      ORDER BY s.endpoint_id
+        FOR UPDATE;
+    WITH lane AS (
+        SELECT DISTINCT l.endpoint_id, l.lane
+          FROM unnest(endpoint_ids, lanes) AS l(endpoint_id, lane)
+         WHERE l.lane IS NOT NULL
+    ),
+    head AS (
+        SELECT h.delivery_id
+          FROM lane AS l
+          JOIN hookline.endpoints AS ep ON ep.id = l.endpoint_id
+         CROSS JOIN LATERAL hookline.lane_head(l.lane, ep.ordering_on_dead = 'wait') AS h
+         WHERE h.state = 'waiting'
+    ),
+    released AS (
+        UPDATE hookline.delivery_queue AS q
+           SET state = 'pending'
+          FROM head AS h
+         WHERE q.delivery_id = h.delivery_id
+        RETURNING 1
+    )
+    SELECT count(*) INTO promoted FROM released;
+    IF promoted > 0 AND EXISTS (SELECT FROM hookline.idle_workers) THEN
+        PERFORM pg_notify('hookline_wake', '');
+    END IF;
+    RETURN promoted;
+END
+$$;
+
+-- The place of a replayed delivery: a dead one of a lane that moved on past
+-- it (`ordering_on_dead = 'skip'`) goes to the back of the lane, since
+-- later ones may be in flight; otherwise it keeps its place.
+CREATE OR REPLACE FUNCTION hookline.replayed_lane_seq(
+    lane bigint, lane_seq bigint, state hookline.queue_state, endpoint_id uuid) RETURNS bigint
+LANGUAGE sql VOLATILE AS $$
+    SELECT CASE WHEN lane IS NOT NULL AND state = 'dead'
+                 AND (SELECT ep.ordering_on_dead FROM hookline.endpoints AS ep WHERE ep.id = replayed_lane_seq.endpoint_id) = 'skip'
+                THEN nextval('hookline.lane_seq')
+                ELSE lane_seq END
+$$;
+
+-- Every lane of one endpoint (its ordering_on_dead changed, say).
+CREATE OR REPLACE FUNCTION hookline.advance_endpoint_lanes(endpoint_id uuid) RETURNS integer
+LANGUAGE sql AS $$
+    SELECT hookline.advance_lanes(array_agg(q.endpoint_id), array_agg(q.lane))
+      FROM (SELECT DISTINCT q.endpoint_id, q.lane
+              FROM hookline.delivery_queue AS q
+             WHERE q.endpoint_id = advance_endpoint_lanes.endpoint_id AND q.state = 'waiting') AS q
+$$;
