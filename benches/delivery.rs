@@ -14,7 +14,9 @@
 //! - `hookline.send` throughput from 4 connections, one event per transaction;
 //! - a burst of 10,000 one-row INSERTs in one transaction;
 //! - noisy neighbour: a healthy endpoint's latency at 200 events/s while an
-//!   endpoint that sleeps 10 s per request has 1,000 deliveries queued.
+//!   endpoint that sleeps 10 s per request has 1,000 deliveries queued;
+//! - ordered lanes (this build only): a drain with the endpoint ordered by
+//!   key over 1,000 keys, beside the same drain unordered, in one round.
 //!
 //! Sizes: BENCH_DRAIN_N, BENCH_SECONDS, BENCH_ROUNDS.
 
@@ -71,12 +73,59 @@ async fn main() -> anyhow::Result<()> {
             bench.noisy_neighbour(build, i, seconds, 200, &mut report).await?;
         }
     }
+    for round in (0..rounds()).filter(|_| selected("ordered")) {
+        bench.ordered_drain(&bench.builds[0], drain_n, 1000, 2, &mut report, round == last).await?;
+    }
     report.print(&bench.builds);
     bench.server.stop()?;
     Ok(())
 }
 
 impl Bench {
+    /// The same drain unordered, then ordered by key over `keys` keys; the
+    /// rates and their ratio (issue 13's target: at least 0.5).
+    async fn ordered_drain(
+        &self,
+        build: &Build,
+        n: u64,
+        keys: i64,
+        workers: usize,
+        report: &mut Report,
+        profile: bool,
+    ) -> anyhow::Result<()> {
+        let mut rates = Vec::new();
+        for ordering in ["none", "key"] {
+            build.client.execute("UPDATE hookline.endpoints SET ordering = $1", &[&ordering]).await?;
+            build
+                .client
+                .execute(
+                    "INSERT INTO hookline.events (event_type, payload, ordering_key)
+                     SELECT 'bench.ordered', jsonb_build_object('n', n, 'padding', repeat('x', 100)), 'key-' || n % $2
+                       FROM generate_series(1, $1::bigint) AS n",
+                    &[&(n as i64), &keys],
+                )
+                .await?;
+            self.reset_statements().await?;
+            let started = Instant::now();
+            let mut children = self.spawn_workers(build, workers);
+            self.settled(build).await?;
+            let rate = n as f64 / started.elapsed().as_secs_f64();
+            stop(&mut children);
+            if profile && ordering == "key" {
+                self.statements(build).await?.print_top("this build draining lanes", 12);
+            }
+            report.add(
+                &format!("drain {n} queued over {keys} keys, {workers} workers, ordering {ordering}: deliveries/s"),
+                0,
+                rate,
+            );
+            rates.push(rate);
+        }
+        build.client.execute("UPDATE hookline.endpoints SET ordering = 'none'", &[]).await?;
+        report.add("ordered by key / unordered (target ≥ 0.5)", 0, rates[1] / rates[0]);
+        Ok(())
+    }
+
     async fn drain(&self, build: &Build, i: usize, n: u64, workers: usize, report: &mut Report) -> anyhow::Result<()> {
         let wal_before = self.wal_lsn().await?;
         build

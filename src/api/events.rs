@@ -36,6 +36,11 @@ pub struct EventCreate {
     #[oai(validator(min_length = 1, max_length = 200))]
     #[serde(default, deserialize_with = "super::body::non_null")]
     pub idempotency_key: Option<String>,
+    /// At endpoints with `ordering: key`, events with the same key are
+    /// delivered one at a time, in the order they were accepted.
+    #[oai(validator(min_length = 1, max_length = 200))]
+    #[serde(default, deserialize_with = "super::body::non_null")]
+    pub ordering_key: Option<String>,
 }
 
 #[derive(Object, Debug, Clone)]
@@ -49,6 +54,8 @@ pub struct Event {
     /// `api`, `sql`, `test` or `inbound:<source name>`.
     pub source: String,
     pub created_at: DateTime<Utc>,
+    #[oai(nullable)]
+    pub ordering_key: Option<String>,
 }
 
 #[derive(Object, Debug)]
@@ -85,6 +92,7 @@ impl From<db::events::Event> for Event {
             idempotency_key: e.idempotency_key,
             source: e.source,
             created_at: e.created_at,
+            ordering_key: e.ordering_key,
         }
     }
 }
@@ -116,6 +124,9 @@ impl EventsApi {
         if let Some(key) = &key {
             validate::text("idempotency_key", key, 1, 200)?;
         }
+        if let Some(key) = &new.ordering_key {
+            validate::text("ordering_key", key, 1, 200)?;
+        }
         let client = state.client().await?;
         let event = db::events::NewEvent {
             tenant: &tenant,
@@ -123,6 +134,7 @@ impl EventsApi {
             payload: &new.payload,
             idempotency_key: key.as_deref(),
             source: "api",
+            ordering_key: new.ordering_key.as_deref(),
         };
         let (event, created) = db::events::insert(&client, &event).await?;
         Ok(if created {

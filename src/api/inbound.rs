@@ -81,6 +81,7 @@ impl InboundApi {
             payload: &payload,
             idempotency_key: key.as_deref(),
             source: &source.origin,
+            ordering_key: None,
         };
         let client = state.client().await?;
         let (event, stored) = db::events::insert(&client, &new).await?;

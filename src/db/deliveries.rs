@@ -549,9 +549,10 @@ SELECT count(*) FROM revived";
 
 /// Queues, for endpoint `$1`, the matching events since `$2` that it has no
 /// delivery of (those produced while it was disabled); returns how many.
+/// At an ordered endpoint they join the back of their lanes, in event order.
 pub const DELIVERY_QUEUE_MISSED: &str = "
 WITH missed AS (
-    SELECT e.id, e.tenant, e.event_type
+    SELECT e.id, e.tenant, e.event_type, hookline.lane_of(ep.id, ep.ordering, e.ordering_key) AS lane
       FROM hookline.endpoints AS ep
       JOIN hookline.events AS e
         ON e.tenant = ep.tenant AND e.id >= hookline.uuid_v7_floor($2)
@@ -560,14 +561,19 @@ WITH missed AS (
        AND NOT (e.source = 'hookline' AND e.payload ->> 'endpoint_id' = ep.id::text)
      WHERE ep.id = $1
        AND NOT EXISTS (SELECT FROM hookline.deliveries AS d WHERE d.event_id = e.id AND d.endpoint_id = ep.id)
+     ORDER BY e.id
+),
+placed AS MATERIALIZED (
+    SELECT hookline.uuid_v7() AS delivery_id, m.*,
+           CASE WHEN m.lane IS NOT NULL THEN nextval('hookline.lane_seq') END AS lane_seq
+      FROM missed AS m
 ),
 created AS (
-    INSERT INTO hookline.deliveries (event_id, endpoint_id, tenant, event_type)
-    SELECT id, $1, tenant, event_type FROM missed
-    RETURNING id, event_id, endpoint_id
+    INSERT INTO hookline.deliveries (id, event_id, endpoint_id, tenant, event_type)
+    SELECT delivery_id, id, $1, tenant, event_type FROM placed
 )
-INSERT INTO hookline.delivery_queue (delivery_id, event_id, endpoint_id)
-SELECT id, event_id, endpoint_id FROM created";
+INSERT INTO hookline.delivery_queue (delivery_id, event_id, endpoint_id, lane, lane_seq)
+SELECT delivery_id, id, $1, lane, lane_seq FROM placed";
 
 /// Queues event `$1` for endpoint `$2` alone (an endpoint test).
 pub const DELIVERY_QUEUE_ONE: &str = "

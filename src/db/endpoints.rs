@@ -13,15 +13,16 @@ macro_rules! endpoint_columns {
     () => {
         "id, tenant, url, description, event_types, secret, previous_secret, previous_secret_expires_at,
          http_method, headers, timeout_ms, rate_limit_per_s, max_in_flight, retry_schedule, disable_after_failures,
-         enabled, disabled_reason, disabled_at, metadata, created_at, updated_at, disable_after_open_s"
+         enabled, disabled_reason, disabled_at, metadata, created_at, updated_at, disable_after_open_s,
+         ordering, ordering_on_dead"
     };
 }
 
 pub const ENDPOINT_INSERT: &str = concat!(
     "INSERT INTO hookline.endpoints (tenant, url, description, event_types, secret, http_method, headers,
         timeout_ms, rate_limit_per_s, max_in_flight, retry_schedule, disable_after_failures, enabled, metadata,
-        disable_after_open_s)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+        disable_after_open_s, ordering, ordering_on_dead)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
      RETURNING ",
     endpoint_columns!()
 );
@@ -47,7 +48,7 @@ pub const ENDPOINT_UPDATE: &str = concat!(
         SET url = $2, description = $3, event_types = $4, http_method = $5, headers = $6, timeout_ms = $7,
             rate_limit_per_s = $8, max_in_flight = $9, retry_schedule = $10, disable_after_failures = $11,
             enabled = $12, disabled_reason = $13, metadata = $14, secret = $15, previous_secret = $16,
-            previous_secret_expires_at = $17, disable_after_open_s = $18
+            previous_secret_expires_at = $17, disable_after_open_s = $18, ordering = $19, ordering_on_dead = $20
       WHERE id = $1
      RETURNING ",
     endpoint_columns!()
@@ -107,6 +108,10 @@ pub struct Endpoint {
     /// Seconds its circuit may stay open before it is disabled (`None`:
     /// the workers' HOOKLINE_DISABLE_AFTER_OPEN).
     pub disable_after_open_s: Option<i32>,
+    /// `none`, `endpoint` or `key` (sql/058_ordering.sql).
+    pub ordering: String,
+    /// `wait` or `skip`: whether a dead delivery holds its lane back.
+    pub ordering_on_dead: String,
     pub enabled: bool,
     pub disabled_reason: Option<String>,
     pub disabled_at: Option<DateTime<Utc>>,
@@ -140,6 +145,8 @@ impl From<Row> for Endpoint {
             created_at: r.get(19),
             updated_at: r.get(20),
             disable_after_open_s: r.get(21),
+            ordering: r.get(22),
+            ordering_on_dead: r.get(23),
         }
     }
 }
@@ -160,6 +167,8 @@ pub struct NewEndpoint {
     pub retry_schedule: Option<Vec<f64>>,
     pub disable_after_failures: i32,
     pub disable_after_open_s: Option<i32>,
+    pub ordering: String,
+    pub ordering_on_dead: String,
     pub enabled: bool,
     pub metadata: serde_json::Value,
 }
@@ -184,6 +193,8 @@ pub async fn insert(db: &impl GenericClient, e: &NewEndpoint) -> Result<Endpoint
                 &e.enabled,
                 &e.metadata,
                 &e.disable_after_open_s,
+                &e.ordering,
+                &e.ordering_on_dead,
             ],
         )
         .await?;
@@ -231,6 +242,8 @@ pub async fn update(db: &impl GenericClient, e: &Endpoint) -> Result<Endpoint> {
                 &e.previous_secret,
                 &e.previous_secret_expires_at,
                 &e.disable_after_open_s,
+                &e.ordering,
+                &e.ordering_on_dead,
             ],
         )
         .await?;

@@ -11,22 +11,22 @@ use super::Result;
 /// idempotency key already used in the tenant nothing is inserted: then
 /// `EVENT_BY_IDEMPOTENCY_KEY` finds the first event.
 pub const EVENT_INSERT: &str = "
-INSERT INTO hookline.events (id, tenant, event_type, payload, idempotency_key, source)
-VALUES ($1, $2, $3, $4, $5, $6)
-RETURNING id, tenant, event_type, payload, idempotency_key, source, created_at";
+INSERT INTO hookline.events (id, tenant, event_type, payload, idempotency_key, source, ordering_key)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+RETURNING id, tenant, event_type, payload, idempotency_key, source, created_at, ordering_key";
 
 pub const EVENT_BY_IDEMPOTENCY_KEY: &str = "
-SELECT e.id, e.tenant, e.event_type, e.payload, e.idempotency_key, e.source, e.created_at
+SELECT e.id, e.tenant, e.event_type, e.payload, e.idempotency_key, e.source, e.created_at, e.ordering_key
   FROM hookline.event_idempotency AS i JOIN hookline.events AS e ON e.id = i.event_id
  WHERE i.tenant = $1 AND i.idempotency_key = $2";
 
 pub const EVENT_GET: &str = "
-SELECT id, tenant, event_type, payload, idempotency_key, source, created_at FROM hookline.events WHERE id = $1";
+SELECT id, tenant, event_type, payload, idempotency_key, source, created_at, ordering_key FROM hookline.events WHERE id = $1";
 
 /// Newest first after cursor `$1`; optional tenant `$3`, type `$4`, and
 /// creation window [`$5`, `$6`) (as UUIDv7 id bounds, so the index does it).
 pub const EVENT_LIST_PAGE: &str = "
-SELECT id, tenant, event_type, payload, idempotency_key, source, created_at FROM hookline.events
+SELECT id, tenant, event_type, payload, idempotency_key, source, created_at, ordering_key FROM hookline.events
  WHERE ($1::uuid IS NULL OR id < $1)
    AND ($3::text IS NULL OR tenant = $3)
    AND ($4::text IS NULL OR event_type = $4)
@@ -43,6 +43,8 @@ pub struct Event {
     pub idempotency_key: Option<String>,
     pub source: String,
     pub created_at: DateTime<Utc>,
+    /// Its lane at endpoints ordered by key.
+    pub ordering_key: Option<String>,
 }
 
 impl From<Row> for Event {
@@ -55,6 +57,7 @@ impl From<Row> for Event {
             idempotency_key: r.get(4),
             source: r.get(5),
             created_at: r.get(6),
+            ordering_key: r.get(7),
         }
     }
 }
@@ -65,6 +68,7 @@ pub struct NewEvent<'a> {
     pub payload: &'a serde_json::Value,
     pub idempotency_key: Option<&'a str>,
     pub source: &'a str,
+    pub ordering_key: Option<&'a str>,
 }
 
 /// Inserts the event, or returns the one that already holds its idempotency
@@ -74,7 +78,7 @@ pub async fn insert(db: &impl GenericClient, e: &NewEvent<'_>) -> Result<(Event,
     let inserted = db
         .query_opt(
             &db.prepare_cached(EVENT_INSERT).await?,
-            &[&id, &e.tenant, &e.event_type, &e.payload, &e.idempotency_key, &e.source],
+            &[&id, &e.tenant, &e.event_type, &e.payload, &e.idempotency_key, &e.source, &e.ordering_key],
         )
         .await?;
     if let Some(row) = inserted {

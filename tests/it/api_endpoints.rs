@@ -90,6 +90,8 @@ async fn bad_endpoint_input_is_a_400_naming_the_field_and_writes_nothing() {
         (json!({"url": "https://x.io", "disable_after_open_s": 0}), "disable_after_open_s"),
         (json!({"url": "https://x.io", "disable_after_open_s": 31_536_001}), "disable_after_open_s"),
         (json!({"url": "https://x.io", "metadata": [1]}), "metadata"),
+        (json!({"url": "https://x.io", "ordering": "sometimes"}), "ordering"),
+        (json!({"url": "https://x.io", "ordering_on_dead": "retry"}), "ordering_on_dead"),
         (json!({"url": "https://x.io", "tenant": "no spaces"}), "tenant"),
         (json!({"url": "https://x.io", "colour": "red"}), "colour"),
     ];

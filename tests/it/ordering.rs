@@ -9,6 +9,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 
+use crate::support::api::TestApi;
 use crate::support::receiver::{Received, Reply, TestReceiver};
 use crate::support::worker::{RunningWorker, WorkerSettings, spawn_process, test_settings};
 use crate::support::{count, db::TestDb, eventually};
@@ -283,5 +284,40 @@ async fn cancelling_a_waiting_lanes_head_lets_the_next_go() {
     tx.commit().await.unwrap();
     let got = receiver.wait_for(2, WAIT).await;
     assert_eq!(key_and_n(&got[1]), ("k".into(), 1));
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn the_api_orders_an_endpoint_by_key_and_takes_events_with_keys() {
+    let db = TestDb::new().await;
+    let api = TestApi::start(&db).await;
+    let receiver = TestReceiver::start().await;
+    receiver.always(Reply::status(200).after(Duration::from_millis(5)));
+    let created = api.post("/v1/endpoints", json!({"url": receiver.url, "ordering": "key"})).await;
+    assert_eq!(
+        (created.status, &created.body["ordering"], &created.body["ordering_on_dead"]),
+        (201, &json!("key"), &json!("wait"))
+    );
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let changed = api.patch(&format!("/v1/endpoints/{id}"), json!({"ordering_on_dead": "skip"})).await;
+    assert_eq!(changed.body["ordering_on_dead"], "skip", "{changed:?}");
+    api.patch(&format!("/v1/endpoints/{id}"), json!({"ordering": null})).await.assert_problem(400, Some("ordering"));
+
+    let worker = RunningWorker::start(&db, test_settings()).await;
+    for n in 0..12i64 {
+        let key = ["a", "b", "c"][n as usize % 3];
+        let sent = api
+            .post("/v1/events", json!({"event_type": "a.b", "payload": {"key": key, "n": n / 3}, "ordering_key": key}))
+            .await;
+        assert_eq!((sent.status, &sent.body["ordering_key"]), (202, &json!(key)), "{sent:?}");
+    }
+    let got = receiver.wait_for(12, WAIT).await;
+    let statuses: Vec<(Received, u16)> = got.into_iter().map(|r| (r, 200)).collect();
+    let done = check_lanes(&statuses);
+    assert_eq!(done.values().copied().collect::<Vec<_>>(), [4, 4, 4]);
+    let too_long = "k".repeat(201);
+    api.post("/v1/events", json!({"event_type": "a.b", "payload": {}, "ordering_key": too_long}))
+        .await
+        .assert_problem(400, Some("ordering_key"));
     worker.stop().await;
 }

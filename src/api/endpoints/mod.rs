@@ -48,6 +48,60 @@ impl HttpMethod {
     }
 }
 
+/// Whether deliveries go in order: `none` (default), `endpoint` (all of the
+/// endpoint's in event order) or `key` (in order per event `ordering_key`;
+/// events without a key are not ordered). One delivery of a lane is in
+/// flight at a time; the next goes once it succeeded, died or was cancelled.
+#[derive(Enum, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[oai(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum Ordering {
+    None,
+    Endpoint,
+    Key,
+}
+
+/// What a dead delivery does to its ordered lane: `wait` (default) holds
+/// the lane until it is replayed or cancelled; `skip` lets the lane go on.
+#[derive(Enum, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[oai(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum OrderingOnDead {
+    Wait,
+    Skip,
+}
+
+impl Ordering {
+    fn as_str(self) -> &'static str {
+        match self {
+            Ordering::None => "none",
+            Ordering::Endpoint => "endpoint",
+            Ordering::Key => "key",
+        }
+    }
+
+    fn parse(stored: &str) -> Self {
+        match stored {
+            "endpoint" => Ordering::Endpoint,
+            "key" => Ordering::Key,
+            _ => Ordering::None,
+        }
+    }
+}
+
+impl OrderingOnDead {
+    fn as_str(self) -> &'static str {
+        match self {
+            OrderingOnDead::Wait => "wait",
+            OrderingOnDead::Skip => "skip",
+        }
+    }
+
+    fn parse(stored: &str) -> Self {
+        if stored == "skip" { OrderingOnDead::Skip } else { OrderingOnDead::Wait }
+    }
+}
+
 /// A new endpoint. Only `url` is required.
 #[derive(Object, Deserialize, Debug)]
 #[oai(deny_unknown_fields)]
@@ -104,6 +158,10 @@ pub struct EndpointCreate {
     #[serde(default, deserialize_with = "super::body::non_null")]
     pub disable_after_open_s: Option<i32>,
     #[serde(default, deserialize_with = "super::body::non_null")]
+    pub ordering: Option<Ordering>,
+    #[serde(default, deserialize_with = "super::body::non_null")]
+    pub ordering_on_dead: Option<OrderingOnDead>,
+    #[serde(default, deserialize_with = "super::body::non_null")]
     pub enabled: Option<bool>,
     /// Any JSON object, kept for you.
     #[serde(default, deserialize_with = "super::body::non_null")]
@@ -150,6 +208,11 @@ pub struct EndpointUpdate {
     #[oai(validator(minimum(value = "1"), maximum(value = "31536000")), nullable)]
     #[serde(default)]
     pub disable_after_open_s: MaybeUndefined<i32>,
+    /// From now on: deliveries already queued keep the lanes they have.
+    #[serde(default)]
+    pub ordering: MaybeUndefined<Ordering>,
+    #[serde(default)]
+    pub ordering_on_dead: MaybeUndefined<OrderingOnDead>,
     #[serde(default)]
     pub enabled: MaybeUndefined<bool>,
     #[serde(default)]
@@ -182,6 +245,8 @@ pub struct Endpoint {
     /// workers' `HOOKLINE_DISABLE_AFTER_OPEN` (5 days).
     #[oai(nullable)]
     pub disable_after_open_s: Option<i32>,
+    pub ordering: Ordering,
+    pub ordering_on_dead: OrderingOnDead,
     pub enabled: bool,
     #[oai(nullable)]
     pub disabled_reason: Option<String>,
@@ -542,6 +607,7 @@ impl EndpointsApi {
             payload: &payload,
             idempotency_key: None,
             source: "test",
+            ordering_key: None,
         };
         let (event, _) = db::events::insert(&tx, &new_event).await?;
         let one = db::deliveries::OneDelivery {
@@ -718,6 +784,8 @@ impl From<&db::endpoints::Endpoint> for Endpoint {
             retry_schedule: r.retry_schedule.clone(),
             disable_after_failures: r.disable_after_failures,
             disable_after_open_s: r.disable_after_open_s,
+            ordering: Ordering::parse(&r.ordering),
+            ordering_on_dead: OrderingOnDead::parse(&r.ordering_on_dead),
             enabled: r.enabled,
             disabled_reason: r.disabled_reason.clone(),
             disabled_at: r.disabled_at,

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{EndpointCreate, EndpointUpdate, HttpMethod};
+use super::{EndpointCreate, EndpointUpdate, HttpMethod, Ordering, OrderingOnDead};
 use crate::api::auth::Principal;
 use crate::api::patch::{clearable, required};
 use crate::api::problem::Problem;
@@ -65,6 +65,8 @@ pub(super) fn new_endpoint(
         retry_schedule: c.retry_schedule,
         disable_after_failures: c.disable_after_failures.unwrap_or(5),
         disable_after_open_s: c.disable_after_open_s,
+        ordering: c.ordering.unwrap_or(Ordering::None).as_str().to_owned(),
+        ordering_on_dead: c.ordering_on_dead.unwrap_or(OrderingOnDead::Wait).as_str().to_owned(),
         enabled: c.enabled.unwrap_or(true),
         metadata: serde_json::Value::Object(c.metadata.unwrap_or_default().into_iter().collect()),
     };
@@ -108,6 +110,12 @@ pub(super) fn apply_update(row: &mut db::endpoints::Endpoint, u: EndpointUpdate)
     clearable(u.disable_after_open_s, &mut row.disable_after_open_s);
     if let Some(n) = required("disable_after_failures", u.disable_after_failures)? {
         row.disable_after_failures = n;
+    }
+    if let Some(ordering) = required("ordering", u.ordering)? {
+        row.ordering = ordering.as_str().to_owned();
+    }
+    if let Some(on_dead) = required("ordering_on_dead", u.ordering_on_dead)? {
+        row.ordering_on_dead = on_dead.as_str().to_owned();
     }
     if let Some(enabled) = required("enabled", u.enabled)? {
         if enabled != row.enabled {
