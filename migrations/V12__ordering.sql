@@ -38,6 +38,3 @@ CREATE TABLE hookline.ordering_lanes (
     used_at      timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT ordering_lanes_pkey PRIMARY KEY (endpoint_id, ordering_key)
 );
-
--- The completion learns each outcome's lane, to let the lane's next one go.
-ALTER TYPE hookline.attempt_outcome ADD ATTRIBUTE lane bigint;

@@ -11,16 +11,26 @@
 --   hookline.lane_seq. A second producer of the lane waits for the first to
 --   commit before numbering, so places follow commit order, and a claim
 --   that sees a delivery also sees every delivery placed before it.
--- * Claims: an ordered delivery always goes to the flow-control claim,
---   which, holding its endpoint's endpoint_state row, moves every candidate
---   that is not its lane's head to `waiting` (out of the due index). The
---   head goes on like any other delivery (limits, circuit, retries).
--- * Completions: a completion (and a cancel, and the claim when it ends an
---   orphan) calls hookline.advance_lanes for the lanes it touched: holding
---   the endpoint_state rows, it makes each lane's head pending again if it
---   was waiting. Claims and advances of an endpoint take turns on that row,
---   and each looks at the queue with a snapshot taken after it got the row,
---   so a row moved to `waiting` is always seen by the advance that follows.
+-- * Claims: an ordered delivery always goes to the flow-control claim. It
+--   takes its candidates' lane locks (below), then the candidates, and then,
+--   in a statement with a newer snapshot, moves every candidate that is not
+--   its lane's head to `waiting` (out of the due index). The head goes on
+--   like any other delivery (limits, circuit, retries). Two claims never
+--   both take a lane's rows: the head is committed before anything placed
+--   after it, so every claim sees it.
+-- * When a lane's head ends (succeeded; dead, where dead ones do not block;
+--   cancelled; an orphan ended), hookline.advance_lanes runs in the same
+--   transaction, after the statement that ended it: it takes the lane locks
+--   and then makes the lane's new head pending and due if it was waiting.
+--   A claim deciding that a row waits and an advance letting it go take
+--   turns on the lane lock, and each decides with a snapshot taken after it
+--   got the lock, so the advance always sees what the claim moved aside,
+--   and the claim always sees the head the advance followed gone.
+--
+-- Lane locks are transaction-level advisory locks on the lane's bucket (of
+-- 128, in their own key space), taken in bucket order: a claim or an advance
+-- holds at most 128 whatever its size, and two that share a bucket only take
+-- turns for the few milliseconds they run. Producers never take them.
 --
 -- So a lane has at most one delivery in flight, sends in place order, and a
 -- failing head (retrying, or dead and waiting) holds back its lane alone.
@@ -46,20 +56,23 @@ LANGUAGE sql STABLE AS $$
      LIMIT 1
 $$;
 
--- Lets each lane's head go if it was waiting; returns how many went. Locks
--- the lanes' endpoint_state rows first (in endpoint order, as claims and
--- completions do), so it runs after any claim of those endpoints in flight
--- and sees what that claim moved aside.
+-- Takes the lane locks of `lanes` (see above).
+CREATE OR REPLACE FUNCTION hookline.lock_lanes(lanes bigint[]) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(1751936620, b.bucket)  -- 1751936620: 'hlnl', hookline's lane locks
+       FROM (SELECT DISTINCT (abs(l % 128))::integer AS bucket FROM unnest(lanes) AS l ORDER BY 1) AS b;
+END
+$$;
+
+-- Lets each lane's head go if it waits, after the row before it ended in an
+-- earlier statement of this transaction; returns how many went.
 CREATE OR REPLACE FUNCTION hookline.advance_lanes(endpoint_ids uuid[], lanes bigint[]) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
     promoted integer;
 BEGIN
-    PERFORM
-       FROM hookline.endpoint_state AS s
-      WHERE s.endpoint_id = ANY (endpoint_ids)
-      ORDER BY s.endpoint_id
-        FOR UPDATE;
+    PERFORM hookline.lock_lanes(lanes);
     WITH lane AS (
         SELECT DISTINCT l.endpoint_id, l.lane
           FROM unnest(endpoint_ids, lanes) AS l(endpoint_id, lane)
@@ -76,7 +89,7 @@ BEGIN
         UPDATE hookline.delivery_queue AS q
            SET state = 'pending'
           FROM head AS h
-         WHERE q.delivery_id = h.delivery_id
+         WHERE q.delivery_id = h.delivery_id AND q.state = 'waiting'
         RETURNING 1
     )
     SELECT count(*) INTO promoted FROM released;

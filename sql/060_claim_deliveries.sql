@@ -6,17 +6,20 @@
 -- calls it only when its plain claim handed it such candidates, so
 -- endpoints without limits never pay for it.
 --
--- 1. Lock the candidates that are still due, skipping rows that other
+-- 1. Lock the endpoint_state rows of the candidates' endpoints that have a
+--    limit or an unclosed circuit, in endpoint id order: claims of the same
+--    endpoint by several workers take turns there, which is what makes
+--    max_in_flight and rate_limit_per_s hold across all of them.
+--    Completions lock in the same order. Then the lane locks of the
+--    candidates in ordered lanes (sql/058_ordering.sql). Both are taken
+--    before any candidate, so a claim holding a candidate never waits.
+-- 2. Lock the candidates that are still due, skipping rows that other
 --    workers are claiming (FOR UPDATE SKIP LOCKED). End those whose
 --    endpoint or event no longer exists (dead, with the reason): they can
---    never be sent, and left due they would fill every claim.
--- 2. Lock their endpoints' endpoint_state rows in endpoint id order: claims
---    of the same endpoint by several workers take turns there, which is what
---    makes max_in_flight, rate_limit_per_s and ordered lanes hold across all
---    of them. Completions lock in the same order, so the two never deadlock.
---    Then move every candidate of an ordered lane that is not its lane's
---    head to `waiting` (sql/058_ordering.sql); a completion of the head lets
---    it go.
+--    never be sent, and left due they would fill every claim. Then, with a
+--    newer snapshot, move every candidate of an ordered lane that is not
+--    its lane's head to `waiting` (sql/058_ordering.sql); the end of the
+--    head lets it go.
 -- 3. Per endpoint, claim up to its allowance (hookline.claim_allowance: the
 --    worker's room for it, max_in_flight less the live leases of every
 --    worker, the rate limit's room, the circuit's room), at most `wanted`
@@ -103,6 +106,20 @@ BEGIN
     -- The rate limit measures from here rather than from the transaction's
     -- start, so the starts it spaces are as close as can be to the sends.
     at := coalesce(at, clock_timestamp());
+    PERFORM
+       FROM hookline.endpoint_state AS s
+       JOIN hookline.endpoints AS ep ON ep.id = s.endpoint_id
+      WHERE s.endpoint_id IN (SELECT q.endpoint_id FROM hookline.delivery_queue AS q
+                               WHERE q.delivery_id = ANY (candidate_ids))
+        AND (NOT ep.enabled OR ep.max_in_flight IS NOT NULL OR ep.rate_limit_per_s IS NOT NULL
+             OR s.circuit_state <> 'closed')
+      ORDER BY s.endpoint_id
+        FOR UPDATE OF s;
+    PERFORM hookline.lock_lanes(array_agg(q.lane))
+       FROM hookline.delivery_queue AS q
+      WHERE q.delivery_id = ANY (candidate_ids) AND q.lane IS NOT NULL
+     HAVING count(*) > 0;
+
     SELECT array_agg(c.delivery_id ORDER BY c.next_attempt_at, c.delivery_id),
            array_agg(c.endpoint_id ORDER BY c.next_attempt_at, c.delivery_id),
            array_agg(c.lost_at ORDER BY c.next_attempt_at, c.delivery_id),
@@ -154,14 +171,8 @@ BEGIN
       INTO ended_ids, ended_endpoints, ended_lanes
       FROM ended AS e;
 
-    PERFORM
-       FROM hookline.endpoint_state AS s
-      WHERE s.endpoint_id = ANY (locked_endpoints)
-      ORDER BY s.endpoint_id
-        FOR UPDATE;
-
-    -- Ordered lanes: this statement's snapshot is newer than the lock, so
-    -- it sees every earlier row of each lane that is committed.
+    -- Ordered lanes: this statement's snapshot is newer than the candidates'
+    -- lock, so it sees every earlier row of each lane that is committed.
     WITH waiting AS (
         UPDATE hookline.delivery_queue AS q
            SET state = 'waiting'

@@ -313,8 +313,6 @@ pub struct AttemptOutcome {
     /// The attempt's verdict for the circuit breaker: the endpoint is down
     /// (`Some(true)`), answers (`Some(false)`), or neither.
     pub endpoint_down: Option<bool>,
-    /// The delivery's ordered lane, if any.
-    pub lane: Option<i64>,
 }
 
 /// What writing a batch of completions did.
@@ -323,30 +321,31 @@ pub struct Recorded {
     /// Outcomes of deliveries still leased to the worker (the rest were lost
     /// to an expired lease and are not written to the queue or history).
     pub still_ours: i64,
-    /// Held deliveries released back to the queue.
+    /// Held deliveries, and waiting ones of ordered lanes, released back to the queue.
     pub released: i64,
 }
 
 /// Writes a batch of outcomes; `at` is the clock (`None`: the database's).
-/// Outcomes of ordered lanes are written in one transaction with the
-/// advance of their lanes, so a lane never stops with its head gone.
+/// `ended_lanes` are the (endpoint, lane) of the outcomes that end a
+/// delivery of an ordered lane: they are written in one transaction with
+/// the advance of those lanes, so a lane never stops with its head gone.
 pub async fn complete_many(
     client: &mut deadpool_postgres::Client,
     worker: Uuid,
     batch: &[&AttemptOutcome],
+    ended_lanes: &[(Uuid, i64)],
     circuit: &CircuitSettings,
     at: Option<DateTime<Utc>>,
 ) -> Result<Recorded> {
-    let (endpoints, lanes): (Vec<Uuid>, Vec<i64>) =
-        batch.iter().filter_map(|o| o.lane.map(|lane| (o.endpoint_id, lane))).unzip();
+    let (endpoints, lanes): (Vec<Uuid>, Vec<i64>) = ended_lanes.iter().copied().unzip();
     if lanes.is_empty() {
         return record(&*client, worker, batch, circuit, at).await;
     }
     let tx = client.transaction().await?;
     let recorded = record(&tx, worker, batch, circuit, at).await?;
-    tx.execute(&tx.prepare_cached(LANES_ADVANCE).await?, &[&endpoints, &lanes]).await?;
+    let advanced: i32 = tx.query_one(&tx.prepare_cached(LANES_ADVANCE).await?, &[&endpoints, &lanes]).await?.get(0);
     tx.commit().await?;
-    Ok(recorded)
+    Ok(Recorded { released: recorded.released + i64::from(advanced), ..recorded })
 }
 
 async fn record(

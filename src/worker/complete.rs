@@ -31,6 +31,9 @@ pub struct Finished {
     pub outcome: AttemptOutcome,
     /// Set when the endpoint answered 410 Gone.
     pub disable_endpoint: bool,
+    /// The delivery's ordered lane, when this outcome ends the delivery:
+    /// the lane's next one may go.
+    pub ended_lane: Option<i64>,
 }
 
 /// Decides where a delivery goes after `attempt`.
@@ -83,9 +86,9 @@ pub fn decide(delivery: &Claimed, attempt: Attempt, settings: &WorkerSettings, j
             error,
             lease_until: delivery.lease_until,
             endpoint_down: endpoint_down(error_kind, status_code),
-            lane: delivery.lane,
         },
         disable_endpoint,
+        ended_lane: delivery.lane.filter(|_| state != DeliveryState::Pending),
     }
 }
 
@@ -175,6 +178,7 @@ impl Finished {
                 ..c.clone()
             },
             disable_endpoint: self.disable_endpoint,
+            ended_lane: self.ended_lane,
         }
     }
 }
@@ -191,8 +195,11 @@ fn data_error(error: &db::Error) -> Option<&str> {
 async fn write(flusher: &Flusher, batch: &[Finished]) -> db::Result<()> {
     let mut client = flusher.pool.get().await?;
     let outcomes: Vec<&AttemptOutcome> = batch.iter().map(|f| &f.outcome).collect();
+    let ended_lanes: Vec<(Uuid, i64)> =
+        batch.iter().filter_map(|f| f.ended_lane.map(|lane| (f.outcome.endpoint_id, lane))).collect();
     let recorded =
-        db::deliveries::complete_many(&mut client, flusher.worker, &outcomes, &flusher.circuit, None).await?;
+        db::deliveries::complete_many(&mut client, flusher.worker, &outcomes, &ended_lanes, &flusher.circuit, None)
+            .await?;
     if recorded.still_ours < batch.len() as i64 {
         tracing::warn!(
             not_ours = batch.len() as i64 - recorded.still_ours,

@@ -18,10 +18,6 @@
 --   reaching disable_after_failures disables the endpoint, whose trigger
 --   publishes endpoint.disabled), its circuit (hookline.circuit_after; a
 --   half-open circuit is judged by its probe alone) and its lease batches.
---   An ordered endpoint's row is locked too, though not written unless its
---   health changed: the worker then lets the lanes' next deliveries go
---   (hookline.advance_lanes) in the same transaction, and claims of those
---   lanes must wait for that.
 -- * Held deliveries of the batch's endpoints are released as room appears:
 --   up to max_in_flight's free slots, or two per finished delivery for
 --   endpoints without one (a stalled endpoint that recovers ramps up instead
@@ -111,8 +107,7 @@ batch AS MATERIALIZED (
            count(*) FILTER (WHERE NOT o.endpoint_down) AS ups,
            count(*) FILTER (WHERE o.endpoint_down AND o.started_at > coalesce(o.last_up, '-infinity')) AS downs_since_up,
            array_agg(o.lease_until) FILTER (WHERE h.id IS NOT NULL) AS ended_leases,
-           count(h.id) AS finished,
-           bool_or(o.lane IS NOT NULL) AS ordered
+           count(h.id) AS finished
       FROM outcome AS o
       LEFT JOIN history AS h ON h.id = o.delivery_id
      GROUP BY o.endpoint_id
@@ -120,13 +115,11 @@ batch AS MATERIALIZED (
 locked AS MATERIALIZED (
     SELECT s.endpoint_id, s.consecutive_failures, s.leases, s.failed_attempts, s.circuit_state,
            s.circuit_cooldown_s, s.circuit_retry_at, s.circuit_probe_until,
-           b.any_success, b.dead, b.downs, b.ups, b.downs_since_up, b.ended_leases,
-           s.consecutive_failures > 0 OR b.dead > 0 OR s.failed_attempts > 0 OR b.downs > 0
-               OR s.circuit_state <> 'closed' OR cardinality(s.leases) > 0 AS changes
+           b.any_success, b.dead, b.downs, b.ups, b.downs_since_up, b.ended_leases
       FROM hookline.endpoint_state AS s
       JOIN batch AS b ON b.endpoint_id = s.endpoint_id
      WHERE s.consecutive_failures > 0 OR b.dead > 0 OR s.failed_attempts > 0 OR b.downs > 0
-        OR s.circuit_state <> 'closed' OR cardinality(s.leases) > 0 OR b.ordered
+        OR s.circuit_state <> 'closed' OR cardinality(s.leases) > 0
      ORDER BY s.endpoint_id
        FOR UPDATE OF s
 ),
@@ -161,7 +154,7 @@ health AS (
       FROM locked AS l
       LEFT JOIN probe AS p ON p.endpoint_id = l.endpoint_id
      CROSS JOIN clock AS c
-     WHERE s.endpoint_id = l.endpoint_id AND l.changes
+     WHERE s.endpoint_id = l.endpoint_id
     RETURNING s.endpoint_id, s.consecutive_failures, s.circuit_state, s.circuit_retry_at, s.leases,
               (s.circuit_state = 'open' AND l.circuit_state <> 'open')
                   OR (s.circuit_state = 'half_open' AND s.circuit_probe_until IS NULL) AS needs_probe
