@@ -172,17 +172,17 @@ impl Bench {
     /// look at the first index entries rather than a count, which on a
     /// large queue would take the CPU the drain is measured by.
     pub async fn settled(&self, build: &Build) -> anyhow::Result<()> {
-        const ANY_OPEN: &str = "
+        const ANY_DUE_OR_HELD: &str = "
             SELECT EXISTS (SELECT FROM hookline.delivery_queue WHERE state = 'pending')
-                OR EXISTS (SELECT FROM hookline.delivery_queue WHERE state = 'held')
-                OR EXISTS (SELECT FROM hookline.delivery_queue WHERE lane IS NOT NULL AND state <> 'dead')";
-        // Until baselines know lanes (V12), they are asked without them.
-        let any_open = match build.client.query_one(ANY_OPEN, &[]).await {
-            Ok(_) => ANY_OPEN,
-            Err(_) => "SELECT pending + in_flight > 0 FROM hookline.queue_stats",
-        };
+                OR EXISTS (SELECT FROM hookline.delivery_queue WHERE state = 'held')";
+        const ANY_IN_A_LANE: &str =
+            "SELECT EXISTS (SELECT FROM hookline.delivery_queue WHERE lane IS NOT NULL AND state <> 'dead')";
+        // A baseline from before ordered lanes (V12) has no lane column.
+        let lanes = build.client.query_one(ANY_IN_A_LANE, &[]).await.is_ok();
         loop {
-            if !build.client.query_one(any_open, &[]).await?.get::<_, bool>(0) {
+            let open = build.client.query_one(ANY_DUE_OR_HELD, &[]).await?.get::<_, bool>(0)
+                || (lanes && build.client.query_one(ANY_IN_A_LANE, &[]).await?.get::<_, bool>(0));
+            if !open {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(5)).await;

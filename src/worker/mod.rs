@@ -136,7 +136,8 @@ pub async fn run(
 /// every second (workers take turns; the views are exact either way, this
 /// keeps the deltas few), and every ten disables the endpoints whose circuit
 /// has stayed open longer than they allow and seals the plaintext secrets
-/// that SQL wrote.
+/// that SQL wrote; every ten minutes it forgets the ordered lanes producers
+/// stopped using.
 async fn housekeeping(pool: Pool, settings: WorkerSettings, mut shutdown: watch::Receiver<bool>) {
     let mut every = tokio::time::interval(FOLD_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -187,6 +187,12 @@ async fn send(db: &TestDb, key: &str, n: i64) {
         .unwrap();
 }
 
+/// The one dead letter in the queue.
+async fn dead_letter(db: &TestDb) -> uuid::Uuid {
+    let client = db.client().await;
+    client.query_one("SELECT delivery_id FROM hookline.delivery_queue WHERE state = 'dead'", &[]).await.unwrap().get(0)
+}
+
 async fn queue_states(db: &TestDb) -> Vec<String> {
     db.client()
         .await
@@ -223,13 +229,7 @@ async fn a_dead_head_holds_back_its_key_alone_until_replayed_or_skipped() {
     assert_eq!(sent, [("stuck".into(), 0), ("free".into(), 0), ("free".into(), 1), ("free".into(), 2)]);
 
     // Replaying the dead head sends it, then the rest of its key, in order.
-    let head: uuid::Uuid = db
-        .client()
-        .await
-        .query_one("SELECT delivery_id FROM hookline.delivery_queue WHERE state = 'dead'", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let head = dead_letter(&db).await;
     let mut client = db.client().await;
     let tx = client.transaction().await.unwrap();
     hookline::db::deliveries::requeue(&tx, head).await.unwrap();
@@ -271,13 +271,7 @@ async fn cancelling_a_waiting_lanes_head_lets_the_next_go() {
     send(&db, "k", 1).await;
     eventually(WAIT, "the next to wait", || async { (queue_states(&db).await == ["dead", "waiting"]).then_some(()) })
         .await;
-    let head: uuid::Uuid = db
-        .client()
-        .await
-        .query_one("SELECT delivery_id FROM hookline.delivery_queue WHERE state = 'dead'", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let head = dead_letter(&db).await;
     let mut client = db.client().await;
     let tx = client.transaction().await.unwrap();
     assert!(hookline::db::deliveries::cancel(&tx, head, "discarded").await.unwrap());
