@@ -55,10 +55,10 @@ enum Command {
 enum SecretsCommand {
     /// Print a new random key for HOOKLINE_SECRET_KEY.
     GenerateKey,
-    /// Re-encrypt every endpoint secret with the first key of
+    /// Re-encrypt every endpoint and source secret with the first key of
     /// HOOKLINE_SECRET_KEY, in batches; safe to stop and run again.
     RotateKey {
-        /// Endpoints per transaction.
+        /// Rows per transaction.
         #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(i64).range(1..=10_000))]
         batch: i64,
     },
@@ -197,13 +197,13 @@ async fn rotate_key(pool: &Pool, keys: &KeyRing, batch: i64) -> anyhow::Result<(
         .await
         .map_err(|e| anyhow::anyhow!(telemetry::error_chain(&e)))?;
     let key = keys.sealing_key_id().expect("parsed rings hold a key");
-    println!("re-encrypted the secrets of {} endpoints with key {key}", done.endpoints);
-    for (endpoint, reason) in &done.unopened {
-        println!("left endpoint {endpoint} as it was: its secret is {reason}");
+    println!("re-encrypted the secrets of {} endpoints and sources with key {key}", done.rows);
+    for (holder, reason) in &done.unopened {
+        println!("left {holder} as it was: its secret is {reason}");
     }
     anyhow::ensure!(
         done.unopened.is_empty(),
-        "{} endpoints' secrets could not be opened: add the keys that sealed them to HOOKLINE_SECRET_KEY and run this again",
+        "{} secrets could not be opened: add the keys that sealed them to HOOKLINE_SECRET_KEY and run this again",
         done.unopened.len()
     );
     Ok(())

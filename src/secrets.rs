@@ -1,14 +1,14 @@
-//! Endpoint signing secrets at rest: stored sealed with AES-256-GCM under a
-//! key from HOOKLINE_SECRET_KEY, so a database dump alone cannot sign a
-//! webhook.
+//! Secrets at rest — endpoints' signing secrets and inbound sources'
+//! secrets: stored sealed with AES-256-GCM under a key from
+//! HOOKLINE_SECRET_KEY, so a database dump alone cannot sign a webhook.
 //!
 //! A sealed value reads `aes256gcm:<key id>:<base64url(nonce ‖ ciphertext ‖ tag)>`.
 //! The key id (the first 8 hex digits of the key's SHA-256) names the key that
 //! opens it, so several keys can be configured at once: the first seals, all
 //! open, and `hookline secrets rotate-key` re-seals what older keys sealed. A
-//! stored value without the prefix is a plaintext `whsec_` secret, written
-//! by SQL (`INSERT INTO hookline.endpoints`) or before keys existed; it
-//! reads as it is until a worker seals it.
+//! stored value without the prefix is plaintext, written by SQL (`INSERT
+//! INTO hookline.endpoints`) or before keys existed; it reads as it is until
+//! a worker seals it.
 
 use std::sync::Arc;
 

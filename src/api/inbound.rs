@@ -63,7 +63,7 @@ impl InboundApi {
     ) -> Result<ReceiveResponse, Problem> {
         // A known or unknown name remembered from the last second, and a
         // forged signature, cost no database connection.
-        let Some(source) = state.sources.get(&state.pool, &source_name.0).await? else {
+        let Some(source) = state.sources.get(&state.pool, &state.secret_keys, &source_name.0).await? else {
             return Err(Problem::not_found("source"));
         };
         if let Err(rejection) = source.verifier.verify(headers, &body.0, Utc::now().timestamp()) {

@@ -316,7 +316,7 @@ impl SourcesApi {
         check(&settings)?;
         let mut client = state.pool.get().await?;
         let tx = client.transaction().await?;
-        let row = db::sources::insert(&tx, &settings).await.map_err(name_taken)?;
+        let row = db::sources::insert(&tx, &state.secret_keys, &settings).await.map_err(name_taken)?;
         audit(&tx, &auth.0, "source.create", None, Some(&row)).await?;
         tx.commit().await?;
         state.sources.forget(&row.settings.name);
@@ -345,11 +345,12 @@ impl SourcesApi {
         let page = PageRequest::parse(limit.0, cursor.0.as_deref())?;
         let client = state.client().await?;
         let tenant = auth.0.tenant_filter(tenant.0.as_deref());
-        let mut rows: Vec<Source> = db::sources::list_page(&client, page.after, page.fetch(), tenant)
-            .await?
-            .into_iter()
-            .map(Source::from)
-            .collect();
+        let mut rows: Vec<Source> =
+            db::sources::list_page(&client, &state.secret_keys, page.after, page.fetch(), tenant)
+                .await?
+                .into_iter()
+                .map(Source::from)
+                .collect();
         let next_cursor = page.finish(&mut rows, |s| s.id);
         Ok(Json(SourceList { data: rows, next_cursor }))
     }
@@ -359,7 +360,7 @@ impl SourcesApi {
     async fn get(&self, auth: Auth, state: Data<&AppState>, source_id: Path<Uuid>) -> Result<Json<Source>, Problem> {
         auth.0.require(Scope::Read)?;
         let client = state.client().await?;
-        let row = visible(&auth.0, db::sources::get(&client, source_id.0).await?)?;
+        let row = visible(&auth.0, db::sources::get(&client, &state.secret_keys, source_id.0).await?)?;
         Ok(Json(row.into()))
     }
 
@@ -375,11 +376,11 @@ impl SourcesApi {
         auth.0.require(Scope::Write)?;
         let mut client = state.pool.get().await?;
         let tx = client.transaction().await?;
-        let before = visible(&auth.0, db::sources::get_for_update(&tx, source_id.0).await?)?;
+        let before = visible(&auth.0, db::sources::get_for_update(&tx, &state.secret_keys, source_id.0).await?)?;
         let mut settings = before.settings.clone();
         apply(&mut settings, body.0)?;
         check(&settings)?;
-        let after = db::sources::update(&tx, before.id, &settings).await.map_err(name_taken)?;
+        let after = db::sources::update(&tx, &state.secret_keys, before.id, &settings).await.map_err(name_taken)?;
         audit(&tx, &auth.0, "source.update", Some(&before), Some(&after)).await?;
         tx.commit().await?;
         state.sources.forget(&before.settings.name);
@@ -398,7 +399,7 @@ impl SourcesApi {
         auth.0.require(Scope::Write)?;
         let mut client = state.pool.get().await?;
         let tx = client.transaction().await?;
-        let row = visible(&auth.0, db::sources::get_for_update(&tx, source_id.0).await?)?;
+        let row = visible(&auth.0, db::sources::get_for_update(&tx, &state.secret_keys, source_id.0).await?)?;
         db::sources::delete(&tx, row.id).await?;
         audit(&tx, &auth.0, "source.delete", Some(&row), None).await?;
         tx.commit().await?;

@@ -37,6 +37,8 @@ pub enum Error {
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("migration failed")]
     Migration(#[from] refinery::Error),
+    #[error("a stored secret cannot be opened")]
+    Secret(#[from] crate::secrets::OpenError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,5 +1,7 @@
 //! Inbound sources: the API's CRUD, the receiver's lookup by name, and the
-//! receivers' counters.
+//! receivers' counters. A source's secret is sealed on its way in and
+//! opened on its way out (see [`crate::secrets`]): in memory it is the
+//! secret, in the table never.
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
@@ -8,6 +10,7 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use super::Result;
+use crate::secrets::{KeyRing, StoredSecret};
 
 /// The columns every source query returns, in `Source::from(Row)` order: the
 /// source and what its receiver saw.
@@ -161,14 +164,15 @@ pub struct SourceSettings {
 }
 
 impl SourceSettings {
-    /// The statement parameters, in `SOURCE_INSERT`'s order.
-    fn params(&self) -> [&(dyn ToSql + Sync); 12] {
+    /// The statement parameters, in `SOURCE_INSERT`'s order, with the
+    /// secret as stored.
+    fn params<'a>(&'a self, sealed: &'a Option<StoredSecret>) -> [&'a (dyn ToSql + Sync); 12] {
         [
             &self.tenant,
             &self.name,
             &self.description,
             &self.scheme,
-            &self.secret,
+            sealed,
             &self.signature_header,
             &self.signature_encoding,
             &self.id_header,
@@ -180,37 +184,50 @@ impl SourceSettings {
     }
 }
 
-pub async fn insert(db: &impl GenericClient, s: &SourceSettings) -> Result<Source> {
-    Ok(db.query_one(&db.prepare_cached(SOURCE_INSERT).await?, &s.params()).await?.into())
+/// A row with its secret opened.
+fn opened(keys: &KeyRing, row: Row) -> Result<Source> {
+    let mut source = Source::from(row);
+    if let Some(stored) = source.settings.secret.take() {
+        source.settings.secret = Some(keys.open(&StoredSecret::from_stored(stored))?);
+    }
+    Ok(source)
 }
 
-pub async fn get(db: &impl GenericClient, id: Uuid) -> Result<Option<Source>> {
-    Ok(db.query_opt(&db.prepare_cached(SOURCE_GET).await?, &[&id]).await?.map(Source::from))
+pub async fn insert(db: &impl GenericClient, keys: &KeyRing, s: &SourceSettings) -> Result<Source> {
+    let sealed = s.secret.as_deref().map(|secret| keys.seal(secret));
+    opened(keys, db.query_one(&db.prepare_cached(SOURCE_INSERT).await?, &s.params(&sealed)).await?)
 }
 
-pub async fn get_for_update(db: &impl GenericClient, id: Uuid) -> Result<Option<Source>> {
-    Ok(db.query_opt(&db.prepare_cached(SOURCE_GET_FOR_UPDATE).await?, &[&id]).await?.map(Source::from))
+pub async fn get(db: &impl GenericClient, keys: &KeyRing, id: Uuid) -> Result<Option<Source>> {
+    db.query_opt(&db.prepare_cached(SOURCE_GET).await?, &[&id]).await?.map(|r| opened(keys, r)).transpose()
 }
 
-pub async fn by_name(db: &impl GenericClient, name: &str) -> Result<Option<Source>> {
-    Ok(db.query_opt(&db.prepare_cached(SOURCE_BY_NAME).await?, &[&name]).await?.map(Source::from))
+pub async fn get_for_update(db: &impl GenericClient, keys: &KeyRing, id: Uuid) -> Result<Option<Source>> {
+    let row = db.query_opt(&db.prepare_cached(SOURCE_GET_FOR_UPDATE).await?, &[&id]).await?;
+    row.map(|r| opened(keys, r)).transpose()
+}
+
+pub async fn by_name(db: &impl GenericClient, keys: &KeyRing, name: &str) -> Result<Option<Source>> {
+    db.query_opt(&db.prepare_cached(SOURCE_BY_NAME).await?, &[&name]).await?.map(|r| opened(keys, r)).transpose()
 }
 
 pub async fn list_page(
     db: &impl GenericClient,
+    keys: &KeyRing,
     after: Option<Uuid>,
     limit: i64,
     tenant: Option<&str>,
 ) -> Result<Vec<Source>> {
-    Ok(db.query(SOURCE_LIST_PAGE, &[&after, &limit, &tenant]).await?.into_iter().map(Source::from).collect())
+    db.query(SOURCE_LIST_PAGE, &[&after, &limit, &tenant]).await?.into_iter().map(|r| opened(keys, r)).collect()
 }
 
 /// Writes `s` over source `id`, then reads it back.
-pub async fn update(db: &impl GenericClient, id: Uuid, s: &SourceSettings) -> Result<Source> {
+pub async fn update(db: &impl GenericClient, keys: &KeyRing, id: Uuid, s: &SourceSettings) -> Result<Source> {
+    let sealed = s.secret.as_deref().map(|secret| keys.seal(secret));
     let mut params: Vec<&(dyn ToSql + Sync)> = vec![&id];
-    params.extend(s.params());
+    params.extend(s.params(&sealed));
     db.execute(&db.prepare_cached(SOURCE_UPDATE).await?, &params).await?;
-    get(db, id).await?.ok_or(super::Error::NotFound)
+    get(db, keys, id).await?.ok_or(super::Error::NotFound)
 }
 
 pub async fn delete(db: &impl GenericClient, id: Uuid) -> Result<bool> {

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::verify::{Encoding, Scheme, Settings, Verifier};
 use crate::db;
 use crate::remembered::{Recall, Remembered};
+use crate::secrets::KeyRing;
 
 const TTL: Duration = Duration::from_secs(1);
 /// Unknown names remembered at most; past this the set starts over.
@@ -43,12 +44,12 @@ impl SourceCache {
     /// The enabled source called `name`, or `None` (unknown, disabled, or
     /// with settings it cannot verify by, which is logged). Takes a pooled
     /// connection only when the name was not looked up within the TTL.
-    pub async fn get(&self, pool: &Pool, name: &str) -> db::Result<Option<Arc<Receiving>>> {
+    pub async fn get(&self, pool: &Pool, keys: &KeyRing, name: &str) -> db::Result<Option<Arc<Receiving>>> {
         match self.0.recall(name) {
             Recall::Known(source) => Ok(Some(source)),
             Recall::Unknown => Ok(None),
             Recall::Forgotten => {
-                let source = load(&pool.get().await?, name).await?;
+                let source = load(&pool.get().await?, keys, name).await?;
                 self.0.remember(name.to_owned(), source.clone());
                 Ok(source)
             }
@@ -67,8 +68,8 @@ impl SourceCache {
     }
 }
 
-async fn load(db: &impl GenericClient, name: &str) -> db::Result<Option<Arc<Receiving>>> {
-    Ok(db::sources::by_name(db, name).await?.filter(|s| s.settings.enabled).and_then(|s| receiving(&s)))
+async fn load(db: &impl GenericClient, keys: &KeyRing, name: &str) -> db::Result<Option<Arc<Receiving>>> {
+    Ok(db::sources::by_name(db, keys, name).await?.filter(|s| s.settings.enabled).and_then(|s| receiving(&s)))
 }
 
 /// The verifier a source's settings describe, or why there is none.

@@ -167,7 +167,7 @@ async fn housekeeping(pool: Pool, settings: WorkerSettings, mut shutdown: watch:
             }
             match db::secrets::seal_plaintext(&mut client, &settings.secret_keys, SEAL_BATCH).await {
                 Ok(0) => {}
-                Ok(sealed) => tracing::info!(endpoints = sealed, "sealed plaintext endpoint secrets"),
+                Ok(sealed) => tracing::info!(rows = sealed, "sealed plaintext secrets of endpoints and sources"),
                 Err(error) => tracing::warn!(error = %error_chain(&error), "could not seal plaintext secrets"),
             }
         }

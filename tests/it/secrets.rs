@@ -141,6 +141,13 @@ async fn rotate_key_reseals_every_secret_under_the_new_key_in_batches() {
     }
     let (plain, _) = (NewEndpoint { url: &receiver.url, ..Default::default() }.insert(&db).await, ());
     secrets.push((plain, stored(&db, plain).await.0));
+    let source = api
+        .post(
+            "/v1/sources",
+            json!({"name": "acme", "scheme": "hmac_sha256", "secret": "s3cret-acme", "event_type": "acme.event"}),
+        )
+        .await;
+    assert_eq!(source.status, 201, "{source:?}");
 
     let new_key = KeyRing::generate_key();
     let new_only = KeyRing::parse(&new_key).unwrap();
@@ -152,12 +159,16 @@ async fn rotate_key_reseals_every_secret_under_the_new_key_in_batches() {
     let both = format!("{new_key},{TEST_SECRET_KEY}");
     let out = hookline(&["secrets", "rotate-key", "--batch", "2"], &db, &both);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("secrets of 6 endpoints"), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("secrets of 7 endpoints and sources"), "{out:?}");
     for (id, secret) in &secrets {
         let (stored, _) = stored(&db, *id).await;
         assert_eq!(StoredSecret::from_stored(stored.clone()).key_id(), new_only.sealing_key_id());
         assert_eq!(&new_only.open(&StoredSecret::from_stored(stored)).unwrap(), secret);
     }
+    let source_secret: String =
+        db.client().await.query_one("SELECT secret FROM hookline.sources", &[]).await.unwrap().get(0);
+    assert!(!source_secret.contains("s3cret"), "sources' secrets are sealed too");
+    assert_eq!(new_only.open(&StoredSecret::from_stored(source_secret)).unwrap(), "s3cret-acme");
     let again = hookline(&["secrets", "rotate-key"], &db, &both);
     assert!(String::from_utf8_lossy(&again.stdout).contains("secrets of 0 endpoints"), "{again:?}");
 
