@@ -27,14 +27,15 @@ ALTER TABLE hookline.delivery_queue
 CREATE INDEX delivery_queue_lane ON hookline.delivery_queue (lane, lane_seq) WHERE lane IS NOT NULL;
 CREATE SEQUENCE hookline.lane_seq AS bigint;
 
--- One row per lane that producers used lately: a producer's fan-out updates
--- the rows of its lanes, so producers of one lane take turns until each
--- commits. Workers never touch it (they coordinate on endpoint_state), so a
--- long producer transaction never stalls a worker. Rows unused for a day
--- are removed by the workers; a lane's places do not depend on its row.
+-- One row per lane that took places lately: whatever takes a place in a
+-- lane (a producer's fan-out, a replay, a recover) first updates the lane's
+-- row here, so they take turns until each commits. Claims and completions
+-- never touch it (they take the lane locks of sql/058_ordering.sql); a
+-- worker only meets it when it produces an event itself (`endpoint.disabled`
+-- to an ordered endpoint). Rows unused for a day are removed by the
+-- workers; a lane's places do not depend on its row.
 CREATE TABLE hookline.ordering_lanes (
-    endpoint_id  uuid        NOT NULL,
-    ordering_key text        NOT NULL,
-    used_at      timestamptz NOT NULL DEFAULT now(),
-    CONSTRAINT ordering_lanes_pkey PRIMARY KEY (endpoint_id, ordering_key)
+    lane    bigint      NOT NULL,
+    used_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT ordering_lanes_pkey PRIMARY KEY (lane)
 );

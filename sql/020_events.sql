@@ -9,8 +9,9 @@
 -- * events_fan_out (AFTER, per statement): one INSERT … SELECT creates a
 --   pending delivery (history row + queue row) for every matching enabled
 --   endpoint of the event's tenant; deliveries to ordered endpoints (an
---   `ordering` other than `none`) are made by a second pass that first
---   locks their lanes and then places them (sql/058_ordering.sql),
+--   `ordering` other than `none`), which the same statement collects, are
+--   made by a second pass that first locks their lanes' places and then
+--   places them (sql/058_ordering.sql),
 --   then one NOTIFY wakes the workers, but only if a worker is waiting for one
 --   (hookline.idle_workers; see the migration for why). NOTIFYs with the same
 --   payload collapse within a transaction, so a 10,000-row insert wakes
@@ -75,14 +76,22 @@ CREATE TRIGGER events_check_payload
 CREATE OR REPLACE FUNCTION hookline.events_fan_out() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
-    created bigint;
-    ordered bigint;
+    created       bigint;
+    ordered_event uuid[];
+    ordered_to    uuid[];
+    ordered_lane  bigint[];
 BEGIN
-    -- Unordered deliveries (the usual case): one statement.
-    WITH matched AS MATERIALIZED (
-        SELECT e.id AS event_id, ep.id AS endpoint_id, e.tenant, e.event_type,
-               hookline.lane_of(ep.id, ep.ordering, e.ordering_key) AS lane
+    -- Unordered deliveries (the usual case) in one statement, which also
+    -- collects the ordered ones in event order (the order of this
+    -- statement's rows), so every pass sees the endpoints as this one did.
+    WITH event AS MATERIALIZED (
+        SELECT e.id, e.tenant, e.event_type, e.ordering_key, e.source, row_number() OVER () AS nth
           FROM new_events AS e
+    ),
+    matched AS MATERIALIZED (
+        SELECT e.id AS event_id, ep.id AS endpoint_id, e.tenant, e.event_type, e.nth,
+               hookline.lane_of(ep.id, ep.ordering, e.ordering_key) AS lane
+          FROM event AS e
           JOIN hookline.endpoints AS ep
             ON ep.tenant = e.tenant
            AND ep.enabled
@@ -100,43 +109,29 @@ BEGIN
         INSERT INTO hookline.delivery_queue (delivery_id, event_id, endpoint_id)
         SELECT id, event_id, endpoint_id FROM created
     )
-    SELECT count(*), count(*) FILTER (WHERE m.lane IS NOT NULL) INTO created, ordered FROM matched AS m;
+    SELECT count(*),
+           array_agg(m.event_id ORDER BY m.nth, m.endpoint_id) FILTER (WHERE m.lane IS NOT NULL),
+           array_agg(m.endpoint_id ORDER BY m.nth, m.endpoint_id) FILTER (WHERE m.lane IS NOT NULL),
+           array_agg(m.lane ORDER BY m.nth, m.endpoint_id) FILTER (WHERE m.lane IS NOT NULL)
+      INTO created, ordered_event, ordered_to, ordered_lane
+      FROM matched AS m;
 
     -- Ordered ones (sql/058_ordering.sql): lock their lanes, in a fixed
-    -- order, then place them in event order (the order of this statement's
-    -- rows) after everything committed in those lanes before.
-    IF ordered > 0 THEN
-        INSERT INTO hookline.ordering_lanes AS l (endpoint_id, ordering_key)
-        SELECT DISTINCT ep.id, CASE ep.ordering WHEN 'endpoint' THEN '' ELSE e.ordering_key END
-          FROM new_events AS e
-          JOIN hookline.endpoints AS ep
-            ON ep.tenant = e.tenant
-           AND ep.enabled
-           AND e.event_type LIKE ANY (ep.event_types_like)
-         WHERE e.source <> 'test' AND hookline.lane_of(ep.id, ep.ordering, e.ordering_key) IS NOT NULL
-         ORDER BY 1, 2
-            ON CONFLICT (endpoint_id, ordering_key) DO UPDATE SET used_at = excluded.used_at;
-
-        WITH event AS MATERIALIZED (
-            SELECT e.id, e.tenant, e.event_type, e.ordering_key, row_number() OVER () AS nth
-              FROM new_events AS e
-             WHERE e.source <> 'test'
-        ),
-        placed AS MATERIALIZED (
-            SELECT hookline.uuid_v7() AS id, m.*, nextval('hookline.lane_seq') AS lane_seq
-              FROM (SELECT e.id AS event_id, ep.id AS endpoint_id, e.tenant, e.event_type,
-                           hookline.lane_of(ep.id, ep.ordering, e.ordering_key) AS lane
-                      FROM event AS e
-                      JOIN hookline.endpoints AS ep
-                        ON ep.tenant = e.tenant
-                       AND ep.enabled
-                       AND e.event_type LIKE ANY (ep.event_types_like)
-                     WHERE hookline.lane_of(ep.id, ep.ordering, e.ordering_key) IS NOT NULL
-                     ORDER BY e.nth, ep.id) AS m
+    -- order, then place them in event order after everything committed in
+    -- those lanes before.
+    IF ordered_lane IS NOT NULL THEN
+        PERFORM hookline.lock_lane_places(ordered_lane);
+        WITH placed AS MATERIALIZED (
+            SELECT hookline.uuid_v7() AS id, o.event_id, o.endpoint_id, o.lane,
+                   nextval('hookline.lane_seq') AS lane_seq
+              FROM (SELECT o.* FROM unnest(ordered_event, ordered_to, ordered_lane) WITH ORDINALITY
+                                     AS o(event_id, endpoint_id, lane, nth)
+                     ORDER BY o.nth) AS o
         ),
         created AS (
             INSERT INTO hookline.deliveries (id, event_id, endpoint_id, tenant, event_type)
-            SELECT p.id, p.event_id, p.endpoint_id, p.tenant, p.event_type FROM placed AS p
+            SELECT p.id, p.event_id, p.endpoint_id, e.tenant, e.event_type
+              FROM placed AS p JOIN new_events AS e ON e.id = p.event_id
         )
         INSERT INTO hookline.delivery_queue (delivery_id, event_id, endpoint_id, lane, lane_seq)
         SELECT p.id, p.event_id, p.endpoint_id, p.lane, p.lane_seq FROM placed AS p;

@@ -88,15 +88,15 @@ BEGIN
          WHERE endpoint_id = NEW.id;
         -- Rows a claim held while the disabling parked the rest.
         UPDATE hookline.delivery_queue SET state = 'pending' WHERE endpoint_id = NEW.id AND state = 'held';
-    ELSE
-        IF NEW.rate_limit_per_s IS DISTINCT FROM OLD.rate_limit_per_s THEN
-            -- A new pace starts afresh; deliveries already given a later start keep it.
-            UPDATE hookline.endpoint_state SET rate_tat = NULL, rate_horizon = NULL WHERE endpoint_id = NEW.id;
-        END IF;
-        IF NEW.ordering_on_dead IS DISTINCT FROM OLD.ordering_on_dead THEN
-            -- Dead deliveries now block their lanes, or no longer do.
-            PERFORM hookline.advance_endpoint_lanes(NEW.id);
-        END IF;
+    ELSIF NEW.rate_limit_per_s IS DISTINCT FROM OLD.rate_limit_per_s THEN
+        -- A new pace starts afresh; deliveries already given a later start keep it.
+        UPDATE hookline.endpoint_state SET rate_tat = NULL, rate_horizon = NULL WHERE endpoint_id = NEW.id;
+    END IF;
+    IF TG_OP = 'UPDATE' AND NEW.enabled
+       AND (NOT OLD.enabled OR NEW.ordering_on_dead IS DISTINCT FROM OLD.ordering_on_dead) THEN
+        -- Enabled again (rows the disabling could not park may wait in their
+        -- lanes), or dead deliveries now block their lanes, or no longer do.
+        PERFORM hookline.advance_endpoint_lanes(NEW.id);
     END IF;
     RETURN NULL;
 END

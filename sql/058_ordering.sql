@@ -6,11 +6,12 @@
 -- place order, that still blocks it: pending, held or waiting, or dead when
 -- the endpoint's `ordering_on_dead` is `wait`. Only the head may be sent.
 --
--- * Producers: the fan-out (sql/020_events.sql) locks each lane's row in
---   ordering_lanes, then numbers the lane's new deliveries from
---   hookline.lane_seq. A second producer of the lane waits for the first to
---   commit before numbering, so places follow commit order, and a claim
---   that sees a delivery also sees every delivery placed before it.
+-- * Places: whatever places deliveries in a lane (the fan-out of
+--   sql/020_events.sql, a replay, a recover) first locks the lane's row in
+--   ordering_lanes (hookline.lock_lane_places), then numbers them from
+--   hookline.lane_seq. A second one waits for the first to commit before
+--   numbering, so places follow commit order, and a claim that sees a
+--   delivery also sees every delivery placed before it.
 -- * Claims: an ordered delivery always goes to the flow-control claim. It
 --   takes its candidates' lane locks (below), then the candidates, and then,
 --   in a statement with a newer snapshot, moves every candidate that is not
@@ -54,6 +55,27 @@ LANGUAGE sql STABLE AS $$
      WHERE q.lane = lane_head.lane AND (q.state <> 'dead' OR dead_blocks)
      ORDER BY q.lane_seq
      LIMIT 1
+$$;
+
+-- Locks the places of `lanes` for this transaction (their ordering_lanes
+-- rows, in lane order), before taking places in them.
+CREATE OR REPLACE FUNCTION hookline.lock_lane_places(lanes bigint[]) RETURNS void
+LANGUAGE sql AS $$
+    INSERT INTO hookline.ordering_lanes AS l (lane)
+    SELECT DISTINCT x FROM unnest(lanes) AS x WHERE x IS NOT NULL ORDER BY 1
+        ON CONFLICT (lane) DO UPDATE SET used_at = excluded.used_at
+$$;
+
+-- A new place at the back of `lane` (NULL: not ordered).
+CREATE OR REPLACE FUNCTION hookline.take_lane_place(lane bigint) RETURNS bigint
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF lane IS NULL THEN
+        RETURN NULL;
+    END IF;
+    PERFORM hookline.lock_lane_places(ARRAY[lane]);
+    RETURN nextval('hookline.lane_seq');
+END
 $$;
 
 -- Takes the lane locks of `lanes` (see above).
@@ -100,23 +122,33 @@ BEGIN
 END
 $$;
 
--- The place of a replayed delivery: a dead one of a lane that moved on past
--- it (`ordering_on_dead = 'skip'`) goes to the back of the lane, since
--- later ones may be in flight; otherwise it keeps its place.
-CREATE OR REPLACE FUNCTION hookline.replayed_lane_seq(
-    lane bigint, lane_seq bigint, state hookline.queue_state, endpoint_id uuid) RETURNS bigint
+-- The place of a replayed delivery: a dead one keeps its place only while
+-- it holds its lane back (its lane's head, its endpoint's dead ones
+-- blocking, nothing of the lane in flight); otherwise the lane moved on
+-- past it, so it goes to the back.
+CREATE OR REPLACE FUNCTION hookline.replayed_lane_seq(delivery_id uuid, endpoint_id uuid, lane bigint,
+                                                      lane_seq bigint, state hookline.queue_state) RETURNS bigint
 LANGUAGE sql VOLATILE AS $$
-    SELECT CASE WHEN lane IS NOT NULL AND state = 'dead'
-                 AND (SELECT ep.ordering_on_dead FROM hookline.endpoints AS ep WHERE ep.id = replayed_lane_seq.endpoint_id) = 'skip'
-                THEN nextval('hookline.lane_seq')
-                ELSE lane_seq END
+    SELECT CASE WHEN lane IS NULL OR state <> 'dead' THEN lane_seq
+                WHEN (SELECT h.delivery_id
+                        FROM hookline.endpoints AS ep
+                       CROSS JOIN LATERAL hookline.lane_head(lane, ep.ordering_on_dead = 'wait') AS h
+                       WHERE ep.id = replayed_lane_seq.endpoint_id) = replayed_lane_seq.delivery_id
+                 AND NOT EXISTS (SELECT FROM hookline.delivery_queue AS q
+                                  WHERE q.lane = replayed_lane_seq.lane AND q.lease_owner IS NOT NULL
+                                    AND q.next_attempt_at > now())
+                    THEN lane_seq
+                ELSE hookline.take_lane_place(lane) END
 $$;
 
--- Every lane of one endpoint (its ordering_on_dead changed, say).
+-- Every lane of one endpoint (its ordering_on_dead changed, or it was
+-- enabled again). The lanes of all its queue rows, not only waiting ones:
+-- a claim may be moving a row to `waiting` right now, unseen until the
+-- lane lock is ours.
 CREATE OR REPLACE FUNCTION hookline.advance_endpoint_lanes(endpoint_id uuid) RETURNS integer
 LANGUAGE sql AS $$
-    SELECT hookline.advance_lanes(array_agg(q.endpoint_id), array_agg(q.lane))
+    SELECT coalesce(hookline.advance_lanes(array_agg(q.endpoint_id), array_agg(q.lane)), 0)
       FROM (SELECT DISTINCT q.endpoint_id, q.lane
               FROM hookline.delivery_queue AS q
-             WHERE q.endpoint_id = advance_endpoint_lanes.endpoint_id AND q.state = 'waiting') AS q
+             WHERE q.endpoint_id = advance_endpoint_lanes.endpoint_id AND q.lane IS NOT NULL) AS q
 $$;

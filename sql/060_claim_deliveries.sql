@@ -10,9 +10,12 @@
 --    limit or an unclosed circuit, in endpoint id order: claims of the same
 --    endpoint by several workers take turns there, which is what makes
 --    max_in_flight and rate_limit_per_s hold across all of them.
---    Completions lock in the same order. Then the lane locks of the
---    candidates in ordered lanes (sql/058_ordering.sql). Both are taken
---    before any candidate, so a claim holding a candidate never waits.
+--    Completions lock in the same order; only rows locked here are written
+--    below (a limit added meanwhile applies from the next claim). Then the
+--    lane locks of the candidates in ordered lanes (sql/058_ordering.sql).
+--    Both are taken before any candidate, so a claim holding candidates
+--    waits for no lock, only, when it advances a lane whose head it ended
+--    or parked, for that lane's next row, which no other lane locker holds.
 -- 2. Lock the candidates that are still due, skipping rows that other
 --    workers are claiming (FOR UPDATE SKIP LOCKED). End those whose
 --    endpoint or event no longer exists (dead, with the reason): they can
@@ -101,20 +104,24 @@ DECLARE
     ended_endpoints  uuid[];
     ended_lanes      bigint[];
     waited           uuid[];
+    limited_ids      uuid[];
+    parked_endpoints uuid[];
+    parked_lanes     bigint[];
     claimed          uuid[];
 BEGIN
     -- The rate limit measures from here rather than from the transaction's
     -- start, so the starts it spaces are as close as can be to the sends.
     at := coalesce(at, clock_timestamp());
-    PERFORM
-       FROM hookline.endpoint_state AS s
-       JOIN hookline.endpoints AS ep ON ep.id = s.endpoint_id
-      WHERE s.endpoint_id IN (SELECT q.endpoint_id FROM hookline.delivery_queue AS q
-                               WHERE q.delivery_id = ANY (candidate_ids))
-        AND (NOT ep.enabled OR ep.max_in_flight IS NOT NULL OR ep.rate_limit_per_s IS NOT NULL
-             OR s.circuit_state <> 'closed')
-      ORDER BY s.endpoint_id
-        FOR UPDATE OF s;
+    SELECT array_agg(l.endpoint_id) INTO limited_ids
+      FROM (SELECT s.endpoint_id
+              FROM hookline.endpoint_state AS s
+              JOIN hookline.endpoints AS ep ON ep.id = s.endpoint_id
+             WHERE s.endpoint_id IN (SELECT q.endpoint_id FROM hookline.delivery_queue AS q
+                                      WHERE q.delivery_id = ANY (candidate_ids))
+               AND (NOT ep.enabled OR ep.max_in_flight IS NOT NULL OR ep.rate_limit_per_s IS NOT NULL
+                    OR s.circuit_state <> 'closed')
+             ORDER BY s.endpoint_id
+               FOR UPDATE OF s) AS l;
     PERFORM hookline.lock_lanes(array_agg(q.lane))
        FROM hookline.delivery_queue AS q
       WHERE q.delivery_id = ANY (candidate_ids) AND q.lane IS NOT NULL
@@ -177,7 +184,7 @@ BEGIN
         UPDATE hookline.delivery_queue AS q
            SET state = 'waiting'
           FROM hookline.endpoints AS ep
-         WHERE q.delivery_id = ANY (locked_ids) AND q.lane IS NOT NULL AND ep.id = q.endpoint_id
+         WHERE q.delivery_id = ANY (locked_ids) AND q.lane IS NOT NULL AND ep.id = q.endpoint_id AND ep.enabled
            AND q.delivery_id <> ALL (coalesce(ended_ids, '{}'))
            AND NOT EXISTS (SELECT FROM hookline.lane_head(q.lane, ep.ordering_on_dead = 'wait') AS h
                             WHERE h.delivery_id = q.delivery_id)
@@ -272,7 +279,7 @@ BEGIN
                                                    ELSE 0 END
           FROM placed AS p
          WHERE q.delivery_id = p.delivery_id AND p.action <> 'leave'
-        RETURNING q.delivery_id, p.action
+        RETURNING q.delivery_id, p.action, q.endpoint_id, q.lane
     ),
     parked AS (
         UPDATE hookline.deliveries AS d
@@ -304,14 +311,21 @@ BEGIN
           FROM (SELECT DISTINCT ON (p.endpoint_id) p.*, max(p.starts_at) OVER (PARTITION BY p.endpoint_id) AS horizon
                   FROM placed AS p
                  ORDER BY p.endpoint_id) AS t
-         WHERE s.endpoint_id = t.endpoint_id
+         -- Only rows locked above: a limit added since waits for the next claim.
+         WHERE s.endpoint_id = t.endpoint_id AND s.endpoint_id = ANY (limited_ids)
            AND ((t.cap_free IS NOT NULL AND t.taken > 0) OR (t.rate IS NOT NULL AND (t.taken > 0 OR t.horizon IS NOT NULL))
                 OR (t.circuit_room = 1 AND t.taken = 1))
     )
     SELECT array_agg(m.delivery_id) FILTER (WHERE m.action IN ('claim', 'expire')),
-           array_agg(m.delivery_id) FILTER (WHERE m.action = 'expire')
-      INTO claimed, expired
+           array_agg(m.delivery_id) FILTER (WHERE m.action = 'expire'),
+           array_agg(m.endpoint_id) FILTER (WHERE m.action = 'park' AND m.lane IS NOT NULL),
+           array_agg(m.lane) FILTER (WHERE m.action = 'park' AND m.lane IS NOT NULL)
+      INTO claimed, expired, parked_endpoints, parked_lanes
       FROM moved AS m;
+    -- A parked head no longer blocks its lane where dead ones do not.
+    IF parked_lanes IS NOT NULL THEN
+        PERFORM hookline.advance_lanes(parked_endpoints, parked_lanes);
+    END IF;
 
     RETURN QUERY
     SELECT q.delivery_id, q.attempts, q.next_attempt_at, e.id, e.event_type, e.created_at, e.payload::text,

@@ -13,7 +13,7 @@ use postgres_types::ToSql;
 use uuid::Uuid;
 
 use super::Result;
-use super::lanes::LANES_ADVANCE;
+use super::lanes::{LANES_ADVANCE, LANES_LOCK_OF_DELIVERY};
 use crate::config::CircuitSettings;
 use crate::domain::delivery::{DeliveryState, ErrorKind};
 use crate::secrets::StoredSecret;
@@ -326,18 +326,18 @@ pub struct Recorded {
 }
 
 /// Writes a batch of outcomes; `at` is the clock (`None`: the database's).
-/// `ended_lanes` are the (endpoint, lane) of the outcomes that end a
-/// delivery of an ordered lane: they are written in one transaction with
-/// the advance of those lanes, so a lane never stops with its head gone.
+/// `lanes` are the (endpoint, lane) of the outcomes of ordered deliveries:
+/// those are written in one transaction with the advance of their lanes,
+/// so a lane never stops with its head gone.
 pub async fn complete_many(
     client: &mut deadpool_postgres::Client,
     worker: Uuid,
     batch: &[&AttemptOutcome],
-    ended_lanes: &[(Uuid, i64)],
+    lanes: &[(Uuid, i64)],
     circuit: &CircuitSettings,
     at: Option<DateTime<Utc>>,
 ) -> Result<Recorded> {
-    let (endpoints, lanes): (Vec<Uuid>, Vec<i64>) = ended_lanes.iter().copied().unzip();
+    let (endpoints, lanes): (Vec<Uuid>, Vec<i64>) = lanes.iter().copied().unzip();
     if lanes.is_empty() {
         return record(&*client, worker, batch, circuit, at).await;
     }
@@ -447,18 +447,22 @@ SELECT attempt, started_at, duration_ms, status_code, response_headers, response
 pub const DELIVERY_REQUEUE: &str = "
 WITH target AS (
     SELECT d.id, d.event_id, d.endpoint_id, d.attempts, d.state, d.tenant, d.event_type, d.created_at, ep.enabled,
-           EXISTS (SELECT FROM hookline.events AS e WHERE e.id = d.event_id) AS has_event
+           e.id IS NOT NULL AS has_event, hookline.lane_of(ep.id, ep.ordering, e.ordering_key) AS lane
       FROM hookline.deliveries AS d
       LEFT JOIN hookline.endpoints AS ep ON ep.id = d.endpoint_id
+      LEFT JOIN hookline.events AS e ON e.id = d.event_id
      WHERE d.id = $1
 ),
 queued AS (
-    INSERT INTO hookline.delivery_queue (delivery_id, event_id, endpoint_id, attempts)
-    SELECT id, event_id, endpoint_id, attempts FROM target WHERE enabled AND has_event
+    -- A finished delivery sent again joins the back of its lane.
+    INSERT INTO hookline.delivery_queue (delivery_id, event_id, endpoint_id, attempts, lane, lane_seq)
+    SELECT id, event_id, endpoint_id, attempts, lane, hookline.take_lane_place(lane)
+      FROM target WHERE enabled AND has_event
     ON CONFLICT (delivery_id) DO UPDATE
        SET state = 'pending', next_attempt_at = now(), lease_owner = NULL,
-           lane_seq = hookline.replayed_lane_seq(hookline.delivery_queue.lane, hookline.delivery_queue.lane_seq,
-                                                 hookline.delivery_queue.state, hookline.delivery_queue.endpoint_id)
+           lane_seq = hookline.replayed_lane_seq(hookline.delivery_queue.delivery_id,
+                                                 hookline.delivery_queue.endpoint_id, hookline.delivery_queue.lane,
+                                                 hookline.delivery_queue.lane_seq, hookline.delivery_queue.state)
      WHERE hookline.delivery_queue.lease_owner IS NULL OR hookline.delivery_queue.next_attempt_at <= now()
     RETURNING delivery_id
 ),
@@ -516,12 +520,11 @@ SELECT h.id, r.endpoint_id, r.lane FROM history AS h JOIN removed AS r ON r.deli
 /// Re-queues the dead letters matching tenant `$1`, endpoint `$2`, type `$3`,
 /// window [`$4`, `$5`); returns how many.
 pub const DEAD_LETTER_REPLAY_MATCHING: &str = "
-WITH revived AS (
-    UPDATE hookline.delivery_queue AS q
-       SET state = 'pending', next_attempt_at = now(), lease_owner = NULL,
-           lane_seq = hookline.replayed_lane_seq(q.lane, q.lane_seq, q.state, q.endpoint_id)
-      FROM hookline.deliveries AS d
-     WHERE q.state = 'dead' AND d.id = q.delivery_id
+WITH target AS MATERIALIZED (
+    SELECT q.delivery_id, q.endpoint_id, q.lane, q.lane_seq, q.state
+      FROM hookline.delivery_queue AS q
+      JOIN hookline.deliveries AS d ON d.id = q.delivery_id
+     WHERE q.state = 'dead'
        -- Dead letters of a disabled endpoint would only die again.
        AND EXISTS (SELECT FROM hookline.endpoints AS ep WHERE ep.id = q.endpoint_id AND ep.enabled)
        AND ($1::text IS NULL OR d.tenant = $1)
@@ -529,6 +532,20 @@ WITH revived AS (
        AND ($3::text IS NULL OR d.event_type = $3)
        AND ($4::timestamptz IS NULL OR q.delivery_id >= hookline.uuid_v7_floor($4))
        AND ($5::timestamptz IS NULL OR q.delivery_id < hookline.uuid_v7_floor($5))
+     -- Ordered lanes' dead letters keep their order when they take new places.
+     ORDER BY q.lane, q.lane_seq
+       FOR UPDATE OF q
+),
+placed AS MATERIALIZED (
+    SELECT t.delivery_id,
+           hookline.replayed_lane_seq(t.delivery_id, t.endpoint_id, t.lane, t.lane_seq, t.state) AS lane_seq
+      FROM target AS t
+),
+revived AS (
+    UPDATE hookline.delivery_queue AS q
+       SET state = 'pending', next_attempt_at = now(), lease_owner = NULL, lane_seq = p.lane_seq
+      FROM placed AS p
+     WHERE q.delivery_id = p.delivery_id
     RETURNING q.delivery_id
 ),
 history AS (
@@ -563,8 +580,7 @@ WITH missed AS (
      ORDER BY e.id
 ),
 placed AS MATERIALIZED (
-    SELECT hookline.uuid_v7() AS delivery_id, m.*,
-           CASE WHEN m.lane IS NOT NULL THEN nextval('hookline.lane_seq') END AS lane_seq
+    SELECT hookline.uuid_v7() AS delivery_id, m.*, hookline.take_lane_place(m.lane) AS lane_seq
       FROM missed AS m
 ),
 created AS (
@@ -729,6 +745,8 @@ pub async fn requeue(db: &impl GenericClient, id: Uuid) -> Result<Requeued> {
 /// transaction: a cancelled head of an ordered lane lets the next one go
 /// in a second statement.
 pub async fn cancel(db: &impl GenericClient, id: Uuid, reason: &str) -> Result<bool> {
+    // The lane lock before the row, as claims and completions take them.
+    db.execute(&db.prepare_cached(LANES_LOCK_OF_DELIVERY).await?, &[&id]).await?;
     let Some(row) = db.query_opt(&db.prepare_cached(DELIVERY_CANCEL).await?, &[&id, &reason]).await? else {
         return Ok(false);
     };

@@ -9,6 +9,10 @@ use super::Result;
 /// the statement that ended their heads, in the same transaction.
 pub const LANES_ADVANCE: &str = "SELECT hookline.advance_lanes($1, $2)";
 
+/// Takes the lane lock of delivery `$1`'s lane, if it has one.
+pub const LANES_LOCK_OF_DELIVERY: &str = "
+SELECT hookline.lock_lanes(array_agg(lane)) FROM hookline.delivery_queue WHERE delivery_id = $1 AND lane IS NOT NULL";
+
 /// Forgets the producers' lane rows unused for a day. A lane's deliveries
 /// keep their places without its row; its next producer makes a new one.
 pub const LANES_FORGET_UNUSED: &str = "DELETE FROM hookline.ordering_lanes WHERE used_at < now() - interval '1 day'";

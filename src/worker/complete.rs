@@ -31,9 +31,10 @@ pub struct Finished {
     pub outcome: AttemptOutcome,
     /// Set when the endpoint answered 410 Gone.
     pub disable_endpoint: bool,
-    /// The delivery's ordered lane, when this outcome ends the delivery:
-    /// the lane's next one may go.
-    pub ended_lane: Option<i64>,
+    /// The delivery's ordered lane: written with this outcome, the lane is
+    /// advanced (a no-op unless the outcome ended its head — which the
+    /// database decides: a retry of a since-disabled endpoint is dead).
+    pub lane: Option<i64>,
 }
 
 /// Decides where a delivery goes after `attempt`.
@@ -88,7 +89,7 @@ pub fn decide(delivery: &Claimed, attempt: Attempt, settings: &WorkerSettings, j
             endpoint_down: endpoint_down(error_kind, status_code),
         },
         disable_endpoint,
-        ended_lane: delivery.lane.filter(|_| state != DeliveryState::Pending),
+        lane: delivery.lane,
     }
 }
 
@@ -178,7 +179,7 @@ impl Finished {
                 ..c.clone()
             },
             disable_endpoint: self.disable_endpoint,
-            ended_lane: self.ended_lane,
+            lane: self.lane,
         }
     }
 }
@@ -195,11 +196,10 @@ fn data_error(error: &db::Error) -> Option<&str> {
 async fn write(flusher: &Flusher, batch: &[Finished]) -> db::Result<()> {
     let mut client = flusher.pool.get().await?;
     let outcomes: Vec<&AttemptOutcome> = batch.iter().map(|f| &f.outcome).collect();
-    let ended_lanes: Vec<(Uuid, i64)> =
-        batch.iter().filter_map(|f| f.ended_lane.map(|lane| (f.outcome.endpoint_id, lane))).collect();
+    let lanes: Vec<(Uuid, i64)> =
+        batch.iter().filter_map(|f| f.lane.map(|lane| (f.outcome.endpoint_id, lane))).collect();
     let recorded =
-        db::deliveries::complete_many(&mut client, flusher.worker, &outcomes, &ended_lanes, &flusher.circuit, None)
-            .await?;
+        db::deliveries::complete_many(&mut client, flusher.worker, &outcomes, &lanes, &flusher.circuit, None).await?;
     if recorded.still_ours < batch.len() as i64 {
         tracing::warn!(
             not_ours = batch.len() as i64 - recorded.still_ours,
