@@ -24,7 +24,12 @@ ALTER TABLE hookline.events
 ALTER TABLE hookline.delivery_queue
     ADD COLUMN lane bigint,
     ADD COLUMN lane_seq bigint;
-CREATE INDEX delivery_queue_lane ON hookline.delivery_queue (lane, lane_seq) WHERE lane IS NOT NULL;
+-- A lane's rows in place order, its dead letters apart: a lane whose dead
+-- letters do not block finds its head without stepping over them.
+CREATE INDEX delivery_queue_lane ON hookline.delivery_queue (lane, lane_seq)
+    WHERE lane IS NOT NULL AND state <> 'dead';
+CREATE INDEX delivery_queue_lane_dead ON hookline.delivery_queue (lane, lane_seq)
+    WHERE lane IS NOT NULL AND state = 'dead';
 CREATE SEQUENCE hookline.lane_seq AS bigint;
 
 -- One row per lane that took places lately: whatever takes a place in a

@@ -47,13 +47,23 @@ $$;
 
 -- A lane's head: its first row that blocks it (`dead_blocks`: its
 -- endpoint's ordering_on_dead is `wait`).
+-- (Each half reads one of the lane indexes.)
 CREATE OR REPLACE FUNCTION hookline.lane_head(lane bigint, dead_blocks boolean)
 RETURNS TABLE (delivery_id uuid, state hookline.queue_state)
 LANGUAGE sql STABLE AS $$
-    SELECT q.delivery_id, q.state
-      FROM hookline.delivery_queue AS q
-     WHERE q.lane = lane_head.lane AND (q.state <> 'dead' OR dead_blocks)
-     ORDER BY q.lane_seq
+    SELECT h.delivery_id, h.state
+      FROM ((SELECT q.delivery_id, q.state, q.lane_seq
+               FROM hookline.delivery_queue AS q
+              WHERE q.lane = lane_head.lane AND q.state <> 'dead'
+              ORDER BY q.lane_seq
+              LIMIT 1)
+            UNION ALL
+            (SELECT q.delivery_id, q.state, q.lane_seq
+               FROM hookline.delivery_queue AS q
+              WHERE q.lane = lane_head.lane AND q.state = 'dead' AND dead_blocks
+              ORDER BY q.lane_seq
+              LIMIT 1)) AS h
+     ORDER BY h.lane_seq
      LIMIT 1
 $$;
 
@@ -135,8 +145,8 @@ LANGUAGE sql VOLATILE AS $$
                        CROSS JOIN LATERAL hookline.lane_head(lane, ep.ordering_on_dead = 'wait') AS h
                        WHERE ep.id = replayed_lane_seq.endpoint_id) = replayed_lane_seq.delivery_id
                  AND NOT EXISTS (SELECT FROM hookline.delivery_queue AS q
-                                  WHERE q.lane = replayed_lane_seq.lane AND q.lease_owner IS NOT NULL
-                                    AND q.next_attempt_at > now())
+                                  WHERE q.lane = replayed_lane_seq.lane AND q.state <> 'dead'
+                                    AND q.lease_owner IS NOT NULL AND q.next_attempt_at > now())
                     THEN lane_seq
                 ELSE hookline.take_lane_place(lane) END
 $$;
