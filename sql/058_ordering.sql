@@ -19,10 +19,12 @@
 --   like any other delivery (limits, circuit, retries). Two claims never
 --   both take a lane's rows: the head is committed before anything placed
 --   after it, so every claim sees it.
--- * When a lane's head ends (succeeded; dead, where dead ones do not block;
---   cancelled; an orphan ended), hookline.advance_lanes runs in the same
---   transaction, after the statement that ended it: it takes the lane locks
---   and then makes the lane's new head pending and due if it was waiting.
+-- * When a lane's head may have ended (any completion of an ordered
+--   delivery; a cancel; an orphan ended or a head parked by the claim; the
+--   endpoint enabled again or its ordering_on_dead changed),
+--   hookline.advance_lanes runs in the same transaction, after the statement
+--   that ended it: it takes the lane locks and then makes the lane's head
+--   pending and due if it was waiting.
 --   A claim deciding that a row waits and an advance letting it go take
 --   turns on the lane lock, and each decides with a snapshot taken after it
 --   got the lock, so the advance always sees what the claim moved aside,
