@@ -315,3 +315,37 @@ async fn the_api_orders_an_endpoint_by_key_and_takes_events_with_keys() {
         .assert_problem(400, Some("ordering_key"));
     worker.stop().await;
 }
+
+#[tokio::test]
+async fn a_replayed_dead_delivery_of_a_skipping_lane_waits_behind_the_one_in_flight() {
+    let db = TestDb::new().await;
+    let receiver = TestReceiver::start().await;
+    let endpoint = ordered_endpoint(&db, &receiver.url, "key", 0).await;
+    db.client()
+        .await
+        .execute("UPDATE hookline.endpoints SET ordering_on_dead = 'skip' WHERE id = $1", &[&endpoint])
+        .await
+        .unwrap();
+    let worker = RunningWorker::start(&db, test_settings()).await;
+    receiver.script([Reply::status(500), Reply::status(200).after(Duration::from_millis(800))]);
+    send(&db, "k", 0).await;
+    eventually(WAIT, "the first to die", || async { (queue_states(&db).await == ["dead"]).then_some(()) }).await;
+    send(&db, "k", 1).await;
+    receiver.wait_for(2, WAIT).await;
+
+    // Event 1 is in flight (its receiver takes 800 ms): the replayed event 0
+    // goes to the back of the lane, after it, not beside it.
+    let dead = dead_letter(&db).await;
+    let mut client = db.client().await;
+    let tx = client.transaction().await.unwrap();
+    hookline::db::deliveries::requeue(&tx, dead).await.unwrap();
+    tx.commit().await.unwrap();
+    let got = receiver.wait_for(3, WAIT).await;
+    assert_eq!(key_and_n(&got[2]), ("k".into(), 0));
+    assert!(
+        got[2].at.duration_since(got[1].at) >= Duration::from_millis(800),
+        "sent only after the one in flight was answered"
+    );
+    assert_eq!(receiver.most_concurrent(), 1);
+    worker.stop().await;
+}
