@@ -105,6 +105,8 @@ DECLARE
     ended_lanes      bigint[];
     waited           uuid[];
     limited_ids      uuid[];
+    candidate_endpoints uuid[];
+    candidate_lanes  bigint[];
     parked_endpoints uuid[];
     parked_lanes     bigint[];
     claimed          uuid[];
@@ -112,20 +114,22 @@ BEGIN
     -- The rate limit measures from here rather than from the transaction's
     -- start, so the starts it spaces are as close as can be to the sends.
     at := coalesce(at, clock_timestamp());
+    SELECT array_agg(DISTINCT q.endpoint_id), array_agg(q.lane) FILTER (WHERE q.lane IS NOT NULL)
+      INTO candidate_endpoints, candidate_lanes
+      FROM hookline.delivery_queue AS q
+     WHERE q.delivery_id = ANY (candidate_ids);
     SELECT array_agg(l.endpoint_id) INTO limited_ids
       FROM (SELECT s.endpoint_id
               FROM hookline.endpoint_state AS s
               JOIN hookline.endpoints AS ep ON ep.id = s.endpoint_id
-             WHERE s.endpoint_id IN (SELECT q.endpoint_id FROM hookline.delivery_queue AS q
-                                      WHERE q.delivery_id = ANY (candidate_ids))
+             WHERE s.endpoint_id = ANY (candidate_endpoints)
                AND (NOT ep.enabled OR ep.max_in_flight IS NOT NULL OR ep.rate_limit_per_s IS NOT NULL
                     OR s.circuit_state <> 'closed')
              ORDER BY s.endpoint_id
                FOR UPDATE OF s) AS l;
-    PERFORM hookline.lock_lanes(array_agg(q.lane))
-       FROM hookline.delivery_queue AS q
-      WHERE q.delivery_id = ANY (candidate_ids) AND q.lane IS NOT NULL
-     HAVING count(*) > 0;
+    IF candidate_lanes IS NOT NULL THEN
+        PERFORM hookline.lock_lanes(candidate_lanes);
+    END IF;
 
     SELECT array_agg(c.delivery_id ORDER BY c.next_attempt_at, c.delivery_id),
            array_agg(c.endpoint_id ORDER BY c.next_attempt_at, c.delivery_id),

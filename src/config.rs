@@ -121,7 +121,7 @@ pub struct Settings {
     #[arg(long, env = "HOOKLINE_SHUTDOWN_GRACE_S", default_value_t = 30, global = true)]
     pub shutdown_grace_s: u64,
 
-    /// Keys that encrypt endpoint secrets at rest: comma-separated, each 32
+    /// Keys that encrypt endpoint and source secrets at rest: comma-separated, each 32
     /// bytes in base64 (`hookline secrets generate-key`). The first seals,
     /// all open. Required by `serve`, `worker` and `run`; `hookline dev`
     /// keeps one in its data folder.
@@ -139,7 +139,6 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// The configured database URL, HOOKLINE_DATABASE_URL before DATABASE_URL.
     /// The keys of HOOKLINE_SECRET_KEY, if set; a bad one is an error that
     /// names its position, never its value.
     pub fn secret_keys(&self) -> Result<Option<KeyRing>, String> {
@@ -149,6 +148,7 @@ impl Settings {
         }
     }
 
+    /// The configured database URL, HOOKLINE_DATABASE_URL before DATABASE_URL.
     pub fn database_url(&self) -> Option<String> {
         self.database_url.clone().or_else(|| std::env::var("DATABASE_URL").ok()).filter(|u| !u.is_empty())
     }

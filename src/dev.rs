@@ -33,7 +33,7 @@ pub fn data_dir() -> PathBuf {
     }
 }
 
-/// The key that seals this installation's endpoint secrets, kept in the
+/// The key that seals this installation's endpoint and source secrets, kept in the
 /// data folder (`secret-key`, readable by its owner only) so a restart
 /// opens what the last run sealed; made on the first run.
 pub fn secret_keys() -> anyhow::Result<KeyRing> {
@@ -51,7 +51,7 @@ pub fn secret_keys() -> anyhow::Result<KeyRing> {
             .open(&path)
             .with_context(|| format!("cannot create {}", path.display()))?;
         writeln!(file, "{}", KeyRing::generate_key())?;
-        tracing::info!(path = %path.display(), "made a key for endpoint secrets");
+        tracing::info!(path = %path.display(), "made a key for the secrets at rest");
     }
     let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
     KeyRing::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))

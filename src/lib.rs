@@ -6,7 +6,7 @@
 //! - [`db`] — the pool, migrations, LISTEN, and one module of named statements per table.
 //! - [`domain`] — delivery states, error kinds, the retry schedule; no IO.
 //! - [`signing`] — Standard Webhooks signatures.
-//! - [`secrets`] — endpoint secrets sealed at rest (HOOKLINE_SECRET_KEY).
+//! - [`secrets`] — endpoint and source secrets sealed at rest (HOOKLINE_SECRET_KEY).
 //! - [`worker`] — claims due deliveries, sends them, records outcomes.
 //! - [`inbound`] — verifying and counting webhooks third parties send us.
 //! - [`api`] — the HTTP API (poem-openapi) and its OpenAPI document.

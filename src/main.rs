@@ -44,7 +44,7 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
-    /// Manage the keys that encrypt endpoint secrets at rest.
+    /// Manage the keys that encrypt endpoint and source secrets at rest.
     Secrets {
         #[command(subcommand)]
         command: SecretsCommand,
@@ -169,23 +169,23 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// The keys of HOOKLINE_SECRET_KEY, which every production command needs:
-/// without one, endpoint secrets would be stored as plaintext.
+/// without one, secrets would be stored as plaintext.
 fn required_keys(settings: &Settings) -> anyhow::Result<KeyRing> {
     settings.secret_keys().map_err(anyhow::Error::msg)?.context(
-        "HOOKLINE_SECRET_KEY is not set: endpoint secrets are stored encrypted, under a key you keep \
+        "HOOKLINE_SECRET_KEY is not set: endpoint and source secrets are stored encrypted, under a key you keep \
          (make one with `hookline secrets generate-key`)",
     )
 }
 
 /// Refuses to start when stored secrets were sealed by keys this process
-/// lacks: it could not sign for those endpoints.
+/// lacks: it could not sign for those endpoints, nor verify those sources.
 async fn check_keys(pool: &Pool, keys: &KeyRing) -> anyhow::Result<()> {
     let missing = db::secrets::missing_key_ids(&pool.get().await?, keys)
         .await
         .map_err(|e| anyhow::anyhow!(telemetry::error_chain(&e)))?;
     anyhow::ensure!(
         missing.is_empty(),
-        "endpoint secrets are sealed with key(s) {} that HOOKLINE_SECRET_KEY does not hold",
+        "stored secrets are sealed with key(s) {} that HOOKLINE_SECRET_KEY does not hold",
         missing.join(", ")
     );
     Ok(())

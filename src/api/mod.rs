@@ -88,7 +88,7 @@ pub struct Shared {
     pub max_body_bytes: usize,
     pub sources: inbound_cache::SourceCache,
     pub inbound_counts: Arc<Counters>,
-    /// Seals endpoint secrets for storage and opens them to show.
+    /// Seals endpoint and source secrets for storage, opens them to use or show.
     pub secret_keys: KeyRing,
 }
 

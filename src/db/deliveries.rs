@@ -447,16 +447,18 @@ SELECT attempt, started_at, duration_ms, status_code, response_headers, response
 pub const DELIVERY_REQUEUE: &str = "
 WITH target AS (
     SELECT d.id, d.event_id, d.endpoint_id, d.attempts, d.state, d.tenant, d.event_type, d.created_at, ep.enabled,
-           e.id IS NOT NULL AS has_event, hookline.lane_of(ep.id, ep.ordering, e.ordering_key) AS lane
+           e.id IS NOT NULL AS has_event, hookline.lane_of(ep.id, ep.ordering, e.ordering_key) AS lane,
+           EXISTS (SELECT FROM hookline.delivery_queue AS q WHERE q.delivery_id = d.id) AS in_queue
       FROM hookline.deliveries AS d
       LEFT JOIN hookline.endpoints AS ep ON ep.id = d.endpoint_id
       LEFT JOIN hookline.events AS e ON e.id = d.event_id
      WHERE d.id = $1
 ),
 queued AS (
-    -- A finished delivery sent again joins the back of its lane.
+    -- A finished delivery sent again joins the back of its lane; one still
+    -- queued keeps its lane, and its place as hookline.replayed_lane_seq says.
     INSERT INTO hookline.delivery_queue (delivery_id, event_id, endpoint_id, attempts, lane, lane_seq)
-    SELECT id, event_id, endpoint_id, attempts, lane, hookline.take_lane_place(lane)
+    SELECT id, event_id, endpoint_id, attempts, lane, CASE WHEN NOT in_queue THEN hookline.take_lane_place(lane) END
       FROM target WHERE enabled AND has_event
     ON CONFLICT (delivery_id) DO UPDATE
        SET state = 'pending', next_attempt_at = now(), lease_owner = NULL,

@@ -64,6 +64,8 @@ const SOURCES: Holder = Holder {
          WHERE secret NOT LIKE 'aes256gcm:%'
          LIMIT $1
            FOR UPDATE SKIP LOCKED",
+    // Sources have no rotated-out secret: `$3` (always NULL) is named only
+    // so that one parameter list serves both tables.
     store: "UPDATE hookline.sources SET secret = $2 WHERE id = $1 AND $3::text IS NULL",
 };
 

@@ -29,6 +29,15 @@ async fn ordered_endpoint(db: &TestDb, url: &str, ordering: &str, retries: usize
         .get(0)
 }
 
+/// Lets the endpoint's lanes move on past dead deliveries.
+async fn skip_dead_ones(db: &TestDb, endpoint: uuid::Uuid) {
+    let client = db.client().await;
+    client
+        .execute("UPDATE hookline.endpoints SET ordering_on_dead = 'skip' WHERE id = $1", &[&endpoint])
+        .await
+        .unwrap();
+}
+
 /// (key, n) of a request's event payload.
 fn key_and_n(request: &Received) -> (String, i64) {
     let data = &request.json()["data"];
@@ -247,11 +256,7 @@ async fn a_dead_head_holds_back_its_key_alone_until_replayed_or_skipped() {
         (queue_states(&db).await == ["dead", "waiting"]).then_some(())
     })
     .await;
-    db.client()
-        .await
-        .execute("UPDATE hookline.endpoints SET ordering_on_dead = 'skip' WHERE id = $1", &[&endpoint])
-        .await
-        .unwrap();
+    skip_dead_ones(&db, endpoint).await;
     let got = receiver.wait_for(10, WAIT).await;
     assert_eq!(key_and_n(&got[9]), ("stuck".into(), 5), "skipped past the dead one");
     send(&db, "stuck", 6).await;
@@ -321,11 +326,7 @@ async fn a_replayed_dead_delivery_of_a_skipping_lane_waits_behind_the_one_in_fli
     let db = TestDb::new().await;
     let receiver = TestReceiver::start().await;
     let endpoint = ordered_endpoint(&db, &receiver.url, "key", 0).await;
-    db.client()
-        .await
-        .execute("UPDATE hookline.endpoints SET ordering_on_dead = 'skip' WHERE id = $1", &[&endpoint])
-        .await
-        .unwrap();
+    skip_dead_ones(&db, endpoint).await;
     let worker = RunningWorker::start(&db, test_settings()).await;
     receiver.script([Reply::status(500), Reply::status(200).after(Duration::from_millis(800))]);
     send(&db, "k", 0).await;
