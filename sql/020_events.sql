@@ -89,8 +89,9 @@ BEGIN
           FROM new_events AS e
     ),
     matched AS MATERIALIZED (
-        SELECT e.id AS event_id, ep.id AS endpoint_id, e.tenant, e.event_type, e.nth,
-               hookline.lane_of(ep.id, ep.ordering, e.ordering_key) AS lane
+        SELECT hookline.uuid_v7() AS id, e.id AS event_id, ep.id AS endpoint_id, e.tenant, e.event_type, e.nth,
+               hookline.lane_of(ep.id, ep.ordering, e.ordering_key) AS lane,
+               ep.batch_max_wait_ms AS batch_wait_ms
           FROM event AS e
           JOIN hookline.endpoints AS ep
             ON ep.tenant = e.tenant
@@ -101,13 +102,18 @@ BEGIN
          WHERE e.source <> 'test'
     ),
     created AS (
-        INSERT INTO hookline.deliveries (event_id, endpoint_id, tenant, event_type)
-        SELECT m.event_id, m.endpoint_id, m.tenant, m.event_type FROM matched AS m WHERE m.lane IS NULL
-        RETURNING id, event_id, endpoint_id
+        INSERT INTO hookline.deliveries (id, event_id, endpoint_id, tenant, event_type)
+        SELECT m.id, m.event_id, m.endpoint_id, m.tenant, m.event_type FROM matched AS m WHERE m.lane IS NULL
     ),
+    -- A batching endpoint's delivery falls due after its max_wait_ms; a
+    -- batch formed then takes its endpoint's younger ones along.
     queued AS (
-        INSERT INTO hookline.delivery_queue (delivery_id, event_id, endpoint_id)
-        SELECT id, event_id, endpoint_id FROM created
+        INSERT INTO hookline.delivery_queue (delivery_id, event_id, endpoint_id, next_attempt_at, batched)
+        SELECT m.id, m.event_id, m.endpoint_id,
+               CASE WHEN m.batch_wait_ms > 0 THEN now() + make_interval(secs => m.batch_wait_ms / 1000.0)
+                    ELSE now() END,
+               m.batch_wait_ms IS NOT NULL
+          FROM matched AS m WHERE m.lane IS NULL
     )
     SELECT count(*),
            array_agg(m.event_id ORDER BY m.nth, m.endpoint_id) FILTER (WHERE m.lane IS NOT NULL),

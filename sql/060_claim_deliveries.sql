@@ -90,7 +90,10 @@ CREATE FUNCTION hookline.claim_limited(
     lost_at          timestamptz,
     worker_losses    integer,
     circuit_expired  boolean,
-    lane             bigint
+    lane             bigint,
+    batch_max_events integer,
+    batch_max_bytes  integer,
+    batch_format     text
 )
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
@@ -337,7 +340,8 @@ BEGIN
            CASE WHEN ep.previous_secret_expires_at > at THEN ep.previous_secret END,
            l.lost_at - make_interval(secs => least(ep.timeout_ms / 1000.0 + 5, lease_max_s)), l.lost_at,
            CASE WHEN l.lost_at IS NOT NULL THEN hookline.worker_losses(q.delivery_id) END,
-           q.delivery_id = ANY (coalesce(expired, '{}')), q.lane
+           q.delivery_id = ANY (coalesce(expired, '{}')), q.lane,
+           ep.batch_max_events, ep.batch_max_bytes, ep.batch_format
       FROM hookline.delivery_queue AS q
       JOIN hookline.events AS e ON e.id = q.event_id
       JOIN hookline.endpoints AS ep ON ep.id = q.endpoint_id

@@ -97,6 +97,13 @@ pub struct Attempt {
     pub error: Option<String>,
     /// The worker that made the attempt.
     pub worker: Uuid,
+    /// The batched request that made it (its `webhook-id`), if its endpoint
+    /// sends batches; the response is that request's.
+    #[oai(nullable)]
+    pub batch_id: Option<Uuid>,
+    /// How many deliveries that request carried.
+    #[oai(nullable)]
+    pub batch_size: Option<i32>,
 }
 
 #[derive(Object, Debug)]
@@ -257,6 +264,8 @@ impl DeliveriesApi {
                 error_kind: a.error_kind,
                 error: a.error,
                 worker: a.worker,
+                batch_id: a.batch_id,
+                batch_size: a.batch_size,
             })
             .collect();
         Ok(Json(AttemptList { data }))

@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::Result;
 use super::lanes::{LANES_ADVANCE, LANES_LOCK_OF_DELIVERY};
 use crate::config::CircuitSettings;
+use crate::domain::batch::{BatchFormat, BatchShape};
 use crate::domain::delivery::{DeliveryState, ErrorKind};
 use crate::secrets::StoredSecret;
 
@@ -33,13 +34,19 @@ pub const DELIVERY_CLAIM: &str = include_str!("statements/delivery_claim.sql");
 pub const DELIVERY_CLAIM_LIMITED: &str = "
 SELECT delivery_id, attempt, lease_until, event_id, event_type, event_created_at, payload,
        endpoint_id, url, http_method, headers, timeout_ms, retry_schedule, secret, previous_secret,
-       lost_since, lost_at, worker_losses, circuit_expired, lane
+       lost_since, lost_at, worker_losses, circuit_expired, lane, batch_max_events, batch_max_bytes, batch_format
   FROM hookline.claim_limited($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+
+/// Fills batches with more of their endpoints' pending deliveries: see the
+/// file. Parameters: `$1` worker, `$2`/`$3`/`$4` endpoints with their room
+/// in envelopes and bytes, `$5` longest lease (s), `$6` the clock (NULL: now()).
+pub const DELIVERY_CLAIM_BATCH: &str = include_str!("statements/delivery_claim_batch.sql");
 
 /// Records a batch of outcomes in one statement: see the file. Parameters:
 /// `$1` worker, `$2` the outcomes (`hookline.attempt_outcome[]`), `$3`
 /// failed attempts that open a circuit, `$4`/`$5` its first and longest
-/// cool-down (s), `$6` the clock (NULL: now()).
+/// cool-down (s), `$6` the clock (NULL: now()), `$7` the batched requests
+/// the outcomes name (`hookline.batch_attempt[]`).
 pub const DELIVERY_COMPLETE: &str = include_str!("statements/delivery_complete.sql");
 
 /// Hands deliveries this worker still holds back to the queue (at shutdown),
@@ -117,6 +124,8 @@ pub struct Claimed {
     /// Its ordered lane (`None`: not ordered); its completion lets the
     /// lane's next delivery go.
     pub lane: Option<i64>,
+    /// Its endpoint's batches, if it sends them.
+    pub batch: Option<BatchShape>,
 }
 
 /// A lease whose worker stopped before recording an outcome.
@@ -155,8 +164,17 @@ impl From<&tokio_postgres::Row> for Claimed {
             }),
             circuit_expired: r.get(18),
             lane: r.get(19),
+            batch: batch_shape(r.get(20), r.get(21), r.get(22)),
         }
     }
+}
+
+fn batch_shape(max_events: Option<i32>, max_bytes: Option<i32>, format: Option<&str>) -> Option<BatchShape> {
+    Some(BatchShape {
+        max_events: usize::try_from(max_events?).ok()?,
+        max_bytes: usize::try_from(max_bytes?).ok()?,
+        format: BatchFormat::parse(format?)?,
+    })
 }
 
 /// What a worker asks for when it claims.
@@ -229,8 +247,8 @@ pub async fn claim_due(db: &impl GenericClient, r: &ClaimRequest<'_>) -> Result<
         match row.get::<_, Option<Uuid>>(0) {
             Some(_) => claim.deliveries.push(Claimed::from(row)),
             None => {
-                claim.limited = row.get::<_, Option<Vec<Uuid>>>(20).unwrap_or_default();
-                claim.next_due_s = row.get(21);
+                claim.limited = row.get::<_, Option<Vec<Uuid>>>(23).unwrap_or_default();
+                claim.next_due_s = row.get(24);
             }
         }
     }
@@ -290,6 +308,26 @@ pub async fn claim_limited(db: &impl GenericClient, r: &ClaimRequest<'_>, candid
     Ok(rows.iter().map(Claimed::from).collect())
 }
 
+/// Claims, for each (endpoint, envelopes, bytes) in `rooms`, as many of its
+/// pending deliveries as fit (see [`DELIVERY_CLAIM_BATCH`]).
+pub async fn claim_for_batches(
+    db: &impl GenericClient,
+    worker: Uuid,
+    rooms: &[(Uuid, i32, i32)],
+    lease_max_s: f64,
+    at: Option<DateTime<Utc>>,
+) -> Result<Vec<Claimed>> {
+    let (endpoints, (events, bytes)): (Vec<Uuid>, (Vec<i32>, Vec<i32>)) =
+        rooms.iter().map(|(endpoint, events, bytes)| (*endpoint, (*events, *bytes))).unzip();
+    let rows = db
+        .query(
+            &db.prepare_cached(DELIVERY_CLAIM_BATCH).await?,
+            &[&worker, &endpoints, &events, &bytes, &lease_max_s, &at],
+        )
+        .await?;
+    Ok(rows.iter().map(Claimed::from).collect())
+}
+
 /// The outcome of one attempt, ready to be written: a
 /// `hookline.attempt_outcome`, field for field.
 #[derive(Debug, Clone, ToSql)]
@@ -313,6 +351,40 @@ pub struct AttemptOutcome {
     /// The attempt's verdict for the circuit breaker: the endpoint is down
     /// (`Some(true)`), answers (`Some(false)`), or neither.
     pub endpoint_down: Option<bool>,
+    /// The batched requests that carried the delivery in this claim, in
+    /// order, the last deciding (`None`: sent alone, or not sent). Their
+    /// responses are in [`BatchAttempt`]s, not repeated here.
+    pub requests: Option<Vec<Uuid>>,
+}
+
+/// One batched request: a `hookline.batch_attempt`, field for field.
+#[derive(Debug, Clone, ToSql)]
+#[postgres(name = "batch_attempt")]
+pub struct BatchAttempt {
+    /// The request's `webhook-id`.
+    pub id: Uuid,
+    pub endpoint_id: Uuid,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: i32,
+    pub status_code: Option<i32>,
+    pub response_headers: Option<serde_json::Value>,
+    pub response_body: Option<String>,
+    pub error_kind: Option<ErrorKind>,
+    pub error: Option<String>,
+    pub bytes: i32,
+    pub deliveries: Vec<Uuid>,
+    /// Each delivery's attempt number for this request.
+    pub delivery_attempts: Vec<i32>,
+}
+
+/// A batch of completions to write.
+#[derive(Debug, Default)]
+pub struct Outcomes<'a> {
+    pub outcomes: Vec<&'a AttemptOutcome>,
+    /// The batched requests the outcomes name.
+    pub requests: Vec<&'a BatchAttempt>,
+    /// The (endpoint, lane) of the outcomes of ordered deliveries.
+    pub lanes: Vec<(Uuid, i64)>,
 }
 
 /// What writing a batch of completions did.
@@ -332,12 +404,11 @@ pub struct Recorded {
 pub async fn complete_many(
     client: &mut deadpool_postgres::Client,
     worker: Uuid,
-    batch: &[&AttemptOutcome],
-    lanes: &[(Uuid, i64)],
+    batch: &Outcomes<'_>,
     circuit: &CircuitSettings,
     at: Option<DateTime<Utc>>,
 ) -> Result<Recorded> {
-    let (endpoints, lanes): (Vec<Uuid>, Vec<i64>) = lanes.iter().copied().unzip();
+    let (endpoints, lanes): (Vec<Uuid>, Vec<i64>) = batch.lanes.iter().copied().unzip();
     if lanes.is_empty() {
         return record(&*client, worker, batch, circuit, at).await;
     }
@@ -351,7 +422,7 @@ pub async fn complete_many(
 async fn record(
     db: &impl GenericClient,
     worker: Uuid,
-    batch: &[&AttemptOutcome],
+    batch: &Outcomes<'_>,
     circuit: &CircuitSettings,
     at: Option<DateTime<Utc>>,
 ) -> Result<Recorded> {
@@ -360,7 +431,7 @@ async fn record(
     let row = db
         .query_one(
             &db.prepare_cached(DELIVERY_COMPLETE).await?,
-            &[&worker, &batch, &failures, &cooldown_s, &cooldown_max_s, &at],
+            &[&worker, &batch.outcomes, &failures, &cooldown_s, &cooldown_max_s, &at, &batch.requests],
         )
         .await?;
     Ok(Recorded { still_ours: row.get(0), released: row.get(1) })
@@ -435,9 +506,19 @@ pub const DEAD_LETTER_LIST_PAGE: &str = concat!(
       ORDER BY q.delivery_id DESC LIMIT $2"
 );
 
+/// A delivery's attempts: its own, and the batched requests that carried it
+/// (with its attempt number in each, and the batch's id and size).
 pub const ATTEMPTS_OF_DELIVERY: &str = "
-SELECT attempt, started_at, duration_ms, status_code, response_headers, response_body, error_kind::text, error, worker
-  FROM hookline.attempts WHERE delivery_id = $1 ORDER BY attempt";
+SELECT attempt, started_at, duration_ms, status_code, response_headers, response_body, error_kind::text, error, worker,
+       NULL::uuid AS batch_id, NULL::integer AS batch_size
+  FROM hookline.attempts WHERE delivery_id = $1
+UNION ALL
+SELECT b.delivery_attempts[array_position(b.deliveries, $1)], b.started_at, b.duration_ms, b.status_code,
+       b.response_headers, b.response_body, b.error_kind::text, b.error, b.worker, b.id, cardinality(b.deliveries)
+  FROM hookline.deliveries AS d
+  JOIN hookline.batch_attempts AS b ON b.id = ANY (d.batch_attempts)
+ WHERE d.id = $1
+ ORDER BY 1, 2";
 
 /// Puts a delivery back in the queue, due now, unless a worker holds it or
 /// it could never be sent (its endpoint deleted or disabled, its event
@@ -653,6 +734,9 @@ pub struct AttemptView {
     pub error_kind: Option<String>,
     pub error: Option<String>,
     pub worker: Uuid,
+    /// The batched request that made it, and how many deliveries it carried.
+    pub batch_id: Option<Uuid>,
+    pub batch_size: Option<i32>,
 }
 
 /// Filters of delivery and dead-letter lists.
@@ -710,6 +794,8 @@ pub async fn attempts(db: &impl GenericClient, delivery_id: Uuid) -> Result<Vec<
             error_kind: r.get(6),
             error: r.get(7),
             worker: r.get(8),
+            batch_id: r.get(9),
+            batch_size: r.get(10),
         })
         .collect())
 }

@@ -14,15 +14,16 @@ macro_rules! endpoint_columns {
         "id, tenant, url, description, event_types, secret, previous_secret, previous_secret_expires_at,
          http_method, headers, timeout_ms, rate_limit_per_s, max_in_flight, retry_schedule, disable_after_failures,
          enabled, disabled_reason, disabled_at, metadata, created_at, updated_at, disable_after_open_s,
-         ordering, ordering_on_dead"
+         ordering, ordering_on_dead, batch_max_events, batch_max_bytes, batch_max_wait_ms, batch_format"
     };
 }
 
 pub const ENDPOINT_INSERT: &str = concat!(
     "INSERT INTO hookline.endpoints (tenant, url, description, event_types, secret, http_method, headers,
         timeout_ms, rate_limit_per_s, max_in_flight, retry_schedule, disable_after_failures, enabled, metadata,
-        disable_after_open_s, ordering, ordering_on_dead)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+        disable_after_open_s, ordering, ordering_on_dead, batch_max_events, batch_max_bytes, batch_max_wait_ms,
+        batch_format)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
      RETURNING ",
     endpoint_columns!()
 );
@@ -48,7 +49,8 @@ pub const ENDPOINT_UPDATE: &str = concat!(
         SET url = $2, description = $3, event_types = $4, http_method = $5, headers = $6, timeout_ms = $7,
             rate_limit_per_s = $8, max_in_flight = $9, retry_schedule = $10, disable_after_failures = $11,
             enabled = $12, disabled_reason = $13, metadata = $14, secret = $15, previous_secret = $16,
-            previous_secret_expires_at = $17, disable_after_open_s = $18, ordering = $19, ordering_on_dead = $20
+            previous_secret_expires_at = $17, disable_after_open_s = $18, ordering = $19, ordering_on_dead = $20,
+            batch_max_events = $21, batch_max_bytes = $22, batch_max_wait_ms = $23, batch_format = $24
       WHERE id = $1
      RETURNING ",
     endpoint_columns!()
@@ -112,6 +114,8 @@ pub struct Endpoint {
     pub ordering: String,
     /// `wait` or `skip`: whether a dead delivery holds its lane back.
     pub ordering_on_dead: String,
+    /// Its batches, if it takes its deliveries in batches.
+    pub batch: Option<Batch>,
     pub enabled: bool,
     pub disabled_reason: Option<String>,
     pub disabled_at: Option<DateTime<Utc>>,
@@ -147,6 +151,36 @@ impl From<Row> for Endpoint {
             disable_after_open_s: r.get(21),
             ordering: r.get(22),
             ordering_on_dead: r.get(23),
+            batch: Batch::from_columns(r.get(24), r.get(25), r.get(26), r.get(27)),
+        }
+    }
+}
+
+/// An endpoint's `batch` settings (all four columns, or none).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    pub max_events: i32,
+    pub max_bytes: i32,
+    pub max_wait_ms: i32,
+    /// `json` or `ndjson`.
+    pub format: String,
+}
+
+impl Batch {
+    fn from_columns(
+        max_events: Option<i32>,
+        max_bytes: Option<i32>,
+        max_wait_ms: Option<i32>,
+        format: Option<String>,
+    ) -> Option<Batch> {
+        Some(Batch { max_events: max_events?, max_bytes: max_bytes?, max_wait_ms: max_wait_ms?, format: format? })
+    }
+
+    /// The four columns' values.
+    fn columns(batch: &Option<Batch>) -> (Option<i32>, Option<i32>, Option<i32>, Option<&str>) {
+        match batch {
+            Some(b) => (Some(b.max_events), Some(b.max_bytes), Some(b.max_wait_ms), Some(b.format.as_str())),
+            None => (None, None, None, None),
         }
     }
 }
@@ -169,11 +203,13 @@ pub struct NewEndpoint {
     pub disable_after_open_s: Option<i32>,
     pub ordering: String,
     pub ordering_on_dead: String,
+    pub batch: Option<Batch>,
     pub enabled: bool,
     pub metadata: serde_json::Value,
 }
 
 pub async fn insert(db: &impl GenericClient, e: &NewEndpoint) -> Result<Endpoint> {
+    let batch = Batch::columns(&e.batch);
     let row = db
         .query_one(
             &db.prepare_cached(ENDPOINT_INSERT).await?,
@@ -195,6 +231,10 @@ pub async fn insert(db: &impl GenericClient, e: &NewEndpoint) -> Result<Endpoint
                 &e.disable_after_open_s,
                 &e.ordering,
                 &e.ordering_on_dead,
+                &batch.0,
+                &batch.1,
+                &batch.2,
+                &batch.3,
             ],
         )
         .await?;
@@ -220,6 +260,7 @@ pub async fn list_page(
 
 /// Writes `e`'s changeable columns back.
 pub async fn update(db: &impl GenericClient, e: &Endpoint) -> Result<Endpoint> {
+    let batch = Batch::columns(&e.batch);
     let row = db
         .query_one(
             &db.prepare_cached(ENDPOINT_UPDATE).await?,
@@ -244,6 +285,10 @@ pub async fn update(db: &impl GenericClient, e: &Endpoint) -> Result<Endpoint> {
                 &e.disable_after_open_s,
                 &e.ordering,
                 &e.ordering_on_dead,
+                &batch.0,
+                &batch.1,
+                &batch.2,
+                &batch.3,
             ],
         )
         .await?;

@@ -1,5 +1,6 @@
 //! Plain types and decisions of the delivery domain; no IO.
 
+pub mod batch;
 pub mod circuit;
 pub mod delivery;
 pub mod retry;

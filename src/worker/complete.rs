@@ -11,7 +11,9 @@ use uuid::Uuid;
 
 use super::dispatch::{Attempt, Outcome};
 use crate::config::{CircuitSettings, WorkerSettings};
-use crate::db::{self, deliveries::AttemptOutcome, deliveries::Claimed};
+use crate::db::{
+    self, deliveries::AttemptOutcome, deliveries::BatchAttempt, deliveries::Claimed, deliveries::Outcomes,
+};
 use crate::domain::circuit::endpoint_down;
 use crate::domain::delivery::{DeliveryState, ErrorKind};
 use crate::domain::retry::{NextAttempt, RetrySchedule};
@@ -35,6 +37,9 @@ pub struct Finished {
     /// advanced (a no-op unless the outcome ended its head — which the
     /// database decides: a retry of a since-disabled endpoint is dead).
     pub lane: Option<i64>,
+    /// Batched requests whose record goes with this outcome: those a batch
+    /// made, with the outcome of its first delivery.
+    pub requests: Vec<BatchAttempt>,
 }
 
 /// Decides where a delivery goes after `attempt`.
@@ -87,9 +92,11 @@ pub fn decide(delivery: &Claimed, attempt: Attempt, settings: &WorkerSettings, j
             error,
             lease_until: delivery.lease_until,
             endpoint_down: endpoint_down(error_kind, status_code),
+            requests: None,
         },
         disable_endpoint,
         lane: delivery.lane,
+        requests: Vec::new(),
     }
 }
 
@@ -180,6 +187,11 @@ impl Finished {
             },
             disable_endpoint: self.disable_endpoint,
             lane: self.lane,
+            requests: self
+                .requests
+                .iter()
+                .map(|r| BatchAttempt { response_headers: None, response_body: None, ..r.clone() })
+                .collect(),
         }
     }
 }
@@ -195,11 +207,13 @@ fn data_error(error: &db::Error) -> Option<&str> {
 
 async fn write(flusher: &Flusher, batch: &[Finished]) -> db::Result<()> {
     let mut client = flusher.pool.get().await?;
-    let outcomes: Vec<&AttemptOutcome> = batch.iter().map(|f| &f.outcome).collect();
-    let lanes: Vec<(Uuid, i64)> =
-        batch.iter().filter_map(|f| f.lane.map(|lane| (f.outcome.endpoint_id, lane))).collect();
+    let outcomes = Outcomes {
+        outcomes: batch.iter().map(|f| &f.outcome).collect(),
+        requests: batch.iter().flat_map(|f| &f.requests).collect(),
+        lanes: batch.iter().filter_map(|f| f.lane.map(|lane| (f.outcome.endpoint_id, lane))).collect(),
+    };
     let recorded =
-        db::deliveries::complete_many(&mut client, flusher.worker, &outcomes, &lanes, &flusher.circuit, None).await?;
+        db::deliveries::complete_many(&mut client, flusher.worker, &outcomes, &flusher.circuit, None).await?;
     if recorded.still_ours < batch.len() as i64 {
         tracing::warn!(
             not_ours = batch.len() as i64 - recorded.still_ours,

@@ -11,10 +11,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use uuid::Uuid;
 
 use super::net::{BlockedAddress, DnsFailed, GuardedResolver};
 use crate::config::NetworkPolicy;
 use crate::db::deliveries::{Claimed, LostLease};
+use crate::domain::batch::BatchFormat;
 use crate::domain::delivery::ErrorKind;
 use crate::domain::retry::parse_retry_after;
 use crate::secrets::KeyRing;
@@ -45,6 +47,12 @@ pub struct Attempt {
 }
 
 impl Attempt {
+    /// The same attempt without what the receiver sent: for each delivery
+    /// of a batch, whose request keeps that once.
+    pub fn without_response(&self) -> Attempt {
+        Attempt { response_headers: None, response_body: None, outcome: self.outcome.clone(), ..*self }
+    }
+
     /// What a claimed delivery stands for without being sent, if anything:
     /// its circuit's expiry, or a lost lease.
     pub fn unsent(delivery: &Claimed) -> Option<Attempt> {
@@ -88,7 +96,7 @@ impl Attempt {
     }
 }
 
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// Any 2xx.
     Delivered,
@@ -134,10 +142,32 @@ impl Dispatcher {
         Ok(Self { client, policy, max_timeout, secret_keys })
     }
 
+    /// Sends one delivery alone: its event id is the `webhook-id`.
     pub async fn attempt(&self, delivery: &Claimed) -> Attempt {
+        let message = Message {
+            webhook_id: delivery.event_id.to_string(),
+            content_type: "application/json",
+            body: envelope(delivery),
+        };
+        self.timed(self.send(delivery, message)).await
+    }
+
+    /// Sends a batch of `endpoint`'s deliveries as one message.
+    pub async fn attempt_batch(
+        &self,
+        endpoint: &Claimed,
+        webhook_id: Uuid,
+        format: BatchFormat,
+        body: String,
+    ) -> Attempt {
+        let message = Message { webhook_id: webhook_id.to_string(), content_type: format.content_type(), body };
+        self.timed(self.send(endpoint, message)).await
+    }
+
+    async fn timed(&self, send: impl Future<Output = Result<Attempt, (ErrorKind, String)>>) -> Attempt {
         let started_at = Utc::now();
         let clock = Instant::now();
-        let result = self.send(delivery).await;
+        let result = send.await;
         let duration = clock.elapsed();
         match result {
             Ok(attempt) => Attempt { started_at, duration, ..attempt },
@@ -152,7 +182,8 @@ impl Dispatcher {
         }
     }
 
-    async fn send(&self, d: &Claimed) -> Result<Attempt, (ErrorKind, String)> {
+    /// Sends `message` to `d`'s endpoint, signed with its keys.
+    async fn send(&self, d: &Claimed, message: Message) -> Result<Attempt, (ErrorKind, String)> {
         let url = reqwest::Url::parse(&d.url).map_err(|e| (ErrorKind::InvalidUrl, format!("invalid URL: {e}")))?;
         // reqwest skips the resolver for IP literals, so check those here.
         if let Some(ip) = literal_ip(&url)
@@ -161,11 +192,11 @@ impl Dispatcher {
             return Err((ErrorKind::BlockedAddress, format!("{ip} is a blocked address")));
         }
         let keys = signing_keys(&self.secret_keys, d)?;
-        let body = envelope(d);
+        let body = message.body.as_str();
         if body.len() > REQUEST_BODY_MAX_BYTES {
-            return Err((ErrorKind::BodyTooLarge, format!("envelope is {} bytes", body.len())));
+            return Err((ErrorKind::BodyTooLarge, format!("the request body is {} bytes", body.len())));
         }
-        let headers = request_headers(d, &keys, &body).map_err(|e| (ErrorKind::InvalidUrl, e))?;
+        let headers = request_headers(d, &keys, &message).map_err(|e| (ErrorKind::InvalidUrl, e))?;
         let method = reqwest::Method::from_bytes(d.http_method.as_bytes()).unwrap_or(reqwest::Method::POST);
         let timeout = Duration::from_millis(d.timeout_ms.max(1) as u64).min(self.max_timeout);
 
@@ -174,7 +205,7 @@ impl Dispatcher {
             .request(method, url)
             .headers(headers)
             .timeout(timeout)
-            .body(body)
+            .body(message.body)
             .send()
             .await
             .map_err(classify)?;
@@ -208,6 +239,13 @@ impl Dispatcher {
     }
 }
 
+/// What one request carries: a Standard Webhooks message.
+struct Message {
+    webhook_id: String,
+    content_type: &'static str,
+    body: String,
+}
+
 /// The Standard Webhooks envelope. The payload is spliced in as the text
 /// PostgreSQL produced, which is valid JSON, instead of parsed and re-encoded.
 pub fn envelope(d: &Claimed) -> String {
@@ -236,7 +274,7 @@ fn signing_keys(secret_keys: &KeyRing, d: &Claimed) -> Result<Vec<SigningKey>, (
     Ok(std::iter::once(current).chain(previous).collect())
 }
 
-fn request_headers(d: &Claimed, keys: &[SigningKey], body: &str) -> Result<HeaderMap, String> {
+fn request_headers(d: &Claimed, keys: &[SigningKey], message: &Message) -> Result<HeaderMap, String> {
     let mut headers = HeaderMap::new();
     if let Some(custom) = d.headers.as_object() {
         for (name, value) in custom {
@@ -248,12 +286,11 @@ fn request_headers(d: &Claimed, keys: &[SigningKey], body: &str) -> Result<Heade
             headers.insert(name, value);
         }
     }
-    let webhook_id = d.event_id.to_string();
     let timestamp = Utc::now().timestamp();
-    let signature = signature_header(keys, &webhook_id, timestamp, body.as_bytes());
+    let signature = signature_header(keys, &message.webhook_id, timestamp, message.body.as_bytes());
     let fixed = [
-        ("content-type", "application/json".to_owned()),
-        ("webhook-id", webhook_id),
+        ("content-type", message.content_type.to_owned()),
+        ("webhook-id", message.webhook_id.clone()),
         ("webhook-timestamp", timestamp.to_string()),
         ("webhook-signature", signature),
     ];

@@ -15,6 +15,7 @@
 //! a stalled endpoint): those are deferred or held instead of claimed, so
 //! they cost neither an attempt nor a request slot.
 
+pub mod batch;
 pub mod complete;
 pub mod dispatch;
 pub mod net;
@@ -32,8 +33,9 @@ use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use crate::config::WorkerSettings;
-use crate::db::{self, deliveries::Claim, deliveries::ClaimRequest};
+use crate::db::{self, deliveries::ClaimRequest};
 use crate::telemetry::error_chain;
+use batch::Job;
 use complete::{Finished, Flusher};
 use dispatch::{Attempt, Dispatcher};
 use presence::{Next, Presence};
@@ -179,6 +181,14 @@ async fn housekeeping(pool: Pool, settings: WorkerSettings, mut shutdown: watch:
     }
 }
 
+/// What a claim took: its jobs, how many deliveries it found due, and when
+/// the next falls due.
+struct Taken {
+    jobs: Vec<Job>,
+    found: usize,
+    next_due_s: Option<f64>,
+}
+
 struct Worker {
     id: Uuid,
     pool: Pool,
@@ -232,8 +242,8 @@ impl Worker {
                     continue;
                 }
             };
-            let got = claim.deliveries.len();
-            self.start_requests(claim.deliveries, first_slot, &slots, requests, &finished);
+            let got = claim.found;
+            self.start_requests(claim.jobs, first_slot, &slots, requests, &finished);
             let next = presence.after_claim(intent, got, wanted, Instant::now());
             if got < wanted && limits.full_and_moving {
                 // What is due is likely that endpoint's backlog: claim again
@@ -267,26 +277,34 @@ impl Worker {
         }
     }
 
-    /// Starts a request for each claimed delivery, the first in `first_slot`.
+    /// Starts a request for each job, the first in `first_slot`.
     fn start_requests(
         &self,
-        deliveries: Vec<db::deliveries::Claimed>,
+        jobs: Vec<Job>,
         first_slot: tokio::sync::OwnedSemaphorePermit,
         slots: &Arc<Semaphore>,
         requests: &mut JoinSet<()>,
         finished: &mpsc::Sender<Finished>,
     ) {
-        self.held.lock().expect("not poisoned").extend(deliveries.iter().map(|d| d.delivery_id));
+        self.held.lock().expect("not poisoned").extend(jobs.iter().flat_map(Job::delivery_ids));
         let mut first_slot = Some(first_slot);
-        for delivery in deliveries {
+        let mut take_slot = || {
+            first_slot
+                .take()
+                .unwrap_or_else(|| slots.clone().try_acquire_owned().expect("claimed no more than the free slots"))
+        };
+        for job in jobs {
+            let delivery = match job {
+                Job::Single(delivery) => *delivery,
+                Job::Batch { members, envelopes } => {
+                    self.start_batch(members, envelopes, take_slot(), requests, finished);
+                    continue;
+                }
+            };
             // A lost lease or a circuit's expiry is recorded, not sent (see
             // crate::domain::delivery): it takes no request slot.
             let unsent = Attempt::unsent(&delivery);
-            let slot = unsent.is_none().then(|| {
-                first_slot
-                    .take()
-                    .unwrap_or_else(|| slots.clone().try_acquire_owned().expect("claimed no more than the free slots"))
-            });
+            let slot = unsent.is_none().then(&mut take_slot);
             let (dispatcher, settings, finished) = (self.dispatcher.clone(), self.settings.clone(), finished.clone());
             let (held, shares) = (self.held.clone(), self.shares.clone());
             if unsent.is_none() {
@@ -309,6 +327,38 @@ impl Worker {
                 drop(slot);
             });
         }
+    }
+
+    /// Starts the requests of one batch (see [`batch`]) in `slot`.
+    fn start_batch(
+        &self,
+        members: Vec<db::deliveries::Claimed>,
+        envelopes: Vec<String>,
+        slot: tokio::sync::OwnedSemaphorePermit,
+        requests: &mut JoinSet<()>,
+        finished: &mpsc::Sender<Finished>,
+    ) {
+        let (dispatcher, settings, finished) = (self.dispatcher.clone(), self.settings.clone(), finished.clone());
+        let (held, shares) = (self.held.clone(), self.shares.clone());
+        let endpoint = members[0].endpoint_id;
+        shares.started(endpoint);
+        requests.spawn(async move {
+            let clock = Instant::now();
+            let sent = batch::send(&dispatcher, members, envelopes).await;
+            shares.finished(endpoint, clock.elapsed());
+            let mut records = Some(sent.requests);
+            // One jitter for all: a failed batch falls due again together.
+            let jitter = rand::random_range(-1.0..=1.0);
+            for (delivery, attempt, carried_by) in sent.decided {
+                let mut outcome = complete::decide(&delivery, attempt, &settings, jitter);
+                outcome.outcome.requests = Some(carried_by);
+                outcome.requests = records.take().unwrap_or_default();
+                if finished.send(outcome).await.is_ok() {
+                    held.lock().expect("not poisoned").remove(&delivery.delivery_id);
+                }
+            }
+            drop(slot);
+        });
     }
 
     /// Refreshes the idle entry (so it is not mistaken for a dead worker's)
@@ -336,8 +386,9 @@ impl Worker {
         }
     }
 
-    /// Claims what is due (see `db::deliveries::claim`).
-    async fn claim(&self, wanted: usize, limits: &share::Limits, idle: Option<bool>) -> db::Result<Claim> {
+    /// Claims what is due (see `db::deliveries::claim`) and fills the
+    /// batches it makes (see [`batch`]).
+    async fn claim(&self, wanted: usize, limits: &share::Limits, idle: Option<bool>) -> db::Result<Taken> {
         let client = self.pool.get().await?;
         let request = ClaimRequest {
             worker: self.id,
@@ -352,6 +403,12 @@ impl Worker {
             default_schedule: self.settings.retry_schedule.delays(),
         };
         let claim = db::deliveries::claim(&client, &request).await?;
+        let found = claim.deliveries.len();
+        let mut jobs = batch::jobs(claim.deliveries);
+        // What the claim took is ours already: send it even unfilled.
+        if let Err(error) = batch::fill(&client, self.id, request.lease_max_s, &mut jobs).await {
+            tracing::warn!(error = %error_chain(&error), "could not fill batches; sending them as they are");
+        }
         // A stalled endpoint's deliveries may have been held just as its last
         // requests finished: their completions, written meanwhile, could not
         // see those rows to release them, and nothing else of it is in flight.
@@ -360,7 +417,7 @@ impl Worker {
                 db::deliveries::release_held(&client, *endpoint, self.shares.share() as i64).await?;
             }
         }
-        Ok(claim)
+        Ok(Taken { jobs, found, next_due_s: claim.next_due_s })
     }
 
     /// Sleeps until a notification, the next due delivery, a re-check of a

@@ -5,6 +5,7 @@ mod support;
 mod api_endpoints;
 mod api_events;
 mod api_tokens;
+mod batching;
 mod changes;
 mod cli;
 mod delivery;

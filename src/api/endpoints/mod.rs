@@ -102,6 +102,72 @@ impl OrderingOnDead {
     }
 }
 
+/// How a batch's body is written: `json` (default), a JSON array of
+/// envelopes; `ndjson`, one envelope per line.
+#[derive(Enum, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[oai(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum BatchFormat {
+    Json,
+    Ndjson,
+}
+
+impl From<BatchFormat> for crate::domain::batch::BatchFormat {
+    fn from(format: BatchFormat) -> Self {
+        match format {
+            BatchFormat::Json => Self::Json,
+            BatchFormat::Ndjson => Self::Ndjson,
+        }
+    }
+}
+
+/// Deliveries sent together: each request carries up to `max_events`
+/// envelopes and `max_bytes` of body, signed as one message with its own
+/// `webhook-id`. A new delivery waits up to `max_wait_ms` for others to
+/// join it. Absent fields take their defaults (on a change: keep their
+/// values).
+#[derive(Object, Deserialize, Debug, Default)]
+#[oai(deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
+pub struct BatchSettings {
+    /// Envelopes per request at most, 1 to 1,000 (default 100).
+    #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
+    #[serde(default, deserialize_with = "super::body::non_null")]
+    pub max_events: Option<i32>,
+    /// Body bytes per request at most, 1,024 to 4,194,304 (default
+    /// 1,048,576); an envelope larger on its own is sent alone.
+    #[oai(validator(minimum(value = "1024"), maximum(value = "4194304")))]
+    #[serde(default, deserialize_with = "super::body::non_null")]
+    pub max_bytes: Option<i32>,
+    /// How long a new delivery may wait for company, 0 to 60,000 ms
+    /// (default 0: what is due together goes together).
+    #[oai(validator(minimum(value = "0"), maximum(value = "60000")))]
+    #[serde(default, deserialize_with = "super::body::non_null")]
+    pub max_wait_ms: Option<i32>,
+    #[serde(default, deserialize_with = "super::body::non_null")]
+    pub format: Option<BatchFormat>,
+}
+
+/// An endpoint's batches.
+#[derive(Object, Debug, Clone)]
+pub struct Batch {
+    pub max_events: i32,
+    pub max_bytes: i32,
+    pub max_wait_ms: i32,
+    pub format: BatchFormat,
+}
+
+impl From<&db::endpoints::Batch> for Batch {
+    fn from(b: &db::endpoints::Batch) -> Self {
+        Batch {
+            max_events: b.max_events,
+            max_bytes: b.max_bytes,
+            max_wait_ms: b.max_wait_ms,
+            format: if b.format == "ndjson" { BatchFormat::Ndjson } else { BatchFormat::Json },
+        }
+    }
+}
+
 /// A new endpoint. Only `url` is required.
 #[derive(Object, Deserialize, Debug)]
 #[oai(deny_unknown_fields)]
@@ -161,6 +227,9 @@ pub struct EndpointCreate {
     pub ordering: Option<Ordering>,
     #[serde(default, deserialize_with = "super::body::non_null")]
     pub ordering_on_dead: Option<OrderingOnDead>,
+    /// Send deliveries in batches (not with `ordering` yet).
+    #[serde(default, deserialize_with = "super::body::non_null")]
+    pub batch: Option<BatchSettings>,
     #[serde(default, deserialize_with = "super::body::non_null")]
     pub enabled: Option<bool>,
     /// Any JSON object, kept for you.
@@ -213,6 +282,10 @@ pub struct EndpointUpdate {
     pub ordering: MaybeUndefined<Ordering>,
     #[serde(default)]
     pub ordering_on_dead: MaybeUndefined<OrderingOnDead>,
+    /// `null` stops batching; deliveries already queued go as they come.
+    #[oai(nullable)]
+    #[serde(default)]
+    pub batch: MaybeUndefined<BatchSettings>,
     #[serde(default)]
     pub enabled: MaybeUndefined<bool>,
     #[serde(default)]
@@ -247,6 +320,9 @@ pub struct Endpoint {
     pub disable_after_open_s: Option<i32>,
     pub ordering: Ordering,
     pub ordering_on_dead: OrderingOnDead,
+    /// Its batches; null: one delivery per request.
+    #[oai(nullable)]
+    pub batch: Option<Batch>,
     pub enabled: bool,
     #[oai(nullable)]
     pub disabled_reason: Option<String>,
@@ -786,6 +862,7 @@ impl From<&db::endpoints::Endpoint> for Endpoint {
             disable_after_open_s: r.disable_after_open_s,
             ordering: Ordering::parse(&r.ordering),
             ordering_on_dead: OrderingOnDead::parse(&r.ordering_on_dead),
+            batch: r.batch.as_ref().map(Batch::from),
             enabled: r.enabled,
             disabled_reason: r.disabled_reason.clone(),
             disabled_at: r.disabled_at,

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{EndpointCreate, EndpointUpdate, HttpMethod, Ordering, OrderingOnDead};
+use super::{BatchFormat, BatchSettings, EndpointCreate, EndpointUpdate, HttpMethod, Ordering, OrderingOnDead};
 use crate::api::auth::Principal;
 use crate::api::patch::{clearable, required};
 use crate::api::problem::Problem;
@@ -11,6 +11,7 @@ use crate::api::validate;
 use crate::db;
 use crate::secrets::KeyRing;
 use crate::signing::{SigningKey, new_secret};
+use poem_openapi::types::MaybeUndefined;
 
 /// Headers an endpoint may not set: hookline owns them, or they frame the
 /// request or the connection (hop-by-hop) and would let an endpoint's
@@ -67,6 +68,7 @@ pub(super) fn new_endpoint(
         disable_after_open_s: c.disable_after_open_s,
         ordering: c.ordering.unwrap_or(Ordering::None).as_str().to_owned(),
         ordering_on_dead: c.ordering_on_dead.unwrap_or(OrderingOnDead::Wait).as_str().to_owned(),
+        batch: c.batch.map(|b| batch(b, None)),
         enabled: c.enabled.unwrap_or(true),
         metadata: serde_json::Value::Object(c.metadata.unwrap_or_default().into_iter().collect()),
     };
@@ -80,6 +82,8 @@ pub(super) fn new_endpoint(
         retry_schedule: new.retry_schedule.as_deref(),
         disable_after_failures: new.disable_after_failures,
         disable_after_open_s: new.disable_after_open_s,
+        ordering: &new.ordering,
+        batch: new.batch.as_ref(),
     })?;
     Ok(new)
 }
@@ -117,6 +121,11 @@ pub(super) fn apply_update(row: &mut db::endpoints::Endpoint, u: EndpointUpdate)
     if let Some(on_dead) = required("ordering_on_dead", u.ordering_on_dead)? {
         row.ordering_on_dead = on_dead.as_str().to_owned();
     }
+    match u.batch {
+        MaybeUndefined::Undefined => {}
+        MaybeUndefined::Null => row.batch = None,
+        MaybeUndefined::Value(change) => row.batch = Some(batch(change, row.batch.as_ref())),
+    }
     if let Some(enabled) = required("enabled", u.enabled)? {
         if enabled != row.enabled {
             row.disabled_reason = (!enabled).then(|| "disabled".to_owned());
@@ -136,7 +145,24 @@ pub(super) fn apply_update(row: &mut db::endpoints::Endpoint, u: EndpointUpdate)
         retry_schedule: row.retry_schedule.as_deref(),
         disable_after_failures: row.disable_after_failures,
         disable_after_open_s: row.disable_after_open_s,
+        ordering: &row.ordering,
+        batch: row.batch.as_ref(),
     })
+}
+
+/// Batch settings: those given, else those `kept`, else the defaults.
+fn batch(given: BatchSettings, kept: Option<&db::endpoints::Batch>) -> db::endpoints::Batch {
+    let format = match (given.format, kept) {
+        (Some(format), _) => format,
+        (None, Some(kept)) if kept.format == "ndjson" => BatchFormat::Ndjson,
+        (None, _) => BatchFormat::Json,
+    };
+    db::endpoints::Batch {
+        max_events: given.max_events.or(kept.map(|k| k.max_events)).unwrap_or(100),
+        max_bytes: given.max_bytes.or(kept.map(|k| k.max_bytes)).unwrap_or(1 << 20),
+        max_wait_ms: given.max_wait_ms.or(kept.map(|k| k.max_wait_ms)).unwrap_or(0),
+        format: crate::domain::batch::BatchFormat::from(format).as_str().to_owned(),
+    }
 }
 
 /// The settings both create and update must leave valid.
@@ -150,6 +176,8 @@ struct Settings<'a> {
     retry_schedule: Option<&'a [f64]>,
     disable_after_failures: i32,
     disable_after_open_s: Option<i32>,
+    ordering: &'a str,
+    batch: Option<&'a db::endpoints::Batch>,
 }
 
 /// The longest an endpoint's `disable_after_open_s` may be: a year.
@@ -198,6 +226,14 @@ fn check_settings(s: &Settings<'_>) -> Result<(), Problem> {
     }
     if let Some(seconds) = s.disable_after_open_s {
         validate::range("disable_after_open_s", seconds.into(), 1, DISABLE_AFTER_OPEN_MAX_S)?;
+    }
+    if let Some(batch) = s.batch {
+        validate::range("batch.max_events", batch.max_events.into(), 1, 1000)?;
+        validate::range("batch.max_bytes", batch.max_bytes.into(), 1024, 4 * 1024 * 1024)?;
+        validate::range("batch.max_wait_ms", batch.max_wait_ms.into(), 0, 60_000)?;
+        if s.ordering != Ordering::None.as_str() {
+            return Err(Problem::field("batch", "cannot be combined with `ordering` (yet): choose one"));
+        }
     }
     validate::range("disable_after_failures", s.disable_after_failures.into(), 1, 10_000)
 }

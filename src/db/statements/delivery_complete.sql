@@ -10,6 +10,10 @@
 -- * Every outcome is an attempt that was made: all are recorded in
 --   attempts, counted in rollup_deltas (one row per group the batch touched:
 --   never a row another completion writes) and judged by the breaker.
+--   Batched requests ($7) are recorded once each in batch_attempts, and
+--   their deliveries' outcomes name them (`requests`) instead of repeating
+--   the response; the breaker and the run of failures count a request once
+--   however many deliveries it carried.
 -- * Endpoint health is written only when it changes: an endpoint with no
 --   failure run, a closed circuit and no max_in_flight leases, whose batch
 --   had no dead delivery and no down attempt, is not even locked. Otherwise
@@ -36,7 +40,9 @@ outcome AS MATERIALIZED (
                  AND NOT EXISTS (SELECT FROM hookline.endpoints AS ep WHERE ep.id = o.endpoint_id AND ep.enabled)
                 THEN 'dead'::hookline.delivery_state
                 ELSE o.next_state END AS final_state,
-           max(o.started_at) FILTER (WHERE NOT o.endpoint_down) OVER (PARTITION BY o.endpoint_id) AS last_up
+           max(o.started_at) FILTER (WHERE NOT o.endpoint_down) OVER (PARTITION BY o.endpoint_id) AS last_up,
+           coalesce(o.requests[cardinality(o.requests)], o.delivery_id) AS request_id,
+           coalesce(cardinality(o.requests), 1) AS requests_made
       FROM unnest($2::hookline.attempt_outcome[]) AS o
 ),
 kept AS (
@@ -44,7 +50,8 @@ kept AS (
        SET state = CASE WHEN o.final_state = 'dead' THEN 'dead' ELSE 'pending' END::hookline.queue_state,
            next_attempt_at = CASE WHEN o.final_state = 'pending' THEN c.at + make_interval(secs => o.retry_in_s)
                                   ELSE c.at END,
-           lease_owner = NULL
+           lease_owner = NULL,
+           attempts = greatest(q.attempts, o.attempt)
       FROM outcome AS o, clock AS c
      WHERE q.delivery_id = o.delivery_id AND q.lease_owner = $1 AND q.next_attempt_at = o.lease_until
        AND o.final_state <> 'succeeded'
@@ -63,7 +70,9 @@ history AS (
            attempts = o.attempt,
            last_status_code = o.status_code,
            last_error = o.error,
-           completed_at = CASE WHEN o.final_state IN ('succeeded', 'dead') THEN c.at END
+           completed_at = CASE WHEN o.final_state IN ('succeeded', 'dead') THEN c.at END,
+           batch_attempts = CASE WHEN o.requests IS NULL THEN d.batch_attempts
+                                 ELSE coalesce(d.batch_attempts, '{}') || o.requests END
       FROM outcome AS o, clock AS c
      WHERE d.id = o.delivery_id
        AND d.id IN (SELECT k.delivery_id FROM kept AS k UNION ALL SELECT r.delivery_id FROM removed AS r)
@@ -75,9 +84,19 @@ recorded AS (
     SELECT o.delivery_id, o.endpoint_id, o.attempt, o.started_at, o.duration_ms, o.status_code,
            o.response_headers, o.response_body, o.error_kind, o.error, $1
       FROM outcome AS o
+     WHERE o.requests IS NULL
     -- Attempt numbers only grow, so a clash is a duplicate of an outcome
     -- already written; it must not make the whole batch fail.
         ON CONFLICT (delivery_id, attempt) DO NOTHING
+),
+requested AS (
+    INSERT INTO hookline.batch_attempts (id, endpoint_id, started_at, duration_ms, status_code, response_headers,
+                                         response_body, error_kind, error, worker, bytes, deliveries,
+                                         delivery_attempts)
+    SELECT r.id, r.endpoint_id, r.started_at, r.duration_ms, r.status_code, r.response_headers,
+           r.response_body, r.error_kind, r.error, $1, r.bytes, r.deliveries, r.delivery_attempts
+      FROM unnest($7::hookline.batch_attempt[]) AS r
+        ON CONFLICT (id) DO NOTHING
 ),
 counted AS (
     INSERT INTO hookline.rollup_deltas (endpoint_id, tenant, event_type, created_hour, succeeded, dead,
@@ -88,8 +107,9 @@ counted AS (
            count(*) FILTER (WHERE h.state = 'dead'),
            coalesce(sum(h.attempts) FILTER (WHERE h.state IN ('succeeded', 'dead')), 0),
            date_trunc('hour', o.started_at, 'UTC'),
-           count(*),
-           count(*) FILTER (WHERE o.error_kind IS NOT NULL),
+           sum(o.requests_made),
+           -- A 413 that split a batch failed before the request that decided.
+           sum(o.requests_made - 1) + count(*) FILTER (WHERE o.error_kind IS NOT NULL),
            array_agg(o.duration_ms),
            max(c.at) FILTER (WHERE o.error_kind IS NULL),
            max(c.at) FILTER (WHERE o.error_kind IS NOT NULL)
@@ -102,10 +122,11 @@ counted AS (
 batch AS MATERIALIZED (
     SELECT o.endpoint_id,
            bool_or(o.final_state = 'succeeded') AS any_success,  -- any success resets the run, ours or not
-           count(*) FILTER (WHERE h.state = 'dead') AS dead,
-           count(*) FILTER (WHERE o.endpoint_down) AS downs,
-           count(*) FILTER (WHERE NOT o.endpoint_down) AS ups,
-           count(*) FILTER (WHERE o.endpoint_down AND o.started_at > coalesce(o.last_up, '-infinity')) AS downs_since_up,
+           count(DISTINCT o.request_id) FILTER (WHERE h.state = 'dead') AS dead,
+           count(DISTINCT o.request_id) FILTER (WHERE o.endpoint_down) AS downs,
+           count(DISTINCT o.request_id) FILTER (WHERE NOT o.endpoint_down) AS ups,
+           count(DISTINCT o.request_id) FILTER (WHERE o.endpoint_down AND o.started_at > coalesce(o.last_up, '-infinity'))
+               AS downs_since_up,
            array_agg(o.lease_until) FILTER (WHERE h.id IS NOT NULL) AS ended_leases,
            count(h.id) AS finished
       FROM outcome AS o
@@ -127,8 +148,8 @@ locked AS MATERIALIZED (
 -- is the probe's (requests sent before the circuit opened may still come back).
 probe AS (
     SELECT l.endpoint_id,
-           count(*) FILTER (WHERE o.endpoint_down) AS downs,
-           count(*) FILTER (WHERE NOT o.endpoint_down) AS ups
+           count(DISTINCT o.request_id) FILTER (WHERE o.endpoint_down) AS downs,
+           count(DISTINCT o.request_id) FILTER (WHERE NOT o.endpoint_down) AS ups
       FROM locked AS l
       JOIN outcome AS o ON o.endpoint_id = l.endpoint_id AND o.lease_until = l.circuit_probe_until
      WHERE l.circuit_state = 'half_open'

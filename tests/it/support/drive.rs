@@ -59,16 +59,14 @@ pub fn outcome(claimed: &Claimed, status: i32) -> AttemptOutcome {
         error_kind,
         error: None,
         endpoint_down: hookline::domain::circuit::endpoint_down(error_kind, Some(status as u16)),
+        requests: None,
     }
 }
 
 /// Records outcomes for `worker` at `at`; returns how many were still its own.
 pub async fn complete_at(db: &TestDb, worker: Uuid, outcomes: &[AttemptOutcome], at: Option<DateTime<Utc>>) -> i64 {
-    let batch: Vec<&AttemptOutcome> = outcomes.iter().collect();
-    deliveries::complete_many(&mut db.client().await, worker, &batch, &[], &CIRCUIT, at)
-        .await
-        .expect("complete")
-        .still_ours
+    let batch = deliveries::Outcomes { outcomes: outcomes.iter().collect(), ..Default::default() };
+    deliveries::complete_many(&mut db.client().await, worker, &batch, &CIRCUIT, at).await.expect("complete").still_ours
 }
 
 pub async fn complete(db: &TestDb, worker: Uuid, claimed: &Claimed, status: i32) -> i64 {

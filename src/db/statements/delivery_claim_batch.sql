@@ -1,0 +1,69 @@
+-- hookline: fill batches. After a claim, a worker holding deliveries of
+-- endpoints that batch (and have no limit and a closed circuit: their
+-- claims count single deliveries) takes more of each such endpoint's
+-- pending deliveries into the same request, up to the room it has left in
+-- envelopes ($3) and bytes ($4), in due order (delivery_queue_batch),
+-- skipping rows other workers are claiming. (See DELIVERY_CLAIM_BATCH in
+-- src/db/deliveries.rs for the parameters.)
+--
+-- It takes deliveries that are due, and fresh ones (never attempted) that
+-- are not due yet: those wait only for their endpoint's max_wait_ms, so a
+-- batch formed now takes them along. A retry keeps its backoff. Lost leases
+-- are left to the claims, which record the loss.
+--
+-- Returns the rows as the claims do.
+WITH clock AS MATERIALIZED (
+    SELECT coalesce($6::timestamptz, now()) AS at
+),
+wanted AS (
+    SELECT t.endpoint_id, t.room, t.room_bytes, least(ep.timeout_ms / 1000.0 + 5, $5::float8) AS lease_s
+      FROM unnest($2::uuid[], $3::integer[], $4::integer[]) AS t(endpoint_id, room, room_bytes)
+      JOIN hookline.endpoints AS ep
+        ON ep.id = t.endpoint_id AND ep.enabled AND ep.batch_max_events IS NOT NULL
+       AND ep.max_in_flight IS NULL AND ep.rate_limit_per_s IS NULL
+      JOIN hookline.endpoint_state AS s ON s.endpoint_id = t.endpoint_id AND s.circuit_state = 'closed'
+),
+locked AS MATERIALIZED (
+    SELECT w.endpoint_id, w.room_bytes, w.lease_s, q.delivery_id, q.event_id, q.next_attempt_at
+      FROM wanted AS w
+     CROSS JOIN LATERAL (
+            SELECT q.delivery_id, q.event_id, q.next_attempt_at
+              FROM hookline.delivery_queue AS q
+             WHERE q.endpoint_id = w.endpoint_id AND q.state = 'pending' AND q.batched
+               AND q.lease_owner IS NULL
+               AND (q.attempts = 0 OR q.next_attempt_at <= (SELECT c.at FROM clock AS c))
+             ORDER BY q.next_attempt_at
+             LIMIT w.room
+               FOR UPDATE SKIP LOCKED) AS q
+),
+-- The envelope's size exactly as the worker writes it (src/worker/dispatch.rs),
+-- plus its separator.
+sized AS MATERIALIZED (
+    SELECT l.*, e.event_type, e.created_at, p.payload,
+           sum(104 + octet_length(to_json(e.event_type)::text) + octet_length(p.payload))
+               OVER (PARTITION BY l.endpoint_id ORDER BY l.next_attempt_at, l.delivery_id) AS body_bytes
+      FROM locked AS l
+      JOIN hookline.events AS e ON e.id = l.event_id
+     CROSS JOIN LATERAL (SELECT e.payload::text AS payload) AS p
+),
+claimed AS (
+    UPDATE hookline.delivery_queue AS q
+       SET next_attempt_at = c.at + make_interval(secs => s.lease_s),
+           lease_owner = $1,
+           attempts = q.attempts + 1
+      FROM sized AS s, clock AS c
+     WHERE q.delivery_id = s.delivery_id AND s.body_bytes <= s.room_bytes
+    RETURNING q.delivery_id, q.attempts, q.next_attempt_at
+)
+SELECT cl.delivery_id, cl.attempts AS attempt, cl.next_attempt_at AS lease_until,
+       s.event_id, s.event_type, s.created_at AS event_created_at, s.payload,
+       ep.id AS endpoint_id, ep.url, ep.http_method, ep.headers, ep.timeout_ms, ep.retry_schedule, ep.secret,
+       CASE WHEN ep.previous_secret_expires_at > (SELECT c.at FROM clock AS c) THEN ep.previous_secret END
+           AS previous_secret,
+       NULL::timestamptz AS lost_since, NULL::timestamptz AS lost_at, NULL::integer AS worker_losses,
+       false AS circuit_expired, NULL::bigint AS lane,
+       ep.batch_max_events, ep.batch_max_bytes, ep.batch_format
+  FROM claimed AS cl
+  JOIN sized AS s ON s.delivery_id = cl.delivery_id
+  JOIN hookline.endpoints AS ep ON ep.id = s.endpoint_id
+ ORDER BY s.endpoint_id, s.next_attempt_at, s.delivery_id

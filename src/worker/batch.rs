@@ -1,0 +1,196 @@
+//! Batched delivery: an endpoint with `batch` settings gets its claimed
+//! deliveries together, cut by [`BatchShape`], as one Standard Webhooks
+//! message per request (its own `webhook-id`; each envelope keeps its event
+//! id). A request that has room left after the claim is filled with more of
+//! that endpoint's pending deliveries (`delivery_claim_batch.sql`).
+//!
+//! One request is one attempt of every delivery it carries, and its outcome
+//! is theirs. A `413 Payload Too Large` halves it: each half is sent at once
+//! as a new request (a new attempt of its deliveries) while the lease leaves
+//! time for it; otherwise the 413 stands, and they are retried as usual.
+
+use chrono::Utc;
+use deadpool_postgres::GenericClient;
+use uuid::Uuid;
+
+use super::dispatch::{Attempt, Dispatcher, Outcome, envelope};
+use crate::db::{self, deliveries::BatchAttempt, deliveries::Claimed};
+use crate::domain::batch::BatchShape;
+
+/// Fill a batch from the queue only when the claim left it this much room
+/// at least: a smaller top-up is not worth its statement.
+const FILL_AT_LEAST: usize = 2;
+/// A half of a batch is sent only while the lease leaves its timeout and this.
+const SPLIT_MARGIN: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// What one request slot sends: a delivery alone, or a batch of one
+/// endpoint's deliveries with their envelopes.
+#[derive(Debug)]
+pub enum Job {
+    Single(Box<Claimed>),
+    Batch { members: Vec<Claimed>, envelopes: Vec<String> },
+}
+
+impl Job {
+    pub fn endpoint_id(&self) -> Uuid {
+        match self {
+            Job::Single(d) => d.endpoint_id,
+            Job::Batch { members, .. } => members[0].endpoint_id,
+        }
+    }
+
+    pub fn delivery_ids(&self) -> impl Iterator<Item = Uuid> + '_ {
+        let members: &[Claimed] = match self {
+            Job::Single(d) => std::slice::from_ref(d),
+            Job::Batch { members, .. } => members,
+        };
+        members.iter().map(|d| d.delivery_id)
+    }
+}
+
+/// The claimed deliveries as jobs, in claim order: those of batching
+/// endpoints cut into batches, the rest alone. A delivery that is recorded
+/// rather than sent (a lost lease, an expired circuit) goes alone too.
+/// Never more jobs than deliveries.
+pub fn jobs(claimed: Vec<Claimed>) -> Vec<Job> {
+    let mut jobs = Vec::new();
+    let mut batches: Vec<(Uuid, BatchShape, Vec<Claimed>)> = Vec::new();
+    for d in claimed {
+        match d.batch {
+            Some(shape) if d.lost.is_none() && !d.circuit_expired => {
+                match batches.iter_mut().find(|(endpoint, ..)| *endpoint == d.endpoint_id) {
+                    Some((.., members)) => members.push(d),
+                    None => batches.push((d.endpoint_id, shape, vec![d])),
+                }
+            }
+            _ => jobs.push(Job::Single(Box::new(d))),
+        }
+    }
+    for (_, shape, members) in batches {
+        let envelopes: Vec<String> = members.iter().map(envelope).collect();
+        let sizes: Vec<usize> = envelopes.iter().map(String::len).collect();
+        let mut members = members.into_iter();
+        let mut envelopes = envelopes.into_iter();
+        for range in shape.cut(&sizes) {
+            jobs.push(Job::Batch {
+                members: members.by_ref().take(range.len()).collect(),
+                envelopes: envelopes.by_ref().take(range.len()).collect(),
+            });
+        }
+    }
+    jobs
+}
+
+/// Fills each endpoint's last batch with its pending deliveries, as far as
+/// its shape allows (see the module).
+pub async fn fill(db: &impl GenericClient, worker: Uuid, lease_max_s: f64, jobs: &mut [Job]) -> db::Result<()> {
+    let mut rooms: Vec<(Uuid, i32, i32)> = Vec::new();
+    for job in jobs.iter().rev() {
+        let Job::Batch { members, envelopes } = job else { continue };
+        let endpoint = members[0].endpoint_id;
+        if rooms.iter().any(|(id, ..)| *id == endpoint) {
+            continue; // not its last batch
+        }
+        let shape = members[0].batch.expect("a batch's members batch");
+        let sizes: Vec<usize> = envelopes.iter().map(String::len).collect();
+        if let Some((events, bytes)) = shape.room(&sizes).filter(|(events, _)| *events >= FILL_AT_LEAST) {
+            rooms.push((endpoint, clamp(events), clamp(bytes)));
+        }
+    }
+    if rooms.is_empty() {
+        return Ok(());
+    }
+    let more = db::deliveries::claim_for_batches(db, worker, &rooms, lease_max_s, None).await?;
+    for d in more {
+        let last = jobs.iter_mut().rev().find_map(|job| match job {
+            Job::Batch { members, envelopes } if members[0].endpoint_id == d.endpoint_id => Some((members, envelopes)),
+            _ => None,
+        });
+        let (members, envelopes) = last.expect("filled only endpoints with a batch");
+        envelopes.push(envelope(&d));
+        members.push(d);
+    }
+    Ok(())
+}
+
+fn clamp(n: usize) -> i32 {
+    n.min(i32::MAX as usize) as i32
+}
+
+/// What sending a batch did: the requests made, and for each member the
+/// attempt that decided it and the requests that carried it.
+#[derive(Debug, Default)]
+pub struct Sent {
+    pub requests: Vec<BatchAttempt>,
+    pub decided: Vec<(Claimed, Attempt, Vec<Uuid>)>,
+}
+
+/// Sends a batch, halving it on 413 (see the module).
+pub async fn send(dispatcher: &Dispatcher, members: Vec<Claimed>, envelopes: Vec<String>) -> Sent {
+    let mut sent = Sent::default();
+    send_part(dispatcher, members, &envelopes, Vec::new(), &mut sent).await;
+    sent
+}
+
+async fn send_part(
+    dispatcher: &Dispatcher,
+    mut members: Vec<Claimed>,
+    envelopes: &[String],
+    mut carried_by: Vec<Uuid>,
+    sent: &mut Sent,
+) {
+    let shape = members[0].batch.expect("a batch's members batch");
+    let id = Uuid::now_v7();
+    let body = shape.format.body(envelopes.iter().map(String::as_str));
+    let bytes = clamp(body.len());
+    // Each request is an attempt of each delivery it carries: a half's is
+    // the one after the 413's.
+    if !carried_by.is_empty() {
+        members.iter_mut().for_each(|d| d.attempt += 1);
+    }
+    let attempt = dispatcher.attempt_batch(&members[0], id, shape.format, body).await;
+    sent.requests.push(record(id, &members, &attempt, bytes));
+    carried_by.push(id);
+    if attempt.status_code == Some(413) && members.len() > 1 && lease_allows_another(&members) {
+        let half = members.len() / 2;
+        let second = members.split_off(half);
+        Box::pin(send_part(dispatcher, members, &envelopes[..half], carried_by.clone(), sent)).await;
+        Box::pin(send_part(dispatcher, second, &envelopes[half..], carried_by, sent)).await;
+        return;
+    }
+    for d in members {
+        sent.decided.push((d, attempt.without_response(), carried_by.clone()));
+    }
+}
+
+/// The batch's record of a request.
+fn record(id: Uuid, members: &[Claimed], attempt: &Attempt, bytes: i32) -> BatchAttempt {
+    let (error_kind, error) = match &attempt.outcome {
+        Outcome::Failed { kind, message, .. } => (Some(*kind), Some(message.clone())),
+        Outcome::Gone => (Some(crate::domain::delivery::ErrorKind::HttpStatus), Some("410 Gone".to_owned())),
+        Outcome::Delivered => (None, None),
+    };
+    BatchAttempt {
+        id,
+        endpoint_id: members[0].endpoint_id,
+        started_at: attempt.started_at,
+        duration_ms: attempt.duration.as_millis().min(i32::MAX as u128) as i32,
+        status_code: attempt.status_code.map(i32::from),
+        response_headers: attempt.response_headers.clone(),
+        response_body: attempt.response_body.clone(),
+        error_kind,
+        error,
+        bytes,
+        deliveries: members.iter().map(|d| d.delivery_id).collect(),
+        delivery_attempts: members.iter().map(|d| d.attempt).collect(),
+    }
+}
+
+/// Whether every member's lease outlasts one more request.
+fn lease_allows_another(members: &[Claimed]) -> bool {
+    let now = Utc::now();
+    members.iter().all(|d| {
+        let timeout = std::time::Duration::from_millis(d.timeout_ms.max(1) as u64) + SPLIT_MARGIN;
+        (d.lease_until - now).to_std().is_ok_and(|left| left > timeout)
+    })
+}

@@ -1,0 +1,258 @@
+//! Batching (issue 13): an endpoint's due deliveries go together, cut by
+//! max_events and max_bytes, signed as one message; one request is one
+//! attempt of each delivery it carried, recorded once; a 413 halves it.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use hookline::signing::SigningKey;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::support::api::TestApi;
+use crate::support::receiver::{Received, Reply, TestReceiver};
+use crate::support::worker::{RunningWorker, test_settings};
+use crate::support::{count, db::TestDb, endpoint_secret, eventually};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// An endpoint batching as asked, retrying quickly.
+async fn batching_endpoint(
+    db: &TestDb,
+    url: &str,
+    max_events: i32,
+    max_bytes: i32,
+    wait_ms: i32,
+    format: &str,
+) -> Uuid {
+    db.client()
+        .await
+        .query_one(
+            "INSERT INTO hookline.endpoints (url, retry_schedule, batch_max_events, batch_max_bytes,
+                                             batch_max_wait_ms, batch_format)
+             VALUES ($1, '{0.05, 0.05}', $2, $3, $4, $5) RETURNING id",
+            &[&url, &max_events, &max_bytes, &wait_ms, &format],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Sends `n` events in one statement; payloads carry their number and `pad`.
+async fn send_events(db: &TestDb, n: i32, pad: usize) {
+    db.client()
+        .await
+        .execute(
+            "SELECT hookline.send('order.created', jsonb_build_object('n', i, 'pad', repeat('x', $2)))
+               FROM generate_series(1, $1) AS i",
+            &[&n, &(pad as i32)],
+        )
+        .await
+        .unwrap();
+}
+
+/// The envelopes of a JSON-array request.
+fn envelopes(request: &Received) -> Vec<Value> {
+    request.json().as_array().expect("a JSON array body").clone()
+}
+
+async fn all_succeeded(db: &TestDb, n: i64) {
+    eventually(WAIT, "every delivery to succeed", || async {
+        let done = count(db, "SELECT count(*) FROM hookline.deliveries WHERE state = 'succeeded'").await;
+        (done == n).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_backlog_goes_in_batches_each_signed_as_one_message() {
+    let db = TestDb::new().await;
+    let receiver = TestReceiver::start().await;
+    let endpoint = batching_endpoint(&db, &receiver.url, 10, 1 << 20, 0, "json").await;
+    send_events(&db, 35, 0).await;
+    let worker = RunningWorker::start(&db, test_settings()).await;
+    all_succeeded(&db, 35).await;
+    worker.stop().await;
+
+    let requests = receiver.received();
+    let key = SigningKey::from_secret(&endpoint_secret(&db, endpoint).await).unwrap();
+    let mut event_ids = HashSet::new();
+    for request in &requests {
+        assert_eq!(request.header("content-type"), "application/json");
+        let batch = envelopes(request);
+        assert!((1..=10).contains(&batch.len()), "{} envelopes", batch.len());
+        for envelope in &batch {
+            assert_eq!(envelope["type"], "order.created");
+            assert!(envelope["data"]["n"].is_i64());
+            let id = envelope["id"].as_str().unwrap().to_owned();
+            assert_ne!(id, request.header("webhook-id"), "the batch has its own webhook-id");
+            event_ids.insert(id);
+        }
+        let timestamp: i64 = request.header("webhook-timestamp").parse().unwrap();
+        assert!(key.verify(
+            request.header("webhook-id"),
+            timestamp,
+            request.body.as_bytes(),
+            request.header("webhook-signature")
+        ));
+    }
+    assert_eq!(event_ids.len(), 35, "each event arrived");
+    assert!(requests.len() <= 6, "a backlog of 35 goes in few requests, not {}", requests.len());
+
+    // One attempt row per request, named by each delivery it carried.
+    assert_eq!(count(&db, "SELECT count(*) FROM hookline.attempts").await, 0);
+    let recorded = count(&db, "SELECT count(*) FROM hookline.batch_attempts").await;
+    assert_eq!(recorded, requests.len() as i64);
+    let client = db.client().await;
+    let delivery: Uuid = client.query_one("SELECT id FROM hookline.deliveries LIMIT 1", &[]).await.unwrap().get(0);
+    let attempts = hookline::db::deliveries::attempts(&client, delivery).await.unwrap();
+    assert_eq!(attempts.len(), 1);
+    let batch_id = attempts[0].batch_id.expect("a batched attempt");
+    let request = requests.iter().find(|r| r.header("webhook-id") == batch_id.to_string()).expect("its request");
+    assert_eq!(attempts[0].batch_size, Some(envelopes(request).len() as i32));
+    assert_eq!((attempts[0].attempt, attempts[0].status_code), (1, Some(200)));
+}
+
+#[tokio::test]
+async fn ndjson_batches_stay_within_max_bytes() {
+    let db = TestDb::new().await;
+    let receiver = TestReceiver::start().await;
+    batching_endpoint(&db, &receiver.url, 100, 2048, 0, "ndjson").await;
+    send_events(&db, 12, 500).await;
+    let worker = RunningWorker::start(&db, test_settings()).await;
+    all_succeeded(&db, 12).await;
+    worker.stop().await;
+
+    let mut events = 0;
+    for request in receiver.received() {
+        assert_eq!(request.header("content-type"), "application/x-ndjson");
+        assert!(request.body.len() <= 2048, "{} bytes", request.body.len());
+        assert!(request.body.ends_with('\n'));
+        for line in request.body.lines() {
+            let envelope: Value = serde_json::from_str(line).expect("one envelope per line");
+            assert_eq!(envelope["data"]["pad"].as_str().unwrap().len(), 500);
+            events += 1;
+        }
+    }
+    assert_eq!(events, 12);
+}
+
+#[tokio::test]
+async fn a_413_halves_the_batch_and_each_half_is_a_new_attempt() {
+    let db = TestDb::new().await;
+    let receiver = TestReceiver::start().await;
+    receiver.script([Reply::status(413)]);
+    batching_endpoint(&db, &receiver.url, 8, 1 << 20, 0, "json").await;
+    send_events(&db, 8, 0).await;
+    let worker = RunningWorker::start(&db, test_settings()).await;
+    all_succeeded(&db, 8).await;
+    worker.stop().await;
+
+    let sizes: Vec<usize> = receiver.received().iter().map(|r| envelopes(r).len()).collect();
+    assert_eq!(sizes, vec![8, 4, 4]);
+    let client = db.client().await;
+    let delivery: Uuid = client.query_one("SELECT id FROM hookline.deliveries LIMIT 1", &[]).await.unwrap().get(0);
+    let attempts = hookline::db::deliveries::attempts(&client, delivery).await.unwrap();
+    let seen: Vec<_> = attempts.iter().map(|a| (a.attempt, a.status_code, a.batch_size)).collect();
+    assert_eq!(seen, vec![(1, Some(413), Some(8)), (2, Some(200), Some(4))]);
+    let counts: Vec<i32> =
+        client.query("SELECT attempts FROM hookline.deliveries", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(counts, vec![2; 8]);
+}
+
+#[tokio::test]
+async fn a_failed_request_fails_every_delivery_in_it_and_counts_once_for_the_breaker() {
+    let db = TestDb::new().await;
+    let receiver = TestReceiver::start().await;
+    receiver.script([Reply::status(500)]);
+    let endpoint = batching_endpoint(&db, &receiver.url, 100, 1 << 20, 0, "json").await;
+    let client = db.client().await;
+    client.execute("UPDATE hookline.endpoints SET retry_schedule = '{1}' WHERE id = $1", &[&endpoint]).await.unwrap();
+    send_events(&db, 5, 0).await;
+    // Two failed attempts open the circuit: the one request of five
+    // deliveries must count as one.
+    let settings = hookline::config::WorkerSettings {
+        circuit: hookline::config::CircuitSettings { failures: 2, ..test_settings().circuit },
+        ..test_settings()
+    };
+    let worker = RunningWorker::start(&db, settings).await;
+    let state = eventually(WAIT, "the failed request to be recorded", || async {
+        let row = client
+            .query_one(
+                "SELECT s.circuit_state::text, s.failed_attempts,
+                        (SELECT count(*) FROM hookline.deliveries WHERE state = 'pending' AND attempts = 1)
+                   FROM hookline.endpoint_state AS s WHERE s.endpoint_id = $1",
+                &[&endpoint],
+            )
+            .await
+            .unwrap();
+        (row.get::<_, i64>(2) == 5).then(|| (row.get::<_, String>(0), row.get::<_, i32>(1)))
+    })
+    .await;
+    assert_eq!(state, ("closed".to_owned(), 1));
+    all_succeeded(&db, 5).await;
+    worker.stop().await;
+
+    let sizes: Vec<usize> = receiver.received().iter().map(|r| envelopes(r).len()).collect();
+    assert_eq!(sizes, vec![5, 5], "the failed batch is retried whole");
+    assert_eq!(count(&db, "SELECT count(*) FROM hookline.deliveries WHERE attempts = 2").await, 5);
+    let failed = count(
+        &db,
+        "SELECT count(*) FROM hookline.batch_attempts WHERE status_code = 500 AND error_kind = 'http_status'",
+    )
+    .await;
+    assert_eq!(failed, 1);
+}
+
+#[tokio::test]
+async fn max_wait_ms_gathers_events_sent_one_by_one() {
+    let db = TestDb::new().await;
+    let receiver = TestReceiver::start().await;
+    batching_endpoint(&db, &receiver.url, 100, 1 << 20, 1000, "json").await;
+    let worker = RunningWorker::start(&db, test_settings()).await;
+    tokio::time::sleep(Duration::from_millis(200)).await; // idle, waiting for a NOTIFY
+    for _ in 0..5 {
+        send_events(&db, 1, 0).await;
+    }
+    all_succeeded(&db, 5).await;
+    worker.stop().await;
+    let sizes: Vec<usize> = receiver.received().iter().map(|r| envelopes(r).len()).collect();
+    assert_eq!(sizes, vec![5], "five events within the wait go together");
+}
+
+#[tokio::test]
+async fn the_api_sets_changes_and_clears_batch_settings() {
+    let db = TestDb::new().await;
+    let api = TestApi::start(&db).await;
+    let created = api.post("/v1/endpoints", json!({"url": "https://x.io/hook", "batch": {"max_events": 50}})).await;
+    assert_eq!(created.status, 201, "{created:?}");
+    assert_eq!(
+        created.body["batch"],
+        json!({"max_events": 50, "max_bytes": 1_048_576, "max_wait_ms": 0, "format": "json"})
+    );
+    let path = format!("/v1/endpoints/{}", created.body["id"].as_str().unwrap());
+    let changed = api.patch(&path, json!({"batch": {"format": "ndjson", "max_wait_ms": 250}})).await;
+    assert_eq!(
+        changed.body["batch"],
+        json!({"max_events": 50, "max_bytes": 1_048_576, "max_wait_ms": 250, "format": "ndjson"})
+    );
+    let cleared = api.patch(&path, json!({"batch": null})).await;
+    assert_eq!(cleared.body["batch"], Value::Null);
+
+    let cases = [
+        (json!({"url": "https://x.io", "batch": {"max_events": 0}}), "batch.max_events"),
+        (json!({"url": "https://x.io", "batch": {"max_events": 1001}}), "batch.max_events"),
+        (json!({"url": "https://x.io", "batch": {"max_bytes": 10}}), "batch.max_bytes"),
+        (json!({"url": "https://x.io", "batch": {"max_wait_ms": -1}}), "batch.max_wait_ms"),
+        (json!({"url": "https://x.io", "batch": {"format": "xml"}}), "batch.format"),
+        (json!({"url": "https://x.io", "batch": {"size": 3}}), "batch.size"),
+        (json!({"url": "https://x.io", "batch": {}, "ordering": "key"}), "batch"),
+    ];
+    for (body, field) in cases {
+        let reply = api.post("/v1/endpoints", body.clone()).await;
+        assert_eq!(reply.status, 400, "{body} → {reply:?}");
+        assert_eq!(reply.body["field"], field, "{body} → {reply:?}");
+    }
+    api.patch(&path, json!({"ordering": "endpoint", "batch": {}})).await.assert_problem(400, Some("batch"));
+    assert_eq!(count(&db, "SELECT count(*) FROM hookline.endpoints").await, 1);
+}
