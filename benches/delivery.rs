@@ -16,7 +16,9 @@
 //! - noisy neighbour: a healthy endpoint's latency at 200 events/s while an
 //!   endpoint that sleeps 10 s per request has 1,000 deliveries queued;
 //! - ordered lanes (this build only): a drain with the endpoint ordered by
-//!   key over 1,000 keys, beside the same drain unordered, in one round.
+//!   key over 1,000 keys, beside the same drain unordered, in one round;
+//! - batches (this build only): a drain four times as large in batches of
+//!   100, beside the same drain unbatched.
 //!
 //! Sizes: BENCH_DRAIN_N, BENCH_SECONDS, BENCH_ROUNDS.
 
@@ -76,6 +78,9 @@ async fn main() -> anyhow::Result<()> {
     for round in (0..rounds()).filter(|_| selected("ordered")) {
         bench.ordered_drain(&bench.builds[0], drain_n, 1000, 2, &mut report, round == last).await?;
     }
+    for round in (0..rounds()).filter(|_| selected("batched")) {
+        bench.batched_drain(&bench.builds[0], drain_n * 4, 2, &mut report, round == last).await?;
+    }
     report.print(&bench.builds);
     bench.server.stop()?;
     Ok(())
@@ -93,37 +98,78 @@ impl Bench {
         report: &mut Report,
         profile: bool,
     ) -> anyhow::Result<()> {
+        let insert = format!(
+            "INSERT INTO hookline.events (event_type, payload, ordering_key)
+             SELECT 'bench.ordered', jsonb_build_object('n', n, 'padding', repeat('x', 100)), 'key-' || n % {keys}
+               FROM generate_series(1, {n}) AS n"
+        );
+        let settings = [
+            (format!("drain {n} queued over {keys} keys, {workers} workers, ordering none"), "ordering = 'none'"),
+            (format!("drain {n} queued over {keys} keys, {workers} workers, ordering key"), "ordering = 'key'"),
+        ];
+        let rates = self.drain_each(build, &insert, workers, &settings, report, profile).await?;
+        build.client.execute("UPDATE hookline.endpoints SET ordering = 'none'", &[]).await?;
+        report.add("ordered by key / unordered (target ≥ 0.5)", 0, rates[1] / rates[0]);
+        Ok(())
+    }
+
+    /// The same drain one delivery per request, then in batches of 100.
+    async fn batched_drain(
+        &self,
+        build: &Build,
+        n: u64,
+        workers: usize,
+        report: &mut Report,
+        profile: bool,
+    ) -> anyhow::Result<()> {
+        let insert = format!(
+            "INSERT INTO hookline.events (event_type, payload)
+             SELECT 'bench.batched', jsonb_build_object('n', n, 'padding', repeat('x', 100))
+               FROM generate_series(1, {n}) AS n"
+        );
+        const UNBATCHED: &str =
+            "batch_max_events = NULL, batch_max_bytes = NULL, batch_max_wait_ms = NULL, batch_format = NULL";
+        let settings = [
+            (format!("drain {n} queued, {workers} workers, unbatched"), UNBATCHED),
+            (
+                format!("drain {n} queued, {workers} workers, batches of 100 (target ≥ 50,000)"),
+                "batch_max_events = 100, batch_max_bytes = 1048576, batch_max_wait_ms = 0, batch_format = 'json'",
+            ),
+        ];
+        let rates = self.drain_each(build, &insert, workers, &settings, report, profile).await?;
+        build.client.execute(&format!("UPDATE hookline.endpoints SET {UNBATCHED}"), &[]).await?;
+        report.add("batched / unbatched", 0, rates[1] / rates[0]);
+        Ok(())
+    }
+
+    /// For each (figure, endpoint setting): sets it, queues events with
+    /// `insert`, and measures the drain's deliveries/s; profiles the last.
+    async fn drain_each(
+        &self,
+        build: &Build,
+        insert: &str,
+        workers: usize,
+        settings: &[(String, &str)],
+        report: &mut Report,
+        profile: bool,
+    ) -> anyhow::Result<Vec<f64>> {
         let mut rates = Vec::new();
-        for ordering in ["none", "key"] {
-            build.client.execute("UPDATE hookline.endpoints SET ordering = $1", &[&ordering]).await?;
-            build
-                .client
-                .execute(
-                    "INSERT INTO hookline.events (event_type, payload, ordering_key)
-                     SELECT 'bench.ordered', jsonb_build_object('n', n, 'padding', repeat('x', 100)), 'key-' || n % $2
-                       FROM generate_series(1, $1::bigint) AS n",
-                    &[&(n as i64), &keys],
-                )
-                .await?;
+        for (i, (figure, setting)) in settings.iter().enumerate() {
+            build.client.execute(&format!("UPDATE hookline.endpoints SET {setting}"), &[]).await?;
+            let n = build.client.execute(insert, &[]).await?;
             self.reset_statements().await?;
             let started = Instant::now();
             let mut children = self.spawn_workers(build, workers);
             self.settled(build).await?;
             let rate = n as f64 / started.elapsed().as_secs_f64();
             stop(&mut children);
-            if profile && ordering == "key" {
-                self.statements(build).await?.print_top("this build draining lanes", 12);
+            if profile && i == settings.len() - 1 {
+                self.statements(build).await?.print_top(&format!("this build: {figure}"), 12);
             }
-            report.add(
-                &format!("drain {n} queued over {keys} keys, {workers} workers, ordering {ordering}: deliveries/s"),
-                0,
-                rate,
-            );
+            report.add(&format!("{figure}: deliveries/s"), 0, rate);
             rates.push(rate);
         }
-        build.client.execute("UPDATE hookline.endpoints SET ordering = 'none'", &[]).await?;
-        report.add("ordered by key / unordered (target ≥ 0.5)", 0, rates[1] / rates[0]);
-        Ok(())
+        Ok(rates)
     }
 
     async fn drain(&self, build: &Build, i: usize, n: u64, workers: usize, report: &mut Report) -> anyhow::Result<()> {

@@ -23,6 +23,7 @@ const SQL_OBJECTS: &[(&str, &str)] = sql_objects![
     "055_lifecycle.sql",
     "058_ordering.sql",
     "060_claim_deliveries.sql",
+    "065_batching.sql",
     "080_stats_rollups.sql",
     "090_sources.sql",
     "100_endpoint_health.sql",

@@ -2,14 +2,9 @@
 -- endpoints that batch (and have no limit and a closed circuit: their
 -- claims count single deliveries) takes more of each such endpoint's
 -- pending deliveries into the same request, up to the room it has left in
--- envelopes ($3) and bytes ($4), in due order (delivery_queue_batch),
--- skipping rows other workers are claiming. (See DELIVERY_CLAIM_BATCH in
+-- envelopes ($3) and bytes ($4): hookline.batch_candidates
+-- (sql/065_batching.sql) says which. (See DELIVERY_CLAIM_BATCH in
 -- src/db/deliveries.rs for the parameters.)
---
--- It takes deliveries that are due, and fresh ones (never attempted) that
--- are not due yet: those wait only for their endpoint's max_wait_ms, so a
--- batch formed now takes them along. A retry keeps its backoff. Lost leases
--- are left to the claims, which record the loss.
 --
 -- Returns the rows as the claims do.
 WITH clock AS MATERIALIZED (
@@ -26,15 +21,8 @@ wanted AS (
 locked AS MATERIALIZED (
     SELECT w.endpoint_id, w.room_bytes, w.lease_s, q.delivery_id, q.event_id, q.next_attempt_at
       FROM wanted AS w
-     CROSS JOIN LATERAL (
-            SELECT q.delivery_id, q.event_id, q.next_attempt_at
-              FROM hookline.delivery_queue AS q
-             WHERE q.endpoint_id = w.endpoint_id AND q.state = 'pending' AND q.batched
-               AND q.lease_owner IS NULL
-               AND (q.attempts = 0 OR q.next_attempt_at <= (SELECT c.at FROM clock AS c))
-             ORDER BY q.next_attempt_at
-             LIMIT w.room
-               FOR UPDATE SKIP LOCKED) AS q
+     CROSS JOIN clock AS c
+     CROSS JOIN LATERAL hookline.batch_candidates(w.endpoint_id, w.room, c.at) AS q
 ),
 -- The envelope's size exactly as the worker writes it (src/worker/dispatch.rs),
 -- plus its separator.
@@ -53,6 +41,8 @@ claimed AS (
            attempts = q.attempts + 1
       FROM sized AS s, clock AS c
      WHERE q.delivery_id = s.delivery_id AND s.body_bytes <= s.room_bytes
+       -- A few rows: by their primary key (the planner cannot tell how few).
+       AND q.delivery_id = ANY (ARRAY(SELECT s.delivery_id FROM sized AS s))
     RETURNING q.delivery_id, q.attempts, q.next_attempt_at
 )
 SELECT cl.delivery_id, cl.attempts AS attempt, cl.next_attempt_at AS lease_until,
