@@ -143,7 +143,8 @@ impl Bench {
     }
 
     /// For each (figure, endpoint setting): sets it, queues events with
-    /// `insert`, and measures the drain's deliveries/s; profiles the last.
+    /// `insert`, vacuums, and measures the drain's deliveries/s; profiles
+    /// the last.
     async fn drain_each(
         &self,
         build: &Build,
@@ -157,6 +158,8 @@ impl Bench {
         for (i, (figure, setting)) in settings.iter().enumerate() {
             build.client.execute(&format!("UPDATE hookline.endpoints SET {setting}"), &[]).await?;
             let n = build.client.execute(insert, &[]).await?;
+            // What the drain before left to vacuum would land on this one.
+            self.quiet().await?;
             self.reset_statements().await?;
             let started = Instant::now();
             let mut children = self.spawn_workers(build, workers);
