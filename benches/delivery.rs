@@ -161,15 +161,21 @@ impl Bench {
             // What the drain before left to vacuum would land on this one.
             self.quiet().await?;
             self.reset_statements().await?;
+            let pg_cpu_before = self.postgres_cpu();
             let started = Instant::now();
             let mut children = self.spawn_workers(build, workers);
             self.settled(build).await?;
             let rate = n as f64 / started.elapsed().as_secs_f64();
+            let worker_cpu: f64 = children.iter().map(|c| cpu_seconds(c.id(), false)).sum();
+            let pg_cpu = self.postgres_cpu() - pg_cpu_before;
             stop(&mut children);
             if profile && i == settings.len() - 1 {
                 self.statements(build).await?.print_top(&format!("this build: {figure}"), 12);
             }
             report.add(&format!("{figure}: deliveries/s"), 0, rate);
+            let per_1000 = |cpu: f64| cpu / n as f64 * 1000.0;
+            report.add(&format!("{figure}: PostgreSQL CPU-s per 1,000"), 0, per_1000(pg_cpu));
+            report.add(&format!("{figure}: workers' CPU-s per 1,000"), 0, per_1000(worker_cpu));
             rates.push(rate);
         }
         Ok(rates)
