@@ -24,3 +24,98 @@ AS $$
      LIMIT room
        FOR UPDATE SKIP LOCKED
 $$;
+
+-- hookline.claim_lane_followers: for the lane heads a worker holds in one
+-- batch each (`head_ids`, with their endpoint's room in envelopes and
+-- bytes), leases the deliveries waiting right behind each head, in place
+-- order, so the batch carries consecutive events of each lane: heads in
+-- the order given, each lane's followers until its room is used up or a
+-- row that does not wait (held back, or a lane's end). It takes the lane
+-- locks first, as claims and advances do (sql/058_ordering.sql), so no
+-- advance or cancel moves a lane under it. Followers only ever follow a
+-- head that is in flight: they end with it (one request, one outcome), or
+-- go back to waiting at their next claim if it is retried.
+CREATE OR REPLACE FUNCTION hookline.claim_lane_followers(
+    worker_id   uuid,
+    head_ids    uuid[],
+    room        integer[],  -- envelopes the head's batch may still take (its endpoint's)
+    room_bytes  integer[],  -- and bytes
+    lease_max_s float8,
+    at          timestamptz
+) RETURNS TABLE (
+    delivery_id      uuid,
+    attempt          integer,
+    lease_until      timestamptz,
+    event_id         uuid,
+    event_type       text,
+    event_created_at timestamptz,
+    payload          text,
+    endpoint_id      uuid,
+    lane             bigint
+)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    lanes bigint[];
+BEGIN
+    at := coalesce(at, now());
+    SELECT array_agg(q.lane) INTO lanes
+      FROM hookline.delivery_queue AS q
+     WHERE q.delivery_id = ANY (head_ids) AND q.lease_owner = worker_id AND q.lane IS NOT NULL;
+    IF lanes IS NULL THEN
+        RETURN;
+    END IF;
+    PERFORM hookline.lock_lanes(lanes);
+    RETURN QUERY
+    WITH head AS (
+        SELECT q.endpoint_id, q.lane, q.lane_seq, h.room, h.room_bytes, h.nth,
+               least(ep.timeout_ms / 1000.0 + 5, lease_max_s) AS lease_s
+          FROM unnest(head_ids, room, room_bytes) WITH ORDINALITY AS h(delivery_id, room, room_bytes, nth)
+          JOIN hookline.delivery_queue AS q
+            ON q.delivery_id = h.delivery_id AND q.lease_owner = worker_id AND q.lane IS NOT NULL
+          JOIN hookline.endpoints AS ep ON ep.id = q.endpoint_id AND ep.enabled
+    ),
+    behind AS MATERIALIZED (
+        SELECT h.*, f.delivery_id, f.event_id, f.state, f.lane_seq AS seq
+          FROM head AS h
+         CROSS JOIN LATERAL (
+                SELECT f.delivery_id, f.event_id, f.state, f.lane_seq
+                  FROM hookline.delivery_queue AS f
+                 WHERE f.lane = h.lane AND f.state <> 'dead' AND f.lane_seq > h.lane_seq
+                 ORDER BY f.lane_seq
+                 LIMIT h.room
+                   FOR UPDATE OF f) AS f
+    ),
+    unbroken AS MATERIALIZED (
+        SELECT b.*, e.event_type, e.created_at, p.payload,
+               bool_and(b.state = 'waiting') OVER (PARTITION BY b.lane ORDER BY b.seq) AS waits
+          FROM behind AS b
+          JOIN hookline.events AS e ON e.id = b.event_id
+         CROSS JOIN LATERAL (SELECT e.payload::text AS payload) AS p
+    ),
+    -- The endpoint's room is shared, in the order of the heads.
+    taken AS MATERIALIZED (
+        SELECT u.*,
+               count(*) OVER w AS n,
+               sum(104 + octet_length(to_json(u.event_type)::text) + octet_length(u.payload)) OVER w AS bytes
+          FROM unbroken AS u
+         WHERE u.waits
+        WINDOW w AS (PARTITION BY u.endpoint_id ORDER BY u.nth, u.seq)
+    ),
+    claimed AS (
+        UPDATE hookline.delivery_queue AS q
+           SET state = 'pending',
+               next_attempt_at = at + make_interval(secs => t.lease_s),
+               lease_owner = worker_id,
+               attempts = q.attempts + 1
+          FROM taken AS t
+         WHERE q.delivery_id = t.delivery_id AND t.n <= t.room AND t.bytes <= t.room_bytes
+        RETURNING q.delivery_id, q.attempts, q.next_attempt_at
+    )
+    SELECT c.delivery_id, c.attempts, c.next_attempt_at, t.event_id, t.event_type, t.created_at, t.payload,
+           t.endpoint_id, t.lane
+      FROM claimed AS c
+      JOIN taken AS t ON t.delivery_id = c.delivery_id
+     ORDER BY t.endpoint_id, t.nth, t.seq;
+END
+$$;

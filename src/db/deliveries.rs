@@ -42,6 +42,22 @@ SELECT delivery_id, attempt, lease_until, event_id, event_type, event_created_at
 /// in envelopes and bytes, `$5` longest lease (s), `$6` the clock (NULL: now()).
 pub const DELIVERY_CLAIM_BATCH: &str = include_str!("statements/delivery_claim_batch.sql");
 
+/// Leases the deliveries waiting behind ordered lane heads into their
+/// batches: see `hookline.claim_lane_followers` (sql/065_batching.sql).
+/// Parameters: `$1` worker, `$2`/`$3`/`$4` the heads with their batch's
+/// room in envelopes and bytes, `$5` longest lease (s), `$6` the clock.
+pub const DELIVERY_CLAIM_LANE_FOLLOWERS: &str = "
+SELECT f.delivery_id, f.attempt, f.lease_until, f.event_id, f.event_type, f.event_created_at, f.payload,
+       ep.id, ep.url, ep.http_method, ep.headers, ep.timeout_ms, ep.retry_schedule, ep.secret,
+       CASE WHEN ep.previous_secret_expires_at > coalesce($6, now()) THEN ep.previous_secret END,
+       NULL::timestamptz, NULL::timestamptz, NULL::integer, false, f.lane,
+       ep.batch_max_events, ep.batch_max_bytes, ep.batch_format
+  FROM hookline.claim_lane_followers($1, $2, $3, $4, $5, $6) WITH ORDINALITY
+           AS f(delivery_id, attempt, lease_until, event_id, event_type, event_created_at, payload, endpoint_id,
+                lane, nth)
+  JOIN hookline.endpoints AS ep ON ep.id = f.endpoint_id
+ ORDER BY f.nth";
+
 /// Records a batch of outcomes in one statement: see the file. Parameters:
 /// `$1` worker, `$2` the outcomes (`hookline.attempt_outcome[]`), `$3`
 /// failed attempts that open a circuit, `$4`/`$5` its first and longest
@@ -323,6 +339,27 @@ pub async fn claim_for_batches(
         .query(
             &db.prepare_cached(DELIVERY_CLAIM_BATCH).await?,
             &[&worker, &endpoints, &events, &bytes, &lease_max_s, &at],
+        )
+        .await?;
+    Ok(rows.iter().map(Claimed::from).collect())
+}
+
+/// Leases, behind each ordered lane head of `heads` (with its batch's room
+/// in envelopes and bytes), the deliveries waiting for it, in lane order
+/// (see [`DELIVERY_CLAIM_LANE_FOLLOWERS`]).
+pub async fn claim_lane_followers(
+    db: &impl GenericClient,
+    worker: Uuid,
+    heads: &[(Uuid, i32, i32)],
+    lease_max_s: f64,
+    at: Option<DateTime<Utc>>,
+) -> Result<Vec<Claimed>> {
+    let (ids, (events, bytes)): (Vec<Uuid>, (Vec<i32>, Vec<i32>)) =
+        heads.iter().map(|(id, events, bytes)| (*id, (*events, *bytes))).unzip();
+    let rows = db
+        .query(
+            &db.prepare_cached(DELIVERY_CLAIM_LANE_FOLLOWERS).await?,
+            &[&worker, &ids, &events, &bytes, &lease_max_s, &at],
         )
         .await?;
     Ok(rows.iter().map(Claimed::from).collect())

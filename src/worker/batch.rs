@@ -81,26 +81,38 @@ pub fn jobs(claimed: Vec<Claimed>) -> Vec<Job> {
     jobs
 }
 
-/// Fills each endpoint's last batch with its pending deliveries, as far as
-/// its shape allows (see the module).
+/// Fills each endpoint's last batch as far as its shape allows (see the
+/// module): with the deliveries waiting behind the ordered lane heads it
+/// holds, in lane order, or else with more of the endpoint's due ones.
 pub async fn fill(db: &impl GenericClient, worker: Uuid, lease_max_s: f64, jobs: &mut [Job]) -> db::Result<()> {
-    let mut rooms: Vec<(Uuid, i32, i32)> = Vec::new();
+    let mut filled: Vec<Uuid> = Vec::new();
+    let (mut rooms, mut heads) = (Vec::new(), Vec::new());
     for job in jobs.iter().rev() {
         let Job::Batch { members, envelopes } = job else { continue };
         let endpoint = members[0].endpoint_id;
-        if rooms.iter().any(|(id, ..)| *id == endpoint) {
+        if filled.contains(&endpoint) {
             continue; // not its last batch
         }
+        filled.push(endpoint);
         let shape = members[0].batch.expect("a batch's members batch");
         let sizes: Vec<usize> = envelopes.iter().map(String::len).collect();
-        if let Some((events, bytes)) = shape.room(&sizes).filter(|(events, _)| *events >= FILL_AT_LEAST) {
+        let Some((events, bytes)) = shape.room(&sizes).filter(|(events, _)| *events >= FILL_AT_LEAST) else {
+            continue;
+        };
+        let lane_heads: Vec<Uuid> = members.iter().filter(|d| d.lane.is_some()).map(|d| d.delivery_id).collect();
+        if lane_heads.is_empty() {
             rooms.push((endpoint, clamp(events), clamp(bytes)));
+        } else {
+            heads.extend(lane_heads.into_iter().map(|head| (head, clamp(events), clamp(bytes))));
         }
     }
-    if rooms.is_empty() {
-        return Ok(());
+    let mut more = Vec::new();
+    if !rooms.is_empty() {
+        more.extend(db::deliveries::claim_for_batches(db, worker, &rooms, lease_max_s, None).await?);
     }
-    let more = db::deliveries::claim_for_batches(db, worker, &rooms, lease_max_s, None).await?;
+    if !heads.is_empty() {
+        more.extend(db::deliveries::claim_lane_followers(db, worker, &heads, lease_max_s, None).await?);
+    }
     for d in more {
         let last = jobs.iter_mut().rev().find_map(|job| match job {
             Job::Batch { members, envelopes } if members[0].endpoint_id == d.endpoint_id => Some((members, envelopes)),
@@ -154,7 +166,17 @@ async fn send_part(
     if attempt.status_code == Some(413) && members.len() > 1 && lease_allows_another(&members) {
         let half = members.len() / 2;
         let second = members.split_off(half);
+        let before = sent.decided.len();
         Box::pin(send_part(dispatcher, members, &envelopes[..half], carried_by.clone(), sent)).await;
+        // An ordered lane's later events go only after its earlier ones
+        // went through: otherwise the 413 stands for them.
+        let first_half_failed = sent.decided[before..].iter().any(|(_, a, _)| a.outcome != Outcome::Delivered);
+        if first_half_failed && second.iter().any(|d| d.lane.is_some()) {
+            for d in second {
+                sent.decided.push((d, attempt.without_response(), carried_by.clone()));
+            }
+            return;
+        }
         Box::pin(send_part(dispatcher, second, &envelopes[half..], carried_by, sent)).await;
         return;
     }

@@ -2,7 +2,7 @@
 //! max_events and max_bytes, signed as one message; one request is one
 //! attempt of each delivery it carried, recorded once; a 413 halves it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use hookline::signing::SigningKey;
@@ -246,13 +246,95 @@ async fn the_api_sets_changes_and_clears_batch_settings() {
         (json!({"url": "https://x.io", "batch": {"max_wait_ms": -1}}), "batch.max_wait_ms"),
         (json!({"url": "https://x.io", "batch": {"format": "xml"}}), "batch.format"),
         (json!({"url": "https://x.io", "batch": {"size": 3}}), "batch.size"),
-        (json!({"url": "https://x.io", "batch": {}, "ordering": "key"}), "batch"),
     ];
     for (body, field) in cases {
         let reply = api.post("/v1/endpoints", body.clone()).await;
         assert_eq!(reply.status, 400, "{body} → {reply:?}");
         assert_eq!(reply.body["field"], field, "{body} → {reply:?}");
     }
-    api.patch(&path, json!({"ordering": "endpoint", "batch": {}})).await.assert_problem(400, Some("batch"));
     assert_eq!(count(&db, "SELECT count(*) FROM hookline.endpoints").await, 1);
+}
+
+/// (key, n) of each envelope of a request whose events carry them.
+fn keys_and_ns(request: &Received) -> Vec<(String, i64)> {
+    envelopes(request)
+        .iter()
+        .map(|e| (e["data"]["key"].as_str().unwrap().to_owned(), e["data"]["n"].as_i64().unwrap()))
+        .collect()
+}
+
+/// Checks that, request after request (each with the status it got), every
+/// key's events come in order: within a request consecutive and rising; a
+/// request starts a key no later than its first event not yet delivered (a
+/// failed request's events come again); returns how many each key got
+/// delivered.
+fn check_keys(requests: &[(Received, u16)]) -> HashMap<String, i64> {
+    let mut delivered: HashMap<String, i64> = HashMap::new();
+    for (request, status) in requests {
+        let mut last_in_request: HashMap<String, i64> = HashMap::new();
+        for (key, n) in keys_and_ns(request) {
+            let next = delivered.get(&key).copied().unwrap_or(0);
+            match last_in_request.get(&key) {
+                Some(prev) => assert_eq!(n, prev + 1, "key {key}: {n} after {prev} in one request"),
+                None => assert!(n <= next, "key {key}: {n} sent before {next} was delivered"),
+            }
+            last_in_request.insert(key, n);
+        }
+        if (200..300).contains(status) {
+            for (key, last) in last_in_request {
+                let next = delivered.entry(key).or_insert(0);
+                *next = (*next).max(last + 1);
+            }
+        }
+    }
+    delivered
+}
+
+#[tokio::test]
+async fn an_ordered_endpoint_batches_each_keys_events_in_order_through_failures_and_a_413() {
+    const KEYS: i64 = 4;
+    const PER_KEY: i64 = 12;
+    let db = TestDb::new().await;
+    let receiver = TestReceiver::start().await;
+    // The first request is too large; the half after it fails: its second
+    // half must not go before it does. Then a failure now and then.
+    let script = [413, 500, 200, 500, 200, 200, 500];
+    receiver.script(script.iter().map(|s| Reply::status(*s)));
+    let endpoint = batching_endpoint(&db, &receiver.url, 10, 1 << 20, 0, "json").await;
+    let client = db.client().await;
+    client
+        .execute(
+            "UPDATE hookline.endpoints SET ordering = 'key', retry_schedule = '{0.05,0.05,0.05,0.05,0.05,0.05}'
+              WHERE id = $1",
+            &[&endpoint],
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            "INSERT INTO hookline.events (event_type, payload, ordering_key)
+             SELECT 'order.updated', jsonb_build_object('key', 'k' || k, 'n', n), 'k' || k
+               FROM generate_series(0, $2::bigint - 1) AS n, generate_series(1, $1::bigint) AS k
+              ORDER BY n, k",
+            &[&KEYS, &PER_KEY],
+        )
+        .await
+        .unwrap();
+    let worker = RunningWorker::start(&db, test_settings()).await;
+    all_succeeded(&db, KEYS * PER_KEY).await;
+    worker.stop().await;
+
+    let received = receiver.received();
+    let requests: Vec<(Received, u16)> =
+        received.into_iter().enumerate().map(|(i, r)| (r, script.get(i).copied().unwrap_or(200))).collect();
+    let first = keys_and_ns(&requests[0].0);
+    assert_eq!(first.len(), 10, "the heads of the four keys, filled with what waits behind them");
+    assert_eq!(first.iter().filter(|(_, n)| *n == 0).count(), 4);
+    let delivered = check_keys(&requests);
+    assert_eq!(delivered.len(), KEYS as usize);
+    assert!(delivered.values().all(|n| *n == PER_KEY), "{delivered:?}");
+    assert!(
+        requests.iter().any(|(r, _)| keys_and_ns(r).windows(2).any(|w| w[0].0 == w[1].0)),
+        "some request carried a key's consecutive events"
+    );
 }

@@ -227,7 +227,8 @@ pub struct EndpointCreate {
     pub ordering: Option<Ordering>,
     #[serde(default, deserialize_with = "super::body::non_null")]
     pub ordering_on_dead: Option<OrderingOnDead>,
-    /// Send deliveries in batches (not with `ordering` yet).
+    /// Send deliveries in batches (with `ordering`, a batch carries each
+    /// lane's events in order).
     #[serde(default, deserialize_with = "super::body::non_null")]
     pub batch: Option<BatchSettings>,
     #[serde(default, deserialize_with = "super::body::non_null")]

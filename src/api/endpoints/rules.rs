@@ -82,7 +82,6 @@ pub(super) fn new_endpoint(
         retry_schedule: new.retry_schedule.as_deref(),
         disable_after_failures: new.disable_after_failures,
         disable_after_open_s: new.disable_after_open_s,
-        ordering: &new.ordering,
         batch: new.batch.as_ref(),
     })?;
     Ok(new)
@@ -145,7 +144,6 @@ pub(super) fn apply_update(row: &mut db::endpoints::Endpoint, u: EndpointUpdate)
         retry_schedule: row.retry_schedule.as_deref(),
         disable_after_failures: row.disable_after_failures,
         disable_after_open_s: row.disable_after_open_s,
-        ordering: &row.ordering,
         batch: row.batch.as_ref(),
     })
 }
@@ -176,7 +174,6 @@ struct Settings<'a> {
     retry_schedule: Option<&'a [f64]>,
     disable_after_failures: i32,
     disable_after_open_s: Option<i32>,
-    ordering: &'a str,
     batch: Option<&'a db::endpoints::Batch>,
 }
 
@@ -231,9 +228,6 @@ fn check_settings(s: &Settings<'_>) -> Result<(), Problem> {
         validate::range("batch.max_events", batch.max_events.into(), 1, 1000)?;
         validate::range("batch.max_bytes", batch.max_bytes.into(), 1024, 4 * 1024 * 1024)?;
         validate::range("batch.max_wait_ms", batch.max_wait_ms.into(), 0, 60_000)?;
-        if s.ordering != Ordering::None.as_str() {
-            return Err(Problem::field("batch", "cannot be combined with `ordering` (yet): choose one"));
-        }
     }
     validate::range("disable_after_failures", s.disable_after_failures.into(), 1, 10_000)
 }
