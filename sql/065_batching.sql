@@ -3,14 +3,17 @@
 -- hookline.batch_candidates: up to `room` of an endpoint's pending batched
 -- deliveries, in due order, locked, skipping rows other workers are
 -- claiming: those due by `at`, and fresh ones (never attempted) not due
--- yet, which wait only for their endpoint's max_wait_ms. A retry keeps its
--- backoff; a lost lease is left to the claims, which record the loss.
+-- yet, which wait only for their endpoint's max_wait_ms (`wait_ms`: so
+-- none is due later than `at` + `wait_ms`, which bounds the scan short of
+-- the endpoint's later retries and leases). A retry keeps its backoff; a
+-- lost lease is left to the claims, which record the loss.
 --
 -- It walks delivery_queue_batch in order and stops after `room` rows. The
 -- planner, when its statistics say an endpoint has few batched rows (say,
 -- after a quiet hour, just as a backlog arrives), prefers a bitmap scan
 -- that reads and sorts all of them, every call: bitmap scans are off here.
-CREATE OR REPLACE FUNCTION hookline.batch_candidates(endpoint_id uuid, room integer, at timestamptz)
+DROP FUNCTION IF EXISTS hookline.batch_candidates(uuid, integer, timestamptz);
+CREATE OR REPLACE FUNCTION hookline.batch_candidates(endpoint_id uuid, room integer, wait_ms integer, at timestamptz)
 RETURNS TABLE (delivery_id uuid, event_id uuid, next_attempt_at timestamptz)
 LANGUAGE sql VOLATILE
 SET enable_bitmapscan = off
@@ -18,6 +21,8 @@ AS $$
     SELECT q.delivery_id, q.event_id, q.next_attempt_at
       FROM hookline.delivery_queue AS q
      WHERE q.endpoint_id = batch_candidates.endpoint_id AND q.state = 'pending' AND q.batched
+       AND q.lane IS NULL  -- ordered ones go behind their heads only
+       AND q.next_attempt_at <= batch_candidates.at + make_interval(secs => wait_ms / 1000.0)
        AND q.lease_owner IS NULL
        AND (q.attempts = 0 OR q.next_attempt_at <= batch_candidates.at)
      ORDER BY q.next_attempt_at
@@ -29,12 +34,17 @@ $$;
 -- batch each (`head_ids`, with their endpoint's room in envelopes and
 -- bytes), leases the deliveries waiting right behind each head, in place
 -- order, so the batch carries consecutive events of each lane: heads in
--- the order given, each lane's followers until its room is used up or a
--- row that does not wait (held back, or a lane's end). It takes the lane
--- locks first, as claims and advances do (sql/058_ordering.sql), so no
--- advance or cancel moves a lane under it. Followers only ever follow a
--- head that is in flight: they end with it (one request, one outcome), or
--- go back to waiting at their next claim if it is retried.
+-- the order given, each lane's followers until its room is used up or the
+-- run breaks — at a row that does not wait (held back), a row another
+-- transaction holds (a cancel, a replay: never waited for), or, when the
+-- endpoint's dead deliveries block (`ordering_on_dead` `wait`), a dead one.
+-- As for unordered batches, only endpoints without a limit and with a
+-- closed circuit get followers (their claims count single deliveries).
+-- It takes the lane locks first, as claims and advances do
+-- (sql/058_ordering.sql), so no advance moves a lane under it. Followers
+-- only ever follow a head that is in flight: they end with it (one
+-- request, one outcome), or go back to waiting at their next claim if it
+-- is retried.
 CREATE OR REPLACE FUNCTION hookline.claim_lane_followers(
     worker_id   uuid,
     head_ids    uuid[],
@@ -69,27 +79,42 @@ BEGIN
     RETURN QUERY
     WITH head AS (
         SELECT q.endpoint_id, q.lane, q.lane_seq, h.room, h.room_bytes, h.nth,
-               least(ep.timeout_ms / 1000.0 + 5, lease_max_s) AS lease_s
+               least(ep.timeout_ms / 1000.0 + 5, lease_max_s) AS lease_s,
+               CASE WHEN ep.ordering_on_dead = 'wait'
+                    THEN (SELECT min(d.lane_seq) FROM hookline.delivery_queue AS d
+                           WHERE d.lane = q.lane AND d.state = 'dead' AND d.lane_seq > q.lane_seq)
+               END AS dead_seq
           FROM unnest(head_ids, room, room_bytes) WITH ORDINALITY AS h(delivery_id, room, room_bytes, nth)
           JOIN hookline.delivery_queue AS q
             ON q.delivery_id = h.delivery_id AND q.lease_owner = worker_id AND q.lane IS NOT NULL
-          JOIN hookline.endpoints AS ep ON ep.id = q.endpoint_id AND ep.enabled
+          JOIN hookline.endpoints AS ep
+            ON ep.id = q.endpoint_id AND ep.enabled AND ep.batch_max_events IS NOT NULL
+           AND ep.max_in_flight IS NULL AND ep.rate_limit_per_s IS NULL
+          JOIN hookline.endpoint_state AS s ON s.endpoint_id = q.endpoint_id AND s.circuit_state = 'closed'
     ),
     behind AS MATERIALIZED (
-        SELECT h.*, f.delivery_id, f.event_id, f.state, f.lane_seq AS seq
+        SELECT h.*, f.delivery_id, f.event_id, f.lane_seq AS seq
           FROM head AS h
          CROSS JOIN LATERAL (
-                SELECT f.delivery_id, f.event_id, f.state, f.lane_seq
+                SELECT f.delivery_id, f.event_id, f.lane_seq
                   FROM hookline.delivery_queue AS f
                  WHERE f.lane = h.lane AND f.state <> 'dead' AND f.lane_seq > h.lane_seq
+                   AND f.lane_seq < coalesce(h.dead_seq, 9223372036854775807)
                  ORDER BY f.lane_seq
-                 LIMIT h.room
-                   FOR UPDATE OF f) AS f
+                 LIMIT h.room) AS f
+    ),
+    -- Locked as they are now (a row changed since is read again).
+    locked AS MATERIALIZED (
+        SELECT f.delivery_id, f.state
+          FROM hookline.delivery_queue AS f
+         WHERE f.delivery_id = ANY (ARRAY(SELECT b.delivery_id FROM behind AS b))
+           FOR UPDATE SKIP LOCKED
     ),
     unbroken AS MATERIALIZED (
         SELECT b.*, e.event_type, e.created_at, p.payload,
-               bool_and(b.state = 'waiting') OVER (PARTITION BY b.lane ORDER BY b.seq) AS waits
+               bool_and(coalesce(l.state = 'waiting', false)) OVER (PARTITION BY b.lane ORDER BY b.seq) AS waits
           FROM behind AS b
+          LEFT JOIN locked AS l ON l.delivery_id = b.delivery_id
           JOIN hookline.events AS e ON e.id = b.event_id
          CROSS JOIN LATERAL (SELECT e.payload::text AS payload) AS p
     ),

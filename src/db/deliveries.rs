@@ -566,7 +566,10 @@ pub const DELIVERY_REQUEUE: &str = "
 WITH target AS (
     SELECT d.id, d.event_id, d.endpoint_id, d.attempts, d.state, d.tenant, d.event_type, d.created_at, ep.enabled,
            e.id IS NOT NULL AS has_event, hookline.lane_of(ep.id, ep.ordering, e.ordering_key) AS lane,
-           EXISTS (SELECT FROM hookline.delivery_queue AS q WHERE q.delivery_id = d.id) AS in_queue
+           EXISTS (SELECT FROM hookline.delivery_queue AS q WHERE q.delivery_id = d.id) AS in_queue,
+           -- Fills take unordered deliveries only (ordered ones follow their heads).
+           ep.batch_max_events IS NOT NULL AND hookline.lane_of(ep.id, ep.ordering, e.ordering_key) IS NULL
+               AS batched
       FROM hookline.deliveries AS d
       LEFT JOIN hookline.endpoints AS ep ON ep.id = d.endpoint_id
       LEFT JOIN hookline.events AS e ON e.id = d.event_id
@@ -575,11 +578,12 @@ WITH target AS (
 queued AS (
     -- A finished delivery sent again joins the back of its lane; one still
     -- queued keeps its lane, and its place as hookline.replayed_lane_seq says.
-    INSERT INTO hookline.delivery_queue (delivery_id, event_id, endpoint_id, attempts, lane, lane_seq)
-    SELECT id, event_id, endpoint_id, attempts, lane, CASE WHEN NOT in_queue THEN hookline.take_lane_place(lane) END
+    INSERT INTO hookline.delivery_queue (delivery_id, event_id, endpoint_id, attempts, lane, lane_seq, batched)
+    SELECT id, event_id, endpoint_id, attempts, lane, CASE WHEN NOT in_queue THEN hookline.take_lane_place(lane) END,
+           batched
       FROM target WHERE enabled AND has_event
     ON CONFLICT (delivery_id) DO UPDATE
-       SET state = 'pending', next_attempt_at = now(), lease_owner = NULL,
+       SET state = 'pending', next_attempt_at = now(), lease_owner = NULL, batched = excluded.batched,
            lane_seq = hookline.replayed_lane_seq(hookline.delivery_queue.delivery_id,
                                                  hookline.delivery_queue.endpoint_id, hookline.delivery_queue.lane,
                                                  hookline.delivery_queue.lane_seq, hookline.delivery_queue.state)
@@ -641,7 +645,10 @@ SELECT h.id, r.endpoint_id, r.lane FROM history AS h JOIN removed AS r ON r.deli
 /// window [`$4`, `$5`); returns how many.
 pub const DEAD_LETTER_REPLAY_MATCHING: &str = "
 WITH target AS MATERIALIZED (
-    SELECT q.delivery_id, q.endpoint_id, q.lane, q.lane_seq, q.state
+    SELECT q.delivery_id, q.endpoint_id, q.lane, q.lane_seq, q.state,
+           q.lane IS NULL
+               AND (SELECT ep.batch_max_events IS NOT NULL FROM hookline.endpoints AS ep WHERE ep.id = q.endpoint_id)
+               AS batched
       FROM hookline.delivery_queue AS q
       JOIN hookline.deliveries AS d ON d.id = q.delivery_id
      WHERE q.state = 'dead'
@@ -657,13 +664,13 @@ WITH target AS MATERIALIZED (
        FOR UPDATE OF q
 ),
 placed AS MATERIALIZED (
-    SELECT t.delivery_id,
+    SELECT t.delivery_id, t.batched,
            hookline.replayed_lane_seq(t.delivery_id, t.endpoint_id, t.lane, t.lane_seq, t.state) AS lane_seq
       FROM target AS t
 ),
 revived AS (
     UPDATE hookline.delivery_queue AS q
-       SET state = 'pending', next_attempt_at = now(), lease_owner = NULL, lane_seq = p.lane_seq
+       SET state = 'pending', next_attempt_at = now(), lease_owner = NULL, lane_seq = p.lane_seq, batched = p.batched
       FROM placed AS p
      WHERE q.delivery_id = p.delivery_id
     RETURNING q.delivery_id
@@ -688,7 +695,9 @@ SELECT count(*) FROM revived";
 /// At an ordered endpoint they join the back of their lanes, in event order.
 pub const DELIVERY_QUEUE_MISSED: &str = "
 WITH missed AS (
-    SELECT e.id, e.tenant, e.event_type, hookline.lane_of(ep.id, ep.ordering, e.ordering_key) AS lane
+    SELECT e.id, e.tenant, e.event_type, hookline.lane_of(ep.id, ep.ordering, e.ordering_key) AS lane,
+           ep.batch_max_events IS NOT NULL AND hookline.lane_of(ep.id, ep.ordering, e.ordering_key) IS NULL
+               AS batched
       FROM hookline.endpoints AS ep
       JOIN hookline.events AS e
         ON e.tenant = ep.tenant AND e.id >= hookline.uuid_v7_floor($2)
@@ -707,8 +716,8 @@ created AS (
     INSERT INTO hookline.deliveries (id, event_id, endpoint_id, tenant, event_type)
     SELECT delivery_id, id, $1, tenant, event_type FROM placed
 )
-INSERT INTO hookline.delivery_queue (delivery_id, event_id, endpoint_id, lane, lane_seq)
-SELECT delivery_id, id, $1, lane, lane_seq FROM placed";
+INSERT INTO hookline.delivery_queue (delivery_id, event_id, endpoint_id, lane, lane_seq, batched)
+SELECT delivery_id, id, $1, lane, lane_seq, batched FROM placed";
 
 /// Queues event `$1` for endpoint `$2` alone (an endpoint test).
 pub const DELIVERY_QUEUE_ONE: &str = "
@@ -717,8 +726,10 @@ WITH created AS (
     VALUES ($1, $2, $3, $4)
     RETURNING id, event_id, endpoint_id
 )
-INSERT INTO hookline.delivery_queue (delivery_id, event_id, endpoint_id)
-SELECT id, event_id, endpoint_id FROM created
+INSERT INTO hookline.delivery_queue (delivery_id, event_id, endpoint_id, batched)
+SELECT id, event_id, endpoint_id,
+       (SELECT ep.batch_max_events IS NOT NULL FROM hookline.endpoints AS ep WHERE ep.id = created.endpoint_id)
+  FROM created
 RETURNING delivery_id";
 
 /// Wakes idle workers after the API queued something by hand.

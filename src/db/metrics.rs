@@ -7,18 +7,36 @@ use super::Result;
 /// Upper bounds (ms) of the attempt latency buckets.
 pub const LATENCY_BUCKETS_MS: &[i32] = &[5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000];
 
+/// Requests of the last `$1` seconds: each attempt of a delivery alone and
+/// each batched request, once.
+macro_rules! recent_requests {
+    () => {
+        "WITH recent AS (
+             SELECT duration_ms, error_kind FROM hookline.attempts
+              WHERE started_at >= now() - make_interval(secs => $1)
+             UNION ALL
+             SELECT duration_ms, error_kind FROM hookline.batch_attempts
+              WHERE started_at >= now() - make_interval(secs => $1)
+         ) "
+    };
+}
+
 /// Attempts of the last `$1` seconds: how many fell at or below each bucket
 /// bound `$2`, plus the total count and duration sum.
-pub const METRICS_RECENT_ATTEMPTS: &str = "
-SELECT b.le, count(a.*) FILTER (WHERE a.duration_ms <= b.le)
-  FROM unnest($2::int[]) AS b(le)
-  LEFT JOIN hookline.attempts AS a ON a.started_at >= now() - make_interval(secs => $1)
- GROUP BY b.le ORDER BY b.le";
+pub const METRICS_RECENT_ATTEMPTS: &str = concat!(
+    recent_requests!(),
+    "SELECT b.le, count(a.*) FILTER (WHERE a.duration_ms <= b.le)
+       FROM unnest($2::int[]) AS b(le)
+       LEFT JOIN recent AS a ON true
+      GROUP BY b.le ORDER BY b.le"
+);
 
-pub const METRICS_RECENT_TOTALS: &str = "
-SELECT count(*), coalesce(sum(duration_ms), 0)::bigint,
-       count(*) FILTER (WHERE error_kind IS NULL), count(*) FILTER (WHERE error_kind IS NOT NULL)
-  FROM hookline.attempts WHERE started_at >= now() - make_interval(secs => $1)";
+pub const METRICS_RECENT_TOTALS: &str = concat!(
+    recent_requests!(),
+    "SELECT count(*), coalesce(sum(duration_ms), 0)::bigint,
+            count(*) FILTER (WHERE error_kind IS NULL), count(*) FILTER (WHERE error_kind IS NOT NULL)
+       FROM recent"
+);
 
 /// Deliveries created in the last 24 hours (whole hours, as
 /// endpoint_stats_24h counts them) by state: the rollup by hour, tenant and

@@ -28,7 +28,13 @@ const SPLIT_MARGIN: std::time::Duration = std::time::Duration::from_secs(1);
 #[derive(Debug)]
 pub enum Job {
     Single(Box<Claimed>),
-    Batch { members: Vec<Claimed>, envelopes: Vec<String> },
+    /// `shape` as it was when the batch was made: members added later may
+    /// have seen the endpoint change.
+    Batch {
+        shape: BatchShape,
+        members: Vec<Claimed>,
+        envelopes: Vec<String>,
+    },
 }
 
 impl Job {
@@ -73,6 +79,7 @@ pub fn jobs(claimed: Vec<Claimed>) -> Vec<Job> {
         let mut envelopes = envelopes.into_iter();
         for range in shape.cut(&sizes) {
             jobs.push(Job::Batch {
+                shape,
                 members: members.by_ref().take(range.len()).collect(),
                 envelopes: envelopes.by_ref().take(range.len()).collect(),
             });
@@ -84,17 +91,18 @@ pub fn jobs(claimed: Vec<Claimed>) -> Vec<Job> {
 /// Fills each endpoint's last batch as far as its shape allows (see the
 /// module): with the deliveries waiting behind the ordered lane heads it
 /// holds, in lane order, or else with more of the endpoint's due ones.
+/// What a statement leased joins its batch before the next one runs: on an
+/// error, what was leased is still sent.
 pub async fn fill(db: &impl GenericClient, worker: Uuid, lease_max_s: f64, jobs: &mut [Job]) -> db::Result<()> {
     let mut filled: Vec<Uuid> = Vec::new();
     let (mut rooms, mut heads) = (Vec::new(), Vec::new());
     for job in jobs.iter().rev() {
-        let Job::Batch { members, envelopes } = job else { continue };
+        let Job::Batch { shape, members, envelopes } = job else { continue };
         let endpoint = members[0].endpoint_id;
         if filled.contains(&endpoint) {
             continue; // not its last batch
         }
         filled.push(endpoint);
-        let shape = members[0].batch.expect("a batch's members batch");
         let sizes: Vec<usize> = envelopes.iter().map(String::len).collect();
         let Some((events, bytes)) = shape.room(&sizes).filter(|(events, _)| *events >= FILL_AT_LEAST) else {
             continue;
@@ -106,23 +114,28 @@ pub async fn fill(db: &impl GenericClient, worker: Uuid, lease_max_s: f64, jobs:
             heads.extend(lane_heads.into_iter().map(|head| (head, clamp(events), clamp(bytes))));
         }
     }
-    let mut more = Vec::new();
     if !rooms.is_empty() {
-        more.extend(db::deliveries::claim_for_batches(db, worker, &rooms, lease_max_s, None).await?);
+        join_last_batches(jobs, db::deliveries::claim_for_batches(db, worker, &rooms, lease_max_s, None).await?);
     }
     if !heads.is_empty() {
-        more.extend(db::deliveries::claim_lane_followers(db, worker, &heads, lease_max_s, None).await?);
+        join_last_batches(jobs, db::deliveries::claim_lane_followers(db, worker, &heads, lease_max_s, None).await?);
     }
+    Ok(())
+}
+
+/// Adds each delivery to its endpoint's last batch.
+fn join_last_batches(jobs: &mut [Job], more: Vec<Claimed>) {
     for d in more {
         let last = jobs.iter_mut().rev().find_map(|job| match job {
-            Job::Batch { members, envelopes } if members[0].endpoint_id == d.endpoint_id => Some((members, envelopes)),
+            Job::Batch { members, envelopes, .. } if members[0].endpoint_id == d.endpoint_id => {
+                Some((members, envelopes))
+            }
             _ => None,
         });
         let (members, envelopes) = last.expect("filled only endpoints with a batch");
         envelopes.push(envelope(&d));
         members.push(d);
     }
-    Ok(())
 }
 
 fn clamp(n: usize) -> i32 {
@@ -138,20 +151,20 @@ pub struct Sent {
 }
 
 /// Sends a batch, halving it on 413 (see the module).
-pub async fn send(dispatcher: &Dispatcher, members: Vec<Claimed>, envelopes: Vec<String>) -> Sent {
+pub async fn send(dispatcher: &Dispatcher, shape: BatchShape, members: Vec<Claimed>, envelopes: Vec<String>) -> Sent {
     let mut sent = Sent::default();
-    send_part(dispatcher, members, &envelopes, Vec::new(), &mut sent).await;
+    send_part(dispatcher, shape, members, &envelopes, Vec::new(), &mut sent).await;
     sent
 }
 
 async fn send_part(
     dispatcher: &Dispatcher,
+    shape: BatchShape,
     mut members: Vec<Claimed>,
     envelopes: &[String],
     mut carried_by: Vec<Uuid>,
     sent: &mut Sent,
 ) {
-    let shape = members[0].batch.expect("a batch's members batch");
     let id = Uuid::now_v7();
     let body = shape.format.body(envelopes.iter().map(String::as_str));
     let bytes = clamp(body.len());
@@ -167,17 +180,19 @@ async fn send_part(
         let half = members.len() / 2;
         let second = members.split_off(half);
         let before = sent.decided.len();
-        Box::pin(send_part(dispatcher, members, &envelopes[..half], carried_by.clone(), sent)).await;
+        Box::pin(send_part(dispatcher, shape, members, &envelopes[..half], carried_by.clone(), sent)).await;
         // An ordered lane's later events go only after its earlier ones
-        // went through: otherwise the 413 stands for them.
+        // went through, and no half goes that its lease may not outlast:
+        // otherwise the 413 stands for them.
         let first_half_failed = sent.decided[before..].iter().any(|(_, a, _)| a.outcome != Outcome::Delivered);
-        if first_half_failed && second.iter().any(|d| d.lane.is_some()) {
+        let ordered = second.iter().any(|d| d.lane.is_some());
+        if (first_half_failed && ordered) || !lease_allows_another(&second) {
             for d in second {
                 sent.decided.push((d, attempt.without_response(), carried_by.clone()));
             }
             return;
         }
-        Box::pin(send_part(dispatcher, second, &envelopes[half..], carried_by, sent)).await;
+        Box::pin(send_part(dispatcher, shape, second, &envelopes[half..], carried_by, sent)).await;
         return;
     }
     for d in members {

@@ -37,9 +37,33 @@ pub struct Finished {
     /// advanced (a no-op unless the outcome ended its head — which the
     /// database decides: a retry of a since-disabled endpoint is dead).
     pub lane: Option<i64>,
-    /// Batched requests whose record goes with this outcome: those a batch
-    /// made, with the outcome of its first delivery.
+}
+
+/// What the flusher receives: the outcomes of one request (a delivery
+/// alone, or a batch's deliveries with the requests it took), which are
+/// written in one statement, so the breaker counts each request once.
+#[derive(Debug)]
+pub struct Completed {
+    pub outcomes: Vec<Finished>,
     pub requests: Vec<BatchAttempt>,
+}
+
+impl Completed {
+    pub fn alone(outcome: Finished) -> Self {
+        Completed { outcomes: vec![outcome], requests: Vec::new() }
+    }
+
+    /// The same decisions, without what the receiver sent, and `why`.
+    fn stripped(&self, why: &str) -> Completed {
+        Completed {
+            outcomes: self.outcomes.iter().map(|f| f.stripped(why)).collect(),
+            requests: self
+                .requests
+                .iter()
+                .map(|r| BatchAttempt { response_headers: None, response_body: None, ..r.clone() })
+                .collect(),
+        }
+    }
 }
 
 /// Decides where a delivery goes after `attempt`.
@@ -96,7 +120,6 @@ pub fn decide(delivery: &Claimed, attempt: Attempt, settings: &WorkerSettings, j
         },
         disable_endpoint,
         lane: delivery.lane,
-        requests: Vec::new(),
     }
 }
 
@@ -118,18 +141,23 @@ pub struct Flusher {
 /// so batches grow with load by themselves. A failed write is retried with
 /// backoff: until it lands the deliveries stay leased to us, and if the lease
 /// runs out first they are delivered again (at-least-once).
-pub async fn flush_loop(flusher: Flusher, mut finished: mpsc::Receiver<Finished>) {
-    let mut batch = Vec::with_capacity(FLUSH_MAX);
-    while finished.recv_many(&mut batch, FLUSH_MAX).await > 0 {
-        let more_coming = || flusher.outstanding.lock().expect("not poisoned").len() > batch.len();
-        if batch.len() < GATHER_BELOW && more_coming() {
+pub async fn flush_loop(flusher: Flusher, mut finished: mpsc::Receiver<Completed>) {
+    let mut batch: Vec<Completed> = Vec::new();
+    while let Some(first) = finished.recv().await {
+        let mut size = first.outcomes.len();
+        batch.push(first);
+        while size < FLUSH_MAX {
+            let Ok(more) = finished.try_recv() else { break };
+            size += more.outcomes.len();
+            batch.push(more);
+        }
+        let more_coming = |size: usize| flusher.outstanding.lock().expect("not poisoned").len() > size;
+        if size < GATHER_BELOW && more_coming(size) {
             let deadline = tokio::time::Instant::now() + GATHER_FOR;
-            while batch.len() < GATHER_BELOW {
-                let room = FLUSH_MAX - batch.len();
-                match tokio::time::timeout_at(deadline, finished.recv_many(&mut batch, room)).await {
-                    Ok(received) if received > 0 => {}
-                    _ => break,
-                }
+            while size < GATHER_BELOW {
+                let Ok(Some(more)) = tokio::time::timeout_at(deadline, finished.recv()).await else { break };
+                size += more.outcomes.len();
+                batch.push(more);
             }
         }
         write_until_done(&flusher, &batch).await;
@@ -139,12 +167,12 @@ pub async fn flush_loop(flusher: Flusher, mut finished: mpsc::Receiver<Finished>
 
 /// Retries a failed write with backoff while the failure is the database's
 /// (connection lost, restart). A batch the data itself makes fail (an
-/// integrity error) is split and written one by one, so one bad outcome
-/// cannot hold up the others; that one is written again without what the
-/// receiver sent (headers, body), saying why, so the attempt still ends and
-/// the delivery follows its decision instead of being sent again when its
-/// lease runs out.
-async fn write_until_done(flusher: &Flusher, batch: &[Finished]) {
+/// integrity error) is split and written request by request, so one bad
+/// outcome cannot hold up the others; that request is written again
+/// without what the receiver sent (headers, body), saying why, so the
+/// attempt still ends and the deliveries follow their decision instead of
+/// being sent again when their lease runs out.
+async fn write_until_done(flusher: &Flusher, batch: &[Completed]) {
     let mut backoff = Duration::from_millis(50);
     loop {
         let Err(error) = write(flusher, batch).await else { return };
@@ -153,9 +181,10 @@ async fn write_until_done(flusher: &Flusher, batch: &[Finished]) {
             if let [one] = batch {
                 let stripped =
                     one.stripped(&format!("the database refused the response (SQLSTATE {sqlstate}); not recorded"));
-                tracing::warn!(error = %chain, delivery_id = %one.outcome.delivery_id, "outcome refused: recording it without the response");
+                let delivery_id = one.outcomes.first().map(|f| f.outcome.delivery_id);
+                tracing::warn!(error = %chain, ?delivery_id, "outcome refused: recording it without the response");
                 if let Err(error) = write(flusher, std::slice::from_ref(&stripped)).await {
-                    tracing::error!(error = %crate::telemetry::error_chain(&error), delivery_id = %one.outcome.delivery_id, "outcome refused; the delivery will be retried when its lease expires");
+                    tracing::error!(error = %crate::telemetry::error_chain(&error), ?delivery_id, "outcome refused; the delivery will be retried when its lease expires");
                 }
             } else {
                 tracing::warn!(error = %chain, size = batch.len(), "a batch of outcomes was refused: writing one by one");
@@ -187,11 +216,6 @@ impl Finished {
             },
             disable_endpoint: self.disable_endpoint,
             lane: self.lane,
-            requests: self
-                .requests
-                .iter()
-                .map(|r| BatchAttempt { response_headers: None, response_body: None, ..r.clone() })
-                .collect(),
         }
     }
 }
@@ -205,13 +229,18 @@ fn data_error(error: &db::Error) -> Option<&str> {
     }
 }
 
-async fn write(flusher: &Flusher, batch: &[Finished]) -> db::Result<()> {
+async fn write(flusher: &Flusher, batch: &[Completed]) -> db::Result<()> {
     let mut client = flusher.pool.get().await?;
     let outcomes = Outcomes {
-        outcomes: batch.iter().map(|f| &f.outcome).collect(),
-        requests: batch.iter().flat_map(|f| &f.requests).collect(),
-        lanes: batch.iter().filter_map(|f| f.lane.map(|lane| (f.outcome.endpoint_id, lane))).collect(),
+        outcomes: batch.iter().flat_map(|c| &c.outcomes).map(|f| &f.outcome).collect(),
+        requests: batch.iter().flat_map(|c| &c.requests).collect(),
+        lanes: batch
+            .iter()
+            .flat_map(|c| &c.outcomes)
+            .filter_map(|f| f.lane.map(|lane| (f.outcome.endpoint_id, lane)))
+            .collect(),
     };
+    let batch: Vec<&Finished> = batch.iter().flat_map(|c| &c.outcomes).collect();
     let recorded =
         db::deliveries::complete_many(&mut client, flusher.worker, &outcomes, &flusher.circuit, None).await?;
     if recorded.still_ours < batch.len() as i64 {

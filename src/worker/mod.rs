@@ -36,7 +36,7 @@ use crate::config::WorkerSettings;
 use crate::db::{self, deliveries::ClaimRequest};
 use crate::telemetry::error_chain;
 use batch::Job;
-use complete::{Finished, Flusher};
+use complete::{Completed, Flusher};
 use dispatch::{Attempt, Dispatcher};
 use presence::{Next, Presence};
 use share::Shares;
@@ -210,7 +210,7 @@ impl Worker {
     async fn claim_loop(
         &self,
         requests: &mut JoinSet<()>,
-        finished: mpsc::Sender<Finished>,
+        finished: mpsc::Sender<Completed>,
         mut shutdown: watch::Receiver<bool>,
     ) {
         let slots = Arc::new(Semaphore::new(self.settings.concurrency));
@@ -284,7 +284,7 @@ impl Worker {
         first_slot: tokio::sync::OwnedSemaphorePermit,
         slots: &Arc<Semaphore>,
         requests: &mut JoinSet<()>,
-        finished: &mpsc::Sender<Finished>,
+        finished: &mpsc::Sender<Completed>,
     ) {
         self.held.lock().expect("not poisoned").extend(jobs.iter().flat_map(Job::delivery_ids));
         let mut first_slot = Some(first_slot);
@@ -296,8 +296,8 @@ impl Worker {
         for job in jobs {
             let delivery = match job {
                 Job::Single(delivery) => *delivery,
-                Job::Batch { members, envelopes } => {
-                    self.start_batch(members, envelopes, take_slot(), requests, finished);
+                Job::Batch { shape, members, envelopes } => {
+                    self.start_batch(shape, members, envelopes, take_slot(), requests, finished);
                     continue;
                 }
             };
@@ -321,7 +321,7 @@ impl Worker {
                 };
                 let jitter = rand::random_range(-1.0..=1.0);
                 let outcome = complete::decide(&delivery, attempt, &settings, jitter);
-                if finished.send(outcome).await.is_ok() {
+                if finished.send(Completed::alone(outcome)).await.is_ok() {
                     held.lock().expect("not poisoned").remove(&delivery.delivery_id);
                 }
                 drop(slot);
@@ -332,11 +332,12 @@ impl Worker {
     /// Starts the requests of one batch (see [`batch`]) in `slot`.
     fn start_batch(
         &self,
+        shape: crate::domain::batch::BatchShape,
         members: Vec<db::deliveries::Claimed>,
         envelopes: Vec<String>,
         slot: tokio::sync::OwnedSemaphorePermit,
         requests: &mut JoinSet<()>,
-        finished: &mpsc::Sender<Finished>,
+        finished: &mpsc::Sender<Completed>,
     ) {
         let (dispatcher, settings, finished) = (self.dispatcher.clone(), self.settings.clone(), finished.clone());
         let (held, shares) = (self.held.clone(), self.shares.clone());
@@ -344,18 +345,26 @@ impl Worker {
         shares.started(endpoint);
         requests.spawn(async move {
             let clock = Instant::now();
-            let sent = batch::send(&dispatcher, members, envelopes).await;
+            let sent = batch::send(&dispatcher, shape, members, envelopes).await;
             shares.finished(endpoint, clock.elapsed());
-            let mut records = Some(sent.requests);
-            // One jitter for all: a failed batch falls due again together.
+            // One jitter for all: a failed batch's deliveries at the same
+            // attempt fall due again together.
             let jitter = rand::random_range(-1.0..=1.0);
-            for (delivery, attempt, carried_by) in sent.decided {
-                let mut outcome = complete::decide(&delivery, attempt, &settings, jitter);
-                outcome.outcome.requests = Some(carried_by);
-                outcome.requests = records.take().unwrap_or_default();
-                if finished.send(outcome).await.is_ok() {
-                    held.lock().expect("not poisoned").remove(&delivery.delivery_id);
-                }
+            let ids: Vec<Uuid> = sent.decided.iter().map(|(d, ..)| d.delivery_id).collect();
+            let outcomes = sent
+                .decided
+                .into_iter()
+                .map(|(delivery, attempt, carried_by)| {
+                    let mut outcome = complete::decide(&delivery, attempt, &settings, jitter);
+                    outcome.outcome.requests = Some(carried_by);
+                    outcome
+                })
+                .collect();
+            if finished.send(Completed { outcomes, requests: sent.requests }).await.is_ok() {
+                let mut held = held.lock().expect("not poisoned");
+                ids.iter().for_each(|id| {
+                    held.remove(id);
+                });
             }
             drop(slot);
         });
@@ -413,8 +422,11 @@ impl Worker {
         // requests finished: their completions, written meanwhile, could not
         // see those rows to release them, and nothing else of it is in flight.
         for endpoint in &limits.stalled {
-            if self.shares.in_flight(*endpoint) == 0 {
-                db::deliveries::release_held(&client, *endpoint, self.shares.share() as i64).await?;
+            // What the claim took is leased to us: an error here must not drop it.
+            if self.shares.in_flight(*endpoint) == 0
+                && let Err(error) = db::deliveries::release_held(&client, *endpoint, self.shares.share() as i64).await
+            {
+                tracing::warn!(error = %error_chain(&error), %endpoint, "could not release held deliveries");
             }
         }
         Ok(Taken { jobs, found, next_due_s: claim.next_due_s })

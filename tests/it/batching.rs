@@ -338,3 +338,32 @@ async fn an_ordered_endpoint_batches_each_keys_events_in_order_through_failures_
         "some request carried a key's consecutive events"
     );
 }
+
+#[tokio::test]
+async fn an_endpoint_with_a_limit_gets_no_more_in_a_batch_than_the_limit_allows() {
+    let db = TestDb::new().await;
+    let receiver = TestReceiver::start().await;
+    receiver.always(Reply::status(200).after(Duration::from_millis(20)));
+    let endpoint = batching_endpoint(&db, &receiver.url, 10, 1 << 20, 0, "json").await;
+    let client = db.client().await;
+    client
+        .execute("UPDATE hookline.endpoints SET ordering = 'key', max_in_flight = 1 WHERE id = $1", &[&endpoint])
+        .await
+        .unwrap();
+    client
+        .execute(
+            "INSERT INTO hookline.events (event_type, payload, ordering_key)
+             SELECT 'order.updated', jsonb_build_object('key', 'k' || k, 'n', n), 'k' || k
+               FROM generate_series(0, 2) AS n, generate_series(1, 2) AS k
+              ORDER BY n, k",
+            &[],
+        )
+        .await
+        .unwrap();
+    let worker = RunningWorker::start(&db, test_settings()).await;
+    all_succeeded(&db, 6).await;
+    worker.stop().await;
+    let sizes: Vec<usize> = receiver.received().iter().map(|r| envelopes(r).len()).collect();
+    assert_eq!(sizes, vec![1; 6], "max_in_flight 1: one delivery in flight, so one per request");
+    assert_eq!(receiver.most_concurrent(), 1);
+}

@@ -360,9 +360,11 @@ async fn max_in_flight_holds_across_two_workers() {
 async fn a_hanging_endpoint_does_not_delay_a_healthy_one() {
     let db = TestDb::new().await;
     let hanging = TestReceiver::start().await;
-    hanging.always(Reply::status(200).after(Duration::from_secs(5)));
+    // Hanging for longer than the test may take on a loaded machine: its
+    // first two requests must still be open when the checks run.
+    hanging.always(Reply::status(200).after(Duration::from_secs(60)));
     let healthy = TestReceiver::start().await;
-    NewEndpoint { url: &hanging.url, event_types: &["slow.*"], timeout_ms: 10_000, ..Default::default() }
+    NewEndpoint { url: &hanging.url, event_types: &["slow.*"], timeout_ms: 120_000, ..Default::default() }
         .insert(&db)
         .await;
     NewEndpoint { url: &healthy.url, event_types: &["fast.*"], ..Default::default() }.insert(&db).await;

@@ -11,7 +11,8 @@ WITH clock AS MATERIALIZED (
     SELECT coalesce($6::timestamptz, now()) AS at
 ),
 wanted AS (
-    SELECT t.endpoint_id, t.room, t.room_bytes, least(ep.timeout_ms / 1000.0 + 5, $5::float8) AS lease_s
+    SELECT t.endpoint_id, t.room, t.room_bytes, least(ep.timeout_ms / 1000.0 + 5, $5::float8) AS lease_s,
+           ep.batch_max_wait_ms
       FROM unnest($2::uuid[], $3::integer[], $4::integer[]) AS t(endpoint_id, room, room_bytes)
       JOIN hookline.endpoints AS ep
         ON ep.id = t.endpoint_id AND ep.enabled AND ep.batch_max_events IS NOT NULL
@@ -22,7 +23,7 @@ locked AS MATERIALIZED (
     SELECT w.endpoint_id, w.room_bytes, w.lease_s, q.delivery_id, q.event_id, q.next_attempt_at
       FROM wanted AS w
      CROSS JOIN clock AS c
-     CROSS JOIN LATERAL hookline.batch_candidates(w.endpoint_id, w.room, c.at) AS q
+     CROSS JOIN LATERAL hookline.batch_candidates(w.endpoint_id, w.room, w.batch_max_wait_ms, c.at) AS q
 ),
 -- The envelope's size exactly as the worker writes it (src/worker/dispatch.rs),
 -- plus its separator.
