@@ -6,12 +6,14 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use hookline::signing::SigningKey;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::support::api::TestApi;
 use crate::support::receiver::{Received, Reply, TestReceiver};
-use crate::support::worker::{RunningWorker, test_settings};
+use crate::support::worker::{RunningWorker, WorkerSettings, spawn_process, test_settings};
 use crate::support::{count, db::TestDb, endpoint_secret, eventually};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -366,4 +368,77 @@ async fn an_endpoint_with_a_limit_gets_no_more_in_a_batch_than_the_limit_allows(
     let sizes: Vec<usize> = receiver.received().iter().map(|r| envelopes(r).len()).collect();
     assert_eq!(sizes, vec![1; 6], "max_in_flight 1: one delivery in flight, so one per request");
     assert_eq!(receiver.most_concurrent(), 1);
+}
+
+#[tokio::test]
+async fn ordered_batches_keep_each_key_in_order_across_two_workers_failures_and_a_killed_worker() {
+    const KEYS: i64 = 20;
+    const PER_KEY: i64 = 10;
+    let db = TestDb::new().await;
+    let receiver = TestReceiver::start().await;
+    let mut rng = StdRng::seed_from_u64(7);
+    let script: Vec<u16> = (0..400).map(|_| if rng.random_bool(0.25) { 500 } else { 200 }).collect();
+    // The first answers slow enough that the kill finds them in flight.
+    receiver.script(
+        script
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Reply::status(*s).after(Duration::from_millis(if i < 4 { 1000 } else { 30 }))),
+    );
+    receiver.always(Reply::status(200).after(Duration::from_millis(30)));
+    let endpoint = batching_endpoint(&db, &receiver.url, 10, 1 << 20, 0, "json").await;
+    db.client()
+        .await
+        .execute(
+            "UPDATE hookline.endpoints SET ordering = 'key', retry_schedule = array_fill(0.05::float8, ARRAY[30])
+              WHERE id = $1",
+            &[&endpoint],
+        )
+        .await
+        .unwrap();
+
+    let short_leases = [("HOOKLINE_LEASE_MAX_S", "2")];
+    let mut process = spawn_process(&db, &short_leases);
+    // Each key's events in order, the keys interleaved, a few per statement.
+    let client = db.client().await;
+    for n in 0..PER_KEY {
+        client
+            .execute(
+                "INSERT INTO hookline.events (event_type, payload, ordering_key)
+                 SELECT 'order.updated', jsonb_build_object('key', 'k' || k, 'n', $2::bigint), 'k' || k
+                   FROM generate_series(1, $1::bigint) AS k ORDER BY random()",
+                &[&KEYS, &n],
+            )
+            .await
+            .unwrap();
+    }
+    // The first worker alone has sent its first batches: it dies with them.
+    receiver.wait_for(2, WAIT).await;
+    process.kill().unwrap();
+    process.wait().unwrap();
+    let settings = WorkerSettings { lease_max: Duration::from_secs(2), ..test_settings() };
+    let worker = RunningWorker::start(&db, settings).await;
+    let _second = spawn_process(&db, &short_leases);
+
+    let statuses = |received: Vec<Received>| -> Vec<(Received, u16)> {
+        received.into_iter().enumerate().map(|(i, r)| (r, script.get(i).copied().unwrap_or(200))).collect()
+    };
+    eventually(Duration::from_secs(60), "every event of every key delivered", || async {
+        let delivered = check_keys(&statuses(receiver.received()));
+        (delivered.len() == KEYS as usize && delivered.values().all(|n| *n == PER_KEY)).then_some(())
+    })
+    .await;
+    eventually(WAIT, "the queue to empty", || async {
+        (count(&db, "SELECT count(*) FROM hookline.delivery_queue").await == 0).then_some(())
+    })
+    .await;
+    check_keys(&statuses(receiver.received()));
+    let carried_followers = receiver.received().iter().any(|r| {
+        let events = keys_and_ns(r);
+        events.iter().any(|(key, n)| events.iter().any(|(k, m)| k == key && *m == n + 1))
+    });
+    assert!(carried_followers, "some batch carried a key's consecutive events");
+    let lost = count(&db, "SELECT count(*) FROM hookline.attempts WHERE error_kind = 'worker_lost'").await;
+    assert!(lost > 0, "the killed worker's batches were taken over");
+    worker.stop().await;
 }
