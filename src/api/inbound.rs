@@ -72,12 +72,14 @@ impl InboundApi {
                 if rejection.is_unauthenticated() { ProblemKind::Unauthorized } else { ProblemKind::InvalidRequest };
             return Err(Problem::new(kind, rejection.to_string(), None));
         }
-        let payload: serde_json::Value = serde_json::from_slice(&body.0)
+        let body: serde_json::Value = serde_json::from_slice(&body.0)
             .map_err(|e| Problem::new(ProblemKind::InvalidRequest, format!("the body is not JSON: {e}"), None))?;
-        let key = source.verifier.delivery_id(headers, &payload).map(|id| idempotency_key(source.id, &id));
+        let key = source.verifier.delivery_id(headers, &body).map(|id| idempotency_key(source.id, &id));
+        let event_type = source.mapping.event_type(headers, &body);
+        let payload = source.mapping.payload(headers, body);
         let new = db::events::NewEvent {
             tenant: &source.tenant,
-            event_type: &source.event_type,
+            event_type: &event_type,
             payload: &payload,
             idempotency_key: key.as_deref(),
             source: &source.origin,

@@ -122,6 +122,22 @@ pub struct SourceCreate {
     #[oai(validator(minimum(value = "1"), maximum(value = "86400")))]
     #[serde(default, deserialize_with = "super::body::non_null")]
     pub timestamp_tolerance_s: Option<i32>,
+    /// Where the event type is taken from instead: a header (`X-GitHub-Event`)
+    /// or a JSON pointer into the payload (`/type`). A request without a
+    /// usable one (absent, not a string, not an event type) is published as
+    /// `event_type`.
+    #[oai(validator(min_length = 1, max_length = 200))]
+    #[serde(default, deserialize_with = "super::body::non_null")]
+    pub event_type_from: Option<String>,
+    /// Put before a type taken from the request (`github.` → `github.push`).
+    #[oai(validator(pattern = r"^[A-Za-z0-9_.:-]{0,100}$"))]
+    #[serde(default, deserialize_with = "super::body::non_null")]
+    pub event_type_prefix: Option<String>,
+    /// Request headers kept with the payload, at most 20 (not
+    /// `Authorization` or `Cookie`): the event's payload is then
+    /// `{"body": <the request's JSON>, "headers": {<name>: <value>}}`.
+    #[serde(default, deserialize_with = "super::body::non_null")]
+    pub keep_headers: Option<Vec<String>>,
     #[serde(default, deserialize_with = "super::body::non_null")]
     pub enabled: Option<bool>,
     /// Any JSON object, kept for you.
@@ -130,7 +146,8 @@ pub struct SourceCreate {
 }
 
 /// Changes to a source: absent fields stay as they are; `null` returns
-/// `signature_header` and `id_header` to their defaults.
+/// `signature_header` and `id_header` to their defaults, and makes
+/// `event_type` the only type again (`event_type_from`).
 #[derive(Object, Deserialize, Debug, Default)]
 #[oai(deny_unknown_fields)]
 #[serde(deny_unknown_fields)]
@@ -160,6 +177,14 @@ pub struct SourceUpdate {
     #[oai(validator(minimum(value = "1"), maximum(value = "86400")))]
     #[serde(default)]
     pub timestamp_tolerance_s: MaybeUndefined<i32>,
+    #[oai(validator(min_length = 1, max_length = 200), nullable)]
+    #[serde(default)]
+    pub event_type_from: MaybeUndefined<String>,
+    #[oai(validator(pattern = r"^[A-Za-z0-9_.:-]{0,100}$"))]
+    #[serde(default)]
+    pub event_type_prefix: MaybeUndefined<String>,
+    #[serde(default)]
+    pub keep_headers: MaybeUndefined<Vec<String>>,
     #[serde(default)]
     pub enabled: MaybeUndefined<bool>,
     #[serde(default)]
@@ -183,6 +208,10 @@ pub struct Source {
     pub id_header: Option<String>,
     pub timestamp_tolerance_s: i32,
     pub event_type: String,
+    #[oai(nullable)]
+    pub event_type_from: Option<String>,
+    pub event_type_prefix: String,
+    pub keep_headers: Vec<String>,
     pub enabled: bool,
     pub metadata: BTreeMap<String, serde_json::Value>,
     pub created_at: DateTime<Utc>,
@@ -264,6 +293,9 @@ impl From<db::sources::Source> for Source {
             id_header: s.id_header,
             timestamp_tolerance_s: s.timestamp_tolerance_s,
             event_type: s.event_type,
+            event_type_from: s.event_type_from,
+            event_type_prefix: s.event_type_prefix,
+            keep_headers: s.keep_headers,
             enabled: s.enabled,
             metadata: s.metadata.as_object().cloned().unwrap_or_default().into_iter().collect(),
             created_at: row.created_at,
@@ -312,6 +344,9 @@ impl SourcesApi {
             event_type: c.event_type,
             enabled: c.enabled.unwrap_or(true),
             metadata: serde_json::Value::Object(c.metadata.unwrap_or_default().into_iter().collect()),
+            event_type_from: c.event_type_from,
+            event_type_prefix: c.event_type_prefix.unwrap_or_default(),
+            keep_headers: c.keep_headers.unwrap_or_default(),
         };
         check(&settings)?;
         let mut client = state.pool.get().await?;
@@ -437,6 +472,13 @@ fn apply(s: &mut db::sources::SourceSettings, u: SourceUpdate) -> Result<(), Pro
     if let Some(tolerance) = required("timestamp_tolerance_s", u.timestamp_tolerance_s)? {
         s.timestamp_tolerance_s = tolerance;
     }
+    clearable(u.event_type_from, &mut s.event_type_from);
+    if let Some(prefix) = required("event_type_prefix", u.event_type_prefix)? {
+        s.event_type_prefix = prefix;
+    }
+    if let Some(headers) = required("keep_headers", u.keep_headers)? {
+        s.keep_headers = headers;
+    }
     if let Some(enabled) = required("enabled", u.enabled)? {
         s.enabled = enabled;
     }
@@ -467,6 +509,11 @@ fn check(s: &db::sources::SourceSettings) -> Result<(), Problem> {
         }
     }
     validate::range("timestamp_tolerance_s", s.timestamp_tolerance_s.into(), 1, 86_400)?;
+    if let Some(from) = &s.event_type_from {
+        validate::text("event_type_from", from, 1, 200)?;
+    }
+    validate::text("event_type_prefix", &s.event_type_prefix, 0, 100)?;
+    crate::inbound::cache::mapping(s).map_err(|invalid| Problem::field(invalid.field, invalid.reason))?;
     crate::inbound::cache::verifier(s).map(|_| ()).map_err(|reason| Problem::field("secret", reason))
 }
 
@@ -509,6 +556,8 @@ fn audit_json(row: &db::sources::Source) -> serde_json::Value {
         "id": row.id, "tenant": s.tenant, "name": s.name, "description": s.description, "scheme": s.scheme,
         "signature_header": s.signature_header, "signature_encoding": s.signature_encoding,
         "id_header": s.id_header, "timestamp_tolerance_s": s.timestamp_tolerance_s,
-        "event_type": s.event_type, "enabled": s.enabled, "metadata": s.metadata,
+        "event_type": s.event_type, "event_type_from": s.event_type_from,
+        "event_type_prefix": s.event_type_prefix, "keep_headers": s.keep_headers,
+        "enabled": s.enabled, "metadata": s.metadata,
     })
 }

@@ -19,7 +19,8 @@ macro_rules! source_columns {
         "s.id, s.tenant, s.name, s.description, s.scheme, s.secret, s.signature_header, s.signature_encoding,
          s.id_header, s.timestamp_tolerance_s, s.event_type, s.enabled, s.metadata, s.created_at, s.updated_at,
          coalesce(st.accepted, 0), coalesce(st.duplicates, 0), coalesce(st.failed_verifications, 0),
-         st.last_accepted_at, st.last_failed_at, st.last_failure"
+         st.last_accepted_at, st.last_failed_at, st.last_failure,
+         s.event_type_from, s.event_type_prefix, s.keep_headers"
     };
 }
 
@@ -33,8 +34,8 @@ pub const SOURCE_INSERT: &str = concat!(
     "WITH s AS (
         INSERT INTO hookline.sources (tenant, name, description, scheme, secret, signature_header,
                                       signature_encoding, id_header, timestamp_tolerance_s, event_type,
-                                      enabled, metadata)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                                      enabled, metadata, event_type_from, event_type_prefix, keep_headers)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
         RETURNING *
      )
      SELECT ",
@@ -65,7 +66,7 @@ pub const SOURCE_UPDATE: &str = "
 UPDATE hookline.sources
    SET tenant = $2, name = $3, description = $4, scheme = $5, secret = $6, signature_header = $7,
        signature_encoding = $8, id_header = $9, timestamp_tolerance_s = $10, event_type = $11, enabled = $12,
-       metadata = $13
+       metadata = $13, event_type_from = $14, event_type_prefix = $15, keep_headers = $16
  WHERE id = $1";
 
 pub const SOURCE_DELETE: &str = "DELETE FROM hookline.sources WHERE id = $1";
@@ -131,6 +132,9 @@ impl From<Row> for Source {
                 event_type: r.get(10),
                 enabled: r.get(11),
                 metadata: r.get(12),
+                event_type_from: r.get(21),
+                event_type_prefix: r.get(22),
+                keep_headers: r.get(23),
             },
             created_at: r.get(13),
             updated_at: r.get(14),
@@ -161,12 +165,17 @@ pub struct SourceSettings {
     pub event_type: String,
     pub enabled: bool,
     pub metadata: serde_json::Value,
+    /// A header name or a JSON pointer the event type is taken from.
+    pub event_type_from: Option<String>,
+    pub event_type_prefix: String,
+    /// Request headers kept with the payload.
+    pub keep_headers: Vec<String>,
 }
 
 impl SourceSettings {
     /// The statement parameters, in `SOURCE_INSERT`'s order, with the
     /// secret as stored.
-    fn params<'a>(&'a self, sealed: &'a Option<StoredSecret>) -> [&'a (dyn ToSql + Sync); 12] {
+    fn params<'a>(&'a self, sealed: &'a Option<StoredSecret>) -> [&'a (dyn ToSql + Sync); 15] {
         [
             &self.tenant,
             &self.name,
@@ -180,6 +189,9 @@ impl SourceSettings {
             &self.event_type,
             &self.enabled,
             &self.metadata,
+            &self.event_type_from,
+            &self.event_type_prefix,
+            &self.keep_headers,
         ]
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use deadpool_postgres::{GenericClient, Pool};
 use uuid::Uuid;
 
+use super::mapping::{Invalid, Mapping};
 use super::verify::{Encoding, Scheme, Settings, Verifier};
 use crate::db;
 use crate::remembered::{Recall, Remembered};
@@ -26,7 +27,8 @@ pub struct Receiving {
     pub id: Uuid,
     pub tenant: String,
     pub name: String,
-    pub event_type: String,
+    /// What a request is published as.
+    pub mapping: Mapping,
     pub verifier: Verifier,
     /// The events' `source`: `inbound:<name>`.
     pub origin: String,
@@ -87,14 +89,20 @@ pub fn verifier(s: &db::sources::SourceSettings) -> Result<Verifier, String> {
     })
 }
 
+/// How a source's requests are published, or what keeps them from it.
+pub fn mapping(s: &db::sources::SourceSettings) -> Result<Mapping, Invalid> {
+    Mapping::new(&s.event_type, s.event_type_from.as_deref(), &s.event_type_prefix, &s.keep_headers)
+}
+
 fn receiving(row: &db::sources::Source) -> Option<Arc<Receiving>> {
     let s = &row.settings;
-    match verifier(s) {
-        Ok(verifier) => Some(Arc::new(Receiving {
+    let mapped = mapping(s).map_err(|invalid| format!("{}: {}", invalid.field, invalid.reason));
+    match verifier(s).and_then(|verifier| Ok((verifier, mapped?))) {
+        Ok((verifier, mapping)) => Some(Arc::new(Receiving {
             id: row.id,
             tenant: s.tenant.clone(),
             name: s.name.clone(),
-            event_type: s.event_type.clone(),
+            mapping,
             verifier,
             origin: format!("inbound:{}", s.name),
         })),

@@ -285,3 +285,97 @@ async fn a_source_without_verification_accepts_what_it_is_sent() {
     let payload: Value = db.client().await.query_one("SELECT payload FROM hookline.events", &[]).await.unwrap().get(0);
     assert_eq!(payload, json!([1, 2, 3]));
 }
+
+/// (event_type, payload) of the stored inbound events, oldest first.
+async fn stored_events(db: &TestDb) -> Vec<(String, Value)> {
+    let rows = db
+        .client()
+        .await
+        .query("SELECT event_type, payload FROM hookline.events WHERE source LIKE 'inbound:%' ORDER BY id", &[])
+        .await
+        .unwrap();
+    rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+}
+
+#[tokio::test]
+async fn github_events_take_their_type_from_a_header_and_keep_chosen_headers() {
+    let db = TestDb::new().await;
+    let api = TestApi::start(&db).await;
+    let id = create_source(
+        &api,
+        json!({"name": "gh", "scheme": "none", "event_type": "github.unknown", "event_type_from": "X-GitHub-Event",
+               "event_type_prefix": "github.", "keep_headers": ["X-GitHub-Delivery", "X-GitHub-Hook-ID"]}),
+    )
+    .await;
+    let body = br#"{"ref":"refs/heads/main"}"#;
+    let push = [("x-github-event", "push".to_owned()), ("x-github-delivery", "d-1".to_owned())];
+    assert_eq!(api.inbound("gh", &push, body).await.status, 202);
+    assert_eq!(api.inbound("gh", &[("x-github-event", "not a type".to_owned())], body).await.status, 202);
+    assert_eq!(
+        stored_events(&db).await,
+        vec![
+            (
+                "github.push".to_owned(),
+                json!({"body": {"ref": "refs/heads/main"}, "headers": {"x-github-delivery": "d-1"}})
+            ),
+            ("github.unknown".to_owned(), json!({"body": {"ref": "refs/heads/main"}, "headers": {}})),
+        ]
+    );
+
+    // Back to one type for all, and the body alone.
+    let changed = api.patch(&format!("/v1/sources/{id}"), json!({"event_type_from": null, "keep_headers": []})).await;
+    assert_eq!(
+        (changed.body["event_type_from"].clone(), changed.body["keep_headers"].clone()),
+        (Value::Null, json!([]))
+    );
+    assert_eq!(api.inbound("gh", &push, body).await.status, 202);
+    assert_eq!(stored_events(&db).await[2], ("github.unknown".to_owned(), json!({"ref": "refs/heads/main"})));
+}
+
+#[tokio::test]
+async fn stripe_events_take_their_type_from_the_payload() {
+    let db = TestDb::new().await;
+    let api = TestApi::start(&db).await;
+    let secret = "whsec_stripe_test_secret";
+    create_source(
+        &api,
+        json!({"name": "stripe", "scheme": "stripe", "secret": secret, "event_type": "stripe.event",
+               "event_type_from": "/type", "event_type_prefix": "stripe."}),
+    )
+    .await;
+    let body = br#"{"id":"evt_1","type":"charge.succeeded"}"#;
+    let t = now();
+    let v1 = hex::encode(hmac_sha256(secret.as_bytes(), &[t.to_string().as_bytes(), b".", body]));
+    let stored = api.inbound("stripe", &[("stripe-signature", format!("t={t},v1={v1}"))], body).await;
+    assert_eq!(stored.status, 202, "{stored:?}");
+    let events = stored_events(&db).await;
+    assert_eq!(events[0].0, "stripe.charge.succeeded");
+    assert_eq!(events[0].1, json!({"id": "evt_1", "type": "charge.succeeded"}), "the payload as sent");
+}
+
+#[tokio::test]
+async fn mapping_settings_that_cannot_work_are_refused_by_field() {
+    let db = TestDb::new().await;
+    let api = TestApi::start(&db).await;
+    let base = |extra: Value| {
+        let mut body = json!({"name": "m", "scheme": "none", "event_type": "a.b"});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        body
+    };
+    let refusals = [
+        (json!({"event_type_from": "not a header"}), "event_type_from"),
+        (json!({"event_type_from": ""}), "event_type_from"),
+        (json!({"event_type_prefix": "git hub."}), "event_type_prefix"),
+        (json!({"keep_headers": ["Authorization"]}), "keep_headers[0]"),
+        (json!({"keep_headers": ["ok", "bad header"]}), "keep_headers[1]"),
+        (json!({"keep_headers": vec!["x-a"; 21]}), "keep_headers"),
+        (json!({"keep_headers": "x-a"}), "keep_headers"),
+    ];
+    for (extra, field) in refusals {
+        let body = base(extra);
+        let reply = api.post("/v1/sources", body.clone()).await;
+        assert_eq!(reply.status, 400, "{body} → {reply:?}");
+        assert_eq!(reply.body["field"], field, "{body} → {reply:?}");
+    }
+    assert_eq!(count(&db, "SELECT count(*) FROM hookline.sources").await, 0);
+}
