@@ -93,7 +93,10 @@ CREATE FUNCTION hookline.claim_limited(
     lane             bigint,
     batch_max_events integer,
     batch_max_bytes  integer,
-    batch_format     text
+    batch_format     text,
+    signature        text,
+    signature_header text,
+    signature_hash   text
 )
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
@@ -346,7 +349,8 @@ BEGIN
            l.lost_at - make_interval(secs => least(ep.timeout_ms / 1000.0 + 5, lease_max_s)), l.lost_at,
            CASE WHEN l.lost_at IS NOT NULL THEN hookline.worker_losses(q.delivery_id) END,
            q.delivery_id = ANY (coalesce(expired, '{}')), q.lane,
-           ep.batch_max_events, ep.batch_max_bytes, ep.batch_format
+           ep.batch_max_events, ep.batch_max_bytes, ep.batch_format,
+           ep.signature, ep.signature_header, ep.signature_hash
       FROM hookline.delivery_queue AS q
       JOIN hookline.events AS e ON e.id = q.event_id
       JOIN hookline.endpoints AS ep ON ep.id = q.endpoint_id

@@ -1,6 +1,10 @@
 //! Standard Webhooks v1 signatures (standardwebhooks.com): HMAC-SHA256 over
 //! `"{id}.{timestamp}.{body}"`, keyed by the base64 part of a `whsec_` secret,
 //! sent as `v1,<base64>`; several space-separated during a secret rotation.
+//!
+//! An endpoint may instead ask for the older convention receivers were
+//! built for (`hmac_header`): the HMAC of the body alone, `sha256=<hex>` or
+//! `sha512=<hex>`, in one header of its choosing, keyed the same way.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD as BASE64};
@@ -10,9 +14,58 @@ use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STAN
 const SECRET_BASE64: GeneralPurpose =
     GeneralPurpose::new(&base64::alphabet::STANDARD, GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true));
 use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
+use sha2::{Sha256, Sha512};
 
 const SECRET_PREFIX: &str = "whsec_";
+/// The header of `hmac_header` signatures unless the endpoint names another.
+pub const DEFAULT_SIGNATURE_HEADER: &str = "X-Hookline-Signature";
+
+/// How an endpoint's requests are signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signing {
+    /// Standard Webhooks `v1` in `webhook-signature`.
+    V1,
+    /// `<hash>=<hex HMAC of the body>` in `header`.
+    HmacHeader { header: String, hash: BodyHash },
+}
+
+/// The hash of an `hmac_header` signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyHash {
+    Sha256,
+    Sha512,
+}
+
+impl BodyHash {
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "sha256" => Some(Self::Sha256),
+            "sha512" => Some(Self::Sha512),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sha256 => "sha256",
+            Self::Sha512 => "sha512",
+        }
+    }
+}
+
+impl Signing {
+    /// From an endpoint's `signature`, `signature_header` and
+    /// `signature_hash` columns (anything unknown signs `v1`).
+    pub fn from_columns(signature: Option<&str>, header: Option<&str>, hash: Option<&str>) -> Self {
+        match signature {
+            Some("hmac_header") => Signing::HmacHeader {
+                header: header.unwrap_or(DEFAULT_SIGNATURE_HEADER).to_owned(),
+                hash: hash.and_then(BodyHash::parse).unwrap_or(BodyHash::Sha256),
+            },
+            _ => Signing::V1,
+        }
+    }
+}
 
 /// A decoded signing key. Its `Debug` never shows the key.
 #[derive(Clone)]
@@ -75,6 +128,25 @@ impl SigningKey {
     }
 }
 
+impl SigningKey {
+    /// `sha256=<hex>` (or `sha512=`): the HMAC of the body alone.
+    pub fn sign_body(&self, hash: BodyHash, body: &[u8]) -> String {
+        let digest = match hash {
+            BodyHash::Sha256 => {
+                let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+                mac.update(body);
+                mac.finalize().into_bytes().to_vec()
+            }
+            BodyHash::Sha512 => {
+                let mut mac = Hmac::<Sha512>::new_from_slice(&self.0).expect("HMAC takes any key length");
+                mac.update(body);
+                mac.finalize().into_bytes().to_vec()
+            }
+        };
+        format!("{}={}", hash.as_str(), hex::encode(digest))
+    }
+}
+
 /// The `webhook-signature` header value for all keys in force.
 pub fn signature_header(keys: &[SigningKey], id: &str, timestamp: i64, body: &[u8]) -> String {
     keys.iter().map(|k| k.sign(id, timestamp, body)).collect::<Vec<_>>().join(" ")
@@ -104,6 +176,31 @@ mod tests {
         assert!(key.verify(ID, TIMESTAMP, BODY.as_bytes(), &header));
         assert!(!key.verify(ID, TIMESTAMP + 1, BODY.as_bytes(), &header));
         assert!(!key.verify(ID, TIMESTAMP, b"{}", &header));
+    }
+
+    #[test]
+    fn signs_bodies_as_receivers_of_the_older_convention_expect() {
+        // GitHub's published example for X-Hub-Signature-256.
+        let key = SigningKey(b"It's a Secret to Everybody".to_vec());
+        assert_eq!(
+            key.sign_body(BodyHash::Sha256, b"Hello, World!"),
+            "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+        );
+        // RFC 4231, test case 2.
+        let key = SigningKey(b"Jefe".to_vec());
+        assert_eq!(
+            key.sign_body(BodyHash::Sha512, b"what do ya want for nothing?"),
+            "sha512=164b7a7bfcf819e2e395fbe73b56e0a387bd64222e831fd610270cd7ea2505549758bf75c05a994a6d034f65f8f0e6fdcaeab1a34d4a6b4b636e070a38bce737"
+        );
+    }
+
+    #[test]
+    fn an_endpoints_columns_say_how_it_signs() {
+        assert_eq!(Signing::from_columns(Some("v1"), None, Some("sha256")), Signing::V1);
+        assert_eq!(
+            Signing::from_columns(Some("hmac_header"), None, Some("sha512")),
+            Signing::HmacHeader { header: DEFAULT_SIGNATURE_HEADER.to_owned(), hash: BodyHash::Sha512 }
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ use crate::config::CircuitSettings;
 use crate::domain::batch::{BatchFormat, BatchShape};
 use crate::domain::delivery::{DeliveryState, ErrorKind};
 use crate::secrets::StoredSecret;
+use crate::signing::Signing;
 
 /// The plain claim: one statement takes what endpoints without limits may
 /// send now, ends orphans, holds what stalled endpoints cannot take, keeps
@@ -34,7 +35,8 @@ pub const DELIVERY_CLAIM: &str = include_str!("statements/delivery_claim.sql");
 pub const DELIVERY_CLAIM_LIMITED: &str = "
 SELECT delivery_id, attempt, lease_until, event_id, event_type, event_created_at, payload,
        endpoint_id, url, http_method, headers, timeout_ms, retry_schedule, secret, previous_secret,
-       lost_since, lost_at, worker_losses, circuit_expired, lane, batch_max_events, batch_max_bytes, batch_format
+       lost_since, lost_at, worker_losses, circuit_expired, lane, batch_max_events, batch_max_bytes, batch_format,
+       signature, signature_header, signature_hash
   FROM hookline.claim_limited($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
 /// Fills batches with more of their endpoints' pending deliveries: see the
@@ -51,7 +53,8 @@ SELECT f.delivery_id, f.attempt, f.lease_until, f.event_id, f.event_type, f.even
        ep.id, ep.url, ep.http_method, ep.headers, ep.timeout_ms, ep.retry_schedule, ep.secret,
        CASE WHEN ep.previous_secret_expires_at > coalesce($6, now()) THEN ep.previous_secret END,
        NULL::timestamptz, NULL::timestamptz, NULL::integer, false, f.lane,
-       ep.batch_max_events, ep.batch_max_bytes, ep.batch_format
+       ep.batch_max_events, ep.batch_max_bytes, ep.batch_format,
+       ep.signature, ep.signature_header, ep.signature_hash
   FROM hookline.claim_lane_followers($1, $2, $3, $4, $5, $6) WITH ORDINALITY
            AS f(delivery_id, attempt, lease_until, event_id, event_type, event_created_at, payload, endpoint_id,
                 lane, nth)
@@ -142,6 +145,8 @@ pub struct Claimed {
     pub lane: Option<i64>,
     /// Its endpoint's batches, if it sends them.
     pub batch: Option<BatchShape>,
+    /// How its endpoint's requests are signed.
+    pub signing: Signing,
 }
 
 /// A lease whose worker stopped before recording an outcome.
@@ -181,6 +186,7 @@ impl From<&tokio_postgres::Row> for Claimed {
             circuit_expired: r.get(18),
             lane: r.get(19),
             batch: batch_shape(r.get(20), r.get(21), r.get(22)),
+            signing: Signing::from_columns(r.get(23), r.get(24), r.get(25)),
         }
     }
 }
@@ -263,8 +269,8 @@ pub async fn claim_due(db: &impl GenericClient, r: &ClaimRequest<'_>) -> Result<
         match row.get::<_, Option<Uuid>>(0) {
             Some(_) => claim.deliveries.push(Claimed::from(row)),
             None => {
-                claim.limited = row.get::<_, Option<Vec<Uuid>>>(23).unwrap_or_default();
-                claim.next_due_s = row.get(24);
+                claim.limited = row.get::<_, Option<Vec<Uuid>>>(26).unwrap_or_default();
+                claim.next_due_s = row.get(27);
             }
         }
     }

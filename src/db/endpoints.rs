@@ -14,7 +14,8 @@ macro_rules! endpoint_columns {
         "id, tenant, url, description, event_types, secret, previous_secret, previous_secret_expires_at,
          http_method, headers, timeout_ms, rate_limit_per_s, max_in_flight, retry_schedule, disable_after_failures,
          enabled, disabled_reason, disabled_at, metadata, created_at, updated_at, disable_after_open_s,
-         ordering, ordering_on_dead, batch_max_events, batch_max_bytes, batch_max_wait_ms, batch_format"
+         ordering, ordering_on_dead, batch_max_events, batch_max_bytes, batch_max_wait_ms, batch_format,
+         signature, signature_header, signature_hash"
     };
 }
 
@@ -22,8 +23,9 @@ pub const ENDPOINT_INSERT: &str = concat!(
     "INSERT INTO hookline.endpoints (tenant, url, description, event_types, secret, http_method, headers,
         timeout_ms, rate_limit_per_s, max_in_flight, retry_schedule, disable_after_failures, enabled, metadata,
         disable_after_open_s, ordering, ordering_on_dead, batch_max_events, batch_max_bytes, batch_max_wait_ms,
-        batch_format)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
+        batch_format, signature, signature_header, signature_hash)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23,
+             $24)
      RETURNING ",
     endpoint_columns!()
 );
@@ -50,7 +52,8 @@ pub const ENDPOINT_UPDATE: &str = concat!(
             rate_limit_per_s = $8, max_in_flight = $9, retry_schedule = $10, disable_after_failures = $11,
             enabled = $12, disabled_reason = $13, metadata = $14, secret = $15, previous_secret = $16,
             previous_secret_expires_at = $17, disable_after_open_s = $18, ordering = $19, ordering_on_dead = $20,
-            batch_max_events = $21, batch_max_bytes = $22, batch_max_wait_ms = $23, batch_format = $24
+            batch_max_events = $21, batch_max_bytes = $22, batch_max_wait_ms = $23, batch_format = $24,
+            signature = $25, signature_header = $26, signature_hash = $27
       WHERE id = $1
      RETURNING ",
     endpoint_columns!()
@@ -116,6 +119,11 @@ pub struct Endpoint {
     pub ordering_on_dead: String,
     /// Its batches, if it takes its deliveries in batches.
     pub batch: Option<Batch>,
+    /// `v1` or `hmac_header`, with the latter's header (`None`: the
+    /// default) and hash (src/signing.rs).
+    pub signature: String,
+    pub signature_header: Option<String>,
+    pub signature_hash: String,
     pub enabled: bool,
     pub disabled_reason: Option<String>,
     pub disabled_at: Option<DateTime<Utc>>,
@@ -152,6 +160,9 @@ impl From<Row> for Endpoint {
             ordering: r.get(22),
             ordering_on_dead: r.get(23),
             batch: Batch::from_columns(r.get(24), r.get(25), r.get(26), r.get(27)),
+            signature: r.get(28),
+            signature_header: r.get(29),
+            signature_hash: r.get(30),
         }
     }
 }
@@ -204,6 +215,9 @@ pub struct NewEndpoint {
     pub ordering: String,
     pub ordering_on_dead: String,
     pub batch: Option<Batch>,
+    pub signature: String,
+    pub signature_header: Option<String>,
+    pub signature_hash: String,
     pub enabled: bool,
     pub metadata: serde_json::Value,
 }
@@ -235,6 +249,9 @@ pub async fn insert(db: &impl GenericClient, e: &NewEndpoint) -> Result<Endpoint
                 &batch.1,
                 &batch.2,
                 &batch.3,
+                &e.signature,
+                &e.signature_header,
+                &e.signature_hash,
             ],
         )
         .await?;
@@ -289,6 +306,9 @@ pub async fn update(db: &impl GenericClient, e: &Endpoint) -> Result<Endpoint> {
                 &batch.1,
                 &batch.2,
                 &batch.3,
+                &e.signature,
+                &e.signature_header,
+                &e.signature_hash,
             ],
         )
         .await?;

@@ -20,7 +20,7 @@ use crate::domain::batch::BatchFormat;
 use crate::domain::delivery::ErrorKind;
 use crate::domain::retry::parse_retry_after;
 use crate::secrets::KeyRing;
-use crate::signing::{SigningKey, signature_header};
+use crate::signing::{Signing, SigningKey, signature_header};
 
 /// Response bodies are kept up to this many characters (SPEC §2).
 pub const RESPONSE_BODY_MAX_CHARS: usize = 5000;
@@ -287,15 +287,26 @@ fn request_headers(d: &Claimed, keys: &[SigningKey], message: &Message) -> Resul
         }
     }
     let timestamp = Utc::now().timestamp();
-    let signature = signature_header(keys, &message.webhook_id, timestamp, message.body.as_bytes());
     let fixed = [
         ("content-type", message.content_type.to_owned()),
         ("webhook-id", message.webhook_id.clone()),
         ("webhook-timestamp", timestamp.to_string()),
-        ("webhook-signature", signature),
     ];
     for (name, value) in fixed {
         headers.insert(name, HeaderValue::from_str(&value).expect("ASCII header value"));
+    }
+    match &d.signing {
+        Signing::V1 => {
+            let signature = signature_header(keys, &message.webhook_id, timestamp, message.body.as_bytes());
+            headers.insert("webhook-signature", HeaderValue::from_str(&signature).expect("ASCII header value"));
+        }
+        // The older convention has room for one signature: the current key's.
+        Signing::HmacHeader { header, hash } => {
+            let name = HeaderName::from_bytes(header.as_bytes())
+                .map_err(|_| format!("invalid signature header `{header}`"))?;
+            let signature = keys[0].sign_body(*hash, message.body.as_bytes());
+            headers.insert(name, HeaderValue::from_str(&signature).expect("ASCII header value"));
+        }
     }
     Ok(headers)
 }

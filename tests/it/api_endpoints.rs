@@ -92,6 +92,11 @@ async fn bad_endpoint_input_is_a_400_naming_the_field_and_writes_nothing() {
         (json!({"url": "https://x.io", "metadata": [1]}), "metadata"),
         (json!({"url": "https://x.io", "ordering": "sometimes"}), "ordering"),
         (json!({"url": "https://x.io", "ordering_on_dead": "retry"}), "ordering_on_dead"),
+        (json!({"url": "https://x.io", "signature": "v2"}), "signature"),
+        (json!({"url": "https://x.io", "signature_hash": "md5"}), "signature_hash"),
+        (json!({"url": "https://x.io", "signature_header": "no spaces"}), "signature_header"),
+        (json!({"url": "https://x.io", "signature_header": "Content-Type"}), "signature_header"),
+        (json!({"url": "https://x.io", "headers": {"X-Sig": "a"}, "signature_header": "x-sig"}), "signature_header"),
         (json!({"url": "https://x.io", "tenant": "no spaces"}), "tenant"),
         (json!({"url": "https://x.io", "colour": "red"}), "colour"),
     ];
@@ -212,4 +217,33 @@ async fn recover_requeues_dead_deliveries_and_queues_what_was_missed_while_disab
     types.sort();
     assert_eq!(types, vec!["a.queued", "b.missed"]);
     worker.stop().await;
+}
+
+#[tokio::test]
+async fn an_endpoints_signature_scheme_is_set_changed_and_shown() {
+    let db = TestDb::new().await;
+    let api = TestApi::start(&db).await;
+    let plain = api.post("/v1/endpoints", json!({"url": "https://example.com/a"})).await;
+    assert_eq!(
+        (plain.body["signature"].clone(), plain.body["signature_header"].clone(), plain.body["signature_hash"].clone()),
+        (json!("v1"), json!("X-Hookline-Signature"), json!("sha256"))
+    );
+    let seed = api
+        .post(
+            "/v1/endpoints",
+            json!({"url": "https://example.com/b", "signature": "hmac_header", "signature_header": "X-Seed-Signature",
+                   "signature_hash": "sha512"}),
+        )
+        .await;
+    assert_eq!(seed.status, 201, "{seed:?}");
+    assert_eq!(
+        (seed.body["signature"].as_str(), seed.body["signature_hash"].as_str()),
+        (Some("hmac_header"), Some("sha512"))
+    );
+    let path = format!("/v1/endpoints/{}", seed.body["id"].as_str().unwrap());
+    let reset = api.patch(&path, json!({"signature_header": null, "signature": "v1"})).await;
+    assert_eq!(
+        (reset.body["signature"].as_str(), reset.body["signature_header"].as_str()),
+        (Some("v1"), Some("X-Hookline-Signature"))
+    );
 }

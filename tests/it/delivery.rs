@@ -145,3 +145,63 @@ async fn private_addresses_are_refused_unless_allowed() {
     assert!(receiver.received().is_empty());
     worker.stop().await;
 }
+
+/// The HMAC of `body` keyed by an endpoint secret's bytes, as hex.
+fn body_hmac_hex(secret: &str, hash: &str, body: &[u8]) -> String {
+    use base64::Engine as _;
+    use hmac::{Hmac, KeyInit, Mac};
+    let key = base64::engine::general_purpose::STANDARD.decode(secret.strip_prefix("whsec_").unwrap()).unwrap();
+    match hash {
+        "sha256" => {
+            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+            mac.update(body);
+            hex::encode(mac.finalize().into_bytes())
+        }
+        _ => {
+            let mut mac = Hmac::<sha2::Sha512>::new_from_slice(&key).unwrap();
+            mac.update(body);
+            hex::encode(mac.finalize().into_bytes())
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_hmac_header_endpoint_gets_the_bodys_hmac_in_its_header() {
+    let db = TestDb::new().await;
+    let receiver = TestReceiver::start().await;
+    let github_style =
+        NewEndpoint { url: &receiver.url, event_types: &["a.*"], ..Default::default() }.insert(&db).await;
+    let custom = NewEndpoint { url: &receiver.url, event_types: &["b.*"], ..Default::default() }.insert(&db).await;
+    let client = db.client().await;
+    client
+        .execute("UPDATE hookline.endpoints SET signature = 'hmac_header' WHERE id = $1", &[&github_style])
+        .await
+        .unwrap();
+    client
+        .execute(
+            "UPDATE hookline.endpoints
+                SET signature = 'hmac_header', signature_header = 'X-Seed-Sig', signature_hash = 'sha512'
+              WHERE id = $1",
+            &[&custom],
+        )
+        .await
+        .unwrap();
+    let worker = RunningWorker::start(&db, test_settings()).await;
+    client.execute("SELECT hookline.send('a.x', '{\"n\": 1}')", &[]).await.unwrap();
+    client.execute("SELECT hookline.send('b.x', '{\"n\": 2}')", &[]).await.unwrap();
+    let got = receiver.wait_for(2, WAIT).await;
+    worker.stop().await;
+
+    let a = got.iter().find(|r| r.json()["type"] == "a.x").unwrap();
+    let secret = endpoint_secret(&db, github_style).await;
+    assert_eq!(
+        a.header("x-hookline-signature"),
+        format!("sha256={}", body_hmac_hex(&secret, "sha256", a.body.as_bytes()))
+    );
+    assert_eq!(a.header("webhook-signature"), "", "one signature, in its own header");
+    assert!(!a.header("webhook-id").is_empty());
+    let b = got.iter().find(|r| r.json()["type"] == "b.x").unwrap();
+    let secret = endpoint_secret(&db, custom).await;
+    assert_eq!(b.header("x-seed-sig"), format!("sha512={}", body_hmac_hex(&secret, "sha512", b.body.as_bytes())));
+    assert_eq!(b.header("x-hookline-signature"), "");
+}

@@ -102,6 +102,46 @@ impl OrderingOnDead {
     }
 }
 
+/// How requests are signed: `v1` (default), Standard Webhooks; or
+/// `hmac_header`, for receivers built for the older convention: the HMAC of
+/// the body alone, `sha256=<hex>` (or `sha512=`), in `signature_header`
+/// (default `X-Hookline-Signature`), keyed by the secret's bytes (the
+/// base64 after `whsec_`).
+#[derive(Enum, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[oai(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum SignatureScheme {
+    V1,
+    HmacHeader,
+}
+
+impl SignatureScheme {
+    fn as_str(self) -> &'static str {
+        match self {
+            SignatureScheme::V1 => "v1",
+            SignatureScheme::HmacHeader => "hmac_header",
+        }
+    }
+}
+
+/// The hash of an `hmac_header` signature.
+#[derive(Enum, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[oai(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum SignatureHash {
+    Sha256,
+    Sha512,
+}
+
+impl From<SignatureHash> for crate::signing::BodyHash {
+    fn from(hash: SignatureHash) -> Self {
+        match hash {
+            SignatureHash::Sha256 => Self::Sha256,
+            SignatureHash::Sha512 => Self::Sha512,
+        }
+    }
+}
+
 /// How a batch's body is written: `json` (default), a JSON array of
 /// envelopes; `ndjson`, one envelope per line.
 #[derive(Enum, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,6 +272,15 @@ pub struct EndpointCreate {
     #[serde(default, deserialize_with = "super::body::non_null")]
     pub batch: Option<BatchSettings>,
     #[serde(default, deserialize_with = "super::body::non_null")]
+    pub signature: Option<SignatureScheme>,
+    /// `hmac_header`: the header that carries the signature (default `X-Hookline-Signature`).
+    #[oai(validator(pattern = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$"))]
+    #[serde(default, deserialize_with = "super::body::non_null")]
+    pub signature_header: Option<String>,
+    /// `hmac_header`: `sha256` (default) or `sha512`.
+    #[serde(default, deserialize_with = "super::body::non_null")]
+    pub signature_hash: Option<SignatureHash>,
+    #[serde(default, deserialize_with = "super::body::non_null")]
     pub enabled: Option<bool>,
     /// Any JSON object, kept for you.
     #[serde(default, deserialize_with = "super::body::non_null")]
@@ -288,6 +337,14 @@ pub struct EndpointUpdate {
     #[serde(default)]
     pub batch: MaybeUndefined<BatchSettings>,
     #[serde(default)]
+    pub signature: MaybeUndefined<SignatureScheme>,
+    /// `null`: back to `X-Hookline-Signature`.
+    #[oai(validator(pattern = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$"), nullable)]
+    #[serde(default)]
+    pub signature_header: MaybeUndefined<String>,
+    #[serde(default)]
+    pub signature_hash: MaybeUndefined<SignatureHash>,
+    #[serde(default)]
     pub enabled: MaybeUndefined<bool>,
     #[serde(default)]
     pub metadata: MaybeUndefined<BTreeMap<String, serde_json::Value>>,
@@ -324,6 +381,10 @@ pub struct Endpoint {
     /// Its batches; null: one delivery per request.
     #[oai(nullable)]
     pub batch: Option<Batch>,
+    pub signature: SignatureScheme,
+    /// `hmac_header`'s header.
+    pub signature_header: String,
+    pub signature_hash: SignatureHash,
     pub enabled: bool,
     #[oai(nullable)]
     pub disabled_reason: Option<String>,
@@ -864,6 +925,12 @@ impl From<&db::endpoints::Endpoint> for Endpoint {
             ordering: Ordering::parse(&r.ordering),
             ordering_on_dead: OrderingOnDead::parse(&r.ordering_on_dead),
             batch: r.batch.as_ref().map(Batch::from),
+            signature: if r.signature == "hmac_header" { SignatureScheme::HmacHeader } else { SignatureScheme::V1 },
+            signature_header: r
+                .signature_header
+                .clone()
+                .unwrap_or_else(|| crate::signing::DEFAULT_SIGNATURE_HEADER.to_owned()),
+            signature_hash: if r.signature_hash == "sha512" { SignatureHash::Sha512 } else { SignatureHash::Sha256 },
             enabled: r.enabled,
             disabled_reason: r.disabled_reason.clone(),
             disabled_at: r.disabled_at,

@@ -3,7 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use super::{BatchFormat, BatchSettings, EndpointCreate, EndpointUpdate, HttpMethod, Ordering, OrderingOnDead};
+use super::{
+    BatchFormat, BatchSettings, EndpointCreate, EndpointUpdate, HttpMethod, Ordering, OrderingOnDead, SignatureHash,
+    SignatureScheme,
+};
 use crate::api::auth::Principal;
 use crate::api::patch::{clearable, required};
 use crate::api::problem::Problem;
@@ -69,6 +72,11 @@ pub(super) fn new_endpoint(
         ordering: c.ordering.unwrap_or(Ordering::None).as_str().to_owned(),
         ordering_on_dead: c.ordering_on_dead.unwrap_or(OrderingOnDead::Wait).as_str().to_owned(),
         batch: c.batch.map(|b| batch(b, None)),
+        signature: c.signature.unwrap_or(SignatureScheme::V1).as_str().to_owned(),
+        signature_header: c.signature_header,
+        signature_hash: crate::signing::BodyHash::from(c.signature_hash.unwrap_or(SignatureHash::Sha256))
+            .as_str()
+            .to_owned(),
         enabled: c.enabled.unwrap_or(true),
         metadata: serde_json::Value::Object(c.metadata.unwrap_or_default().into_iter().collect()),
     };
@@ -83,6 +91,7 @@ pub(super) fn new_endpoint(
         disable_after_failures: new.disable_after_failures,
         disable_after_open_s: new.disable_after_open_s,
         batch: new.batch.as_ref(),
+        signature_header: new.signature_header.as_deref(),
     })?;
     Ok(new)
 }
@@ -120,6 +129,13 @@ pub(super) fn apply_update(row: &mut db::endpoints::Endpoint, u: EndpointUpdate)
     if let Some(on_dead) = required("ordering_on_dead", u.ordering_on_dead)? {
         row.ordering_on_dead = on_dead.as_str().to_owned();
     }
+    if let Some(signature) = required("signature", u.signature)? {
+        row.signature = signature.as_str().to_owned();
+    }
+    clearable(u.signature_header, &mut row.signature_header);
+    if let Some(hash) = required("signature_hash", u.signature_hash)? {
+        row.signature_hash = crate::signing::BodyHash::from(hash).as_str().to_owned();
+    }
     match u.batch {
         MaybeUndefined::Undefined => {}
         MaybeUndefined::Null => row.batch = None,
@@ -145,6 +161,7 @@ pub(super) fn apply_update(row: &mut db::endpoints::Endpoint, u: EndpointUpdate)
         disable_after_failures: row.disable_after_failures,
         disable_after_open_s: row.disable_after_open_s,
         batch: row.batch.as_ref(),
+        signature_header: row.signature_header.as_deref(),
     })
 }
 
@@ -175,6 +192,7 @@ struct Settings<'a> {
     disable_after_failures: i32,
     disable_after_open_s: Option<i32>,
     batch: Option<&'a db::endpoints::Batch>,
+    signature_header: Option<&'a str>,
 }
 
 /// The longest an endpoint's `disable_after_open_s` may be: a year.
@@ -223,6 +241,19 @@ fn check_settings(s: &Settings<'_>) -> Result<(), Problem> {
     }
     if let Some(seconds) = s.disable_after_open_s {
         validate::range("disable_after_open_s", seconds.into(), 1, DISABLE_AFTER_OPEN_MAX_S)?;
+    }
+    if let Some(header) = s.signature_header {
+        validate::text("signature_header", header, 1, 100)?;
+        let lower = header.to_ascii_lowercase();
+        if reqwest::header::HeaderName::from_bytes(header.as_bytes()).is_err() {
+            return Err(Problem::field("signature_header", "is not a valid HTTP header name"));
+        }
+        if RESERVED_HEADERS.contains(&lower.as_str()) {
+            return Err(Problem::field("signature_header", "is set by hookline (or frames the request)"));
+        }
+        if headers.into_iter().flatten().any(|(name, _)| name.eq_ignore_ascii_case(header)) {
+            return Err(Problem::field("signature_header", "is one of the endpoint's own `headers`"));
+        }
     }
     if let Some(batch) = s.batch {
         validate::range("batch.max_events", batch.max_events.into(), 1, 1000)?;
