@@ -1,6 +1,8 @@
 """Drive a running hookline with the Python client generated from
 openapi/hookline.json: create an endpoint (pointing at a receiver in this
-script), send an event, and read the delivery back once it succeeded."""
+script), send an event, and read the delivery back once it succeeded. The
+deliveries, one alone and a batch, are verified with the Standard Webhooks
+library (`standardwebhooks`), as a receiver would."""
 
 import http.server
 import sys
@@ -11,7 +13,8 @@ from hookline_client import AuthenticatedClient
 from hookline_client.api.deliveries import list_delivery_attempts
 from hookline_client.api.endpoints import create_endpoint, get_endpoint
 from hookline_client.api.events import create_event, get_event
-from hookline_client.models import EndpointCreate, EventCreate, Problem
+from hookline_client.models import BatchSettings, EndpointCreate, EventCreate, Problem
+from standardwebhooks import Webhook
 
 base_url, token = sys.argv[1], sys.argv[2]
 received = []
@@ -19,7 +22,8 @@ received = []
 
 class Receiver(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
-        received.append(self.rfile.read(int(self.headers["content-length"])))
+        body = self.rfile.read(int(self.headers["content-length"]))
+        received.append((self.path, dict(self.headers.items()), body))
         self.send_response(204)
         self.end_headers()
 
@@ -31,7 +35,8 @@ server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
 threading.Thread(target=server.serve_forever, daemon=True).start()
 client = AuthenticatedClient(base_url=base_url, token=token, raise_on_unexpected_status=True)
 
-endpoint = create_endpoint.sync(client=client, body=EndpointCreate(url=f"http://127.0.0.1:{server.server_port}/hook"))
+receiver_url = f"http://127.0.0.1:{server.server_port}"
+endpoint = create_endpoint.sync(client=client, body=EndpointCreate(url=f"{receiver_url}/hook", event_types=["order.*"]))
 assert not isinstance(endpoint, Problem), endpoint
 assert endpoint.secret.startswith("whsec_")
 assert get_endpoint.sync(client=client, endpoint_id=endpoint.id).url.endswith("/hook")
@@ -51,8 +56,23 @@ while True:
 
 attempts = list_delivery_attempts.sync(client=client, delivery_id=detail.deliveries[0].id)
 assert attempts.data[0].status_code == 204, attempts
-assert len(received) == 1 and b'"order_id": 42' in received[0], received
+assert len(received) == 1 and b'"order_id": 42' in received[0][2], received
+Webhook(endpoint.secret).verify(received[0][2], received[0][1])
+
+# A batch: one request, signed as one message with its own webhook-id.
+batching = create_endpoint.sync(
+    client=client,
+    body=EndpointCreate(url=f"{receiver_url}/batch", event_types=["batch.*"], batch=BatchSettings(max_wait_ms=500)),
+)
+assert not isinstance(batching, Problem), batching
+for n in range(3):
+    sent = create_event.sync(client=client, body=EventCreate(event_type="batch.item", payload={"n": n}))
+    assert not isinstance(sent, Problem), sent
+deadline = time.time() + 20
+while sum(len(Webhook(batching.secret).verify(b, h)) for p, h, b in received if p == "/batch") < 3:
+    assert time.time() < deadline, f"the batch did not arrive: {received}"
+    time.sleep(0.1)
 
 missing = get_endpoint.sync_detailed(client=client, endpoint_id=event.id)
 assert missing.status_code == 404 and isinstance(missing.parsed, Problem), missing
-print("generated Python client: endpoint created, event delivered, delivery read back")
+print("generated Python client: endpoint created, event delivered and verified, a batch verified, delivery read back")

@@ -4,7 +4,8 @@
 //!
 //! An endpoint may instead ask for the older convention receivers were
 //! built for (`hmac_header`): the HMAC of the body alone, `sha256=<hex>` or
-//! `sha512=<hex>`, in one header of its choosing, keyed the same way.
+//! `sha512=<hex>`, in one header of its choosing, keyed — as those
+//! receivers key it — by the secret as written (`whsec_…`, all of it).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD as BASE64};
@@ -128,23 +129,22 @@ impl SigningKey {
     }
 }
 
-impl SigningKey {
-    /// `sha256=<hex>` (or `sha512=`): the HMAC of the body alone.
-    pub fn sign_body(&self, hash: BodyHash, body: &[u8]) -> String {
-        let digest = match hash {
-            BodyHash::Sha256 => {
-                let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
-                mac.update(body);
-                mac.finalize().into_bytes().to_vec()
-            }
-            BodyHash::Sha512 => {
-                let mut mac = Hmac::<Sha512>::new_from_slice(&self.0).expect("HMAC takes any key length");
-                mac.update(body);
-                mac.finalize().into_bytes().to_vec()
-            }
-        };
-        format!("{}={}", hash.as_str(), hex::encode(digest))
-    }
+/// `sha256=<hex>` (or `sha512=`): the HMAC of the body alone, keyed by
+/// `secret` as written.
+pub fn body_signature(secret: &str, hash: BodyHash, body: &[u8]) -> String {
+    let digest = match hash {
+        BodyHash::Sha256 => {
+            let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+            mac.update(body);
+            mac.finalize().into_bytes().to_vec()
+        }
+        BodyHash::Sha512 => {
+            let mut mac = Hmac::<Sha512>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+            mac.update(body);
+            mac.finalize().into_bytes().to_vec()
+        }
+    };
+    format!("{}={}", hash.as_str(), hex::encode(digest))
 }
 
 /// The `webhook-signature` header value for all keys in force.
@@ -181,15 +181,13 @@ mod tests {
     #[test]
     fn signs_bodies_as_receivers_of_the_older_convention_expect() {
         // GitHub's published example for X-Hub-Signature-256.
-        let key = SigningKey(b"It's a Secret to Everybody".to_vec());
         assert_eq!(
-            key.sign_body(BodyHash::Sha256, b"Hello, World!"),
+            body_signature("It's a Secret to Everybody", BodyHash::Sha256, b"Hello, World!"),
             "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
         );
         // RFC 4231, test case 2.
-        let key = SigningKey(b"Jefe".to_vec());
         assert_eq!(
-            key.sign_body(BodyHash::Sha512, b"what do ya want for nothing?"),
+            body_signature("Jefe", BodyHash::Sha512, b"what do ya want for nothing?"),
             "sha512=164b7a7bfcf819e2e395fbe73b56e0a387bd64222e831fd610270cd7ea2505549758bf75c05a994a6d034f65f8f0e6fdcaeab1a34d4a6b4b636e070a38bce737"
         );
     }

@@ -59,7 +59,7 @@ impl SourceScheme {
     }
 }
 
-/// How an `hmac_sha256` signature is written.
+/// How an `hmac_sha256` signature is written: `hex` (default) or `base64`.
 #[derive(Enum, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[oai(rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
@@ -108,7 +108,6 @@ pub struct SourceCreate {
     #[oai(validator(pattern = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$"))]
     #[serde(default, deserialize_with = "super::body::non_null")]
     pub signature_header: Option<String>,
-    /// `hmac_sha256`: `hex` (default) or `base64`.
     #[serde(default, deserialize_with = "super::body::non_null")]
     pub signature_encoding: Option<SignatureEncoding>,
     /// The header with the provider's delivery id, so a retry is stored once;

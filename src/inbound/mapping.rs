@@ -2,15 +2,20 @@
 //! own, or taken from a header (`X-GitHub-Event`) or a JSON pointer into
 //! the payload (`/type`, as Stripe sends it), behind a prefix — and its
 //! payload: the body, or, when the source keeps request headers, the body
-//! with them. No IO.
+//! with them. A pointer reads the body as sent. No IO.
 
 use poem::http::{HeaderMap, HeaderName};
 use serde_json::{Map, Value};
 
 /// Request headers a source may keep at most.
 pub const KEEP_HEADERS_MAX: usize = 20;
-/// Headers that carry credentials: never kept with a payload.
-const NEVER_KEPT: &[&str] = &["authorization", "cookie", "proxy-authorization"];
+/// A kept header's value is cut to this many bytes: kept headers add at
+/// most 20 KiB to a payload.
+const KEPT_VALUE_MAX_BYTES: usize = 1024;
+/// Headers whose names say they carry credentials or signatures: never
+/// kept with a payload nor made an event type (a kept signature would let
+/// any receiver downstream replay the request to the source).
+const CREDENTIAL_WORDS: &[&str] = &["auth", "cookie", "token", "secret", "signature", "password", "key"];
 
 #[derive(Debug, Clone, PartialEq)]
 enum TypeFrom {
@@ -46,13 +51,38 @@ impl Mapping {
         let invalid = |field: String, reason: &str| Invalid { field, reason: reason.to_owned() };
         let type_from = match event_type_from {
             None => None,
-            Some(pointer) if pointer.starts_with('/') => Some(TypeFrom::Pointer(pointer.to_owned())),
-            Some(header) => Some(TypeFrom::Header(HeaderName::from_bytes(header.as_bytes()).map_err(|_| {
-                invalid("event_type_from".into(), "is neither a header name nor a JSON pointer (`/type`)")
-            })?)),
+            Some(pointer) if pointer.starts_with('/') => {
+                if !valid_pointer(pointer) {
+                    return Err(invalid(
+                        "event_type_from".into(),
+                        "is not a valid JSON pointer (`~` only as `~0` or `~1`, no control characters)",
+                    ));
+                }
+                Some(TypeFrom::Pointer(pointer.to_owned()))
+            }
+            Some(header) => {
+                let header = HeaderName::from_bytes(header.as_bytes()).map_err(|_| {
+                    invalid("event_type_from".into(), "is neither a header name nor a JSON pointer (`/type`)")
+                })?;
+                if carries_credentials(&header) {
+                    return Err(invalid("event_type_from".into(), "names a header that carries credentials"));
+                }
+                Some(TypeFrom::Header(header))
+            }
         };
         if !prefix.chars().all(is_type_char) {
             return Err(invalid("event_type_prefix".into(), "may contain only letters, digits, `_`, `.`, `:` and `-`"));
+        }
+        // A sender must not be able to publish `endpoint.disabled`, or any
+        // of the application's own event types.
+        if type_from.is_some() && prefix.is_empty() {
+            return Err(invalid(
+                "event_type_prefix".into(),
+                "is required with `event_type_from` (say `github.`): a sender must not choose any event type",
+            ));
+        }
+        if prefix.starts_with("endpoint.") {
+            return Err(invalid("event_type_prefix".into(), "`endpoint.` is hookline's own"));
         }
         if keep_headers.len() > KEEP_HEADERS_MAX {
             return Err(invalid("keep_headers".into(), "at most 20 headers"));
@@ -61,7 +91,7 @@ impl Mapping {
         for (i, name) in keep_headers.iter().enumerate() {
             let header = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| invalid(format!("keep_headers[{i}]"), "is not a valid HTTP header name"))?;
-            if NEVER_KEPT.contains(&header.as_str()) {
+            if carries_credentials(&header) {
                 return Err(invalid(format!("keep_headers[{i}]"), "carries credentials and is never kept"));
             }
             kept.push(header);
@@ -99,12 +129,29 @@ impl Mapping {
             .keep_headers
             .iter()
             .filter_map(|name| {
-                let value = headers.get(name)?;
-                Some((name.as_str().to_owned(), Value::String(String::from_utf8_lossy(value.as_bytes()).into_owned())))
+                let value = headers.get(name)?.as_bytes();
+                let value = String::from_utf8_lossy(&value[..value.len().min(KEPT_VALUE_MAX_BYTES)]).into_owned();
+                Some((name.as_str().to_owned(), Value::String(value)))
             })
             .collect();
         serde_json::json!({ "body": body, "headers": kept })
     }
+}
+
+fn carries_credentials(header: &HeaderName) -> bool {
+    CREDENTIAL_WORDS.iter().any(|word| header.as_str().contains(word))
+}
+
+/// RFC 6901: `~` escapes only `~0` and `~1`; and nothing PostgreSQL or a
+/// log would choke on.
+fn valid_pointer(pointer: &str) -> bool {
+    let mut chars = pointer.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_control() || (c == '~' && !matches!(chars.next(), Some('0' | '1'))) {
+            return false;
+        }
+    }
+    pointer.len() <= 200
 }
 
 fn is_type_char(c: char) -> bool {
@@ -134,13 +181,18 @@ mod tests {
         let event = json!({"type": "charge.succeeded", "data": {}});
         assert_eq!(m.event_type(&HeaderMap::new(), &event), "stripe.charge.succeeded");
         assert_eq!(m.event_type(&HeaderMap::new(), &json!({"type": 3})), "stripe.event", "not a string");
-        let nested = Mapping::new("x", Some("/meta/kind"), "", &[]).unwrap();
-        assert_eq!(nested.event_type(&HeaderMap::new(), &json!({"meta": {"kind": "a.b"}})), "a.b");
+        let nested = Mapping::new("x", Some("/meta/kind"), "n.", &[]).unwrap();
+        assert_eq!(nested.event_type(&HeaderMap::new(), &json!({"meta": {"kind": "a.b"}})), "n.a.b");
+        let escaped = Mapping::new("x", Some("/a~1b"), "n.", &[]).unwrap();
+        assert_eq!(escaped.event_type(&HeaderMap::new(), &json!({"a/b": "c"})), "n.c");
     }
 
     #[test]
     fn kept_headers_travel_with_the_body() {
         let m = Mapping::new("t", None, "", &["X-GitHub-Delivery".into(), "X-Missing".into()]).unwrap();
+        let long = "v".repeat(5000);
+        let cut = m.payload(&headers(&[("x-github-delivery", &long)]), json!(1));
+        assert_eq!(cut["headers"]["x-github-delivery"].as_str().unwrap().len(), KEPT_VALUE_MAX_BYTES);
         let payload = m.payload(&headers(&[("x-github-delivery", "d-1"), ("x-other", "no")]), json!({"a": 1}));
         assert_eq!(payload, json!({"body": {"a": 1}, "headers": {"x-github-delivery": "d-1"}}));
         let plain = Mapping::new("t", None, "", &[]).unwrap();
@@ -153,6 +205,14 @@ mod tests {
         assert_eq!(field(Mapping::new("t", Some("not a header"), "", &[])), "event_type_from");
         assert_eq!(field(Mapping::new("t", None, "git hub.", &[])), "event_type_prefix");
         assert_eq!(field(Mapping::new("t", None, "", &["Authorization".into()])), "keep_headers[0]");
+        for credential in ["X-Gitlab-Token", "X-Api-Key", "X-Hub-Signature-256", "Stripe-Signature", "Cookie"] {
+            assert_eq!(field(Mapping::new("t", None, "", &[credential.into()])), "keep_headers[0]", "{credential}");
+        }
+        assert_eq!(field(Mapping::new("t", Some("X-Gitlab-Token"), "gl.", &[])), "event_type_from");
+        assert_eq!(field(Mapping::new("t", Some("/a~2b"), "x.", &[])), "event_type_from");
+        assert_eq!(field(Mapping::new("t", Some("/a\u{1}"), "x.", &[])), "event_type_from");
+        assert_eq!(field(Mapping::new("t", Some("X-GitHub-Event"), "", &[])), "event_type_prefix");
+        assert_eq!(field(Mapping::new("t", Some("/type"), "endpoint.", &[])), "event_type_prefix");
         assert_eq!(field(Mapping::new("t", None, "", &vec!["x-a".to_owned(); 21])), "keep_headers");
     }
 }

@@ -20,7 +20,7 @@ use crate::domain::batch::BatchFormat;
 use crate::domain::delivery::ErrorKind;
 use crate::domain::retry::parse_retry_after;
 use crate::secrets::KeyRing;
-use crate::signing::{Signing, SigningKey, signature_header};
+use crate::signing::{Signing, SigningKey, body_signature, signature_header};
 
 /// Response bodies are kept up to this many characters (SPEC §2).
 pub const RESPONSE_BODY_MAX_CHARS: usize = 5000;
@@ -259,22 +259,22 @@ pub fn envelope(d: &Claimed) -> String {
     )
 }
 
-/// The keys that sign: the secret, and during a rotation the previous one.
-/// A secret that cannot sign fails the attempt rather than send it unsigned.
-fn signing_keys(secret_keys: &KeyRing, d: &Claimed) -> Result<Vec<SigningKey>, (ErrorKind, String)> {
+/// The secrets that sign, with their keys: the secret, and during a
+/// rotation the previous one. A secret that cannot sign fails the attempt
+/// rather than send it unsigned.
+fn signing_keys(secret_keys: &KeyRing, d: &Claimed) -> Result<Vec<(String, SigningKey)>, (ErrorKind, String)> {
     let cannot_sign =
         |e: &dyn std::fmt::Display| (ErrorKind::InvalidSecret, format!("the endpoint's secret cannot sign: {e}"));
     let current = secret_keys.open(&d.secret).map_err(|e| cannot_sign(&e))?;
-    let current = SigningKey::from_secret(&current).map_err(|e| cannot_sign(&e))?;
-    let previous = d
-        .previous_secret
-        .as_ref()
-        .and_then(|s| secret_keys.open(s).ok())
-        .and_then(|s| SigningKey::from_secret(&s).ok());
-    Ok(std::iter::once(current).chain(previous).collect())
+    let current_key = SigningKey::from_secret(&current).map_err(|e| cannot_sign(&e))?;
+    let previous = d.previous_secret.as_ref().and_then(|s| secret_keys.open(s).ok()).and_then(|s| {
+        let key = SigningKey::from_secret(&s).ok()?;
+        Some((s, key))
+    });
+    Ok(std::iter::once((current, current_key)).chain(previous).collect())
 }
 
-fn request_headers(d: &Claimed, keys: &[SigningKey], message: &Message) -> Result<HeaderMap, String> {
+fn request_headers(d: &Claimed, keys: &[(String, SigningKey)], message: &Message) -> Result<HeaderMap, String> {
     let mut headers = HeaderMap::new();
     if let Some(custom) = d.headers.as_object() {
         for (name, value) in custom {
@@ -297,14 +297,18 @@ fn request_headers(d: &Claimed, keys: &[SigningKey], message: &Message) -> Resul
     }
     match &d.signing {
         Signing::V1 => {
-            let signature = signature_header(keys, &message.webhook_id, timestamp, message.body.as_bytes());
+            let keys: Vec<SigningKey> = keys.iter().map(|(_, key)| key.clone()).collect();
+            let signature = signature_header(&keys, &message.webhook_id, timestamp, message.body.as_bytes());
             headers.insert("webhook-signature", HeaderValue::from_str(&signature).expect("ASCII header value"));
         }
-        // The older convention has room for one signature: the current key's.
+        // The older convention has room for one signature: during a
+        // rotation's overlap the previous secret's, which receivers still
+        // hold, and the new one's from its end.
         Signing::HmacHeader { header, hash } => {
             let name = HeaderName::from_bytes(header.as_bytes())
                 .map_err(|_| format!("invalid signature header `{header}`"))?;
-            let signature = keys[0].sign_body(*hash, message.body.as_bytes());
+            let (secret, _) = keys.last().expect("a secret signs");
+            let signature = body_signature(secret, *hash, message.body.as_bytes());
             headers.insert(name, HeaderValue::from_str(&signature).expect("ASCII header value"));
         }
     }

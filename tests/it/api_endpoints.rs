@@ -97,6 +97,10 @@ async fn bad_endpoint_input_is_a_400_naming_the_field_and_writes_nothing() {
         (json!({"url": "https://x.io", "signature_header": "no spaces"}), "signature_header"),
         (json!({"url": "https://x.io", "signature_header": "Content-Type"}), "signature_header"),
         (json!({"url": "https://x.io", "headers": {"X-Sig": "a"}, "signature_header": "x-sig"}), "signature_header"),
+        (
+            json!({"url": "https://x.io", "headers": {"X-Hookline-Signature": "a"}, "signature": "hmac_header"}),
+            "signature_header",
+        ),
         (json!({"url": "https://x.io", "tenant": "no spaces"}), "tenant"),
         (json!({"url": "https://x.io", "colour": "red"}), "colour"),
     ];

@@ -146,19 +146,19 @@ async fn private_addresses_are_refused_unless_allowed() {
     worker.stop().await;
 }
 
-/// The HMAC of `body` keyed by an endpoint secret's bytes, as hex.
+/// The HMAC of `body` keyed by an endpoint's secret as written, as hex: what
+/// a receiver of the older convention computes with the secret pasted in.
 fn body_hmac_hex(secret: &str, hash: &str, body: &[u8]) -> String {
-    use base64::Engine as _;
     use hmac::{Hmac, KeyInit, Mac};
-    let key = base64::engine::general_purpose::STANDARD.decode(secret.strip_prefix("whsec_").unwrap()).unwrap();
+    let key = secret.as_bytes();
     match hash {
         "sha256" => {
-            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
             mac.update(body);
             hex::encode(mac.finalize().into_bytes())
         }
         _ => {
-            let mut mac = Hmac::<sha2::Sha512>::new_from_slice(&key).unwrap();
+            let mut mac = Hmac::<sha2::Sha512>::new_from_slice(key).unwrap();
             mac.update(body);
             hex::encode(mac.finalize().into_bytes())
         }
@@ -204,4 +204,32 @@ async fn an_hmac_header_endpoint_gets_the_bodys_hmac_in_its_header() {
     let secret = endpoint_secret(&db, custom).await;
     assert_eq!(b.header("x-seed-sig"), format!("sha512={}", body_hmac_hex(&secret, "sha512", b.body.as_bytes())));
     assert_eq!(b.header("x-hookline-signature"), "");
+}
+
+#[tokio::test]
+async fn during_a_rotations_overlap_an_hmac_header_endpoint_is_signed_with_the_previous_secret() {
+    let db = TestDb::new().await;
+    let receiver = TestReceiver::start().await;
+    let api = crate::support::api::TestApi::start(&db).await;
+    let created = api.post("/v1/endpoints", serde_json::json!({"url": receiver.url, "signature": "hmac_header"})).await;
+    let (id, old) =
+        (created.body["id"].as_str().unwrap().to_owned(), created.body["secret"].as_str().unwrap().to_owned());
+    let rotated = api.post(&format!("/v1/endpoints/{id}/rotate-secret"), serde_json::json!({})).await;
+    let new = rotated.body["secret"].as_str().unwrap().to_owned();
+    let worker = RunningWorker::start(&db, test_settings()).await;
+    db.client().await.execute("SELECT hookline.send('a.x', '{}')", &[]).await.unwrap();
+    let during = receiver.wait_for(1, WAIT).await.remove(0);
+    assert_eq!(
+        during.header("x-hookline-signature"),
+        format!("sha256={}", body_hmac_hex(&old, "sha256", during.body.as_bytes()))
+    );
+
+    api.post(&format!("/v1/endpoints/{id}/rotate-secret"), serde_json::json!({"secret": new, "overlap_s": 0})).await;
+    db.client().await.execute("SELECT hookline.send('a.y', '{}')", &[]).await.unwrap();
+    let after = receiver.wait_for(2, WAIT).await.remove(1);
+    worker.stop().await;
+    assert_eq!(
+        after.header("x-hookline-signature"),
+        format!("sha256={}", body_hmac_hex(&new, "sha256", after.body.as_bytes()))
+    );
 }

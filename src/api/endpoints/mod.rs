@@ -52,6 +52,7 @@ impl HttpMethod {
 /// endpoint's in event order) or `key` (in order per event `ordering_key`;
 /// events without a key are not ordered). One delivery of a lane is in
 /// flight at a time; the next goes once it succeeded, died or was cancelled.
+/// A change applies from then on: deliveries already queued keep their lanes.
 #[derive(Enum, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[oai(rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
@@ -105,8 +106,8 @@ impl OrderingOnDead {
 /// How requests are signed: `v1` (default), Standard Webhooks; or
 /// `hmac_header`, for receivers built for the older convention: the HMAC of
 /// the body alone, `sha256=<hex>` (or `sha512=`), in `signature_header`
-/// (default `X-Hookline-Signature`), keyed by the secret's bytes (the
-/// base64 after `whsec_`).
+/// (default `X-Hookline-Signature`), keyed by the secret as written
+/// (`whsec_…`); during a rotation's overlap the previous secret signs.
 #[derive(Enum, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[oai(rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
@@ -124,7 +125,7 @@ impl SignatureScheme {
     }
 }
 
-/// The hash of an `hmac_header` signature.
+/// The hash of an `hmac_header` signature: `sha256` (default) or `sha512`.
 #[derive(Enum, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[oai(rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
@@ -277,7 +278,6 @@ pub struct EndpointCreate {
     #[oai(validator(pattern = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$"))]
     #[serde(default, deserialize_with = "super::body::non_null")]
     pub signature_header: Option<String>,
-    /// `hmac_header`: `sha256` (default) or `sha512`.
     #[serde(default, deserialize_with = "super::body::non_null")]
     pub signature_hash: Option<SignatureHash>,
     #[serde(default, deserialize_with = "super::body::non_null")]
@@ -327,7 +327,8 @@ pub struct EndpointUpdate {
     #[oai(validator(minimum(value = "1"), maximum(value = "31536000")), nullable)]
     #[serde(default)]
     pub disable_after_open_s: MaybeUndefined<i32>,
-    /// From now on: deliveries already queued keep the lanes they have.
+    // No doc comment on an enum field: the generated Python client cannot
+    // read a `$ref` wrapped with a description (see the enum's own).
     #[serde(default)]
     pub ordering: MaybeUndefined<Ordering>,
     #[serde(default)]

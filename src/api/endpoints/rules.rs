@@ -91,7 +91,7 @@ pub(super) fn new_endpoint(
         disable_after_failures: new.disable_after_failures,
         disable_after_open_s: new.disable_after_open_s,
         batch: new.batch.as_ref(),
-        signature_header: new.signature_header.as_deref(),
+        signature_header: signature_header(&new.signature, new.signature_header.as_deref()),
     })?;
     Ok(new)
 }
@@ -161,8 +161,14 @@ pub(super) fn apply_update(row: &mut db::endpoints::Endpoint, u: EndpointUpdate)
         disable_after_failures: row.disable_after_failures,
         disable_after_open_s: row.disable_after_open_s,
         batch: row.batch.as_ref(),
-        signature_header: row.signature_header.as_deref(),
+        signature_header: signature_header(&row.signature, row.signature_header.as_deref()),
     })
+}
+
+/// The header an endpoint's signature goes in, when it has one of its own
+/// to check: the one it names, or `hmac_header`'s default.
+fn signature_header<'a>(signature: &str, named: Option<&'a str>) -> Option<&'a str> {
+    named.or((signature == "hmac_header").then_some(crate::signing::DEFAULT_SIGNATURE_HEADER))
 }
 
 /// Batch settings: those given, else those `kept`, else the defaults.
