@@ -2,6 +2,7 @@
 -- plain SQL):
 -- * every endpoint has an endpoint_state row (health counters);
 -- * updated_at follows every update;
+-- * a plaintext secret suits the endpoint's signature (whsk_ for v1a);
 -- * disabling stamps disabled_at, publishes an `endpoint.disabled` event
 --   (source `hookline`) in the endpoint's tenant, and moves its waiting deliveries
 --   (pending, held, or waiting in an ordered lane) to `dead` (reason in last_error, counted in
@@ -15,9 +16,28 @@
 --   (The queue has no index on endpoint_id, to keep claims cheap: these rare
 --   operations scan it.)
 
+-- A new `v1a` private key: `whsk_` and a 32-byte seed (src/signing.rs).
+CREATE OR REPLACE FUNCTION hookline.new_private_key() RETURNS text
+LANGUAGE sql VOLATILE PARALLEL SAFE AS $$
+    SELECT 'whsk_' || encode(decode(replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''), 'hex'), 'base64')
+$$;
+
 CREATE OR REPLACE FUNCTION hookline.endpoints_before_write() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+    -- A plaintext secret of the wrong kind for the signature (say, the
+    -- default whsec_ of an endpoint inserted with signature 'v1a') is
+    -- replaced by a new one of the right kind, as the API does. A sealed
+    -- secret cannot be told apart here: set a new one with the signature.
+    IF NEW.signature = 'v1a' AND NEW.secret LIKE 'whsec\_%' THEN
+        NEW.secret := hookline.new_private_key();
+        NEW.previous_secret := NULL;
+        NEW.previous_secret_expires_at := NULL;
+    ELSIF NEW.signature <> 'v1a' AND NEW.secret LIKE 'whsk\_%' THEN
+        NEW.secret := hookline.new_secret();
+        NEW.previous_secret := NULL;
+        NEW.previous_secret_expires_at := NULL;
+    END IF;
     IF TG_OP = 'UPDATE' THEN
         NEW.updated_at := now();
         IF OLD.enabled AND NOT NEW.enabled THEN

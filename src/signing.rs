@@ -2,6 +2,10 @@
 //! `"{id}.{timestamp}.{body}"`, keyed by the base64 part of a `whsec_` secret,
 //! sent as `v1,<base64>`; several space-separated during a secret rotation.
 //!
+//! Or `v1a`: ed25519 over the same content, `v1a,<base64>`; hookline holds
+//! the private key (`whsk_<base64 seed>`), receivers verify with its public
+//! key (`whpk_<base64>`), which is what the API shows.
+//!
 //! An endpoint may instead ask for the older convention receivers were
 //! built for (`hmac_header`): the HMAC of the body alone, `sha256=<hex>` or
 //! `sha512=<hex>`, in one header of its choosing, keyed — as those
@@ -18,6 +22,8 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Sha256, Sha512};
 
 const SECRET_PREFIX: &str = "whsec_";
+const PRIVATE_KEY_PREFIX: &str = "whsk_";
+const PUBLIC_KEY_PREFIX: &str = "whpk_";
 /// The header of `hmac_header` signatures unless the endpoint names another.
 pub const DEFAULT_SIGNATURE_HEADER: &str = "X-Hookline-Signature";
 
@@ -26,6 +32,8 @@ pub const DEFAULT_SIGNATURE_HEADER: &str = "X-Hookline-Signature";
 pub enum Signing {
     /// Standard Webhooks `v1` in `webhook-signature`.
     V1,
+    /// Standard Webhooks `v1a` (ed25519) in `webhook-signature`.
+    V1a,
     /// `<hash>=<hex HMAC of the body>` in `header`.
     HmacHeader { header: String, hash: BodyHash },
 }
@@ -63,8 +71,65 @@ impl Signing {
                 header: header.unwrap_or(DEFAULT_SIGNATURE_HEADER).to_owned(),
                 hash: hash.and_then(BodyHash::parse).unwrap_or(BodyHash::Sha256),
             },
+            Some("v1a") => Signing::V1a,
             _ => Signing::V1,
         }
+    }
+}
+
+/// A new `v1a` private key: `whsk_` and a 32-byte ed25519 seed in base64.
+pub fn new_private_key() -> String {
+    format!("{PRIVATE_KEY_PREFIX}{}", BASE64.encode(rand::random::<[u8; 32]>()))
+}
+
+/// A `v1a` signing key. Its `Debug` never shows the key.
+#[derive(Clone)]
+pub struct PrivateKey(ed25519_dalek::SigningKey);
+
+impl std::fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PrivateKey(***)")
+    }
+}
+
+impl PrivateKey {
+    /// Parses a `whsk_<base64>` key: a 32-byte seed (or 64 bytes, seed and
+    /// public key, as some libraries write it).
+    pub fn parse(secret: &str) -> Result<Self, SecretError> {
+        let encoded = secret.strip_prefix(PRIVATE_KEY_PREFIX).ok_or(SecretError::MissingPrefix)?;
+        let bytes = SECRET_BASE64.decode(encoded).map_err(|_| SecretError::NotBase64)?;
+        let seed: [u8; 32] = match bytes.len() {
+            32 | 64 => bytes[..32].try_into().expect("32 bytes"),
+            _ => return Err(SecretError::BadLength),
+        };
+        Ok(Self(ed25519_dalek::SigningKey::from_bytes(&seed)))
+    }
+
+    /// `whpk_<base64>`: what receivers verify with.
+    pub fn public_key(&self) -> String {
+        format!("{PUBLIC_KEY_PREFIX}{}", BASE64.encode(self.0.verifying_key().as_bytes()))
+    }
+
+    /// `v1a,<base64 signature>`.
+    pub fn sign(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
+        use ed25519_dalek::Signer as _;
+        let mut content = Vec::with_capacity(id.len() + body.len() + 24);
+        content.extend_from_slice(id.as_bytes());
+        content.push(b'.');
+        content.extend_from_slice(timestamp.to_string().as_bytes());
+        content.push(b'.');
+        content.extend_from_slice(body);
+        format!("v1a,{}", BASE64.encode(self.0.sign(&content).to_bytes()))
+    }
+}
+
+/// A secret as the API shows it: a `v1a` private key as its public key
+/// (receivers need no more, and hookline never hands it out), any other
+/// as it is.
+pub fn shown(secret: &str) -> String {
+    match PrivateKey::parse(secret) {
+        Ok(key) => key.public_key(),
+        Err(_) => secret.to_owned(),
     }
 }
 
@@ -80,7 +145,7 @@ impl std::fmt::Debug for SigningKey {
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum SecretError {
-    #[error("secret must start with `whsec_`")]
+    #[error("secret must start with `whsec_` (`whsk_` for v1a)")]
     MissingPrefix,
     #[error("secret is not valid base64 after `whsec_`")]
     NotBase64,
@@ -190,6 +255,25 @@ mod tests {
             body_signature("Jefe", BodyHash::Sha512, b"what do ya want for nothing?"),
             "sha512=164b7a7bfcf819e2e395fbe73b56e0a387bd64222e831fd610270cd7ea2505549758bf75c05a994a6d034f65f8f0e6fdcaeab1a34d4a6b4b636e070a38bce737"
         );
+    }
+
+    #[test]
+    fn v1a_signs_with_ed25519_and_shows_the_public_key() {
+        // RFC 8032 test 1's key.
+        let seed = hex::decode("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60").unwrap();
+        let secret = format!("whsk_{}", BASE64.encode(&seed));
+        let key = PrivateKey::parse(&secret).unwrap();
+        let public = hex::decode("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a").unwrap();
+        assert_eq!(key.public_key(), format!("whpk_{}", BASE64.encode(&public)));
+        assert_eq!(shown(&secret), key.public_key());
+        assert_eq!(shown(SECRET), SECRET);
+        let signature = key.sign(ID, TIMESTAMP, BODY.as_bytes());
+        let bytes: [u8; 64] = BASE64.decode(signature.strip_prefix("v1a,").unwrap()).unwrap().try_into().unwrap();
+        let verifying = ed25519_dalek::VerifyingKey::from_bytes(&public.try_into().unwrap()).unwrap();
+        let content = format!("{ID}.{TIMESTAMP}.{BODY}");
+        verifying.verify_strict(content.as_bytes(), &ed25519_dalek::Signature::from_bytes(&bytes)).unwrap();
+        assert!(PrivateKey::parse("whsk_AAAA").is_err());
+        assert!(PrivateKey::parse(SECRET).is_err());
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::domain::batch::BatchFormat;
 use crate::domain::delivery::ErrorKind;
 use crate::domain::retry::parse_retry_after;
 use crate::secrets::KeyRing;
-use crate::signing::{Signing, SigningKey, body_signature, signature_header};
+use crate::signing::{PrivateKey, SecretError, Signing, SigningKey, body_signature};
 
 /// Response bodies are kept up to this many characters (SPEC §2).
 pub const RESPONSE_BODY_MAX_CHARS: usize = 5000;
@@ -259,22 +259,37 @@ pub fn envelope(d: &Claimed) -> String {
     )
 }
 
-/// The secrets that sign, with their keys: the secret, and during a
-/// rotation the previous one. A secret that cannot sign fails the attempt
-/// rather than send it unsigned.
-fn signing_keys(secret_keys: &KeyRing, d: &Claimed) -> Result<Vec<(String, SigningKey)>, (ErrorKind, String)> {
+/// A secret that signs, as the endpoint's signature uses it.
+enum Key {
+    /// `v1` and `hmac_header`: the `whsec_` secret, and its decoded key.
+    Hmac(String, SigningKey),
+    /// `v1a`.
+    Ed25519(PrivateKey),
+}
+
+impl Key {
+    fn parse(signing: &Signing, secret: String) -> Result<Key, SecretError> {
+        match signing {
+            Signing::V1a => PrivateKey::parse(&secret).map(Key::Ed25519),
+            Signing::V1 | Signing::HmacHeader { .. } => SigningKey::from_secret(&secret).map(|k| Key::Hmac(secret, k)),
+        }
+    }
+}
+
+/// The keys that sign: the secret's, and during a rotation the previous
+/// one's. A secret that cannot sign fails the attempt rather than send it
+/// unsigned.
+fn signing_keys(secret_keys: &KeyRing, d: &Claimed) -> Result<Vec<Key>, (ErrorKind, String)> {
     let cannot_sign =
         |e: &dyn std::fmt::Display| (ErrorKind::InvalidSecret, format!("the endpoint's secret cannot sign: {e}"));
     let current = secret_keys.open(&d.secret).map_err(|e| cannot_sign(&e))?;
-    let current_key = SigningKey::from_secret(&current).map_err(|e| cannot_sign(&e))?;
-    let previous = d.previous_secret.as_ref().and_then(|s| secret_keys.open(s).ok()).and_then(|s| {
-        let key = SigningKey::from_secret(&s).ok()?;
-        Some((s, key))
-    });
-    Ok(std::iter::once((current, current_key)).chain(previous).collect())
+    let current = Key::parse(&d.signing, current).map_err(|e| cannot_sign(&e))?;
+    let previous =
+        d.previous_secret.as_ref().and_then(|s| secret_keys.open(s).ok()).and_then(|s| Key::parse(&d.signing, s).ok());
+    Ok(std::iter::once(current).chain(previous).collect())
 }
 
-fn request_headers(d: &Claimed, keys: &[(String, SigningKey)], message: &Message) -> Result<HeaderMap, String> {
+fn request_headers(d: &Claimed, keys: &[Key], message: &Message) -> Result<HeaderMap, String> {
     let mut headers = HeaderMap::new();
     if let Some(custom) = d.headers.as_object() {
         for (name, value) in custom {
@@ -296,9 +311,16 @@ fn request_headers(d: &Claimed, keys: &[(String, SigningKey)], message: &Message
         headers.insert(name, HeaderValue::from_str(&value).expect("ASCII header value"));
     }
     match &d.signing {
-        Signing::V1 => {
-            let keys: Vec<SigningKey> = keys.iter().map(|(_, key)| key.clone()).collect();
-            let signature = signature_header(&keys, &message.webhook_id, timestamp, message.body.as_bytes());
+        Signing::V1 | Signing::V1a => {
+            let body = message.body.as_bytes();
+            let signatures: Vec<String> = keys
+                .iter()
+                .map(|key| match key {
+                    Key::Hmac(_, key) => key.sign(&message.webhook_id, timestamp, body),
+                    Key::Ed25519(key) => key.sign(&message.webhook_id, timestamp, body),
+                })
+                .collect();
+            let signature = signatures.join(" ");
             headers.insert("webhook-signature", HeaderValue::from_str(&signature).expect("ASCII header value"));
         }
         // The older convention has room for one signature: during a
@@ -307,7 +329,7 @@ fn request_headers(d: &Claimed, keys: &[(String, SigningKey)], message: &Message
         Signing::HmacHeader { header, hash } => {
             let name = HeaderName::from_bytes(header.as_bytes())
                 .map_err(|_| format!("invalid signature header `{header}`"))?;
-            let (secret, _) = keys.last().expect("a secret signs");
+            let Some(Key::Hmac(secret, _)) = keys.last() else { unreachable!("hmac_header keys are HMAC keys") };
             let signature = body_signature(secret, *hash, message.body.as_bytes());
             headers.insert(name, HeaderValue::from_str(&signature).expect("ASCII header value"));
         }

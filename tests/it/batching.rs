@@ -386,7 +386,8 @@ async fn ordered_batches_keep_each_key_in_order_across_two_workers_failures_and_
             .map(|(i, s)| Reply::status(*s).after(Duration::from_millis(if i < 4 { 1000 } else { 30 }))),
     );
     receiver.always(Reply::status(200).after(Duration::from_millis(30)));
-    let endpoint = batching_endpoint(&db, &receiver.url, 10, 1 << 20, 0, "json").await;
+    // Room for more than the 20 keys' heads, so batches carry followers.
+    let endpoint = batching_endpoint(&db, &receiver.url, 30, 1 << 20, 0, "json").await;
     db.client()
         .await
         .execute(

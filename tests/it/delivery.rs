@@ -233,3 +233,80 @@ async fn during_a_rotations_overlap_an_hmac_header_endpoint_is_signed_with_the_p
         format!("sha256={}", body_hmac_hex(&new, "sha256", after.body.as_bytes()))
     );
 }
+
+#[tokio::test]
+async fn a_v1a_endpoint_is_signed_with_ed25519_and_shows_only_its_public_key() {
+    use base64::Engine as _;
+    let db = TestDb::new().await;
+    let receiver = TestReceiver::start().await;
+    let api = crate::support::api::TestApi::start(&db).await;
+    let created = api.post("/v1/endpoints", serde_json::json!({"url": receiver.url, "signature": "v1a"})).await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let public = created.body["secret"].as_str().unwrap().to_owned();
+    assert!(public.starts_with("whpk_"), "{public}");
+    assert_eq!(api.get(&format!("/v1/endpoints/{id}/secret")).await.body["secret"], public.as_str());
+    let stored: String =
+        db.client().await.query_one("SELECT secret FROM hookline.endpoints", &[]).await.unwrap().get(0);
+    assert!(!stored.contains("whsk_"), "sealed at rest");
+
+    let worker = RunningWorker::start(&db, test_settings()).await;
+    db.client().await.execute("SELECT hookline.send('a.x', '{\"n\": 1}')", &[]).await.unwrap();
+    let request = receiver.wait_for(1, WAIT).await.remove(0);
+    worker.stop().await;
+    // Verified as any Standard Webhooks v1a receiver does: ed25519 over
+    // "{id}.{timestamp}.{body}" with the whpk_ public key.
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let key: [u8; 32] = b64.decode(public.strip_prefix("whpk_").unwrap()).unwrap().try_into().unwrap();
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&key).unwrap();
+    let signature = request.header("webhook-signature").strip_prefix("v1a,").expect("a v1a signature").to_owned();
+    let signature: [u8; 64] = b64.decode(signature).unwrap().try_into().unwrap();
+    let content = format!("{}.{}.{}", request.header("webhook-id"), request.header("webhook-timestamp"), request.body);
+    key.verify_strict(content.as_bytes(), &ed25519_dalek::Signature::from_bytes(&signature)).expect("verifies");
+
+    // Back to v1: a new whsec_ secret, the key pair gone.
+    let back = api.patch(&format!("/v1/endpoints/{id}"), serde_json::json!({"signature": "v1"})).await;
+    assert_eq!(back.body["signature"], "v1");
+    let secret = api.get(&format!("/v1/endpoints/{id}/secret")).await.body["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    let wrong = api
+        .post(
+            &format!("/v1/endpoints/{id}/rotate-secret"),
+            serde_json::json!({"secret": format!("whsk_{}", b64.encode([1u8; 32]))}),
+        )
+        .await;
+    wrong.assert_problem(400, Some("secret"));
+}
+
+#[tokio::test]
+async fn an_endpoint_inserted_from_sql_with_v1a_gets_a_key_pair() {
+    let db = TestDb::new().await;
+    let receiver = TestReceiver::start().await;
+    let id: uuid::Uuid = db
+        .client()
+        .await
+        .query_one("INSERT INTO hookline.endpoints (url, signature) VALUES ($1, 'v1a') RETURNING id", &[&receiver.url])
+        .await
+        .unwrap()
+        .get(0);
+    let private = endpoint_secret(&db, id).await;
+    assert!(private.starts_with("whsk_"), "the default whsec_ gave way to a key pair");
+    let worker = RunningWorker::start(&db, test_settings()).await;
+    db.client().await.execute("SELECT hookline.send('a.x', '{}')", &[]).await.unwrap();
+    let request = receiver.wait_for(1, WAIT).await.remove(0);
+    worker.stop().await;
+    assert!(request.header("webhook-signature").starts_with("v1a,"), "{}", request.header("webhook-signature"));
+    let public = hookline::signing::shown(&private);
+    let verifier = hookline::inbound::verify::Verifier::new(hookline::inbound::verify::Settings {
+        scheme: hookline::inbound::verify::Scheme::StandardWebhooks,
+        secret: Some(&public),
+        signature_header: None,
+        encoding: hookline::inbound::verify::Encoding::Hex,
+        tolerance_s: 300,
+        id_header: None,
+    })
+    .unwrap();
+    verifier
+        .verify(&request.headers, request.body.as_bytes(), chrono::Utc::now().timestamp())
+        .expect("hookline's own receiver accepts it");
+}

@@ -17,13 +17,13 @@ use super::body::Body;
 use super::page::PageRequest;
 use super::problem::Problem;
 use super::{ApiTags, AppState, validate};
-use rules::{apply_update, check_secret, new_endpoint};
+use rules::{apply_update, check_secret, new_endpoint, new_secret_for};
 
 mod rules;
 use crate::db;
 use crate::db::audit::Entry;
 use crate::secrets::{KeyRing, OpenError};
-use crate::signing::new_secret;
+use crate::signing::shown;
 
 /// Default overlap during which a rotated-out secret keeps signing.
 const DEFAULT_ROTATION_OVERLAP_S: i64 = 24 * 3600;
@@ -103,7 +103,9 @@ impl OrderingOnDead {
     }
 }
 
-/// How requests are signed: `v1` (default), Standard Webhooks; or
+/// How requests are signed: `v1` (default), Standard Webhooks HMAC; `v1a`,
+/// Standard Webhooks ed25519 (hookline holds the private key; answers show
+/// the `whpk_` public key as the secret); or
 /// `hmac_header`, for receivers built for the older convention: the HMAC of
 /// the body alone, `sha256=<hex>` (or `sha512=`), in `signature_header`
 /// (default `X-Hookline-Signature`), keyed by the secret as written
@@ -113,13 +115,15 @@ impl OrderingOnDead {
 #[serde(rename_all = "snake_case")]
 pub enum SignatureScheme {
     V1,
+    V1a,
     HmacHeader,
 }
 
 impl SignatureScheme {
-    fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             SignatureScheme::V1 => "v1",
+            SignatureScheme::V1a => "v1a",
             SignatureScheme::HmacHeader => "hmac_header",
         }
     }
@@ -231,8 +235,12 @@ pub struct EndpointCreate {
     /// Event types to receive: exact names, `prefix.*` or `*`; empty = all.
     #[serde(default, deserialize_with = "super::body::non_null")]
     pub event_types: Option<Vec<String>>,
-    /// A Standard Webhooks secret `whsec_<base64>` of 24 to 62 bytes; generated when absent.
-    #[oai(validator(pattern = r"^whsec_(?:[A-Za-z0-9+/]{4}){8,20}(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"))]
+    /// A Standard Webhooks secret `whsec_<base64>` of 24 to 62 bytes (for
+    /// `v1a` a `whsk_` ed25519 private key: a 32-byte seed); generated when
+    /// absent.
+    #[oai(validator(
+        pattern = r"^(?:whsec_(?:[A-Za-z0-9+/]{4}){8,20}|whsk_(?:[A-Za-z0-9+/]{4}){10,21})(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+    ))]
     #[serde(default, deserialize_with = "super::body::non_null")]
     pub secret: Option<String>,
     #[serde(default, deserialize_with = "super::body::non_null")]
@@ -401,6 +409,7 @@ pub struct Endpoint {
 pub struct CreatedEndpoint {
     #[oai(flatten)]
     pub endpoint: Endpoint,
+    /// What receivers verify with (for `v1a`, the `whpk_` public key).
     pub secret: String,
 }
 
@@ -414,6 +423,8 @@ pub struct EndpointList {
 /// The secrets that sign deliveries now, and the custom header values.
 #[derive(Object, Debug)]
 pub struct EndpointSecret {
+    /// What receivers verify with: the `whsec_` secret, or for `v1a` the
+    /// `whpk_` public key (the private key is never shown).
     pub secret: String,
     /// The custom request headers with their values.
     pub headers: BTreeMap<String, String>,
@@ -428,8 +439,11 @@ pub struct EndpointSecret {
 #[oai(deny_unknown_fields)]
 #[serde(deny_unknown_fields)]
 pub struct RotateSecret {
-    /// The new secret (`whsec_<base64>`, 24 to 62 bytes); generated when absent.
-    #[oai(validator(pattern = r"^whsec_(?:[A-Za-z0-9+/]{4}){8,20}(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"))]
+    /// The new secret (`whsec_<base64>`, 24 to 62 bytes; for `v1a` a `whsk_`
+    /// private key); generated when absent.
+    #[oai(validator(
+        pattern = r"^(?:whsec_(?:[A-Za-z0-9+/]{4}){8,20}|whsk_(?:[A-Za-z0-9+/]{4}){10,21})(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+    ))]
     #[serde(default, deserialize_with = "super::body::non_null")]
     pub secret: Option<String>,
     /// Seconds the old secret keeps signing (default 86,400; 0 = none).
@@ -551,7 +565,7 @@ impl EndpointsApi {
         audit(&tx, &auth.0, "endpoint.create", &endpoint, None, Some(&endpoint)).await?;
         tx.commit().await?;
         let endpoint = Endpoint { headers: header_values(&row.headers), ..endpoint };
-        let secret = state.secret_keys.open(&row.secret)?;
+        let secret = shown(&state.secret_keys.open(&row.secret)?);
         Ok(CreateEndpointResponse::Created(Json(CreatedEndpoint { endpoint, secret })))
     }
 
@@ -605,7 +619,8 @@ impl EndpointsApi {
     ) -> Result<Json<Endpoint>, Problem> {
         auth.0.require(Scope::Write)?;
         let changes = body.0;
-        change_endpoint(&auth.0, &state, endpoint_id.0, "endpoint.update", move |row| apply_update(row, changes))
+        let keys = state.secret_keys.clone();
+        change_endpoint(&auth.0, &state, endpoint_id.0, "endpoint.update", move |row| apply_update(row, changes, &keys))
             .await
             .map(Json)
     }
@@ -688,15 +703,15 @@ impl EndpointsApi {
     ) -> Result<Json<EndpointSecret>, Problem> {
         auth.0.require(Scope::Write)?;
         let rotate = body.0;
-        if let Some(secret) = &rotate.secret {
-            check_secret("secret", secret)?;
-        }
         let overlap_s = rotate.overlap_s.unwrap_or(DEFAULT_ROTATION_OVERLAP_S);
         validate::range("overlap_s", overlap_s, 0, 30 * 86400)?;
         let mut client = state.client().await?;
         let tx = client.transaction().await?;
         let mut row = visible(&auth.0, db::endpoints::get_for_update(&tx, endpoint_id.0).await?)?;
-        let new_secret = state.secret_keys.seal(&rotate.secret.unwrap_or_else(new_secret));
+        if let Some(secret) = &rotate.secret {
+            check_secret("secret", secret, &row.signature)?;
+        }
+        let new_secret = state.secret_keys.seal(&rotate.secret.unwrap_or_else(|| new_secret_for(&row.signature)));
         let old = std::mem::replace(&mut row.secret, new_secret);
         row.previous_secret = (overlap_s > 0).then_some(old);
         row.previous_secret_expires_at = (overlap_s > 0).then(|| Utc::now() + chrono::Duration::seconds(overlap_s));
@@ -861,8 +876,12 @@ fn secret_of(keys: &KeyRing, row: db::endpoints::Endpoint) -> Result<EndpointSec
     let current = row.previous_secret_expires_at.is_some_and(|at| at > Utc::now());
     Ok(EndpointSecret {
         headers: header_values(&row.headers),
-        secret: keys.open(&row.secret)?,
-        previous_secret: row.previous_secret.filter(|_| current).map(|s| keys.open(&s)).transpose()?,
+        secret: shown(&keys.open(&row.secret)?),
+        previous_secret: row
+            .previous_secret
+            .filter(|_| current)
+            .map(|s| keys.open(&s).map(|s| shown(&s)))
+            .transpose()?,
         previous_secret_expires_at: row.previous_secret_expires_at.filter(|_| current),
     })
 }
@@ -926,7 +945,11 @@ impl From<&db::endpoints::Endpoint> for Endpoint {
             ordering: Ordering::parse(&r.ordering),
             ordering_on_dead: OrderingOnDead::parse(&r.ordering_on_dead),
             batch: r.batch.as_ref().map(Batch::from),
-            signature: if r.signature == "hmac_header" { SignatureScheme::HmacHeader } else { SignatureScheme::V1 },
+            signature: match r.signature.as_str() {
+                "hmac_header" => SignatureScheme::HmacHeader,
+                "v1a" => SignatureScheme::V1a,
+                _ => SignatureScheme::V1,
+            },
             signature_header: r
                 .signature_header
                 .clone()

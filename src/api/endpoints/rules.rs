@@ -13,7 +13,7 @@ use crate::api::problem::Problem;
 use crate::api::validate;
 use crate::db;
 use crate::secrets::KeyRing;
-use crate::signing::{SigningKey, new_secret};
+use crate::signing::{PrivateKey, SigningKey, new_private_key, new_secret};
 use poem_openapi::types::MaybeUndefined;
 
 /// Headers an endpoint may not set: hookline owns them, or they frame the
@@ -52,15 +52,16 @@ pub(super) fn new_endpoint(
     }
     let tenant = principal.tenant_for_create(c.tenant.as_deref())?;
     validate::url("url", &c.url)?;
+    let signature = c.signature.unwrap_or(SignatureScheme::V1).as_str();
     if let Some(secret) = &c.secret {
-        check_secret("secret", secret)?;
+        check_secret("secret", secret, signature)?;
     }
     let new = db::endpoints::NewEndpoint {
         tenant,
         url: c.url,
         description: c.description.unwrap_or_default(),
         event_types: c.event_types.unwrap_or_default(),
-        secret: keys.seal(&c.secret.unwrap_or_else(new_secret)),
+        secret: keys.seal(&c.secret.unwrap_or_else(|| new_secret_for(signature))),
         http_method: c.http_method.unwrap_or(HttpMethod::Post).as_str().to_owned(),
         headers: headers_json(c.headers.unwrap_or_default()),
         timeout_ms: c.timeout_ms.unwrap_or(10_000),
@@ -72,7 +73,7 @@ pub(super) fn new_endpoint(
         ordering: c.ordering.unwrap_or(Ordering::None).as_str().to_owned(),
         ordering_on_dead: c.ordering_on_dead.unwrap_or(OrderingOnDead::Wait).as_str().to_owned(),
         batch: c.batch.map(|b| batch(b, None)),
-        signature: c.signature.unwrap_or(SignatureScheme::V1).as_str().to_owned(),
+        signature: signature.to_owned(),
         signature_header: c.signature_header,
         signature_hash: crate::signing::BodyHash::from(c.signature_hash.unwrap_or(SignatureHash::Sha256))
             .as_str()
@@ -96,7 +97,11 @@ pub(super) fn new_endpoint(
     Ok(new)
 }
 
-pub(super) fn apply_update(row: &mut db::endpoints::Endpoint, u: EndpointUpdate) -> Result<(), Problem> {
+pub(super) fn apply_update(
+    row: &mut db::endpoints::Endpoint,
+    u: EndpointUpdate,
+    keys: &KeyRing,
+) -> Result<(), Problem> {
     if let Some(url) = required("url", u.url)? {
         validate::url("url", &url)?;
         row.url = url;
@@ -130,6 +135,13 @@ pub(super) fn apply_update(row: &mut db::endpoints::Endpoint, u: EndpointUpdate)
         row.ordering_on_dead = on_dead.as_str().to_owned();
     }
     if let Some(signature) = required("signature", u.signature)? {
+        // To or from v1a the secret changes kind: a new one, no overlap.
+        let v1a = SignatureScheme::V1a.as_str();
+        if (row.signature == v1a) != (signature.as_str() == v1a) {
+            row.secret = keys.seal(&new_secret_for(signature.as_str()));
+            row.previous_secret = None;
+            row.previous_secret_expires_at = None;
+        }
         row.signature = signature.as_str().to_owned();
     }
     clearable(u.signature_header, &mut row.signature_header);
@@ -269,8 +281,20 @@ fn check_settings(s: &Settings<'_>) -> Result<(), Problem> {
     validate::range("disable_after_failures", s.disable_after_failures.into(), 1, 10_000)
 }
 
-pub(super) fn check_secret(field: &str, secret: &str) -> Result<(), Problem> {
-    SigningKey::from_secret(secret).map(|_| ()).map_err(|e| Problem::field(field, e.to_string()))
+/// A given secret suits the endpoint's `signature`: a `whsk_` private key
+/// for `v1a`, a `whsec_` secret for the others.
+pub(super) fn check_secret(field: &str, secret: &str, signature: &str) -> Result<(), Problem> {
+    let checked = if signature == SignatureScheme::V1a.as_str() {
+        PrivateKey::parse(secret).map(|_| ())
+    } else {
+        SigningKey::from_secret(secret).map(|_| ())
+    };
+    checked.map_err(|e| Problem::field(field, e.to_string()))
+}
+
+/// A new secret for an endpoint that signs with `signature`.
+pub(super) fn new_secret_for(signature: &str) -> String {
+    if signature == SignatureScheme::V1a.as_str() { new_private_key() } else { new_secret() }
 }
 
 /// New header values, where one reads `********` (as every answer but the
