@@ -5,6 +5,7 @@ deliveries, one alone and a batch, are verified with the Standard Webhooks
 library (`standardwebhooks`), as a receiver would."""
 
 import http.server
+import json
 import sys
 import threading
 import time
@@ -75,4 +76,11 @@ while sum(len(Webhook(batching.secret).verify(b, h)) for p, h, b in received if 
 
 missing = get_endpoint.sync_detailed(client=client, endpoint_id=event.id)
 assert missing.status_code == 404 and isinstance(missing.parsed, Problem), missing
+# For the JavaScript library's turn (.ci/verify_js.mjs): what was received, with the secrets.
+if len(sys.argv) > 3:
+    with open(sys.argv[3], "w") as out:
+        secrets = {"/hook": endpoint.secret, "/batch": batching.secret}
+        json.dump(
+            [{"secret": secrets[p], "headers": h, "body": b.decode()} for p, h, b in received if p in secrets], out
+        )
 print("generated Python client: endpoint created, event delivered and verified, a batch verified, delivery read back")
