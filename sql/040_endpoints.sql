@@ -22,19 +22,42 @@ LANGUAGE sql VOLATILE PARALLEL SAFE AS $$
     SELECT 'whsk_' || encode(decode(replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''), 'hex'), 'base64')
 $$;
 
+-- A new secret of the kind `signature` signs with.
+CREATE OR REPLACE FUNCTION hookline.new_secret_for(signature text) RETURNS text
+LANGUAGE sql VOLATILE PARALLEL SAFE AS $$
+    SELECT CASE WHEN signature = 'v1a' THEN hookline.new_private_key() ELSE hookline.new_secret() END
+$$;
+
+-- Whether a plaintext secret is of the wrong kind for `signature` (a
+-- sealed one cannot be told apart here: NULL).
+CREATE OR REPLACE FUNCTION hookline.secret_mismatched(secret text, signature text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN secret LIKE 'whsk\_%' THEN signature <> 'v1a'
+                WHEN secret LIKE 'whsec\_%' THEN signature = 'v1a' END
+$$;
+
 CREATE OR REPLACE FUNCTION hookline.endpoints_before_write() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    -- A plaintext secret of the wrong kind for the signature (say, the
-    -- default whsec_ of an endpoint inserted with signature 'v1a') is
-    -- replaced by a new one of the right kind, as the API does. A sealed
-    -- secret cannot be told apart here: set a new one with the signature.
-    IF NEW.signature = 'v1a' AND NEW.secret LIKE 'whsec\_%' THEN
-        NEW.secret := hookline.new_private_key();
+    -- The secret suits the signature (whsk_ for v1a, whsec_ otherwise), as
+    -- the API keeps it: a change of kind without a new secret gets one of
+    -- the new kind (sealed or not, the old one cannot sign any more), as
+    -- does an insert with the default whsec_ and signature 'v1a'; a secret
+    -- of the wrong kind written on purpose is refused; a previous secret
+    -- that cannot sign any more is dropped.
+    IF TG_OP = 'UPDATE' AND (OLD.signature = 'v1a') <> (NEW.signature = 'v1a')
+       AND NEW.secret IS NOT DISTINCT FROM OLD.secret THEN
+        NEW.secret := hookline.new_secret_for(NEW.signature);
         NEW.previous_secret := NULL;
         NEW.previous_secret_expires_at := NULL;
-    ELSIF NEW.signature <> 'v1a' AND NEW.secret LIKE 'whsk\_%' THEN
-        NEW.secret := hookline.new_secret();
+    ELSIF TG_OP = 'INSERT' AND NEW.signature = 'v1a' AND NEW.secret LIKE 'whsec\_%' THEN
+        NEW.secret := hookline.new_private_key();
+    ELSIF hookline.secret_mismatched(NEW.secret, NEW.signature) THEN
+        RAISE EXCEPTION 'hookline: a % secret does not suit signature %', split_part(NEW.secret, '_', 1), NEW.signature
+              USING ERRCODE = 'check_violation',
+                    HINT = 'hookline.new_secret_for(signature) makes one that does.';
+    END IF;
+    IF hookline.secret_mismatched(NEW.previous_secret, NEW.signature) THEN
         NEW.previous_secret := NULL;
         NEW.previous_secret_expires_at := NULL;
     END IF;

@@ -100,9 +100,13 @@ impl PrivateKey {
         let bytes = SECRET_BASE64.decode(encoded).map_err(|_| SecretError::NotBase64)?;
         let seed: [u8; 32] = match bytes.len() {
             32 | 64 => bytes[..32].try_into().expect("32 bytes"),
-            _ => return Err(SecretError::BadLength),
+            _ => return Err(SecretError::BadKeyLength),
         };
-        Ok(Self(ed25519_dalek::SigningKey::from_bytes(&seed)))
+        let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+        if bytes.len() == 64 && bytes[32..] != key.verifying_key().as_bytes()[..] {
+            return Err(SecretError::MismatchedKeyPair);
+        }
+        Ok(Self(key))
     }
 
     /// `whpk_<base64>`: what receivers verify with.
@@ -129,8 +133,16 @@ impl PrivateKey {
 pub fn shown(secret: &str) -> String {
     match PrivateKey::parse(secret) {
         Ok(key) => key.public_key(),
+        // Never hand out what looks like a private key, even a broken one.
+        Err(_) if secret.starts_with(PRIVATE_KEY_PREFIX) => "********".to_owned(),
         Err(_) => secret.to_owned(),
     }
+}
+
+/// Whether `secret` is of the kind `signature` signs with (a `whsk_`
+/// private key for `v1a`, a `whsec_` secret otherwise).
+pub fn suits(secret: &str, signature: &str) -> bool {
+    secret.starts_with(PRIVATE_KEY_PREFIX) == (signature == "v1a")
 }
 
 /// A decoded signing key. Its `Debug` never shows the key.
@@ -151,6 +163,10 @@ pub enum SecretError {
     NotBase64,
     #[error("secret must hold between 24 and 64 bytes")]
     BadLength,
+    #[error("a `whsk_` key must hold a 32-byte seed (or 64 bytes: seed and public key)")]
+    BadKeyLength,
+    #[error("the `whsk_` key's public half does not match its seed")]
+    MismatchedKeyPair,
 }
 
 /// A new secret: `whsec_` and 32 random bytes in base64.
@@ -269,11 +285,20 @@ mod tests {
         assert_eq!(shown(SECRET), SECRET);
         let signature = key.sign(ID, TIMESTAMP, BODY.as_bytes());
         let bytes: [u8; 64] = BASE64.decode(signature.strip_prefix("v1a,").unwrap()).unwrap().try_into().unwrap();
-        let verifying = ed25519_dalek::VerifyingKey::from_bytes(&public.try_into().unwrap()).unwrap();
+        let verifying = ed25519_dalek::VerifyingKey::from_bytes(&public.clone().try_into().unwrap()).unwrap();
         let content = format!("{ID}.{TIMESTAMP}.{BODY}");
         verifying.verify_strict(content.as_bytes(), &ed25519_dalek::Signature::from_bytes(&bytes)).unwrap();
         assert!(PrivateKey::parse("whsk_AAAA").is_err());
         assert!(PrivateKey::parse(SECRET).is_err());
+        assert_eq!(shown("whsk_AAAA"), "********", "a broken private key is not shown either");
+        let mut pair = seed.clone();
+        pair.extend_from_slice(&public);
+        assert!(PrivateKey::parse(&format!("whsk_{}", BASE64.encode(&pair))).is_ok());
+        pair[40] ^= 1;
+        assert_eq!(
+            PrivateKey::parse(&format!("whsk_{}", BASE64.encode(&pair))).unwrap_err(),
+            SecretError::MismatchedKeyPair
+        );
     }
 
     #[test]

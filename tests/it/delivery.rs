@@ -309,4 +309,28 @@ async fn an_endpoint_inserted_from_sql_with_v1a_gets_a_key_pair() {
     verifier
         .verify(&request.headers, request.body.as_bytes(), chrono::Utc::now().timestamp())
         .expect("hookline's own receiver accepts it");
+
+    // Sealed meanwhile or not, a change of kind from SQL brings a new secret
+    // of the new kind; a secret of the wrong kind written on purpose is refused.
+    let client = db.client().await;
+    let sealed = crate::support::test_keys().seal(&private);
+    client.execute("UPDATE hookline.endpoints SET secret = $2 WHERE id = $1", &[&id, &sealed]).await.unwrap();
+    client.execute("UPDATE hookline.endpoints SET signature = 'v1' WHERE id = $1", &[&id]).await.unwrap();
+    assert!(endpoint_secret(&db, id).await.starts_with("whsec_"));
+    let wrong = client
+        .execute("UPDATE hookline.endpoints SET secret = hookline.new_private_key() WHERE id = $1", &[&id])
+        .await
+        .unwrap_err();
+    assert!(format!("{wrong:?}").contains("does not suit"), "{wrong:?}");
+    client
+        .execute(
+            "UPDATE hookline.endpoints SET signature = 'v1a', previous_secret = secret,
+                    previous_secret_expires_at = now() + interval '1 hour', secret = hookline.new_secret_for('v1a')
+              WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    let row = client.query_one("SELECT previous_secret FROM hookline.endpoints WHERE id = $1", &[&id]).await.unwrap();
+    assert_eq!(row.get::<_, Option<String>>(0), None, "a whsec_ cannot sign for v1a: no overlap");
 }

@@ -23,7 +23,7 @@ mod rules;
 use crate::db;
 use crate::db::audit::Entry;
 use crate::secrets::{KeyRing, OpenError};
-use crate::signing::shown;
+use crate::signing::{shown, suits};
 
 /// Default overlap during which a rotated-out secret keeps signing.
 const DEFAULT_ROTATION_OVERLAP_S: i64 = 24 * 3600;
@@ -239,7 +239,7 @@ pub struct EndpointCreate {
     /// `v1a` a `whsk_` ed25519 private key: a 32-byte seed); generated when
     /// absent.
     #[oai(validator(
-        pattern = r"^(?:whsec_(?:[A-Za-z0-9+/]{4}){8,20}|whsk_(?:[A-Za-z0-9+/]{4}){10,21})(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+        pattern = r"^(?:whsec_(?:[A-Za-z0-9+/]{4}){8,20}(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?|whsk_(?:[A-Za-z0-9+/]{43}=|[A-Za-z0-9+/]{86}==))$"
     ))]
     #[serde(default, deserialize_with = "super::body::non_null")]
     pub secret: Option<String>,
@@ -442,7 +442,7 @@ pub struct RotateSecret {
     /// The new secret (`whsec_<base64>`, 24 to 62 bytes; for `v1a` a `whsk_`
     /// private key); generated when absent.
     #[oai(validator(
-        pattern = r"^(?:whsec_(?:[A-Za-z0-9+/]{4}){8,20}|whsk_(?:[A-Za-z0-9+/]{4}){10,21})(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+        pattern = r"^(?:whsec_(?:[A-Za-z0-9+/]{4}){8,20}(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?|whsk_(?:[A-Za-z0-9+/]{43}=|[A-Za-z0-9+/]{86}==))$"
     ))]
     #[serde(default, deserialize_with = "super::body::non_null")]
     pub secret: Option<String>,
@@ -877,11 +877,14 @@ fn secret_of(keys: &KeyRing, row: db::endpoints::Endpoint) -> Result<EndpointSec
     Ok(EndpointSecret {
         headers: header_values(&row.headers),
         secret: shown(&keys.open(&row.secret)?),
+        // One that cannot sign for the endpoint's signature does not sign.
         previous_secret: row
             .previous_secret
             .filter(|_| current)
-            .map(|s| keys.open(&s).map(|s| shown(&s)))
-            .transpose()?,
+            .map(|s| keys.open(&s))
+            .transpose()?
+            .filter(|s| suits(s, &row.signature))
+            .map(|s| shown(&s)),
         previous_secret_expires_at: row.previous_secret_expires_at.filter(|_| current),
     })
 }
