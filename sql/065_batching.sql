@@ -1,4 +1,12 @@
 -- Batching (issue 13; the design is in src/worker/batch.rs).
+
+-- The bytes an event's envelope takes in a batch, exactly as the worker
+-- writes it (src/worker/dispatch.rs `envelope`), plus its separator.
+-- STABLE as to_json is, so that it is inlined.
+CREATE OR REPLACE FUNCTION hookline.envelope_bytes(event_type text, payload text) RETURNS bigint
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT 104 + octet_length(to_json(event_type)::text) + octet_length(payload)
+$$;
 --
 -- hookline.batch_candidates: up to `room` of an endpoint's pending batched
 -- deliveries, in due order, locked, skipping rows other workers are
@@ -122,7 +130,7 @@ BEGIN
     taken AS MATERIALIZED (
         SELECT u.*,
                count(*) OVER w AS n,
-               sum(104 + octet_length(to_json(u.event_type)::text) + octet_length(u.payload)) OVER w AS bytes
+               sum(hookline.envelope_bytes(u.event_type, u.payload)) OVER w AS bytes
           FROM unbroken AS u
          WHERE u.waits
         WINDOW w AS (PARTITION BY u.endpoint_id ORDER BY u.nth, u.seq)

@@ -213,17 +213,14 @@ impl SigningKey {
 /// `sha256=<hex>` (or `sha512=`): the HMAC of the body alone, keyed by
 /// `secret` as written.
 pub fn body_signature(secret: &str, hash: BodyHash, body: &[u8]) -> String {
+    fn mac<M: Mac + KeyInit>(key: &[u8], body: &[u8]) -> Vec<u8> {
+        let mut mac = <M as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
+        mac.update(body);
+        mac.finalize().into_bytes().to_vec()
+    }
     let digest = match hash {
-        BodyHash::Sha256 => {
-            let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
-            mac.update(body);
-            mac.finalize().into_bytes().to_vec()
-        }
-        BodyHash::Sha512 => {
-            let mut mac = Hmac::<Sha512>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
-            mac.update(body);
-            mac.finalize().into_bytes().to_vec()
-        }
+        BodyHash::Sha256 => mac::<Hmac<Sha256>>(secret.as_bytes(), body),
+        BodyHash::Sha512 => mac::<Hmac<Sha512>>(secret.as_bytes(), body),
     };
     format!("{}={}", hash.as_str(), hex::encode(digest))
 }

@@ -339,15 +339,7 @@ pub async fn claim_for_batches(
     lease_max_s: f64,
     at: Option<DateTime<Utc>>,
 ) -> Result<Vec<Claimed>> {
-    let (endpoints, (events, bytes)): (Vec<Uuid>, (Vec<i32>, Vec<i32>)) =
-        rooms.iter().map(|(endpoint, events, bytes)| (*endpoint, (*events, *bytes))).unzip();
-    let rows = db
-        .query(
-            &db.prepare_cached(DELIVERY_CLAIM_BATCH).await?,
-            &[&worker, &endpoints, &events, &bytes, &lease_max_s, &at],
-        )
-        .await?;
-    Ok(rows.iter().map(Claimed::from).collect())
+    claim_into_batches(db, DELIVERY_CLAIM_BATCH, worker, rooms, lease_max_s, at).await
 }
 
 /// Leases, behind each ordered lane head of `heads` (with its batch's room
@@ -360,14 +352,23 @@ pub async fn claim_lane_followers(
     lease_max_s: f64,
     at: Option<DateTime<Utc>>,
 ) -> Result<Vec<Claimed>> {
+    claim_into_batches(db, DELIVERY_CLAIM_LANE_FOLLOWERS, worker, heads, lease_max_s, at).await
+}
+
+/// Runs one of the fills: `statement` takes the worker, the (id, envelopes,
+/// bytes) of `rooms` as three arrays, the longest lease and the clock.
+async fn claim_into_batches(
+    db: &impl GenericClient,
+    statement: &str,
+    worker: Uuid,
+    rooms: &[(Uuid, i32, i32)],
+    lease_max_s: f64,
+    at: Option<DateTime<Utc>>,
+) -> Result<Vec<Claimed>> {
     let (ids, (events, bytes)): (Vec<Uuid>, (Vec<i32>, Vec<i32>)) =
-        heads.iter().map(|(id, events, bytes)| (*id, (*events, *bytes))).unzip();
-    let rows = db
-        .query(
-            &db.prepare_cached(DELIVERY_CLAIM_LANE_FOLLOWERS).await?,
-            &[&worker, &ids, &events, &bytes, &lease_max_s, &at],
-        )
-        .await?;
+        rooms.iter().map(|(id, events, bytes)| (*id, (*events, *bytes))).unzip();
+    let rows =
+        db.query(&db.prepare_cached(statement).await?, &[&worker, &ids, &events, &bytes, &lease_max_s, &at]).await?;
     Ok(rows.iter().map(Claimed::from).collect())
 }
 

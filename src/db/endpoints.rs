@@ -119,7 +119,7 @@ pub struct Endpoint {
     pub ordering_on_dead: String,
     /// Its batches, if it takes its deliveries in batches.
     pub batch: Option<Batch>,
-    /// `v1` or `hmac_header`, with the latter's header (`None`: the
+    /// `v1`, `v1a` or `hmac_header`, with the latter's header (`None`: the
     /// default) and hash (src/signing.rs).
     pub signature: String,
     pub signature_header: Option<String>,

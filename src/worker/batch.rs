@@ -38,13 +38,6 @@ pub enum Job {
 }
 
 impl Job {
-    pub fn endpoint_id(&self) -> Uuid {
-        match self {
-            Job::Single(d) => d.endpoint_id,
-            Job::Batch { members, .. } => members[0].endpoint_id,
-        }
-    }
-
     pub fn delivery_ids(&self) -> impl Iterator<Item = Uuid> + '_ {
         let members: &[Claimed] = match self {
             Job::Single(d) => std::slice::from_ref(d),

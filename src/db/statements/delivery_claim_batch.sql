@@ -25,11 +25,9 @@ locked AS MATERIALIZED (
      CROSS JOIN clock AS c
      CROSS JOIN LATERAL hookline.batch_candidates(w.endpoint_id, w.room, w.batch_max_wait_ms, c.at) AS q
 ),
--- The envelope's size exactly as the worker writes it (src/worker/dispatch.rs),
--- plus its separator.
 sized AS MATERIALIZED (
     SELECT l.*, e.event_type, e.created_at, p.payload,
-           sum(104 + octet_length(to_json(e.event_type)::text) + octet_length(p.payload))
+           sum(hookline.envelope_bytes(e.event_type, p.payload))
                OVER (PARTITION BY l.endpoint_id ORDER BY l.next_attempt_at, l.delivery_id) AS body_bytes
       FROM locked AS l
       JOIN hookline.events AS e ON e.id = l.event_id
