@@ -8,8 +8,10 @@
 use poem::{IntoResponse, Request, RequestBody};
 use poem_openapi::payload::{ParsePayload, Payload};
 use poem_openapi::registry::{MetaMediaType, MetaRequest, MetaSchemaRef, Registry};
+use poem_openapi::types::MaybeUndefined;
 use poem_openapi::types::Type;
 use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::problem::{Problem, ProblemKind};
@@ -184,3 +186,62 @@ impl<'a> ApiExtractor<'a> for RawBody {
         Ok(RawBody(read_limited(body.take()?, limit).await?))
     }
 }
+
+/// For a nested object field: serde's derive would also take a struct from
+/// an array of its fields (`"batch": []`), which the document does not allow.
+pub fn object<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    ObjectOnly::deserialize(deserializer).map(|o| Some(o.0))
+}
+
+/// [`object`] for a field that `null` clears.
+pub fn maybe_object<'de, D, T>(deserializer: D) -> Result<MaybeUndefined<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    Ok(match Option::<ObjectOnly<T>>::deserialize(deserializer)? {
+        Some(o) => MaybeUndefined::Value(o.0),
+        None => MaybeUndefined::Null,
+    })
+}
+
+struct ObjectOnly<T>(T);
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for ObjectOnly<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MapOnly<T>(std::marker::PhantomData<T>);
+
+        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for MapOnly<T> {
+            type Value = ObjectOnly<T>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(ObjectOnly)
+            }
+        }
+
+        deserializer.deserialize_map(MapOnly(std::marker::PhantomData))
+    }
+}
+
+/// Request enums are read from their names only, as the document has them:
+/// serde's derive would also take `{"name": null}` for a name. The enum
+/// derives serde's code with `#[serde(remote = "Self")]` for this to call.
+macro_rules! enum_by_name {
+    ($t:ty) => {
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let name = String::deserialize(deserializer)?;
+                <$t>::deserialize(serde::de::value::StringDeserializer::<D::Error>::new(name))
+            }
+        }
+    };
+}
+pub(crate) use enum_by_name;

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::auth::{Auth, Principal, Scope};
-use super::body::Body;
+use super::body::{self, Body};
 use super::page::PageRequest;
 use super::patch::{clearable, required};
 use super::problem::Problem;
@@ -25,7 +25,7 @@ use crate::inbound::verify;
 /// How a source's requests are signed.
 #[derive(Enum, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[oai(rename_all = "snake_case")]
-#[serde(rename_all = "snake_case")]
+#[serde(remote = "Self", rename_all = "snake_case")]
 pub enum SourceScheme {
     /// `webhook-id`, `webhook-timestamp`, `webhook-signature` (v1 HMAC or v1a ed25519).
     StandardWebhooks,
@@ -36,6 +36,7 @@ pub enum SourceScheme {
     /// Not verified: anyone who knows the URL can send.
     None,
 }
+body::enum_by_name!(SourceScheme);
 
 impl From<SourceScheme> for verify::Scheme {
     fn from(s: SourceScheme) -> Self {
@@ -62,11 +63,12 @@ impl SourceScheme {
 /// How an `hmac_sha256` signature is written: `hex` (default) or `base64`.
 #[derive(Enum, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[oai(rename_all = "snake_case")]
-#[serde(rename_all = "snake_case")]
+#[serde(remote = "Self", rename_all = "snake_case")]
 pub enum SignatureEncoding {
     Hex,
     Base64,
 }
+body::enum_by_name!(SignatureEncoding);
 
 impl From<SignatureEncoding> for verify::Encoding {
     fn from(e: SignatureEncoding) -> Self {

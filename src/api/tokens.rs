@@ -9,7 +9,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::auth::{Auth, Scope};
-use super::body::Body;
+use super::body::{self, Body};
 use super::page::PageRequest;
 use super::problem::Problem;
 use super::{ApiTags, AppState, validate};
@@ -19,12 +19,13 @@ use crate::db::audit::Entry;
 /// What a token may do: read < write < admin.
 #[derive(Enum, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[oai(rename_all = "snake_case")]
-#[serde(rename_all = "snake_case")]
+#[serde(remote = "Self", rename_all = "snake_case")]
 pub enum TokenScope {
     Read,
     Write,
     Admin,
 }
+body::enum_by_name!(TokenScope);
 
 impl From<TokenScope> for Scope {
     fn from(s: TokenScope) -> Self {

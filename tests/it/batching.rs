@@ -248,6 +248,10 @@ async fn the_api_sets_changes_and_clears_batch_settings() {
         (json!({"url": "https://x.io", "batch": {"max_wait_ms": -1}}), "batch.max_wait_ms"),
         (json!({"url": "https://x.io", "batch": {"format": "xml"}}), "batch.format"),
         (json!({"url": "https://x.io", "batch": {"size": 3}}), "batch.size"),
+        (json!({"url": "https://x.io", "batch": []}), "batch"),
+        (json!({"url": "https://x.io", "batch": [5]}), "batch"),
+        (json!({"url": "https://x.io", "batch": {"format": {"ndjson": null}}}), "batch.format"),
+        (json!({"url": "https://x.io", "ordering": {"key": null}}), "ordering"),
     ];
     for (body, field) in cases {
         let reply = api.post("/v1/endpoints", body.clone()).await;
@@ -255,6 +259,12 @@ async fn the_api_sets_changes_and_clears_batch_settings() {
         assert_eq!(reply.body["field"], field, "{body} → {reply:?}");
     }
     assert_eq!(count(&db, "SELECT count(*) FROM hookline.endpoints").await, 1);
+    for batch in [json!([]), json!("json"), json!({"max_events": "many"})] {
+        let reply = api.patch(&path, json!({"batch": batch})).await;
+        assert_eq!(reply.status, 400, "{batch} → {reply:?}");
+        assert!(reply.body["field"].as_str().unwrap().starts_with("batch"), "{batch} → {reply:?}");
+    }
+    assert_eq!(api.get(&path).await.body["batch"], Value::Null, "a refused change changes nothing");
 }
 
 /// (key, n) of each envelope of a request whose events carry them.

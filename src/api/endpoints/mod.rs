@@ -13,7 +13,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::auth::{Auth, Principal, Scope};
-use super::body::Body;
+use super::body::{self, Body};
 use super::page::PageRequest;
 use super::problem::Problem;
 use super::{ApiTags, AppState, validate};
@@ -31,12 +31,13 @@ const DEFAULT_ROTATION_OVERLAP_S: i64 = 24 * 3600;
 /// The request method of deliveries: POST (default), PUT or PATCH.
 #[derive(Enum, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[oai(rename_all = "UPPERCASE")]
-#[serde(rename_all = "UPPERCASE")]
+#[serde(remote = "Self", rename_all = "UPPERCASE")]
 pub enum HttpMethod {
     Post,
     Put,
     Patch,
 }
+body::enum_by_name!(HttpMethod);
 
 impl HttpMethod {
     fn as_str(self) -> &'static str {
@@ -55,22 +56,24 @@ impl HttpMethod {
 /// A change applies from then on: deliveries already queued keep their lanes.
 #[derive(Enum, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[oai(rename_all = "snake_case")]
-#[serde(rename_all = "snake_case")]
+#[serde(remote = "Self", rename_all = "snake_case")]
 pub enum Ordering {
     None,
     Endpoint,
     Key,
 }
+body::enum_by_name!(Ordering);
 
 /// What a dead delivery does to its ordered lane: `wait` (default) holds
 /// the lane until it is replayed or cancelled; `skip` lets the lane go on.
 #[derive(Enum, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[oai(rename_all = "snake_case")]
-#[serde(rename_all = "snake_case")]
+#[serde(remote = "Self", rename_all = "snake_case")]
 pub enum OrderingOnDead {
     Wait,
     Skip,
 }
+body::enum_by_name!(OrderingOnDead);
 
 impl Ordering {
     fn as_str(self) -> &'static str {
@@ -112,12 +115,13 @@ impl OrderingOnDead {
 /// (`whsec_…`); during a rotation's overlap the previous secret signs.
 #[derive(Enum, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[oai(rename_all = "snake_case")]
-#[serde(rename_all = "snake_case")]
+#[serde(remote = "Self", rename_all = "snake_case")]
 pub enum SignatureScheme {
     V1,
     V1a,
     HmacHeader,
 }
+body::enum_by_name!(SignatureScheme);
 
 impl SignatureScheme {
     pub(super) fn as_str(self) -> &'static str {
@@ -132,11 +136,12 @@ impl SignatureScheme {
 /// The hash of an `hmac_header` signature: `sha256` (default) or `sha512`.
 #[derive(Enum, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[oai(rename_all = "snake_case")]
-#[serde(rename_all = "snake_case")]
+#[serde(remote = "Self", rename_all = "snake_case")]
 pub enum SignatureHash {
     Sha256,
     Sha512,
 }
+body::enum_by_name!(SignatureHash);
 
 impl From<SignatureHash> for crate::signing::BodyHash {
     fn from(hash: SignatureHash) -> Self {
@@ -151,11 +156,12 @@ impl From<SignatureHash> for crate::signing::BodyHash {
 /// envelopes; `ndjson`, one envelope per line.
 #[derive(Enum, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[oai(rename_all = "snake_case")]
-#[serde(rename_all = "snake_case")]
+#[serde(remote = "Self", rename_all = "snake_case")]
 pub enum BatchFormat {
     Json,
     Ndjson,
 }
+body::enum_by_name!(BatchFormat);
 
 impl From<BatchFormat> for crate::domain::batch::BatchFormat {
     fn from(format: BatchFormat) -> Self {
@@ -278,7 +284,7 @@ pub struct EndpointCreate {
     pub ordering_on_dead: Option<OrderingOnDead>,
     /// Send deliveries in batches (with `ordering`, a batch carries each
     /// lane's events in order).
-    #[serde(default, deserialize_with = "super::body::non_null")]
+    #[serde(default, deserialize_with = "super::body::object")]
     pub batch: Option<BatchSettings>,
     #[serde(default, deserialize_with = "super::body::non_null")]
     pub signature: Option<SignatureScheme>,
@@ -343,7 +349,7 @@ pub struct EndpointUpdate {
     pub ordering_on_dead: MaybeUndefined<OrderingOnDead>,
     /// `null` stops batching; deliveries already queued go as they come.
     #[oai(nullable)]
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::body::maybe_object")]
     pub batch: MaybeUndefined<BatchSettings>,
     #[serde(default)]
     pub signature: MaybeUndefined<SignatureScheme>,
