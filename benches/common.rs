@@ -126,6 +126,17 @@ impl Bench {
             anyhow::ensure!(migrated.success(), "{} migrate failed", bin.display());
             let (client, connection) = tokio_postgres::connect(&url, NoTls).await?;
             tokio::spawn(connection);
+            // As many partitions as 30 days of history keep (on builds that
+            // have them), so plans meet the partition count of a running site.
+            client
+                .batch_execute(
+                    "DO $$ BEGIN
+                       IF to_regproc('hookline.create_partitions') IS NOT NULL THEN
+                           PERFORM hookline.create_partitions(42, 7);
+                       END IF;
+                     END $$",
+                )
+                .await?;
             client
                 .execute("INSERT INTO hookline.endpoints (url, description) VALUES ($1, 'bench')", &[&receiver_url])
                 .await?;

@@ -20,7 +20,8 @@
 //! - batches (this build only): a drain four times as large in batches of
 //!   100, beside the same drain unbatched.
 //!
-//! Sizes: BENCH_DRAIN_N, BENCH_SECONDS, BENCH_ROUNDS.
+//! Sizes: BENCH_DRAIN_N, BENCH_SECONDS, BENCH_ROUNDS; BENCH_PROFILE=1 prints
+//! each drain's top statements too.
 
 #[path = "common.rs"]
 mod common;
@@ -192,11 +193,18 @@ impl Bench {
                 &[&(n as i64)],
             )
             .await?;
+        let profile = std::env::var_os("BENCH_PROFILE").is_some();
+        if profile {
+            self.reset_statements().await?;
+        }
         let pg_cpu_before = self.postgres_cpu();
         let started = Instant::now();
         let mut children = self.spawn_workers(build, workers);
         self.settled(build).await?;
         let elapsed = started.elapsed();
+        if profile {
+            self.statements(build).await?.print_top(&format!("{}: drain, {workers} worker(s)", build.name), 8);
+        }
         let worker_cpu: f64 = children.iter().map(|c| cpu_seconds(c.id(), false)).sum();
         let pg_cpu = self.postgres_cpu() - pg_cpu_before;
         let wal = self.wal_lsn().await? - wal_before;

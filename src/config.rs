@@ -12,6 +12,7 @@ use std::time::Duration;
 use clap::Args;
 use ipnet::IpNet;
 
+use crate::db::retention::Retention;
 use crate::domain::retry::RetrySchedule;
 use crate::secrets::KeyRing;
 
@@ -117,6 +118,18 @@ pub struct Settings {
           value_parser = humantime::parse_duration)]
     pub disable_after_open: Duration,
 
+    /// Days of history (events, deliveries, attempts) kept: older partitions
+    /// are dropped whole once nothing open is in them. A partition spans a
+    /// quarter of this, at most a week, so history stays up to that much longer.
+    #[arg(long, env = "HOOKLINE_RETENTION_DAYS", default_value_t = 30, global = true,
+          value_parser = clap::value_parser!(i32).range(1..=36_500))]
+    pub retention_days: i32,
+
+    /// Days the hourly statistics rollups are kept.
+    #[arg(long, env = "HOOKLINE_STATS_RETENTION_DAYS", default_value_t = 400, global = true,
+          value_parser = clap::value_parser!(i32).range(1..=36_500))]
+    pub stats_retention_days: i32,
+
     /// On SIGTERM, how long in-flight requests may still finish, in seconds.
     #[arg(long, env = "HOOKLINE_SHUTDOWN_GRACE_S", default_value_t = 30, global = true)]
     pub shutdown_grace_s: u64,
@@ -153,6 +166,11 @@ impl Settings {
         self.database_url.clone().or_else(|| std::env::var("DATABASE_URL").ok()).filter(|u| !u.is_empty())
     }
 
+    /// How long history and statistics are kept.
+    pub fn retention(&self) -> Retention {
+        Retention { history_days: self.retention_days, stats_days: self.stats_retention_days }
+    }
+
     /// What a worker runs by; `secret_keys` open the endpoints' secrets.
     pub fn worker(&self, secret_keys: KeyRing) -> WorkerSettings {
         let concurrency = self.worker_concurrency.max(1);
@@ -172,6 +190,7 @@ impl Settings {
             max_worker_losses: self.max_worker_losses.max(1),
             disable_after_open: self.disable_after_open.max(Duration::from_secs(1)),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_s),
+            retention: self.retention(),
             secret_keys,
             network: NetworkPolicy {
                 allow_private: self.allow_private_networks,
@@ -197,6 +216,7 @@ pub struct WorkerSettings {
     /// How long an endpoint's circuit may stay open before it is disabled.
     pub disable_after_open: Duration,
     pub shutdown_grace: Duration,
+    pub retention: Retention,
     /// Open the endpoints' sealed secrets (empty: secrets are plaintext).
     pub secret_keys: KeyRing,
     pub network: NetworkPolicy,
@@ -216,6 +236,7 @@ impl Default for WorkerSettings {
             max_worker_losses: 3,
             disable_after_open: Duration::from_secs(5 * 86_400),
             shutdown_grace: Duration::from_secs(30),
+            retention: Retention::default(),
             secret_keys: KeyRing::default(),
             network: NetworkPolicy::default(),
         }

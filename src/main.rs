@@ -37,6 +37,9 @@ enum Command {
     Run,
     /// `run` against a throwaway PostgreSQL (unless one is configured), with a demo endpoint.
     Dev,
+    /// Create the history's partitions ahead and drop those past retention,
+    /// once (workers do it every few minutes).
+    Maintain,
     /// Print the OpenAPI document.
     Openapi,
     /// Manage API tokens.
@@ -127,6 +130,10 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate => {
             let pool = connect(&required_url(&settings)?, &settings).await?;
             migrate(&pool, &settings).await
+        }
+        Command::Maintain => {
+            let pool = connect(&required_url(&settings)?, &settings).await?;
+            maintain(&pool, &settings).await
         }
         Command::Serve => {
             let url = required_url(&settings)?;
@@ -233,7 +240,26 @@ async fn migrate(pool: &Pool, settings: &Settings) -> anyhow::Result<()> {
     db::settings::store(&client, settings.max_payload_bytes)
         .await
         .map_err(|e| anyhow::anyhow!(telemetry::error_chain(&e)))?;
+    db::retention::create_ahead(&**client, settings.retention())
+        .await
+        .map_err(|e| anyhow::anyhow!(telemetry::error_chain(&e)))?;
     tracing::info!("database schema is up to date");
+    Ok(())
+}
+
+/// One round of retention, reported in the log.
+async fn maintain(pool: &Pool, settings: &Settings) -> anyhow::Result<()> {
+    let mut client = pool.get().await?;
+    match db::retention::maintain(&mut client, settings.retention(), None)
+        .await
+        .map_err(|e| anyhow::anyhow!(telemetry::error_chain(&e)))?
+    {
+        Some(done) => {
+            tracing::info!(created = done.created, dropped = ?done.dropped, kept_for_open_work = ?done.kept,
+                           rollup_rows_deleted = done.rollup_rows_deleted, "partitions maintained");
+        }
+        None => tracing::info!("another process is maintaining the partitions right now"),
+    }
     Ok(())
 }
 

@@ -65,7 +65,8 @@ SELECT f.delivery_id, f.attempt, f.lease_until, f.event_id, f.event_type, f.even
 /// `$1` worker, `$2` the outcomes (`hookline.attempt_outcome[]`), `$3`
 /// failed attempts that open a circuit, `$4`/`$5` its first and longest
 /// cool-down (s), `$6` the clock (NULL: now()), `$7` the batched requests
-/// the outcomes name (`hookline.batch_attempt[]`).
+/// the outcomes name (`hookline.batch_attempt[]`), `$8`/`$9` the least and
+/// greatest delivery id among the outcomes.
 pub const DELIVERY_COMPLETE: &str = include_str!("statements/delivery_complete.sql");
 
 /// Hands deliveries this worker still holds back to the queue (at shutdown),
@@ -472,10 +473,14 @@ async fn record(
 ) -> Result<Recorded> {
     let failures = circuit.failures.min(i32::MAX as u32) as i32;
     let (cooldown_s, cooldown_max_s) = (circuit.cooldown.as_secs_f64(), circuit.cooldown_max.as_secs_f64());
+    // The key range of the history rows: the planner then opens only the
+    // partitions of deliveries that hold them.
+    let ids = batch.outcomes.iter().map(|o| o.delivery_id);
+    let (first, last) = (ids.clone().min(), ids.max());
     let row = db
         .query_one(
             &db.prepare_cached(DELIVERY_COMPLETE).await?,
-            &[&worker, &batch.outcomes, &failures, &cooldown_s, &cooldown_max_s, &at, &batch.requests],
+            &[&worker, &batch.outcomes, &failures, &cooldown_s, &cooldown_max_s, &at, &batch.requests, &first, &last],
         )
         .await?;
     Ok(Recorded { still_ours: row.get(0), released: row.get(1) })

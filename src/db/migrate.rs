@@ -32,6 +32,7 @@ const SQL_OBJECTS: &[(&str, &str)] = sql_objects![
     "130_delivery_stats_hourly.sql",
     "140_source_stats.sql",
     "150_changes.sql",
+    "160_partitions.sql",
 ];
 
 /// Arbitrary, fixed: "hookline" in ASCII.
@@ -47,11 +48,24 @@ pub async fn migrate(client: &mut tokio_postgres::Client) -> super::Result<()> {
     Ok(())
 }
 
+/// The schema an older hookline left: the migrations up to `version`, then
+/// the SQL objects (for tests of upgrading).
+#[doc(hidden)]
+pub async fn migrate_until(client: &mut tokio_postgres::Client, version: i32) -> super::Result<()> {
+    embedded::migrations::runner().set_target(refinery::Target::Version(version)).run_async(client).await?;
+    apply_sql_objects(client).await
+}
+
 async fn apply(client: &mut tokio_postgres::Client) -> super::Result<()> {
+    prove_partition_bounds(client).await?;
     let report = embedded::migrations::runner().run_async(client).await?;
     for migration in report.applied_migrations() {
         tracing::info!(migration = %migration, "applied migration");
     }
+    apply_sql_objects(client).await
+}
+
+async fn apply_sql_objects(client: &mut tokio_postgres::Client) -> super::Result<()> {
     let tx = client.transaction().await?;
     // The DROP … IF EXISTS lines would each print a NOTICE on first install.
     tx.batch_execute("SET LOCAL client_min_messages = warning").await?;
@@ -59,6 +73,47 @@ async fn apply(client: &mut tokio_postgres::Client) -> super::Result<()> {
         tx.batch_execute(sql).await?;
     }
     tx.commit().await?;
+    Ok(())
+}
+
+/// The history tables migration V19 partitions, with their partition keys.
+const HISTORY_TABLES: [(&str, &str); 4] =
+    [("events", "id"), ("deliveries", "id"), ("attempts", "delivery_id"), ("batch_attempts", "id")];
+
+/// Before V19 turns an existing table into the first partition of its new
+/// parent, proves that every row lies below the partition bound: a CHECK
+/// added NOT VALID (new rows are checked from then on) and validated in a
+/// transaction of its own, which reads the table without blocking writers.
+/// V19 then attaches it without reading it again under its lock. Each step
+/// is skipped when done, so an interrupted `migrate` resumes. The bound is
+/// the start of the day after tomorrow (UTC), as in V19.
+async fn prove_partition_bounds(client: &mut tokio_postgres::Client) -> super::Result<()> {
+    for (table, key) in HISTORY_TABLES {
+        let plain: bool = client
+            .query_one(
+                "SELECT coalesce((SELECT relkind = 'r' FROM pg_class WHERE oid = to_regclass($1)), false)",
+                &[&format!("hookline.{table}")],
+            )
+            .await?
+            .get(0);
+        if !plain {
+            continue;
+        }
+        let bound = format!("{table}_below_partitions");
+        client
+            .batch_execute(&format!(
+                "DO $$ BEGIN
+                   IF NOT EXISTS (SELECT FROM pg_constraint
+                                   WHERE conrelid = 'hookline.{table}'::regclass AND conname = '{bound}') THEN
+                       EXECUTE format('ALTER TABLE hookline.{table} ADD CONSTRAINT {bound} CHECK ({key} < %L::uuid) NOT VALID',
+                                      hookline.uuid_v7_floor(date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+                                                             + interval '2 days'));
+                   END IF;
+                 END $$"
+            ))
+            .await?;
+        client.batch_execute(&format!("ALTER TABLE hookline.{table} VALIDATE CONSTRAINT {bound}")).await?;
+    }
     Ok(())
 }
 

@@ -15,6 +15,7 @@ pub mod lanes;
 pub mod listen;
 pub mod metrics;
 pub mod migrate;
+pub mod retention;
 pub mod rollups;
 pub mod secrets;
 pub mod settings;

@@ -61,6 +61,9 @@ const ENDPOINT_CHECKS_EVERY: u32 = 10;
 const SEAL_BATCH: i64 = 500;
 /// How often, in folds, it forgets the ordered lanes producers stopped using.
 const FORGET_LANES_EVERY: u32 = 600;
+/// How often, in folds, it creates partitions ahead and drops expired ones
+/// (workers take turns; most rounds find nothing to do).
+const MAINTAIN_EVERY: u32 = 300;
 /// How long a stopping worker waits for its outcomes to be written.
 const FLUSH_AT_SHUTDOWN: Duration = Duration::from_secs(10);
 
@@ -138,7 +141,8 @@ pub async fn run(
 /// every second (workers take turns; the views are exact either way, this
 /// keeps the deltas few), and every ten disables the endpoints whose circuit
 /// has stayed open longer than they allow and seals the plaintext secrets
-/// that SQL wrote; every ten minutes it forgets the ordered lanes producers
+/// that SQL wrote; every five minutes (and at start) it keeps the history's
+/// partitions; every ten minutes it forgets the ordered lanes producers
 /// stopped using.
 async fn housekeeping(pool: Pool, settings: WorkerSettings, mut shutdown: watch::Receiver<bool>) {
     let mut every = tokio::time::interval(FOLD_EVERY);
@@ -171,6 +175,15 @@ async fn housekeeping(pool: Pool, settings: WorkerSettings, mut shutdown: watch:
                 Ok(0) => {}
                 Ok(sealed) => tracing::info!(rows = sealed, "sealed plaintext secrets of endpoints and sources"),
                 Err(error) => tracing::warn!(error = %error_chain(&error), "could not seal plaintext secrets"),
+            }
+        }
+        if tick % MAINTAIN_EVERY == 0 {
+            match db::retention::maintain(&mut client, settings.retention, None).await {
+                Ok(Some(done)) if done.created > 0 || !done.dropped.is_empty() => {
+                    tracing::info!(created = done.created, dropped = ?done.dropped, "partitions maintained");
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(error = %error_chain(&error), "could not maintain partitions; retrying"),
             }
         }
         if tick % FORGET_LANES_EVERY == FORGET_LANES_EVERY - 1

@@ -38,6 +38,28 @@ fn bad_configuration_fails_at_start_with_one_line_naming_it() {
     assert!(stderr.contains("a while") && stderr.contains("disable-after-open"), "{stderr}");
 }
 
+#[tokio::test]
+async fn maintain_makes_the_partitions_ahead_and_a_bad_retention_is_refused() {
+    let db = TestDb::new().await;
+    let out = hookline(&["maintain"], &[("HOOKLINE_DATABASE_URL", &db.url), ("HOOKLINE_RETENTION_DAYS", "8")]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("partitions maintained"), "{stdout}");
+    // Eight days kept: partitions of two days.
+    let widths = crate::support::count(
+        &db,
+        "SELECT count(*) FROM hookline.partitions
+          WHERE table_name = 'deliveries' AND ends_at - starts_at = interval '2 days'",
+    )
+    .await;
+    assert!(widths >= 3, "{widths}");
+
+    let out = hookline(&["maintain"], &[("HOOKLINE_DATABASE_URL", &db.url), ("HOOKLINE_RETENTION_DAYS", "0")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!((out.status.code(), stderr.trim().lines().count()), (Some(2), 1), "{stderr}");
+    assert!(stderr.contains("retention-days"), "{stderr}");
+}
+
 #[test]
 fn a_missing_database_is_one_clear_line() {
     let out = hookline(&["worker"], &[]);

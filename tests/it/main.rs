@@ -20,6 +20,7 @@ mod ordering;
 mod producer;
 mod producer_fuzz;
 mod resilience;
+mod retention;
 mod retries;
 mod secrets;
 mod statements;

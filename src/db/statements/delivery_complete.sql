@@ -74,7 +74,7 @@ history AS (
            batch_attempts = CASE WHEN o.requests IS NULL THEN d.batch_attempts
                                  ELSE coalesce(d.batch_attempts, '{}') || o.requests END
       FROM outcome AS o, clock AS c
-     WHERE d.id = o.delivery_id
+     WHERE d.id = o.delivery_id AND d.id BETWEEN $8::uuid AND $9::uuid
        AND d.id IN (SELECT k.delivery_id FROM kept AS k UNION ALL SELECT r.delivery_id FROM removed AS r)
     RETURNING d.id, d.tenant, d.event_type, d.created_at, d.state, d.attempts
 ),

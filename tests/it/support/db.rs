@@ -33,6 +33,20 @@ impl TestDb {
         TestDb { name, url, pool, admin_url }
     }
 
+    /// A database with nothing in it, for tests of migrating.
+    pub async fn empty() -> Self {
+        let admin_url = admin_url().await.to_owned();
+        let name = format!("hl_test_{}", uuid::Uuid::new_v4().simple());
+        connect(&admin_url)
+            .await
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .expect("create test database");
+        let url = with_database(&admin_url, &name);
+        let pool = hookline::db::pool(&url, 8).unwrap();
+        TestDb { name, url, pool, admin_url }
+    }
+
     pub async fn client(&self) -> deadpool_postgres::Object {
         self.pool.get().await.expect("test database connection")
     }

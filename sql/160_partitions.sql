@@ -1,0 +1,167 @@
+-- Retention by partitions (the tables were partitioned by migration V19).
+-- events, deliveries, attempts and batch_attempts are range-partitioned on
+-- their UUIDv7 key (attempts on delivery_id) by whole UTC days:
+-- `<table>_pYYYYMMDD` from that day, plus `<table>_legacy` (everything
+-- before the switch) and `<table>_default` (rows of a day nobody created a
+-- partition for yet). A partition spans a quarter of the retention, at most
+-- a week (src/db/retention.rs): every statement that joins one of these
+-- tables plans and opens each of its partitions, so there are few of them.
+--
+-- Workers (every few minutes, one at a time) and `hookline maintain` create
+-- the days ahead and drop the partitions past retention. Open work is never dropped: the drop of a partition waits
+-- while the queue holds a delivery of it (pending, held, waiting or dead),
+-- a delivery of an event in it, or a delivery whose batched requests it
+-- holds. Nothing is moved; a dead letter kept for months keeps its day.
+
+-- The time a UUIDv7 was made (its first 48 bits, Unix milliseconds).
+CREATE OR REPLACE FUNCTION hookline.uuid_v7_time(id uuid) RETURNS timestamptz
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT to_timestamp(('x' || left(replace(id::text, '-', ''), 12))::bit(48)::bigint / 1000.0)
+$$;
+
+-- Every partition of the history tables and the keys it holds (lower NULL:
+-- from the start; both NULL: the default partition).
+DROP VIEW IF EXISTS hookline.partitions;
+CREATE VIEW hookline.partitions AS
+SELECT parent.relname::text AS table_name,
+       child.relname::text AS partition_name,
+       key.attname::text AS key_column,
+       b.lower_key,
+       b.upper_key,
+       hookline.uuid_v7_time(b.lower_key) AS starts_at,
+       hookline.uuid_v7_time(b.upper_key) AS ends_at,
+       greatest(child.reltuples, 0)::bigint AS estimated_rows,
+       pg_total_relation_size(child.oid) AS bytes
+  FROM pg_inherits AS i
+  JOIN pg_class AS parent ON parent.oid = i.inhparent
+  JOIN pg_class AS child ON child.oid = i.inhrelid
+  JOIN pg_partitioned_table AS pt ON pt.partrelid = parent.oid
+  JOIN pg_attribute AS key ON key.attrelid = parent.oid AND key.attnum = pt.partattrs[0]
+ CROSS JOIN LATERAL (
+       SELECT substring(pg_get_expr(child.relpartbound, child.oid) FROM 'FROM \(''([0-9a-f-]{36})''\)')::uuid
+                  AS lower_key,
+              substring(pg_get_expr(child.relpartbound, child.oid) FROM 'TO \(''([0-9a-f-]{36})''\)')::uuid
+                  AS upper_key) AS b
+ WHERE parent.relnamespace = 'hookline'::regnamespace
+   AND parent.relname IN ('events', 'deliveries', 'attempts', 'batch_attempts');
+
+-- Creates each table's partitions of `width_days` days from the end of its
+-- newest one until `days_ahead` days after the day of `at` (UTC; NULL: now)
+-- are covered. A new
+-- partition is built beside the table and attached, which does not block
+-- readers or writers of the table; rows the default partition took for its
+-- days move into it first. Returns how many partitions it created.
+DROP FUNCTION IF EXISTS hookline.create_partitions(integer, integer, timestamptz);
+CREATE FUNCTION hookline.create_partitions(days_ahead integer, width_days integer, at timestamptz)
+RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    today constant date := (coalesce(at, now()) AT TIME ZONE 'UTC')::date;
+    tbl record;
+    first_day date;
+    lower_key uuid;
+    upper_key uuid;
+    name text;
+    options text[];
+    created integer := 0;
+BEGIN
+    FOR tbl IN SELECT p.table_name, p.key_column, max(p.ends_at) AS covered_until
+                 FROM hookline.partitions AS p
+                GROUP BY p.table_name, p.key_column
+                ORDER BY p.table_name LOOP
+        SELECT c.reloptions INTO options
+          FROM pg_class AS c WHERE c.oid = format('hookline.%I', tbl.table_name || '_default')::regclass;
+        first_day := coalesce((tbl.covered_until AT TIME ZONE 'UTC')::date, today);
+        WHILE first_day <= today + days_ahead LOOP
+            lower_key := hookline.uuid_v7_floor(first_day::timestamp AT TIME ZONE 'UTC');
+            upper_key := hookline.uuid_v7_floor((first_day + width_days)::timestamp AT TIME ZONE 'UTC');
+            name := tbl.table_name || '_p' || to_char(first_day, 'YYYYMMDD');
+            EXECUTE format('CREATE TABLE hookline.%I (LIKE hookline.%I INCLUDING DEFAULTS INCLUDING CONSTRAINTS'
+                           ' INCLUDING GENERATED INCLUDING STORAGE) %s',
+                           name, tbl.table_name,
+                           CASE WHEN options IS NULL THEN ''
+                                ELSE 'WITH (' || array_to_string(options, ', ') || ')' END);
+            EXECUTE format('WITH moved AS (DELETE FROM hookline.%I WHERE %I >= %L AND %I < %L RETURNING *)'
+                           ' INSERT INTO hookline.%I SELECT * FROM moved',
+                           tbl.table_name || '_default', tbl.key_column, lower_key, tbl.key_column, upper_key,
+                           name);
+            EXECUTE format('ALTER TABLE hookline.%I ATTACH PARTITION hookline.%I FOR VALUES FROM (%L) TO (%L)',
+                           tbl.table_name, name, lower_key, upper_key);
+            created := created + 1;
+            first_day := first_day + width_days;
+        END LOOP;
+    END LOOP;
+    RETURN created;
+END
+$$;
+
+-- The partitions whose keys all lie more than `retention` before `at`
+-- (NULL: now), and whether open work keeps them (see the top of this file). Usually
+-- there is none, and this reads nothing but the catalogue.
+DROP FUNCTION IF EXISTS hookline.expired_partitions(interval, timestamptz);
+CREATE FUNCTION hookline.expired_partitions(retention interval, at timestamptz)
+RETURNS TABLE (partition_name text, kept boolean)
+LANGUAGE sql STABLE AS $$
+    SELECT p.partition_name,
+           CASE p.table_name
+               WHEN 'events' THEN
+                   EXISTS (SELECT FROM hookline.delivery_queue AS q
+                            WHERE q.event_id >= r.lower_key AND q.event_id < p.upper_key)
+               -- Requests that carried a delivery tried so far.
+               WHEN 'batch_attempts' THEN
+                   EXISTS (SELECT FROM hookline.delivery_queue AS q
+                             JOIN hookline.deliveries AS d ON d.id = q.delivery_id
+                            WHERE q.attempts > 0 AND d.batch_attempts IS NOT NULL
+                              AND EXISTS (SELECT FROM unnest(d.batch_attempts) AS b(id)
+                                           WHERE b.id >= r.lower_key AND b.id < p.upper_key))
+               ELSE
+                   EXISTS (SELECT FROM hookline.delivery_queue AS q
+                            WHERE q.delivery_id >= r.lower_key AND q.delivery_id < p.upper_key)
+           END
+      FROM hookline.partitions AS p
+     CROSS JOIN LATERAL (SELECT coalesce(p.lower_key, '00000000-0000-0000-0000-000000000000') AS lower_key) AS r
+     WHERE p.upper_key <= hookline.uuid_v7_floor(coalesce(at, now()) - retention)
+     ORDER BY p.upper_key, p.table_name
+$$;
+
+-- Drops one partition that expired_partitions() found free, unless a
+-- replay reopened one of its deliveries meanwhile; idempotency keys go with
+-- their events. The table's lock comes first, as every statement takes it,
+-- and is held for the milliseconds this takes. Returns whether it dropped.
+DROP FUNCTION IF EXISTS hookline.drop_partition(text);
+CREATE FUNCTION hookline.drop_partition(name text) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    p hookline.partitions;
+BEGIN
+    SELECT v.* INTO p FROM hookline.partitions AS v WHERE v.partition_name = name AND v.upper_key IS NOT NULL;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    EXECUTE format('LOCK TABLE hookline.%I IN ACCESS EXCLUSIVE MODE', p.table_name);
+    IF p.table_name IN ('deliveries', 'attempts')
+       AND EXISTS (SELECT FROM hookline.delivery_queue AS q
+                    WHERE q.delivery_id < p.upper_key
+                      AND q.delivery_id >= coalesce(p.lower_key, '00000000-0000-0000-0000-000000000000')) THEN
+        RETURN false;
+    END IF;
+    IF p.table_name = 'events' THEN
+        DELETE FROM hookline.event_idempotency AS k
+         WHERE k.event_id < p.upper_key
+           AND k.event_id >= coalesce(p.lower_key, '00000000-0000-0000-0000-000000000000');
+    END IF;
+    EXECUTE format('DROP TABLE hookline.%I', p.partition_name);
+    RETURN true;
+END
+$$;
+
+-- The hourly rollups keep their own, longer retention.
+CREATE OR REPLACE FUNCTION hookline.drop_expired_rollups(retention interval, at timestamptz) RETURNS bigint
+LANGUAGE sql AS $$
+    WITH endpoints AS (
+        DELETE FROM hookline.endpoint_hourly WHERE hour < coalesce(at, now()) - retention RETURNING 1
+    ), event_types AS (
+        DELETE FROM hookline.event_type_hourly WHERE hour < coalesce(at, now()) - retention RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM endpoints) + (SELECT count(*) FROM event_types)
+$$;
