@@ -132,7 +132,7 @@ impl Bench {
                 .batch_execute(
                     "DO $$ BEGIN
                        IF to_regproc('hookline.create_partitions') IS NOT NULL THEN
-                           PERFORM hookline.create_partitions(42, 7);
+                           PERFORM hookline.create_partitions(42, 7, NULL);
                        END IF;
                      END $$",
                 )

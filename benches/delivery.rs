@@ -18,7 +18,10 @@
 //! - ordered lanes (this build only): a drain with the endpoint ordered by
 //!   key over 1,000 keys, beside the same drain unordered, in one round;
 //! - batches (this build only): a drain four times as large in batches of
-//!   100, beside the same drain unbatched.
+//!   100, beside the same drain unbatched;
+//! - retention (this build only): dropping a partition of deliveries that
+//!   holds BENCH_RETENTION_ROWS (10 million) rows while producers keep
+//!   sending: how long the drop takes, and the longest a producer waited.
 //!
 //! Sizes: BENCH_DRAIN_N, BENCH_SECONDS, BENCH_ROUNDS; BENCH_PROFILE=1 prints
 //! each drain's top statements too.
@@ -82,6 +85,9 @@ async fn main() -> anyhow::Result<()> {
     for round in (0..rounds()).filter(|_| selected("batched")) {
         bench.batched_drain(&bench.builds[0], drain_n * 4, 2, &mut report, round == last).await?;
     }
+    for _ in (0..rounds()).filter(|_| selected("retention")) {
+        bench.retention_drop(&bench.builds[0], env_or("BENCH_RETENTION_ROWS", 10_000_000), &mut report).await?;
+    }
     report.print(&bench.builds);
     bench.server.stop()?;
     Ok(())
@@ -111,6 +117,86 @@ impl Bench {
         let rates = self.drain_each(build, &insert, workers, &settings, report, profile).await?;
         build.client.execute("UPDATE hookline.endpoints SET ordering = 'none'", &[]).await?;
         report.add("ordered by key / unordered (target ≥ 0.5)", 0, rates[1] / rates[0]);
+        Ok(())
+    }
+
+    /// Fills one partition of deliveries (a week ahead, so nothing else
+    /// writes there) with `rows` rows, then drops it while two producers
+    /// send events one transaction at a time: the drop's time, and the
+    /// slowest `hookline.send` during it against the slowest before it.
+    async fn retention_drop(&self, build: &Build, rows: u64, report: &mut Report) -> anyhow::Result<()> {
+        let client = &build.client;
+        let partition: String = client
+            .query_one(
+                "SELECT partition_name FROM hookline.partitions
+                  WHERE table_name = 'deliveries' AND starts_at > now() + interval '7 days'
+                  ORDER BY starts_at LIMIT 1",
+                &[],
+            )
+            .await?
+            .get(0);
+        let filled = Instant::now();
+        client
+            .execute(
+                "INSERT INTO hookline.deliveries (id, event_id, endpoint_id, tenant, event_type, state, attempts)
+                 SELECT hookline.uuid_v7_floor(p.starts_at + n * interval '1 ms'), gen_random_uuid(),
+                        gen_random_uuid(), 'default', 'bench.old', 'succeeded', 1
+                   FROM hookline.partitions AS p, generate_series(0, $2::bigint - 1) AS n
+                  WHERE p.partition_name = $1",
+                &[&partition, &(rows as i64)],
+            )
+            .await?;
+        client.batch_execute(&format!("VACUUM ANALYZE hookline.{partition}")).await?;
+        println!("  retention: {rows} rows into {partition} in {:.0} s", filled.elapsed().as_secs_f64());
+
+        let sending = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let mut producers = Vec::new();
+        for _ in 0..2 {
+            let (producer, connection) = tokio_postgres::connect(&build.url, NoTls).await?;
+            tokio::spawn(connection);
+            let sending = sending.clone();
+            producers.push(tokio::spawn(async move {
+                let mut waits = Vec::new();
+                while sending.load(Ordering::Relaxed) {
+                    let started = Instant::now();
+                    producer.execute("SELECT hookline.send('bench.retention', '{}')", &[]).await?;
+                    waits.push((started, started.elapsed()));
+                }
+                anyhow::Ok(waits)
+            }));
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (drop_started, dropped, locked) = {
+            let mut tx_client = tokio_postgres::connect(&build.url, NoTls).await?;
+            tokio::spawn(tx_client.1);
+            let tx = tx_client.0.transaction().await?;
+            tx.batch_execute("SET LOCAL lock_timeout = '200ms'").await?;
+            let started = Instant::now();
+            let detached: bool = tx.query_one("SELECT hookline.detach_partition($1)", &[&partition]).await?.get(0);
+            tx.commit().await?;
+            let locked = started.elapsed();
+            tx_client.0.execute("SELECT hookline.drop_expired_tables()", &[]).await?;
+            (started, (detached, started.elapsed()), locked)
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        sending.store(false, Ordering::Relaxed);
+        let mut before = Duration::ZERO;
+        let mut during = Duration::ZERO;
+        for producer in producers {
+            for (started, waited) in producer.await?? {
+                if started + waited < drop_started {
+                    before = before.max(waited);
+                } else if started < drop_started + dropped.1 {
+                    during = during.max(waited);
+                }
+            }
+        }
+        anyhow::ensure!(dropped.0, "{partition} was not dropped");
+        let figure = |what: &str| format!("retention: drop of a {rows}-row partition while sending: {what}");
+        report.add(&figure("drop ms"), 0, dropped.1.as_secs_f64() * 1000.0);
+        report.add(&figure("  of which the table was locked, ms"), 0, locked.as_secs_f64() * 1000.0);
+        report.add(&figure("slowest send during it, ms"), 0, during.as_secs_f64() * 1000.0);
+        report.add(&figure("slowest send in the 2 s before, ms"), 0, before.as_secs_f64() * 1000.0);
         Ok(())
     }
 

@@ -8,7 +8,8 @@
 -- tables plans and opens each of its partitions, so there are few of them.
 --
 -- Workers (every few minutes, one at a time) and `hookline maintain` create
--- the days ahead and drop the partitions past retention. Open work is never dropped: the drop of a partition waits
+-- the days ahead and drop the partitions past retention: detached under a
+-- short lock, then dropped. Open work is never dropped: the drop of a partition waits
 -- while the queue holds a delivery of it (pending, held, waiting or dead),
 -- a delivery of an event in it, or a delivery whose batched requests it
 -- holds. Nothing is moved; a dead letter kept for months keeps its day.
@@ -124,12 +125,15 @@ LANGUAGE sql STABLE AS $$
      ORDER BY p.upper_key, p.table_name
 $$;
 
--- Drops one partition that expired_partitions() found free, unless a
--- replay reopened one of its deliveries meanwhile; idempotency keys go with
--- their events. The table's lock comes first, as every statement takes it,
--- and is held for the milliseconds this takes. Returns whether it dropped.
+-- Detaches one partition that expired_partitions() found free, unless a
+-- replay reopened one of its deliveries meanwhile, and renames it
+-- `<name>_expired` for drop_expired_tables(). The table's lock comes first,
+-- as every statement takes it, and is held for a catalogue change only:
+-- removing the files happens after, under no lock of the table. Returns
+-- whether it detached.
 DROP FUNCTION IF EXISTS hookline.drop_partition(text);
-CREATE FUNCTION hookline.drop_partition(name text) RETURNS boolean
+DROP FUNCTION IF EXISTS hookline.detach_partition(text);
+CREATE FUNCTION hookline.detach_partition(name text) RETURNS boolean
 LANGUAGE plpgsql AS $$
 DECLARE
     p hookline.partitions;
@@ -145,13 +149,34 @@ BEGIN
                       AND q.delivery_id >= coalesce(p.lower_key, '00000000-0000-0000-0000-000000000000')) THEN
         RETURN false;
     END IF;
-    IF p.table_name = 'events' THEN
-        DELETE FROM hookline.event_idempotency AS k
-         WHERE k.event_id < p.upper_key
-           AND k.event_id >= coalesce(p.lower_key, '00000000-0000-0000-0000-000000000000');
-    END IF;
-    EXECUTE format('DROP TABLE hookline.%I', p.partition_name);
+    EXECUTE format('ALTER TABLE hookline.%I DETACH PARTITION hookline.%I', p.table_name, p.partition_name);
+    EXECUTE format('ALTER TABLE hookline.%I RENAME TO %I', p.partition_name, p.partition_name || '_expired');
     RETURN true;
+END
+$$;
+
+-- Drops the partitions detach_partition() took out (also those a process
+-- that died after detaching left), and the idempotency keys of the events
+-- that were in them. Returns the tables dropped.
+CREATE OR REPLACE FUNCTION hookline.drop_expired_tables() RETURNS SETOF text
+LANGUAGE plpgsql AS $$
+DECLARE
+    expired text;
+    first_id uuid;
+    last_id uuid;
+BEGIN
+    FOR expired IN SELECT c.relname FROM pg_class AS c
+                    WHERE c.relnamespace = 'hookline'::regnamespace AND c.relkind = 'r'
+                      AND c.relname LIKE '%\_expired' AND NOT c.relispartition LOOP
+        IF expired LIKE 'events\_%' THEN
+            EXECUTE format('SELECT (SELECT id FROM hookline.%1$I ORDER BY id LIMIT 1),
+                                   (SELECT id FROM hookline.%1$I ORDER BY id DESC LIMIT 1)', expired)
+               INTO first_id, last_id;
+            DELETE FROM hookline.event_idempotency AS k WHERE k.event_id BETWEEN first_id AND last_id;
+        END IF;
+        EXECUTE format('DROP TABLE hookline.%I', expired);
+        RETURN NEXT expired;
+    END LOOP;
 END
 $$;
 

@@ -42,7 +42,8 @@ const LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '200ms'";
 const CREATE_PARTITIONS: &str = "SELECT hookline.create_partitions($1, $2, $3)";
 const EXPIRED_PARTITIONS: &str =
     "SELECT partition_name, kept FROM hookline.expired_partitions(make_interval(days => $1), $2)";
-const DROP_PARTITION: &str = "SELECT hookline.drop_partition($1)";
+const DETACH_PARTITION: &str = "SELECT hookline.detach_partition($1)";
+const DROP_EXPIRED_TABLES: &str = "SELECT hookline.drop_expired_tables()";
 const DROP_EXPIRED_ROLLUPS: &str = "SELECT hookline.drop_expired_rollups(make_interval(days => $1), $2)";
 
 /// What one round of maintenance did.
@@ -59,7 +60,7 @@ pub struct Maintained {
 /// One round by the clock `at` (`None`: the database's), unless another
 /// session is maintaining right now (`None`).
 /// Each step is a transaction of its own: creating comes first, so a drop
-/// that fails never leaves tomorrow without its partitions, and each drop
+/// that fails never leaves tomorrow without its partitions, and each detach
 /// holds its table's lock only for itself.
 pub async fn maintain(
     client: &mut deadpool_postgres::Client,
@@ -89,21 +90,25 @@ async fn maintain_locked(
 
     for row in client.query(EXPIRED_PARTITIONS, &[&retention.history_days, &at]).await? {
         let (name, kept): (String, bool) = (row.get(0), row.get(1));
-        if !kept && drop_partition(client, &name).await? {
+        if !kept && detach_partition(client, &name).await? {
             done.dropped.push(name);
         } else {
             done.kept.push(name);
         }
     }
+    // Removing the files of a large partition takes a while: under no lock
+    // of the table, and also for what a process that died here left.
+    client.query(DROP_EXPIRED_TABLES, &[]).await?;
     done.rollup_rows_deleted = client.query_one(DROP_EXPIRED_ROLLUPS, &[&retention.stats_days, &at]).await?.get(0);
     Ok(done)
 }
 
-/// Whether the partition went; a lock not granted in time is a "not yet".
-async fn drop_partition(client: &mut deadpool_postgres::Client, name: &str) -> Result<bool> {
+/// Whether the partition left its table; a lock not granted in time is a
+/// "not yet".
+async fn detach_partition(client: &mut deadpool_postgres::Client, name: &str) -> Result<bool> {
     let tx = client.transaction().await?;
     tx.batch_execute(LOCK_TIMEOUT).await?;
-    match tx.query_one(DROP_PARTITION, &[&name]).await {
+    match tx.query_one(DETACH_PARTITION, &[&name]).await {
         Ok(row) => {
             tx.commit().await?;
             Ok(row.get(0))

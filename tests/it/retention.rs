@@ -125,6 +125,7 @@ async fn history_past_retention_goes_whole_and_open_work_keeps_its_partitions() 
         assert!(after.dropped.contains(&dropped.to_owned()), "{dropped} dropped: {after:?}");
     }
     assert!(after.kept.is_empty(), "{after:?}");
+    assert_eq!(count(&db, "SELECT count(*) FROM pg_class WHERE relname LIKE '%\\_expired'").await, 0, "files gone too");
     for table in ["events", "deliveries", "attempts", "event_idempotency"] {
         assert_eq!(count(&db, &format!("SELECT count(*) FROM hookline.{table}")).await, 0, "{table}");
     }
