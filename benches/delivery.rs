@@ -19,6 +19,8 @@
 //!   key over 1,000 keys, beside the same drain unordered, in one round;
 //! - batches (this build only): a drain four times as large in batches of
 //!   100, beside the same drain unbatched;
+//! - transformations (this build only): a drain with a template on the
+//!   endpoint, beside the same drain as sent;
 //! - retention (this build only): dropping a partition of deliveries that
 //!   holds BENCH_RETENTION_ROWS (10 million) rows while producers keep
 //!   sending: how long the drop takes, and the longest a producer waited.
@@ -81,6 +83,9 @@ async fn main() -> anyhow::Result<()> {
     }
     for round in (0..rounds()).filter(|_| selected("ordered")) {
         bench.ordered_drain(&bench.builds[0], drain_n, 1000, 2, &mut report, round == last).await?;
+    }
+    for round in (0..rounds()).filter(|_| selected("transformed")) {
+        bench.transformed_drain(&bench.builds[0], drain_n, 2, &mut report, round == last).await?;
     }
     for round in (0..rounds()).filter(|_| selected("batched")) {
         bench.batched_drain(&bench.builds[0], drain_n * 4, 2, &mut report, round == last).await?;
@@ -197,6 +202,34 @@ impl Bench {
         report.add(&figure("  of which the table was locked, ms"), 0, locked.as_secs_f64() * 1000.0);
         report.add(&figure("slowest send during it, ms"), 0, during.as_secs_f64() * 1000.0);
         report.add(&figure("slowest send in the 2 s before, ms"), 0, before.as_secs_f64() * 1000.0);
+        Ok(())
+    }
+
+    /// The same drain as sent, then with a transformation on the endpoint;
+    /// the ratio (issue 12's target: at least 0.8).
+    async fn transformed_drain(
+        &self,
+        build: &Build,
+        n: u64,
+        workers: usize,
+        report: &mut Report,
+        profile: bool,
+    ) -> anyhow::Result<()> {
+        let insert = format!(
+            "INSERT INTO hookline.events (event_type, payload)
+             SELECT 'bench.transformed', jsonb_build_object('n', n, 'customer', jsonb_build_object('name', 'c' || n),
+                                                           'padding', repeat('x', 100))
+               FROM generate_series(1, {n}) AS n"
+        );
+        let template = r#"'{% set headers = {"x-kind": type} %}{"text": {{ "Order " ~ data.n ~ " for " ~ data.customer.name }}, "at": {{ timestamp }}}'"#;
+        let settings = [
+            (format!("drain {n} queued, {workers} workers, as sent"), "transformation = NULL".to_owned()),
+            (format!("drain {n} queued, {workers} workers, transformed"), format!("transformation = {template}")),
+        ];
+        let settings: Vec<(String, &str)> = settings.iter().map(|(f, s)| (f.clone(), s.as_str())).collect();
+        let rates = self.drain_each(build, &insert, workers, &settings, report, profile).await?;
+        build.client.execute("UPDATE hookline.endpoints SET transformation = NULL", &[]).await?;
+        report.add("transformed / as sent (target ≥ 0.8)", 0, rates[1] / rates[0]);
         Ok(())
     }
 

@@ -96,7 +96,9 @@ CREATE FUNCTION hookline.claim_limited(
     batch_format     text,
     signature        text,
     signature_header text,
-    signature_hash   text
+    signature_hash   text,
+    tenant           text,
+    transformation   text
 )
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
@@ -350,7 +352,7 @@ BEGIN
            CASE WHEN l.lost_at IS NOT NULL THEN hookline.worker_losses(q.delivery_id) END,
            q.delivery_id = ANY (coalesce(expired, '{}')), q.lane,
            ep.batch_max_events, ep.batch_max_bytes, ep.batch_format,
-           ep.signature, ep.signature_header, ep.signature_hash
+           ep.signature, ep.signature_header, ep.signature_hash, e.tenant, ep.transformation
       FROM hookline.delivery_queue AS q
       JOIN hookline.events AS e ON e.id = q.event_id
       JOIN hookline.endpoints AS ep ON ep.id = q.endpoint_id

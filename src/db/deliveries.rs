@@ -36,7 +36,7 @@ pub const DELIVERY_CLAIM_LIMITED: &str = "
 SELECT delivery_id, attempt, lease_until, event_id, event_type, event_created_at, payload,
        endpoint_id, url, http_method, headers, timeout_ms, retry_schedule, secret, previous_secret,
        lost_since, lost_at, worker_losses, circuit_expired, lane, batch_max_events, batch_max_bytes, batch_format,
-       signature, signature_header, signature_hash
+       signature, signature_header, signature_hash, tenant, transformation
   FROM hookline.claim_limited($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
 /// Fills batches with more of their endpoints' pending deliveries: see the
@@ -54,7 +54,7 @@ SELECT f.delivery_id, f.attempt, f.lease_until, f.event_id, f.event_type, f.even
        CASE WHEN ep.previous_secret_expires_at > coalesce($6, now()) THEN ep.previous_secret END,
        NULL::timestamptz, NULL::timestamptz, NULL::integer, false, f.lane,
        ep.batch_max_events, ep.batch_max_bytes, ep.batch_format,
-       ep.signature, ep.signature_header, ep.signature_hash
+       ep.signature, ep.signature_header, ep.signature_hash, NULL::text, NULL::text
   FROM hookline.claim_lane_followers($1, $2, $3, $4, $5, $6) WITH ORDINALITY
            AS f(delivery_id, attempt, lease_until, event_id, event_type, event_created_at, payload, endpoint_id,
                 lane, nth)
@@ -148,6 +148,11 @@ pub struct Claimed {
     pub batch: Option<BatchShape>,
     /// How its endpoint's requests are signed.
     pub signing: Signing,
+    /// Its event's tenant (`None` where no transformation could read it:
+    /// deliveries that join a batch).
+    pub tenant: Option<String>,
+    /// The minijinja template that writes its body, if its endpoint has one.
+    pub transformation: Option<String>,
 }
 
 /// A lease whose worker stopped before recording an outcome.
@@ -188,6 +193,8 @@ impl From<&tokio_postgres::Row> for Claimed {
             lane: r.get(19),
             batch: batch_shape(r.get(20), r.get(21), r.get(22)),
             signing: Signing::from_columns(r.get(23), r.get(24), r.get(25)),
+            tenant: r.get(26),
+            transformation: r.get(27),
         }
     }
 }
@@ -270,8 +277,8 @@ pub async fn claim_due(db: &impl GenericClient, r: &ClaimRequest<'_>) -> Result<
         match row.get::<_, Option<Uuid>>(0) {
             Some(_) => claim.deliveries.push(Claimed::from(row)),
             None => {
-                claim.limited = row.get::<_, Option<Vec<Uuid>>>(26).unwrap_or_default();
-                claim.next_due_s = row.get(27);
+                claim.limited = row.get::<_, Option<Vec<Uuid>>>(28).unwrap_or_default();
+                claim.next_due_s = row.get(29);
             }
         }
     }

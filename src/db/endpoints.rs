@@ -15,7 +15,7 @@ macro_rules! endpoint_columns {
          http_method, headers, timeout_ms, rate_limit_per_s, max_in_flight, retry_schedule, disable_after_failures,
          enabled, disabled_reason, disabled_at, metadata, created_at, updated_at, disable_after_open_s,
          ordering, ordering_on_dead, batch_max_events, batch_max_bytes, batch_max_wait_ms, batch_format,
-         signature, signature_header, signature_hash"
+         signature, signature_header, signature_hash, transformation"
     };
 }
 
@@ -23,9 +23,9 @@ pub const ENDPOINT_INSERT: &str = concat!(
     "INSERT INTO hookline.endpoints (tenant, url, description, event_types, secret, http_method, headers,
         timeout_ms, rate_limit_per_s, max_in_flight, retry_schedule, disable_after_failures, enabled, metadata,
         disable_after_open_s, ordering, ordering_on_dead, batch_max_events, batch_max_bytes, batch_max_wait_ms,
-        batch_format, signature, signature_header, signature_hash)
+        batch_format, signature, signature_header, signature_hash, transformation)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23,
-             $24)
+             $24, $25)
      RETURNING ",
     endpoint_columns!()
 );
@@ -53,7 +53,7 @@ pub const ENDPOINT_UPDATE: &str = concat!(
             enabled = $12, disabled_reason = $13, metadata = $14, secret = $15, previous_secret = $16,
             previous_secret_expires_at = $17, disable_after_open_s = $18, ordering = $19, ordering_on_dead = $20,
             batch_max_events = $21, batch_max_bytes = $22, batch_max_wait_ms = $23, batch_format = $24,
-            signature = $25, signature_header = $26, signature_hash = $27
+            signature = $25, signature_header = $26, signature_hash = $27, transformation = $28
       WHERE id = $1
      RETURNING ",
     endpoint_columns!()
@@ -124,6 +124,8 @@ pub struct Endpoint {
     pub signature: String,
     pub signature_header: Option<String>,
     pub signature_hash: String,
+    /// The minijinja template that writes its request bodies.
+    pub transformation: Option<String>,
     pub enabled: bool,
     pub disabled_reason: Option<String>,
     pub disabled_at: Option<DateTime<Utc>>,
@@ -163,6 +165,7 @@ impl From<Row> for Endpoint {
             signature: r.get(28),
             signature_header: r.get(29),
             signature_hash: r.get(30),
+            transformation: r.get(31),
         }
     }
 }
@@ -218,6 +221,7 @@ pub struct NewEndpoint {
     pub signature: String,
     pub signature_header: Option<String>,
     pub signature_hash: String,
+    pub transformation: Option<String>,
     pub enabled: bool,
     pub metadata: serde_json::Value,
 }
@@ -252,6 +256,7 @@ pub async fn insert(db: &impl GenericClient, e: &NewEndpoint) -> Result<Endpoint
                 &e.signature,
                 &e.signature_header,
                 &e.signature_hash,
+                &e.transformation,
             ],
         )
         .await?;
@@ -309,6 +314,7 @@ pub async fn update(db: &impl GenericClient, e: &Endpoint) -> Result<Endpoint> {
                 &e.signature,
                 &e.signature_header,
                 &e.signature_hash,
+                &e.transformation,
             ],
         )
         .await?;

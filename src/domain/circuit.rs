@@ -8,7 +8,8 @@ use super::delivery::ErrorKind;
 /// "I cannot take this now"). `Some(false)`: it answers, even if it refuses
 /// this payload (another 4xx) or redirects. `None`: the attempt never reached
 /// it for reasons of our own or its configuration (invalid URL, blocked
-/// address, body too large, a secret that cannot sign), which say nothing about its health.
+/// address, body too large, a secret that cannot sign, a transformation
+/// that failed), which say nothing about its health.
 pub fn endpoint_down(error: Option<ErrorKind>, status: Option<u16>) -> Option<bool> {
     match error {
         None => Some(false),
@@ -20,7 +21,8 @@ pub fn endpoint_down(error: Option<ErrorKind>, status: Option<u16>) -> Option<bo
             | ErrorKind::BodyTooLarge
             | ErrorKind::InvalidSecret
             | ErrorKind::WorkerLost
-            | ErrorKind::CircuitOpen,
+            | ErrorKind::CircuitOpen
+            | ErrorKind::Transformation,
         ) => None,
     }
 }

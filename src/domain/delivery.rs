@@ -65,6 +65,8 @@ pub enum ErrorKind {
     /// The endpoint's circuit stayed open past the delivery's last
     /// scheduled attempt: not sent, and dead.
     CircuitOpen,
+    /// The endpoint's transformation failed to render: nothing was sent.
+    Transformation,
 }
 
 impl ErrorKind {
@@ -81,6 +83,7 @@ impl ErrorKind {
             ErrorKind::InvalidSecret => "invalid_secret",
             ErrorKind::WorkerLost => "worker_lost",
             ErrorKind::CircuitOpen => "circuit_open",
+            ErrorKind::Transformation => "transformation",
         }
     }
 }

@@ -4,3 +4,4 @@ pub mod batch;
 pub mod circuit;
 pub mod delivery;
 pub mod retry;
+pub mod transform;

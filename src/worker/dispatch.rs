@@ -14,6 +14,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use uuid::Uuid;
 
 use super::net::{BlockedAddress, DnsFailed, GuardedResolver};
+use super::transforms::Transforms;
 use crate::config::NetworkPolicy;
 use crate::db::deliveries::{Claimed, LostLease};
 use crate::domain::batch::BatchFormat;
@@ -116,6 +117,7 @@ pub struct Dispatcher {
     policy: Arc<NetworkPolicy>,
     max_timeout: Duration,
     secret_keys: KeyRing,
+    transforms: Arc<Transforms>,
 }
 
 impl Dispatcher {
@@ -139,15 +141,27 @@ impl Dispatcher {
             // resolver's sight: deliveries never go through one.
             .no_proxy()
             .build()?;
-        Ok(Self { client, policy, max_timeout, secret_keys })
+        Ok(Self { client, policy, max_timeout, secret_keys, transforms: Arc::default() })
     }
 
-    /// Sends one delivery alone: its event id is the `webhook-id`.
+    /// Sends one delivery alone: its event id is the `webhook-id`. Its
+    /// body is the envelope, or what its endpoint's transformation writes;
+    /// a transformation that fails is an attempt that sent nothing.
     pub async fn attempt(&self, delivery: &Claimed) -> Attempt {
-        let message = Message {
-            webhook_id: delivery.event_id.to_string(),
-            content_type: "application/json",
-            body: envelope(delivery),
+        let webhook_id = delivery.event_id.to_string();
+        let message = match &delivery.transformation {
+            None => Message::json(webhook_id, envelope(delivery)),
+            Some(source) => match self.transforms.render(delivery, source, REQUEST_BODY_MAX_BYTES) {
+                Ok(rendered) => Message {
+                    method: rendered.method,
+                    headers: rendered.headers,
+                    ..Message::json(webhook_id, rendered.body)
+                },
+                Err(error) => {
+                    let error = format!("the transformation failed: {error}");
+                    return self.timed(async { Err((ErrorKind::Transformation, error)) }).await;
+                }
+            },
         };
         self.timed(self.send(delivery, message)).await
     }
@@ -160,7 +174,7 @@ impl Dispatcher {
         format: BatchFormat,
         body: String,
     ) -> Attempt {
-        let message = Message { webhook_id: webhook_id.to_string(), content_type: format.content_type(), body };
+        let message = Message { content_type: format.content_type(), ..Message::json(webhook_id.to_string(), body) };
         self.timed(self.send(endpoint, message)).await
     }
 
@@ -197,7 +211,8 @@ impl Dispatcher {
             return Err((ErrorKind::BodyTooLarge, format!("the request body is {} bytes", body.len())));
         }
         let headers = request_headers(d, &keys, &message).map_err(|e| (ErrorKind::InvalidUrl, e))?;
-        let method = reqwest::Method::from_bytes(d.http_method.as_bytes()).unwrap_or(reqwest::Method::POST);
+        let method = message.method.as_deref().unwrap_or(&d.http_method);
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::POST);
         let timeout = Duration::from_millis(d.timeout_ms.max(1) as u64).min(self.max_timeout);
 
         let response = self
@@ -244,6 +259,16 @@ struct Message {
     webhook_id: String,
     content_type: &'static str,
     body: String,
+    /// A transformation's choices: the method, and headers (lower-case
+    /// names) over the endpoint's and the content type.
+    method: Option<String>,
+    headers: Vec<(String, String)>,
+}
+
+impl Message {
+    fn json(webhook_id: String, body: String) -> Self {
+        Message { webhook_id, content_type: "application/json", body, method: None, headers: Vec::new() }
+    }
 }
 
 /// The Standard Webhooks envelope. The payload is spliced in as the text
@@ -254,9 +279,14 @@ pub fn envelope(d: &Claimed) -> String {
         r#"{{"id":"{}","type":{},"timestamp":"{}","data":{}}}"#,
         d.event_id,
         event_type,
-        d.event_created_at.to_rfc3339_opts(SecondsFormat::Micros, true),
+        event_timestamp(d),
         d.payload_json
     )
+}
+
+/// The event's time as the envelope writes it.
+pub fn event_timestamp(d: &Claimed) -> String {
+    d.event_created_at.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
 /// A secret that signs, as the endpoint's signature uses it.
@@ -309,6 +339,12 @@ fn request_headers(d: &Claimed, keys: &[Key], message: &Message) -> Result<Heade
     ];
     for (name, value) in fixed {
         headers.insert(name, HeaderValue::from_str(&value).expect("ASCII header value"));
+    }
+    for (name, value) in &message.headers {
+        let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) else {
+            return Err(format!("the transformation set an invalid header `{name}`"));
+        };
+        headers.insert(name, value);
     }
     match &d.signing {
         Signing::V1 | Signing::V1a => {

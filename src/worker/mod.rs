@@ -21,6 +21,7 @@ pub mod dispatch;
 pub mod net;
 pub mod presence;
 pub mod share;
+pub mod transforms;
 pub mod wake;
 
 use std::collections::HashSet;

@@ -24,4 +24,5 @@ mod retention;
 mod retries;
 mod secrets;
 mod statements;
+mod transformations;
 mod views;

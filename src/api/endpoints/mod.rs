@@ -22,6 +22,7 @@ use rules::{apply_update, check_secret, new_endpoint, new_secret_for};
 mod rules;
 use crate::db;
 use crate::db::audit::Entry;
+use crate::domain::transform::{Event as TransformInput, Transformation};
 use crate::secrets::{KeyRing, OpenError};
 use crate::signing::{shown, suits};
 
@@ -294,6 +295,13 @@ pub struct EndpointCreate {
     pub signature_header: Option<String>,
     #[serde(default, deserialize_with = "super::body::non_null")]
     pub signature_hash: Option<SignatureHash>,
+    /// A minijinja template that writes the request body from the event
+    /// (`id`, `type`, `timestamp`, `data`, `tenant`, or all as `event`);
+    /// printed values are JSON. `{% set method = "PUT" %}` and
+    /// `{% set headers = {"x-kind": type} %}` set the method and headers.
+    #[oai(validator(max_length = 65536))]
+    #[serde(default, deserialize_with = "super::body::non_null")]
+    pub transformation: Option<String>,
     #[serde(default, deserialize_with = "super::body::non_null")]
     pub enabled: Option<bool>,
     /// Any JSON object, kept for you.
@@ -359,6 +367,10 @@ pub struct EndpointUpdate {
     pub signature_header: MaybeUndefined<String>,
     #[serde(default)]
     pub signature_hash: MaybeUndefined<SignatureHash>,
+    /// `null`: the body is the event's envelope again.
+    #[oai(validator(max_length = 65536), nullable)]
+    #[serde(default)]
+    pub transformation: MaybeUndefined<String>,
     #[serde(default)]
     pub enabled: MaybeUndefined<bool>,
     #[serde(default)]
@@ -400,6 +412,9 @@ pub struct Endpoint {
     /// `hmac_header`'s header.
     pub signature_header: String,
     pub signature_hash: SignatureHash,
+    /// The template that writes its request bodies; null: the envelope.
+    #[oai(nullable)]
+    pub transformation: Option<String>,
     pub enabled: bool,
     #[oai(nullable)]
     pub disabled_reason: Option<String>,
@@ -469,6 +484,33 @@ pub struct TestEvent {
     /// Default `{"test": true}`.
     #[serde(default, deserialize_with = "super::body::non_null")]
     pub payload: Option<serde_json::Value>,
+}
+
+/// A sample to render a transformation against, without sending.
+#[derive(Object, Deserialize, Debug, Default)]
+#[oai(deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
+pub struct TransformationTest {
+    /// The template to try (default: the endpoint's own).
+    #[oai(validator(max_length = 65536))]
+    #[serde(default, deserialize_with = "super::body::non_null")]
+    pub template: Option<String>,
+    /// Default `hookline.test`.
+    #[oai(validator(pattern = r"^[A-Za-z0-9_.:-]{1,200}$"))]
+    #[serde(default, deserialize_with = "super::body::non_null")]
+    pub event_type: Option<String>,
+    /// Default `{"test": true}`.
+    #[serde(default, deserialize_with = "super::body::non_null")]
+    pub payload: Option<serde_json::Value>,
+}
+
+/// What a delivery of the sample would send.
+#[derive(Object, Debug)]
+pub struct TransformationRendered {
+    pub body: String,
+    pub method: String,
+    /// The headers the template sets (beside the endpoint's and hookline's).
+    pub headers: BTreeMap<String, String>,
 }
 
 #[derive(Object, Debug)]
@@ -781,6 +823,51 @@ impl EndpointsApi {
         Ok(TestResponse::Queued(Json(TestQueued { event_id: event.id, delivery_id })))
     }
 
+    /// Render a transformation against a sample, without sending
+    ///
+    /// Renders `template`, or the endpoint's own transformation, as a
+    /// delivery of the sample event to this endpoint would. A template that
+    /// does not compile or fails to render is a 400 naming `template`.
+    #[oai(
+        path = "/endpoints/:endpoint_id/transformation/test",
+        method = "post",
+        operation_id = "testEndpointTransformation"
+    )]
+    async fn test_transformation(
+        &self,
+        auth: Auth,
+        state: Data<&AppState>,
+        endpoint_id: Path<Uuid>,
+        body: Body<TransformationTest>,
+    ) -> Result<Json<TransformationRendered>, Problem> {
+        auth.0.require(Scope::Read)?;
+        let sample = body.0;
+        let event_type = sample.event_type.unwrap_or_else(|| "hookline.test".to_owned());
+        validate::event_type("event_type", &event_type)?;
+        let client = state.client().await?;
+        let row = visible(&auth.0, db::endpoints::get(&client, endpoint_id.0).await?)?;
+        let Some(source) = sample.template.or(row.transformation) else {
+            return Err(Problem::field("template", "the endpoint has no transformation: give one to try"));
+        };
+        let template = |e: String| Problem::field("template", e);
+        let transformation = Transformation::compile(&source).map_err(template)?;
+        let timestamp = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let event = TransformInput {
+            id: Uuid::now_v7(),
+            event_type: &event_type,
+            timestamp: &timestamp,
+            data: sample.payload.unwrap_or_else(|| serde_json::json!({"test": true})),
+            tenant: &row.tenant,
+        };
+        let rendered =
+            transformation.render(&event, crate::worker::dispatch::REQUEST_BODY_MAX_BYTES).map_err(template)?;
+        Ok(Json(TransformationRendered {
+            body: rendered.body,
+            method: rendered.method.unwrap_or(row.http_method),
+            headers: rendered.headers.into_iter().collect(),
+        }))
+    }
+
     /// Recover an endpoint
     ///
     /// Re-queues its dead deliveries since a time and queues the matching
@@ -964,6 +1051,7 @@ impl From<&db::endpoints::Endpoint> for Endpoint {
                 .clone()
                 .unwrap_or_else(|| crate::signing::DEFAULT_SIGNATURE_HEADER.to_owned()),
             signature_hash: if r.signature_hash == "sha512" { SignatureHash::Sha512 } else { SignatureHash::Sha256 },
+            transformation: r.transformation.clone(),
             enabled: r.enabled,
             disabled_reason: r.disabled_reason.clone(),
             disabled_at: r.disabled_at,

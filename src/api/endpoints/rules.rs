@@ -12,6 +12,7 @@ use crate::api::patch::{clearable, required};
 use crate::api::problem::Problem;
 use crate::api::validate;
 use crate::db;
+use crate::domain::transform::Transformation;
 use crate::secrets::KeyRing;
 use crate::signing::{PrivateKey, SigningKey, new_private_key, new_secret};
 use poem_openapi::types::MaybeUndefined;
@@ -78,6 +79,7 @@ pub(super) fn new_endpoint(
         signature_hash: crate::signing::BodyHash::from(c.signature_hash.unwrap_or(SignatureHash::Sha256))
             .as_str()
             .to_owned(),
+        transformation: c.transformation,
         enabled: c.enabled.unwrap_or(true),
         metadata: serde_json::Value::Object(c.metadata.unwrap_or_default().into_iter().collect()),
     };
@@ -93,6 +95,7 @@ pub(super) fn new_endpoint(
         disable_after_open_s: new.disable_after_open_s,
         batch: new.batch.as_ref(),
         signature_header: signature_header(&new.signature, new.signature_header.as_deref()),
+        transformation: new.transformation.as_deref(),
     })?;
     Ok(new)
 }
@@ -153,6 +156,7 @@ pub(super) fn apply_update(
         MaybeUndefined::Null => row.batch = None,
         MaybeUndefined::Value(change) => row.batch = Some(batch(change, row.batch.as_ref())),
     }
+    clearable(u.transformation, &mut row.transformation);
     if let Some(enabled) = required("enabled", u.enabled)? {
         if enabled != row.enabled {
             row.disabled_reason = (!enabled).then(|| "disabled".to_owned());
@@ -174,6 +178,7 @@ pub(super) fn apply_update(
         disable_after_open_s: row.disable_after_open_s,
         batch: row.batch.as_ref(),
         signature_header: signature_header(&row.signature, row.signature_header.as_deref()),
+        transformation: row.transformation.as_deref(),
     })
 }
 
@@ -211,6 +216,7 @@ struct Settings<'a> {
     disable_after_open_s: Option<i32>,
     batch: Option<&'a db::endpoints::Batch>,
     signature_header: Option<&'a str>,
+    transformation: Option<&'a str>,
 }
 
 /// The longest an endpoint's `disable_after_open_s` may be: a year.
@@ -277,6 +283,12 @@ fn check_settings(s: &Settings<'_>) -> Result<(), Problem> {
         validate::range("batch.max_events", batch.max_events.into(), 1, 1000)?;
         validate::range("batch.max_bytes", batch.max_bytes.into(), 1024, 4 * 1024 * 1024)?;
         validate::range("batch.max_wait_ms", batch.max_wait_ms.into(), 0, 60_000)?;
+    }
+    if let Some(source) = s.transformation {
+        if s.batch.is_some() {
+            return Err(Problem::field("transformation", "cannot be combined with `batch` yet"));
+        }
+        Transformation::compile(source).map_err(|e| Problem::field("transformation", e))?;
     }
     validate::range("disable_after_failures", s.disable_after_failures.into(), 1, 10_000)
 }

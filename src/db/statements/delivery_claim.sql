@@ -79,13 +79,13 @@ SELECT cl.delivery_id, cl.attempts AS attempt, cl.next_attempt_at AS lease_until
        CASE WHEN cl.lost_at IS NOT NULL THEN hookline.worker_losses(cl.delivery_id) END AS worker_losses,
        false AS circuit_expired, NULL::bigint AS lane,
        ep.batch_max_events, ep.batch_max_bytes, ep.batch_format,
-       ep.signature, ep.signature_header, ep.signature_hash,
+       ep.signature, ep.signature_header, ep.signature_hash, e.tenant, ep.transformation,
        NULL::uuid[] AS limited, NULL::float8 AS next_due_s
   FROM claimed AS cl
   JOIN hookline.events AS e ON e.id = cl.event_id
   JOIN hookline.endpoints AS ep ON ep.id = cl.endpoint_id
 UNION ALL
-SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
        (SELECT array_agg(d.delivery_id ORDER BY d.next_attempt_at, d.delivery_id)
           FROM decided AS d WHERE d.action = 'limit'),
        (SELECT extract(epoch FROM min(q.next_attempt_at) - coalesce($9::timestamptz, now()))::float8

@@ -1,0 +1,125 @@
+//! Transformations: an endpoint's template writes what its receiver gets.
+
+use std::time::Duration;
+
+use hookline::signing::SigningKey;
+use serde_json::json;
+
+use crate::support::api::TestApi;
+use crate::support::receiver::TestReceiver;
+use crate::support::worker::{RunningWorker, test_settings};
+use crate::support::{count, db::TestDb, endpoint_secret, eventually};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+const TEMPLATE: &str = r#"{% set method = "PUT" %}{% set headers = {"X-Kind": type} %}
+{"text": {{ "Order " ~ data.order ~ " paid by " ~ data.who }}, "tenant": {{ tenant }}, "event": {{ id }}}"#;
+
+#[tokio::test]
+async fn the_template_writes_body_method_and_headers_and_the_signature_covers_them() {
+    let db = TestDb::new().await;
+    let api = TestApi::start(&db).await;
+    let receiver = TestReceiver::start().await;
+    let created = api.post("/v1/endpoints", json!({"url": receiver.url, "transformation": TEMPLATE})).await;
+    assert_eq!(created.status, 201, "{created:?}");
+    assert_eq!(created.body["transformation"], TEMPLATE);
+    let endpoint: uuid::Uuid = created.body["id"].as_str().unwrap().parse().unwrap();
+    let worker = RunningWorker::start(&db, test_settings()).await;
+
+    let sent = api
+        .post("/v1/events", json!({"event_type": "order.paid", "payload": {"order": 42, "who": "Bobby \"</script>\""}}))
+        .await;
+    assert_eq!(sent.status, 202, "{sent:?}");
+    let event_id = sent.body["id"].as_str().unwrap().to_owned();
+    let request = receiver.wait_for(1, WAIT).await.remove(0);
+    worker.stop().await;
+
+    assert_eq!(request.method, "PUT");
+    assert_eq!(request.header("x-kind"), "order.paid");
+    assert_eq!(request.header("content-type"), "application/json");
+    assert_eq!(
+        request.json(),
+        json!({"text": "Order 42 paid by Bobby \"</script>\"", "tenant": "default", "event": event_id})
+    );
+    let key = SigningKey::from_secret(&endpoint_secret(&db, endpoint).await).unwrap();
+    let timestamp: i64 = request.header("webhook-timestamp").parse().unwrap();
+    assert!(key.verify(&event_id, timestamp, request.body.as_bytes(), request.header("webhook-signature")));
+}
+
+#[tokio::test]
+async fn a_template_that_fails_is_retried_and_a_fixed_one_delivers() {
+    let db = TestDb::new().await;
+    let api = TestApi::start(&db).await;
+    let receiver = TestReceiver::start().await;
+    // It compiles, but fails for an event whose `n` is 0.
+    let created = api
+        .post(
+            "/v1/endpoints",
+            json!({"url": receiver.url, "transformation": "{{ 10 / data.n }}", "retry_schedule": [0.3, 0.3, 0.3, 0.3, 0.3]}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let path = format!("/v1/endpoints/{}", created.body["id"].as_str().unwrap());
+    let worker = RunningWorker::start(&db, test_settings()).await;
+    api.post("/v1/events", json!({"event_type": "a.b", "payload": {"n": 0}})).await;
+
+    eventually(WAIT, "a failed transformation attempt", || async {
+        (count(&db, "SELECT count(*) FROM hookline.attempts WHERE error_kind = 'transformation'").await > 0)
+            .then_some(())
+    })
+    .await;
+    assert!(receiver.received().is_empty(), "nothing was sent");
+    let attempts = api.get(&format!("/v1/deliveries?endpoint_id={}", created.body["id"].as_str().unwrap())).await;
+    let delivery = attempts.body["data"][0]["id"].as_str().unwrap().to_owned();
+    let listed = api.get(&format!("/v1/deliveries/{delivery}/attempts")).await;
+    assert_eq!(listed.body["data"][0]["error_kind"], "transformation", "{listed:?}");
+    assert!(listed.body["data"][0]["error"].as_str().unwrap().contains("line 1"), "{listed:?}");
+
+    let fixed = api.patch(&path, json!({"transformation": "{\"n\": {{ data.n }}}"})).await;
+    assert_eq!(fixed.status, 200, "{fixed:?}");
+    let request = receiver.wait_for(1, WAIT).await.remove(0);
+    worker.stop().await;
+    assert_eq!(request.json(), json!({"n": 0}));
+    assert_eq!(count(&db, "SELECT count(*) FROM hookline.deliveries WHERE state = 'succeeded'").await, 1);
+    // The circuit took no notice: the endpoint never failed.
+    assert_eq!(count(&db, "SELECT count(*) FROM hookline.endpoint_state WHERE failed_attempts > 0").await, 0);
+}
+
+#[tokio::test]
+async fn the_api_checks_templates_and_renders_samples() {
+    let db = TestDb::new().await;
+    let api = TestApi::start(&db).await;
+    for (body, says) in [
+        (json!({"url": "https://x.io", "transformation": "{{ data.x "}), "line 1"),
+        (json!({"url": "https://x.io", "transformation": "{}", "batch": {}}), "batch"),
+        (json!({"url": "https://x.io", "transformation": 7}), "string"),
+    ] {
+        let reply = api.post("/v1/endpoints", body.clone()).await;
+        reply.assert_problem(400, Some("transformation"));
+        assert!(reply.body["detail"].as_str().unwrap_or_default().contains(says), "{body} → {reply:?}");
+    }
+    assert_eq!(count(&db, "SELECT count(*) FROM hookline.endpoints").await, 0);
+
+    let created = api.post("/v1/endpoints", json!({"url": "https://x.io/hook", "http_method": "PATCH"})).await;
+    let path = format!("/v1/endpoints/{}", created.body["id"].as_str().unwrap());
+    let none = api.post(&format!("{path}/transformation/test"), json!({})).await;
+    none.assert_problem(400, Some("template"));
+
+    let rendered = api
+        .post(
+            &format!("{path}/transformation/test"),
+            json!({"template": "{% set headers = {\"x-a\": \"b\"} %}[{{ type }}, {{ data.n }}]", "event_type": "x.y", "payload": {"n": 5}}),
+        )
+        .await;
+    assert_eq!(rendered.status, 200, "{rendered:?}");
+    assert_eq!(rendered.body, json!({"body": "[\"x.y\", 5]", "method": "PATCH", "headers": {"x-a": "b"}}));
+
+    api.patch(&path, json!({"transformation": "{{ data }}"})).await;
+    let own = api.post(&format!("{path}/transformation/test"), json!({})).await;
+    assert_eq!(own.body["body"], "{\"test\":true}", "{own:?}");
+    let failing = api.post(&format!("{path}/transformation/test"), json!({"template": "{{ 1 / 0 }}"})).await;
+    failing.assert_problem(400, Some("template"));
+
+    let cleared = api.patch(&path, json!({"transformation": null})).await;
+    assert_eq!(cleared.body["transformation"], serde_json::Value::Null);
+}
