@@ -116,13 +116,14 @@ impl Bench {
                FROM generate_series(1, {n}) AS n"
         );
         let settings = [
-            (format!("drain {n} queued over {keys} keys, {workers} workers, ordering none"), "ordering = 'none'"),
-            (format!("drain {n} queued over {keys} keys, {workers} workers, ordering key"), "ordering = 'key'"),
+            (
+                format!("drain {n} queued over {keys} keys, {workers} workers, ordering none"),
+                "ordering = 'none'".into(),
+            ),
+            (format!("drain {n} queued over {keys} keys, {workers} workers, ordering key"), "ordering = 'key'".into()),
         ];
-        let rates = self.drain_each(build, &insert, workers, &settings, report, profile).await?;
-        build.client.execute("UPDATE hookline.endpoints SET ordering = 'none'", &[]).await?;
-        report.add("ordered by key / unordered (target ≥ 0.5)", 0, rates[1] / rates[0]);
-        Ok(())
+        self.drain_pair(build, &insert, workers, settings, "ordered by key / unordered (target ≥ 0.5)", report, profile)
+            .await
     }
 
     /// Fills one partition of deliveries (a week ahead, so nothing else
@@ -226,11 +227,8 @@ impl Bench {
             (format!("drain {n} queued, {workers} workers, as sent"), "transformation = NULL".to_owned()),
             (format!("drain {n} queued, {workers} workers, transformed"), format!("transformation = {template}")),
         ];
-        let settings: Vec<(String, &str)> = settings.iter().map(|(f, s)| (f.clone(), s.as_str())).collect();
-        let rates = self.drain_each(build, &insert, workers, &settings, report, profile).await?;
-        build.client.execute("UPDATE hookline.endpoints SET transformation = NULL", &[]).await?;
-        report.add("transformed / as sent (target ≥ 0.8)", 0, rates[1] / rates[0]);
-        Ok(())
+        self.drain_pair(build, &insert, workers, settings, "transformed / as sent (target ≥ 0.8)", report, profile)
+            .await
     }
 
     /// The same drain one delivery per request, then in batches of 100.
@@ -247,33 +245,35 @@ impl Bench {
              SELECT 'bench.batched', jsonb_build_object('n', n, 'padding', repeat('x', 100))
                FROM generate_series(1, {n}) AS n"
         );
-        const UNBATCHED: &str =
-            "batch_max_events = NULL, batch_max_bytes = NULL, batch_max_wait_ms = NULL, batch_format = NULL";
         let settings = [
-            (format!("drain {n} queued, {workers} workers, unbatched"), UNBATCHED),
+            (
+                format!("drain {n} queued, {workers} workers, unbatched"),
+                "batch_max_events = NULL, batch_max_bytes = NULL, batch_max_wait_ms = NULL, batch_format = NULL".into(),
+            ),
             (
                 format!("drain {n} queued, {workers} workers, batches of 100 (target ≥ 50,000)"),
-                "batch_max_events = 100, batch_max_bytes = 1048576, batch_max_wait_ms = 0, batch_format = 'json'",
+                "batch_max_events = 100, batch_max_bytes = 1048576, batch_max_wait_ms = 0, batch_format = 'json'"
+                    .into(),
             ),
         ];
-        let rates = self.drain_each(build, &insert, workers, &settings, report, profile).await?;
-        build.client.execute(&format!("UPDATE hookline.endpoints SET {UNBATCHED}"), &[]).await?;
-        report.add("batched / unbatched", 0, rates[1] / rates[0]);
-        Ok(())
+        self.drain_pair(build, &insert, workers, settings, "batched / unbatched", report, profile).await
     }
 
     /// For each (figure, endpoint setting): sets it, queues events with
     /// `insert`, vacuums, and measures the drain's deliveries/s; profiles
-    /// the last.
-    async fn drain_each(
+    /// the second. Then sets the first back and reports the second rate
+    /// over the first as `ratio`.
+    #[allow(clippy::too_many_arguments)]
+    async fn drain_pair(
         &self,
         build: &Build,
         insert: &str,
         workers: usize,
-        settings: &[(String, &str)],
+        settings: [(String, String); 2],
+        ratio: &str,
         report: &mut Report,
         profile: bool,
-    ) -> anyhow::Result<Vec<f64>> {
+    ) -> anyhow::Result<()> {
         let mut rates = Vec::new();
         for (i, (figure, setting)) in settings.iter().enumerate() {
             build.client.execute(&format!("UPDATE hookline.endpoints SET {setting}"), &[]).await?;
@@ -298,7 +298,9 @@ impl Bench {
             report.add(&format!("{figure}: workers' CPU-s per 1,000"), 0, per_1000(worker_cpu));
             rates.push(rate);
         }
-        Ok(rates)
+        build.client.execute(&format!("UPDATE hookline.endpoints SET {}", settings[0].1), &[]).await?;
+        report.add(ratio, 0, rates[1] / rates[0]);
+        Ok(())
     }
 
     async fn drain(&self, build: &Build, i: usize, n: u64, workers: usize, report: &mut Report) -> anyhow::Result<()> {
