@@ -77,10 +77,12 @@ BEGIN
         EXECUTE statement;
     END LOOP;
     -- Producers granted INSERT on the table keep it on the parent.
-    FOR grant_row IN SELECT a.privilege_type, a.grantee FROM aclexplode(acl) AS a
+    FOR grant_row IN SELECT a.privilege_type, a.grantee, a.is_grantable FROM aclexplode(acl) AS a
                       WHERE a.grantee <> (SELECT relowner FROM pg_class WHERE oid = old) LOOP
-        EXECUTE format('GRANT %s ON hookline.%I TO %s', grant_row.privilege_type, table_name,
-                       CASE WHEN grant_row.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(grant_row.grantee::regrole::text) END);
+        -- regrole's text is quoted already where the name needs it.
+        EXECUTE format('GRANT %s ON hookline.%I TO %s%s', grant_row.privilege_type, table_name,
+                       CASE WHEN grant_row.grantee = 0 THEN 'PUBLIC' ELSE grant_row.grantee::regrole::text END,
+                       CASE WHEN grant_row.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
     END LOOP;
 END
 $$;

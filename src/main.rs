@@ -240,7 +240,7 @@ async fn migrate(pool: &Pool, settings: &Settings) -> anyhow::Result<()> {
     db::settings::store(&client, settings.max_payload_bytes)
         .await
         .map_err(|e| anyhow::anyhow!(telemetry::error_chain(&e)))?;
-    db::retention::create_ahead(&**client, settings.retention())
+    db::retention::create_ahead(&mut client, settings.retention())
         .await
         .map_err(|e| anyhow::anyhow!(telemetry::error_chain(&e)))?;
     tracing::info!("database schema is up to date");

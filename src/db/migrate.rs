@@ -100,15 +100,25 @@ async fn prove_partition_bounds(client: &mut tokio_postgres::Client) -> super::R
             continue;
         }
         let bound = format!("{table}_below_partitions");
+        // A bound left by a migrate that stopped before V19 is renewed when
+        // it is less than a day ahead: new rows at or past it are refused.
         client
             .batch_execute(&format!(
-                "DO $$ BEGIN
-                   IF NOT EXISTS (SELECT FROM pg_constraint
-                                   WHERE conrelid = 'hookline.{table}'::regclass AND conname = '{bound}') THEN
-                       EXECUTE format('ALTER TABLE hookline.{table} ADD CONSTRAINT {bound} CHECK ({key} < %L::uuid) NOT VALID',
-                                      hookline.uuid_v7_floor(date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
-                                                             + interval '2 days'));
-                   END IF;
+                "DO $$
+                 DECLARE
+                     bound uuid;
+                 BEGIN
+                     SELECT substring(pg_get_constraintdef(oid) FROM '''([0-9a-f-]{{36}})''')::uuid INTO bound
+                       FROM pg_constraint WHERE conrelid = 'hookline.{table}'::regclass AND conname = '{bound}';
+                     IF bound < hookline.uuid_v7_floor(now() + interval '1 day') THEN
+                         ALTER TABLE hookline.{table} DROP CONSTRAINT {bound};
+                         bound := NULL;
+                     END IF;
+                     IF bound IS NULL THEN
+                         EXECUTE format('ALTER TABLE hookline.{table} ADD CONSTRAINT {bound} CHECK ({key} < %L::uuid) NOT VALID',
+                                        hookline.uuid_v7_floor(date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+                                                               + interval '2 days'));
+                     END IF;
                  END $$"
             ))
             .await?;

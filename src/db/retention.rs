@@ -3,6 +3,7 @@
 //! open is in them, and old hourly rollups deleted.
 
 use chrono::{DateTime, Utc};
+use tokio_postgres::error::SqlState;
 
 use super::Result;
 
@@ -44,6 +45,8 @@ const EXPIRED_PARTITIONS: &str =
     "SELECT partition_name, kept FROM hookline.expired_partitions(make_interval(days => $1), $2)";
 const DETACH_PARTITION: &str = "SELECT hookline.detach_partition($1)";
 const DROP_EXPIRED_TABLES: &str = "SELECT hookline.drop_expired_tables()";
+const ANALYZE_PARENTS: &str =
+    "ANALYZE hookline.events, hookline.deliveries, hookline.attempts, hookline.batch_attempts";
 const DROP_EXPIRED_ROLLUPS: &str = "SELECT hookline.drop_expired_rollups(make_interval(days => $1), $2)";
 
 /// What one round of maintenance did.
@@ -85,8 +88,16 @@ async fn maintain_locked(
     let mut done = Maintained::default();
     let tx = client.transaction().await?;
     tx.batch_execute(LOCK_TIMEOUT).await?;
-    done.created = tx.query_one(CREATE_PARTITIONS, &[&DAYS_AHEAD, &retention.partition_days(), &at]).await?.get(0);
-    tx.commit().await?;
+    // Attaching locks the default partition: a busy one is tried next round
+    // (a week of partitions stands ready), and the drops still go on.
+    match tx.query_one(CREATE_PARTITIONS, &[&DAYS_AHEAD, &retention.partition_days(), &at]).await {
+        Ok(row) => {
+            done.created = row.get(0);
+            tx.commit().await?;
+        }
+        Err(error) if error.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => tx.rollback().await?,
+        Err(error) => return Err(error.into()),
+    }
 
     for row in client.query(EXPIRED_PARTITIONS, &[&retention.history_days, &at]).await? {
         let (name, kept): (String, bool) = (row.get(0), row.get(1));
@@ -100,6 +111,11 @@ async fn maintain_locked(
     // of the table, and also for what a process that died here left.
     client.query(DROP_EXPIRED_TABLES, &[]).await?;
     done.rollup_rows_deleted = client.query_one(DROP_EXPIRED_ROLLUPS, &[&retention.stats_days, &at]).await?.get(0);
+    // Autovacuum analyzes partitions, never their parents, whose statistics
+    // plans across partitions use: renewed when the partitions change.
+    if done.created > 0 || !done.dropped.is_empty() {
+        client.batch_execute(ANALYZE_PARENTS).await?;
+    }
     Ok(done)
 }
 
@@ -113,14 +129,18 @@ async fn detach_partition(client: &mut deadpool_postgres::Client, name: &str) ->
             tx.commit().await?;
             Ok(row.get(0))
         }
-        Err(error) if error.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) => Ok(false),
+        Err(error) if error.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => Ok(false),
         Err(error) => Err(error.into()),
     }
 }
 
 /// Creates the partitions ahead (for `migrate`: a new installation has its
-/// days before its first event).
-pub async fn create_ahead(db: &impl tokio_postgres::GenericClient, retention: Retention) -> Result<i32> {
+/// days before its first event), after any maintenance under way.
+pub async fn create_ahead(client: &mut deadpool_postgres::Client, retention: Retention) -> Result<i32> {
     let now: Option<DateTime<Utc>> = None;
-    Ok(db.query_one(CREATE_PARTITIONS, &[&DAYS_AHEAD, &retention.partition_days(), &now]).await?.get(0))
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MAINTAIN_LOCK_KEY]).await?;
+    let created = tx.query_one(CREATE_PARTITIONS, &[&DAYS_AHEAD, &retention.partition_days(), &now]).await?.get(0);
+    tx.commit().await?;
+    Ok(created)
 }

@@ -3,5 +3,6 @@
 pub mod batch;
 pub mod circuit;
 pub mod delivery;
+pub mod headers;
 pub mod retry;
 pub mod transform;

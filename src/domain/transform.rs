@@ -111,8 +111,12 @@ fn headers(value: &Value) -> Result<Vec<(String, String)>, String> {
         let field = value.get_item(&name).map_err(|e| describe(&e))?;
         let Some(field) = field.as_str() else { return Err(format!("header {text} must be a string")) };
         let lower = text.to_ascii_lowercase();
-        if lower.starts_with("webhook-") || lower == "content-length" || lower == "host" {
-            return Err(format!("header {text} is hookline's to set"));
+        // The content type is the template's to choose: it writes the body.
+        if lower.starts_with("webhook-") || (super::headers::is_reserved(&lower) && lower != "content-type") {
+            return Err(format!("header {text} is hookline's to set (or frames the request)"));
+        }
+        if field.len() > super::headers::VALUE_MAX_BYTES {
+            return Err(format!("header {text} is longer than {} bytes", super::headers::VALUE_MAX_BYTES));
         }
         if http::HeaderName::from_bytes(text.as_bytes()).is_err() || http::HeaderValue::from_str(field).is_err() {
             return Err(format!("header {text} is not a valid header"));
@@ -207,6 +211,7 @@ mod tests {
         for (source, says) in [
             (r#"{% set method = "DELETE" %}"#, "method must be"),
             (r#"{% set headers = {"webhook-id": "x"} %}"#, "hookline's to set"),
+            (r#"{% set headers = {"Transfer-Encoding": "chunked"} %}"#, "frames the request"),
             (r#"{% set headers = {"X-A": 1} %}"#, "must be a string"),
             ("{% for i in range(100000) %}{% for j in range(100) %}{% endfor %}{% endfor %}", "fuel"),
             ("{% for i in range(1000) %}{{ data }}{% endfor %}", "larger than 1024 bytes"),

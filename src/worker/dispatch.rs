@@ -151,7 +151,7 @@ impl Dispatcher {
         let webhook_id = delivery.event_id.to_string();
         let message = match &delivery.transformation {
             None => Message::json(webhook_id, envelope(delivery)),
-            Some(source) => match self.transforms.render(delivery, source, REQUEST_BODY_MAX_BYTES) {
+            Some(source) => match self.transforms.render_apart(delivery, source).await {
                 Ok(rendered) => Message {
                     method: rendered.method,
                     headers: rendered.headers,

@@ -18,6 +18,15 @@ pub struct Transforms {
 }
 
 impl Transforms {
+    /// [`Transforms::render`] on a thread of the blocking pool: a template
+    /// that takes its time never holds up the worker's other requests.
+    pub async fn render_apart(self: &Arc<Self>, d: &Claimed, source: &str) -> Result<Rendered, String> {
+        let (this, d, source) = (self.clone(), d.clone(), source.to_owned());
+        tokio::task::spawn_blocking(move || this.render(&d, &source, super::dispatch::REQUEST_BODY_MAX_BYTES))
+            .await
+            .unwrap_or_else(|e| Err(format!("rendering stopped: {e}")))
+    }
+
     /// `d`'s body, method and headers as its endpoint's `source` writes them.
     pub fn render(&self, d: &Claimed, source: &str, max_body_bytes: usize) -> Result<Rendered, String> {
         let transformation = self.compiled(d.endpoint_id, source)?;

@@ -191,7 +191,8 @@ async fn an_existing_installation_is_partitioned_in_place_with_its_rows_triggers
     let mut admin = db.connect().await;
     hookline::db::migrate::migrate_until(&mut admin, 18).await.unwrap();
     NewEndpoint::default().insert(&db).await;
-    let role = format!("hl_test_producer_{}", Uuid::new_v4().simple());
+    // Mixed case: a name that must be quoted.
+    let role = format!("\"Hl_Test_Producer_{}\"", Uuid::new_v4().simple());
     admin
         .batch_execute(&format!(
             "CREATE ROLE {role};
@@ -248,8 +249,11 @@ async fn an_existing_installation_is_partitioned_in_place_with_its_rows_triggers
     assert!(proven);
 
     // A role granted INSERT on the old table has it on the new one.
-    let granted: bool =
-        admin.query_one("SELECT has_table_privilege($1, 'hookline.events', 'INSERT')", &[&role]).await.unwrap().get(0);
+    let granted: bool = admin
+        .query_one("SELECT has_table_privilege($1, 'hookline.events', 'INSERT')", &[&role.trim_matches('"')])
+        .await
+        .unwrap()
+        .get(0);
     assert!(granted);
 
     // The triggers moved to the new tables: a new event fans out, and a

@@ -840,7 +840,8 @@ impl EndpointsApi {
         endpoint_id: Path<Uuid>,
         body: Body<TransformationTest>,
     ) -> Result<Json<TransformationRendered>, Problem> {
-        auth.0.require(Scope::Read)?;
+        // Rendering costs CPU: those who may set a template may try one.
+        auth.0.require(Scope::Write)?;
         let sample = body.0;
         let event_type = sample.event_type.unwrap_or_else(|| "hookline.test".to_owned());
         validate::event_type("event_type", &event_type)?;
@@ -852,15 +853,22 @@ impl EndpointsApi {
         let template = |e: String| Problem::field("template", e);
         let transformation = Transformation::compile(&source).map_err(template)?;
         let timestamp = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        let event = TransformInput {
-            id: Uuid::now_v7(),
-            event_type: &event_type,
-            timestamp: &timestamp,
-            data: sample.payload.unwrap_or_else(|| serde_json::json!({"test": true})),
-            tenant: &row.tenant,
-        };
-        let rendered =
-            transformation.render(&event, crate::worker::dispatch::REQUEST_BODY_MAX_BYTES).map_err(template)?;
+        let data = sample.payload.unwrap_or_else(|| serde_json::json!({"test": true}));
+        let tenant = row.tenant.clone();
+        // On the blocking pool, as workers render: not on the API's threads.
+        let rendered = tokio::task::spawn_blocking(move || {
+            let event = TransformInput {
+                id: Uuid::now_v7(),
+                event_type: &event_type,
+                timestamp: &timestamp,
+                data,
+                tenant: &tenant,
+            };
+            transformation.render(&event, crate::worker::dispatch::REQUEST_BODY_MAX_BYTES)
+        })
+        .await
+        .map_err(|e| Problem::internal(&e))?
+        .map_err(template)?;
         Ok(Json(TransformationRendered {
             body: rendered.body,
             method: rendered.method.unwrap_or(row.http_method),

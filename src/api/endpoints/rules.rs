@@ -12,36 +12,14 @@ use crate::api::patch::{clearable, required};
 use crate::api::problem::Problem;
 use crate::api::validate;
 use crate::db;
+use crate::domain::headers;
 use crate::domain::transform::Transformation;
 use crate::secrets::KeyRing;
 use crate::signing::{PrivateKey, SigningKey, new_private_key, new_secret};
 use poem_openapi::types::MaybeUndefined;
 
-/// Headers an endpoint may not set: hookline owns them, or they frame the
-/// request or the connection (hop-by-hop) and would let an endpoint's
-/// settings smuggle a second request or re-route this one.
-const RESERVED_HEADERS: &[&str] = &[
-    "content-type",
-    "content-length",
-    "host",
-    "user-agent",
-    "webhook-id",
-    "webhook-timestamp",
-    "webhook-signature",
-    "transfer-encoding",
-    "connection",
-    "te",
-    "trailer",
-    "upgrade",
-    "expect",
-    "keep-alive",
-    "proxy-authorization",
-    "proxy-authenticate",
-    "proxy-connection",
-];
-/// Custom headers an endpoint may have at most, and the longest value.
+/// Custom headers an endpoint may have at most.
 const HEADERS_MAX: usize = 50;
-const HEADER_VALUE_MAX_BYTES: usize = 4096;
 /// The endpoint to insert, its secret (given, or generated) sealed by `keys`.
 pub(super) fn new_endpoint(
     principal: &Principal,
@@ -236,11 +214,11 @@ fn check_settings(s: &Settings<'_>) -> Result<(), Problem> {
     }
     for (name, value) in headers.into_iter().flatten() {
         let field = format!("headers.{name}");
-        if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+        if headers::is_reserved(name) {
             return Err(Problem::field(field, "is set by hookline (or frames the request) and cannot be set"));
         }
-        if value.as_str().is_some_and(|v| v.len() > HEADER_VALUE_MAX_BYTES) {
-            return Err(Problem::field(field, format!("at most {HEADER_VALUE_MAX_BYTES} bytes")));
+        if value.as_str().is_some_and(|v| v.len() > headers::VALUE_MAX_BYTES) {
+            return Err(Problem::field(field, format!("at most {} bytes", headers::VALUE_MAX_BYTES)));
         }
         let valid_name = reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_ok();
         let valid_value = value.as_str().is_some_and(|v| reqwest::header::HeaderValue::from_str(v).is_ok());
@@ -268,11 +246,10 @@ fn check_settings(s: &Settings<'_>) -> Result<(), Problem> {
     }
     if let Some(header) = s.signature_header {
         validate::text("signature_header", header, 1, 100)?;
-        let lower = header.to_ascii_lowercase();
         if reqwest::header::HeaderName::from_bytes(header.as_bytes()).is_err() {
             return Err(Problem::field("signature_header", "is not a valid HTTP header name"));
         }
-        if RESERVED_HEADERS.contains(&lower.as_str()) {
+        if headers::is_reserved(header) {
             return Err(Problem::field("signature_header", "is set by hookline (or frames the request)"));
         }
         if headers.into_iter().flatten().any(|(name, _)| name.eq_ignore_ascii_case(header)) {
