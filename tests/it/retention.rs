@@ -278,3 +278,61 @@ async fn an_existing_installation_is_partitioned_in_place_with_its_rows_triggers
     assert!(maintain_at(&db, Retention::default(), 0).await.created >= 4);
     admin.batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}")).await.unwrap();
 }
+
+/// The completion names the key range of the history rows it writes, so
+/// the planner keeps only their partition: auto_explain reports the plan.
+#[tokio::test]
+async fn the_completion_writes_history_in_one_partition_only() {
+    let db = TestDb::new().await;
+    maintain_at(&db, Retention::default(), 0).await;
+    NewEndpoint::default().insert(&db).await;
+    db.client().await.execute("SELECT hookline.send('a.b', '{}')", &[]).await.unwrap();
+    let worker = Uuid::now_v7();
+    let claimed = claim(&db, worker).await;
+    let done = outcome(&claimed[0], 200);
+
+    let (client, mut connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls).await.unwrap();
+    let (tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            if let Ok(tokio_postgres::AsyncMessage::Notice(notice)) = message {
+                let _ = tx.send(notice.message().to_owned());
+            }
+        }
+    });
+    client
+        .batch_execute(
+            "LOAD 'auto_explain';
+             SET auto_explain.log_min_duration = 0;
+             SET auto_explain.log_level = notice",
+        )
+        .await
+        .unwrap();
+    let no_requests: Vec<&hookline::db::deliveries::BatchAttempt> = Vec::new();
+    let row = client
+        .query_one(
+            hookline::db::deliveries::DELIVERY_COMPLETE,
+            &[
+                &worker,
+                &vec![&done],
+                &3i32,
+                &10.0f64,
+                &600.0f64,
+                &None::<chrono::DateTime<Utc>>,
+                &no_requests,
+                &done.delivery_id,
+                &done.delivery_id,
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 1, "recorded");
+    drop(client);
+    let mut plans = String::new();
+    while let Some(notice) = notices.recv().await {
+        plans.push_str(&notice);
+    }
+    assert!(plans.contains("on deliveries_legacy"), "the history update:\n{plans}");
+    let other_partitions = plans.lines().filter(|l| l.contains("deliveries_p") || l.contains("deliveries_default"));
+    assert_eq!(other_partitions.count(), 0, "no other partition of deliveries:\n{plans}");
+}
