@@ -244,7 +244,8 @@ pub struct Claim {
     pub next_due_s: Option<f64>,
 }
 
-fn count(n: usize) -> i32 {
+/// A count or size as the `integer` parameters take it (saturating).
+pub fn count(n: usize) -> i32 {
     n.min(i32::MAX as usize) as i32
 }
 

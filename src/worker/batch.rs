@@ -102,9 +102,11 @@ pub async fn fill(db: &impl GenericClient, worker: Uuid, lease_max_s: f64, jobs:
         };
         let lane_heads: Vec<Uuid> = members.iter().filter(|d| d.lane.is_some()).map(|d| d.delivery_id).collect();
         if lane_heads.is_empty() {
-            rooms.push((endpoint, clamp(events), clamp(bytes)));
+            rooms.push((endpoint, db::deliveries::count(events), db::deliveries::count(bytes)));
         } else {
-            heads.extend(lane_heads.into_iter().map(|head| (head, clamp(events), clamp(bytes))));
+            heads.extend(
+                lane_heads.into_iter().map(|head| (head, db::deliveries::count(events), db::deliveries::count(bytes))),
+            );
         }
     }
     if !rooms.is_empty() {
@@ -129,10 +131,6 @@ fn join_last_batches(jobs: &mut [Job], more: Vec<Claimed>) {
         envelopes.push(envelope(&d));
         members.push(d);
     }
-}
-
-fn clamp(n: usize) -> i32 {
-    n.min(i32::MAX as usize) as i32
 }
 
 /// What sending a batch did: the requests made, and for each member the
@@ -160,7 +158,7 @@ async fn send_part(
 ) {
     let id = Uuid::now_v7();
     let body = shape.format.body(envelopes.iter().map(String::as_str));
-    let bytes = clamp(body.len());
+    let bytes = db::deliveries::count(body.len());
     // Each request is an attempt of each delivery it carries: a half's is
     // the one after the 413's.
     if !carried_by.is_empty() {
@@ -195,16 +193,12 @@ async fn send_part(
 
 /// The batch's record of a request.
 fn record(id: Uuid, members: &[Claimed], attempt: &Attempt, bytes: i32) -> BatchAttempt {
-    let (error_kind, error) = match &attempt.outcome {
-        Outcome::Failed { kind, message, .. } => (Some(*kind), Some(message.clone())),
-        Outcome::Gone => (Some(crate::domain::delivery::ErrorKind::HttpStatus), Some("410 Gone".to_owned())),
-        Outcome::Delivered => (None, None),
-    };
+    let (error_kind, error) = attempt.error();
     BatchAttempt {
         id,
         endpoint_id: members[0].endpoint_id,
         started_at: attempt.started_at,
-        duration_ms: attempt.duration.as_millis().min(i32::MAX as u128) as i32,
+        duration_ms: attempt.duration_ms(),
         status_code: attempt.status_code.map(i32::from),
         response_headers: attempt.response_headers.clone(),
         response_body: attempt.response_body.clone(),

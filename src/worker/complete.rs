@@ -9,7 +9,7 @@ use deadpool_postgres::Pool;
 use tokio::sync::{Notify, mpsc};
 use uuid::Uuid;
 
-use super::dispatch::{Attempt, Outcome};
+use super::dispatch::{Attempt, GONE, Outcome};
 use crate::config::{CircuitSettings, WorkerSettings};
 use crate::db::{
     self, deliveries::AttemptOutcome, deliveries::BatchAttempt, deliveries::Claimed, deliveries::Outcomes,
@@ -73,15 +73,10 @@ pub fn decide(delivery: &Claimed, attempt: Attempt, settings: &WorkerSettings, j
         .clone()
         .and_then(|delays| RetrySchedule::new(delays).ok())
         .unwrap_or_else(|| settings.retry_schedule.clone());
+    let duration_ms = attempt.duration_ms();
     let (state, retry_in, error_kind, error, disable_endpoint) = match attempt.outcome {
         Outcome::Delivered => (DeliveryState::Succeeded, None, None, None, false),
-        Outcome::Gone => (
-            DeliveryState::Dead,
-            None,
-            Some(ErrorKind::HttpStatus),
-            Some("410 Gone: endpoint disabled".to_owned()),
-            true,
-        ),
+        Outcome::Gone => (DeliveryState::Dead, None, Some(ErrorKind::HttpStatus), Some(GONE.to_owned()), true),
         Outcome::Failed { kind, message, retry_after } => {
             let attempts_made = delivery.attempt.max(1) as u32;
             let losses = delivery.lost.map(|lost| lost.losses_before.max(0) as u32 + 1);
@@ -108,7 +103,7 @@ pub fn decide(delivery: &Claimed, attempt: Attempt, settings: &WorkerSettings, j
             next_state: state,
             retry_in_s: retry_in.map(|d: Duration| d.as_secs_f64()),
             started_at: attempt.started_at,
-            duration_ms: attempt.duration.as_millis().min(i32::MAX as u128) as i32,
+            duration_ms,
             status_code: attempt.status_code.map(i32::from),
             response_headers: attempt.response_headers,
             response_body: attempt.response_body,

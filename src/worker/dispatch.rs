@@ -35,6 +35,9 @@ const ERROR_MAX_CHARS: usize = 1000;
 /// Envelopes larger than this are not sent (`body_too_large`).
 pub const REQUEST_BODY_MAX_BYTES: usize = 4 * 1024 * 1024;
 
+/// What a `410 Gone` is recorded as.
+pub const GONE: &str = "410 Gone: endpoint disabled";
+
 const USER_AGENT: &str = concat!("hookline/", env!("CARGO_PKG_VERSION"));
 
 #[derive(Debug)]
@@ -48,6 +51,20 @@ pub struct Attempt {
 }
 
 impl Attempt {
+    /// How long it took, as stored (whole milliseconds).
+    pub fn duration_ms(&self) -> i32 {
+        self.duration.as_millis().min(i32::MAX as u128) as i32
+    }
+
+    /// What is stored of a failure: its kind and message (none for a success).
+    pub fn error(&self) -> (Option<ErrorKind>, Option<String>) {
+        match &self.outcome {
+            Outcome::Delivered => (None, None),
+            Outcome::Gone => (Some(ErrorKind::HttpStatus), Some(GONE.to_owned())),
+            Outcome::Failed { kind, message, .. } => (Some(*kind), Some(message.clone())),
+        }
+    }
+
     /// The same attempt without what the receiver sent: for each delivery
     /// of a batch, whose request keeps that once.
     pub fn without_response(&self) -> Attempt {
