@@ -9,10 +9,11 @@
 --
 -- Workers (every few minutes, one at a time) and `hookline maintain` create
 -- the days ahead and drop the partitions past retention: detached under a
--- short lock, then dropped. Open work is never dropped: the drop of a partition waits
--- while the queue holds a delivery of it (pending, held, waiting or dead),
--- a delivery of an event in it, or a delivery whose batched requests it
--- holds. Nothing is moved; a dead letter kept for months keeps its day.
+-- short lock, then dropped. Open work is never dropped: the drop of a
+-- partition waits while the queue holds a delivery of it (pending, held,
+-- waiting or dead), a delivery of an event in it, or a delivery whose
+-- batched requests it holds. Nothing is moved; a dead letter kept for
+-- months keeps its partition.
 
 -- The time a UUIDv7 was made (its first 48 bits, Unix milliseconds).
 CREATE OR REPLACE FUNCTION hookline.uuid_v7_time(id uuid) RETURNS timestamptz
@@ -48,10 +49,10 @@ SELECT parent.relname::text AS table_name,
 
 -- Creates each table's partitions of `width_days` days from the end of its
 -- newest one until `days_ahead` days after the day of `at` (UTC; NULL: now)
--- are covered. A new
--- partition is built beside the table and attached, which does not block
--- readers or writers of the table; rows the default partition took for its
--- days move into it first. Returns how many partitions it created.
+-- are covered. A new partition is built beside the table and attached,
+-- which locks only the default partition, to see that it holds no rows of
+-- the new days (those it took move into the new partition first). Returns
+-- how many partitions it created.
 DROP FUNCTION IF EXISTS hookline.create_partitions(integer, integer, timestamptz);
 CREATE FUNCTION hookline.create_partitions(days_ahead integer, width_days integer, at timestamptz)
 RETURNS integer

@@ -1,6 +1,6 @@
-//! Retention by partitions (see `sql/160_partitions.sql`): daily partitions
-//! of the history created ahead, those past retention dropped once nothing
-//! open is in them, and old hourly rollups deleted.
+//! Retention by partitions (see `sql/160_partitions.sql`): the history's
+//! partitions created ahead, those past retention dropped once nothing open
+//! is in them, and old hourly rollups deleted.
 
 use chrono::{DateTime, Utc};
 use tokio_postgres::error::SqlState;
