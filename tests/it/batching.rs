@@ -54,6 +54,22 @@ async fn send_events(db: &TestDb, n: i32, pad: usize) {
 }
 
 /// The envelopes of a JSON-array request.
+/// `per_key` events for each of `keys` ordering keys (`k1`…), in event
+/// order n = 0, 1, … across the keys; each payload names its key and n.
+async fn send_keyed_events(db: &TestDb, keys: i64, per_key: i64) {
+    db.client()
+        .await
+        .execute(
+            "INSERT INTO hookline.events (event_type, payload, ordering_key)
+             SELECT 'order.updated', jsonb_build_object('key', 'k' || k, 'n', n), 'k' || k
+               FROM generate_series(0, $2::bigint - 1) AS n, generate_series(1, $1::bigint) AS k
+              ORDER BY n, k",
+            &[&keys, &per_key],
+        )
+        .await
+        .unwrap();
+}
+
 fn envelopes(request: &Received) -> Vec<Value> {
     request.json().as_array().expect("a JSON array body").clone()
 }
@@ -322,16 +338,7 @@ async fn an_ordered_endpoint_batches_each_keys_events_in_order_through_failures_
         )
         .await
         .unwrap();
-    client
-        .execute(
-            "INSERT INTO hookline.events (event_type, payload, ordering_key)
-             SELECT 'order.updated', jsonb_build_object('key', 'k' || k, 'n', n), 'k' || k
-               FROM generate_series(0, $2::bigint - 1) AS n, generate_series(1, $1::bigint) AS k
-              ORDER BY n, k",
-            &[&KEYS, &PER_KEY],
-        )
-        .await
-        .unwrap();
+    send_keyed_events(&db, KEYS, PER_KEY).await;
     let worker = RunningWorker::start(&db, test_settings()).await;
     all_succeeded(&db, KEYS * PER_KEY).await;
     worker.stop().await;
@@ -362,16 +369,7 @@ async fn an_endpoint_with_a_limit_gets_no_more_in_a_batch_than_the_limit_allows(
         .execute("UPDATE hookline.endpoints SET ordering = 'key', max_in_flight = 1 WHERE id = $1", &[&endpoint])
         .await
         .unwrap();
-    client
-        .execute(
-            "INSERT INTO hookline.events (event_type, payload, ordering_key)
-             SELECT 'order.updated', jsonb_build_object('key', 'k' || k, 'n', n), 'k' || k
-               FROM generate_series(0, 2) AS n, generate_series(1, 2) AS k
-              ORDER BY n, k",
-            &[],
-        )
-        .await
-        .unwrap();
+    send_keyed_events(&db, 2, 3).await;
     let worker = RunningWorker::start(&db, test_settings()).await;
     all_succeeded(&db, 6).await;
     worker.stop().await;

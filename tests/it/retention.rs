@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use crate::support::db::TestDb;
 use crate::support::drive::{claim, claim_at, complete, complete_at, outcome};
+use crate::support::explain::Explaining;
 use crate::support::{NewEndpoint, count};
 
 async fn maintain_at(db: &TestDb, retention: Retention, days_later: i64) -> Maintained {
@@ -291,25 +292,10 @@ async fn the_completion_writes_history_in_one_partition_only() {
     let claimed = claim(&db, worker).await;
     let done = outcome(&claimed[0], 200);
 
-    let (client, mut connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls).await.unwrap();
-    let (tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-            if let Ok(tokio_postgres::AsyncMessage::Notice(notice)) = message {
-                let _ = tx.send(notice.message().to_owned());
-            }
-        }
-    });
-    client
-        .batch_execute(
-            "LOAD 'auto_explain';
-             SET auto_explain.log_min_duration = 0;
-             SET auto_explain.log_level = notice",
-        )
-        .await
-        .unwrap();
+    let explaining = Explaining::connect(&db).await;
     let no_requests: Vec<&hookline::db::deliveries::BatchAttempt> = Vec::new();
-    let row = client
+    let row = explaining
+        .client
         .query_one(
             hookline::db::deliveries::DELIVERY_COMPLETE,
             &[
@@ -327,11 +313,7 @@ async fn the_completion_writes_history_in_one_partition_only() {
         .await
         .unwrap();
     assert_eq!(row.get::<_, i64>(0), 1, "recorded");
-    drop(client);
-    let mut plans = String::new();
-    while let Some(notice) = notices.recv().await {
-        plans.push_str(&notice);
-    }
+    let plans = explaining.plans().await;
     assert!(plans.contains("on deliveries_legacy"), "the history update:\n{plans}");
     let other_partitions = plans.lines().filter(|l| l.contains("deliveries_p") || l.contains("deliveries_default"));
     assert_eq!(other_partitions.count(), 0, "no other partition of deliveries:\n{plans}");

@@ -3,6 +3,7 @@
 
 use hookline::db::{deliveries, endpoints, metrics, sources, stats, tokens, workers};
 
+use crate::support::explain::Explaining;
 use crate::support::{NewEndpoint, db::TestDb};
 
 #[tokio::test]
@@ -56,25 +57,9 @@ async fn the_claim_reads_the_due_index() {
     let db = TestDb::new().await;
     NewEndpoint::default().insert(&db).await;
     db.client().await.execute("SELECT hookline.send('a.b', '{}')", &[]).await.unwrap();
-    let (client, mut connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls).await.unwrap();
-    let (tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-            if let Ok(tokio_postgres::AsyncMessage::Notice(notice)) = message {
-                let _ = tx.send(notice.message().to_owned());
-            }
-        }
-    });
-    client
-        .batch_execute(
-            "LOAD 'auto_explain';
-             SET auto_explain.log_min_duration = 0;
-             SET auto_explain.log_nested_statements = on;
-             SET auto_explain.log_level = notice;
-             SET enable_seqscan = off", // a tiny table would be scanned anyway
-        )
-        .await
-        .unwrap();
+    let explaining = Explaining::connect(&db).await;
+    let client = &explaining.client;
+    client.batch_execute("SET enable_seqscan = off").await.unwrap(); // a tiny table would be scanned anyway
     let none: Vec<uuid::Uuid> = vec![];
     let rows = client
         .query(
@@ -95,10 +80,6 @@ async fn the_claim_reads_the_due_index() {
         .await
         .unwrap();
     assert_eq!(rows.len(), 2, "one claimed, and the summary row");
-    drop(client);
-    let mut plans = String::new();
-    while let Some(notice) = notices.recv().await {
-        plans.push_str(&notice);
-    }
+    let plans = explaining.plans().await;
     assert!(plans.contains("delivery_queue_due"), "claim plans:\n{plans}");
 }

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod db;
 pub mod drive;
+pub mod explain;
 pub mod receiver;
 pub mod worker;
 
