@@ -16,10 +16,11 @@
 --   (The queue has no index on endpoint_id, to keep claims cheap: these rare
 --   operations scan it.)
 
--- A new `v1a` private key: `whsk_` and a 32-byte seed (src/signing.rs).
+-- A new `v1a` private key: `whsk_` and a 32-byte seed (src/signing.rs),
+-- the same 32 random bytes a `whsec_` secret gets.
 CREATE OR REPLACE FUNCTION hookline.new_private_key() RETURNS text
 LANGUAGE sql VOLATILE PARALLEL SAFE AS $$
-    SELECT 'whsk_' || encode(decode(replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''), 'hex'), 'base64')
+    SELECT 'whsk_' || substr(hookline.new_secret(), length('whsec_') + 1)
 $$;
 
 -- A new secret of the kind `signature` signs with.

@@ -23,7 +23,7 @@ use sha2::{Sha256, Sha512};
 
 const SECRET_PREFIX: &str = "whsec_";
 const PRIVATE_KEY_PREFIX: &str = "whsk_";
-const PUBLIC_KEY_PREFIX: &str = "whpk_";
+pub const PUBLIC_KEY_PREFIX: &str = "whpk_";
 /// The header of `hmac_header` signatures unless the endpoint names another.
 pub const DEFAULT_SIGNATURE_HEADER: &str = "X-Hookline-Signature";
 

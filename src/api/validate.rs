@@ -3,6 +3,7 @@
 //! its field.
 
 use super::problem::Problem;
+use crate::domain::names::{EVENT_TYPE_MAX, is_name_char};
 
 pub const NAME_CHARS: &str = "letters, digits, `_`, `.`, `:` and `-`";
 
@@ -12,10 +13,6 @@ pub fn text(field: &str, value: &str, min: usize, max: usize) -> Result<(), Prob
         return Err(Problem::field(field, format!("must be {min} to {max} characters long, not {len}")));
     }
     Ok(())
-}
-
-fn is_name_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-')
 }
 
 /// Tenants and event types: 1–100 / 1–200 of `[A-Za-z0-9_.:-]`.
@@ -32,7 +29,7 @@ pub fn tenant(field: &str, value: &str) -> Result<(), Problem> {
 }
 
 pub fn event_type(field: &str, value: &str) -> Result<(), Problem> {
-    name(field, value, 200)
+    name(field, value, EVENT_TYPE_MAX)
 }
 
 /// An endpoint filter: an event type, `prefix.*`, or `*`.

@@ -4,5 +4,6 @@ pub mod batch;
 pub mod circuit;
 pub mod delivery;
 pub mod headers;
+pub mod names;
 pub mod retry;
 pub mod transform;

@@ -7,6 +7,8 @@
 use poem::http::{HeaderMap, HeaderName};
 use serde_json::{Map, Value};
 
+use crate::domain::names::{is_event_type, is_name_char};
+
 /// Request headers a source may keep at most.
 pub const KEEP_HEADERS_MAX: usize = 20;
 /// A kept header's value is cut to this many bytes: kept headers add at
@@ -70,7 +72,7 @@ impl Mapping {
                 Some(TypeFrom::Header(header))
             }
         };
-        if !prefix.chars().all(is_type_char) {
+        if !prefix.chars().all(is_name_char) {
             return Err(invalid("event_type_prefix".into(), "may contain only letters, digits, `_`, `.`, `:` and `-`"));
         }
         // A sender must not be able to publish `endpoint.disabled`, or any
@@ -110,9 +112,9 @@ impl Mapping {
             Some(TypeFrom::Pointer(pointer)) => payload.pointer(pointer).and_then(Value::as_str),
         };
         match found {
-            Some(value) if !value.is_empty() && value.chars().all(is_type_char) => {
+            Some(value) if !value.is_empty() => {
                 let event_type = format!("{}{value}", self.prefix);
-                if event_type.chars().count() <= 200 { event_type } else { self.fallback.clone() }
+                if is_event_type(&event_type) { event_type } else { self.fallback.clone() }
             }
             _ => self.fallback.clone(),
         }
@@ -152,10 +154,6 @@ fn valid_pointer(pointer: &str) -> bool {
         }
     }
     pointer.len() <= 200
-}
-
-fn is_type_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-')
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use ed25519_dalek::{Signature, Verifier as _, VerifyingKey};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::signing::SigningKey;
+use crate::signing::{PUBLIC_KEY_PREFIX, SigningKey};
 
 /// How a source's requests are signed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,7 +81,6 @@ impl Encoding {
 /// GitHub's header, the default for `hmac_sha256`.
 pub const DEFAULT_SIGNATURE_HEADER: &str = "x-hub-signature-256";
 const STRIPE_HEADER: &str = "stripe-signature";
-const PUBLIC_KEY_PREFIX: &str = "whpk_";
 
 /// Why a request is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

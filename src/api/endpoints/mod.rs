@@ -132,6 +132,13 @@ impl SignatureScheme {
             SignatureScheme::HmacHeader => "hmac_header",
         }
     }
+
+    fn parse(stored: &str) -> Self {
+        [SignatureScheme::V1a, SignatureScheme::HmacHeader]
+            .into_iter()
+            .find(|scheme| scheme.as_str() == stored)
+            .unwrap_or(SignatureScheme::V1)
+    }
 }
 
 /// The hash of an `hmac_header` signature: `sha256` (default) or `sha512`.
@@ -149,6 +156,15 @@ impl From<SignatureHash> for crate::signing::BodyHash {
         match hash {
             SignatureHash::Sha256 => Self::Sha256,
             SignatureHash::Sha512 => Self::Sha512,
+        }
+    }
+}
+
+impl From<crate::signing::BodyHash> for SignatureHash {
+    fn from(hash: crate::signing::BodyHash) -> Self {
+        match hash {
+            crate::signing::BodyHash::Sha256 => Self::Sha256,
+            crate::signing::BodyHash::Sha512 => Self::Sha512,
         }
     }
 }
@@ -1049,16 +1065,14 @@ impl From<&db::endpoints::Endpoint> for Endpoint {
             ordering: Ordering::parse(&r.ordering),
             ordering_on_dead: OrderingOnDead::parse(&r.ordering_on_dead),
             batch: r.batch.as_ref().map(Batch::from),
-            signature: match r.signature.as_str() {
-                "hmac_header" => SignatureScheme::HmacHeader,
-                "v1a" => SignatureScheme::V1a,
-                _ => SignatureScheme::V1,
-            },
+            signature: SignatureScheme::parse(&r.signature),
             signature_header: r
                 .signature_header
                 .clone()
                 .unwrap_or_else(|| crate::signing::DEFAULT_SIGNATURE_HEADER.to_owned()),
-            signature_hash: if r.signature_hash == "sha512" { SignatureHash::Sha512 } else { SignatureHash::Sha256 },
+            signature_hash: crate::signing::BodyHash::parse(&r.signature_hash)
+                .unwrap_or(crate::signing::BodyHash::Sha256)
+                .into(),
             transformation: r.transformation.clone(),
             enabled: r.enabled,
             disabled_reason: r.disabled_reason.clone(),
