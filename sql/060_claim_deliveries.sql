@@ -231,14 +231,15 @@ BEGIN
                s.rate_horizon,
                hookline.rate_room(ep.rate_limit_per_s, s.rate_tat, at)                AS rate_room,
                -- Only an open circuit's deliveries need it (and cost its lookups).
+               -- Its last attempt, alone or batched, else its creation.
                CASE WHEN s.circuit_state = 'open' THEN hookline.last_attempt_due(
-                   coalesce(greatest(
-                                (SELECT max(a.started_at) FROM hookline.attempts AS a WHERE a.delivery_id = c.delivery_id),
-                                (SELECT max(ba.started_at)
-                                   FROM hookline.deliveries AS d
-                                   JOIN hookline.batch_attempts AS ba ON ba.id = ANY (d.batch_attempts)
-                                  WHERE d.id = c.delivery_id)),
-                            (SELECT d.created_at FROM hookline.deliveries AS d WHERE d.id = c.delivery_id), at),
+                   coalesce((SELECT coalesce(greatest(
+                                        (SELECT max(a.started_at) FROM hookline.attempts AS a
+                                          WHERE a.delivery_id = d.id),
+                                        (SELECT max(ba.started_at) FROM hookline.batch_attempts AS ba
+                                          WHERE ba.id = ANY (d.batch_attempts))),
+                                    d.created_at)
+                               FROM hookline.deliveries AS d WHERE d.id = c.delivery_id), at),
                    c.attempts, coalesce(ep.retry_schedule, default_schedule)) END     AS last_due
           FROM unnest(locked_ids, locked_endpoints, locked_attempts) WITH ORDINALITY AS c(delivery_id, endpoint_id, attempts, ord)
           JOIN hookline.endpoints AS ep

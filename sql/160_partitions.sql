@@ -22,18 +22,19 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 $$;
 
 -- Every partition of the history tables and the keys it holds (lower NULL:
--- from the start; both NULL: the default partition).
+-- from the start; both NULL: the default partition), from the catalogue
+-- alone: what the functions below read.
 DROP VIEW IF EXISTS hookline.partitions;
-CREATE VIEW hookline.partitions AS
+DROP VIEW IF EXISTS hookline.partition_bounds;
+CREATE VIEW hookline.partition_bounds AS
 SELECT parent.relname::text AS table_name,
        child.relname::text AS partition_name,
+       child.oid AS partition_oid,
        key.attname::text AS key_column,
        b.lower_key,
        b.upper_key,
        hookline.uuid_v7_time(b.lower_key) AS starts_at,
-       hookline.uuid_v7_time(b.upper_key) AS ends_at,
-       greatest(child.reltuples, 0)::bigint AS estimated_rows,
-       pg_total_relation_size(child.oid) AS bytes
+       hookline.uuid_v7_time(b.upper_key) AS ends_at
   FROM pg_inherits AS i
   JOIN pg_class AS parent ON parent.oid = i.inhparent
   JOIN pg_class AS child ON child.oid = i.inhrelid
@@ -46,6 +47,15 @@ SELECT parent.relname::text AS table_name,
                   AS upper_key) AS b
  WHERE parent.relnamespace = 'hookline'::regnamespace
    AND parent.relname IN ('events', 'deliveries', 'attempts', 'batch_attempts');
+
+-- The same for operators, with each partition's estimated rows and size
+-- (measuring opens every partition: the functions below do without).
+CREATE VIEW hookline.partitions AS
+SELECT b.table_name, b.partition_name, b.key_column, b.lower_key, b.upper_key, b.starts_at, b.ends_at,
+       greatest(c.reltuples, 0)::bigint AS estimated_rows,
+       pg_total_relation_size(b.partition_oid) AS bytes
+  FROM hookline.partition_bounds AS b
+  JOIN pg_class AS c ON c.oid = b.partition_oid;
 
 -- Creates each table's partitions of `width_days` days from the end of its
 -- newest one until `days_ahead` days after the day of `at` (UTC; NULL: now)
@@ -68,7 +78,7 @@ DECLARE
     created integer := 0;
 BEGIN
     FOR tbl IN SELECT p.table_name, p.key_column, max(p.ends_at) AS covered_until
-                 FROM hookline.partitions AS p
+                 FROM hookline.partition_bounds AS p
                 GROUP BY p.table_name, p.key_column
                 ORDER BY p.table_name LOOP
         SELECT c.reloptions INTO options
@@ -132,7 +142,7 @@ LANGUAGE sql STABLE AS $$
            hookline.partition_holds_open_work(p.table_name,
                                               coalesce(p.lower_key, '00000000-0000-0000-0000-000000000000'),
                                               p.upper_key)
-      FROM hookline.partitions AS p
+      FROM hookline.partition_bounds AS p
      WHERE p.upper_key <= hookline.uuid_v7_floor(coalesce(at, now()) - retention)
      ORDER BY p.upper_key, array_position('{deliveries,attempts,events,batch_attempts}'::text[], p.table_name)
 $$;
@@ -148,9 +158,9 @@ DROP FUNCTION IF EXISTS hookline.detach_partition(text);
 CREATE FUNCTION hookline.detach_partition(name text) RETURNS boolean
 LANGUAGE plpgsql AS $$
 DECLARE
-    p hookline.partitions;
+    p hookline.partition_bounds;
 BEGIN
-    SELECT v.* INTO p FROM hookline.partitions AS v WHERE v.partition_name = name AND v.upper_key IS NOT NULL;
+    SELECT v.* INTO p FROM hookline.partition_bounds AS v WHERE v.partition_name = name AND v.upper_key IS NOT NULL;
     IF NOT FOUND THEN
         RETURN false;
     END IF;

@@ -585,14 +585,14 @@ SELECT b.delivery_attempts[array_position(b.deliveries, $1)], b.started_at, b.du
 pub const DELIVERY_REQUEUE: &str = "
 WITH target AS (
     SELECT d.id, d.event_id, d.endpoint_id, d.attempts, d.state, d.tenant, d.event_type, d.created_at, ep.enabled,
-           e.id IS NOT NULL AS has_event, hookline.lane_of(ep.id, ep.ordering, e.ordering_key) AS lane,
+           e.id IS NOT NULL AS has_event, l.lane,
            EXISTS (SELECT FROM hookline.delivery_queue AS q WHERE q.delivery_id = d.id) AS in_queue,
            -- Fills take unordered deliveries only (ordered ones follow their heads).
-           ep.batch_max_events IS NOT NULL AND hookline.lane_of(ep.id, ep.ordering, e.ordering_key) IS NULL
-               AS batched
+           ep.batch_max_events IS NOT NULL AND l.lane IS NULL AS batched
       FROM hookline.deliveries AS d
       LEFT JOIN hookline.endpoints AS ep ON ep.id = d.endpoint_id
       LEFT JOIN hookline.events AS e ON e.id = d.event_id
+     CROSS JOIN LATERAL (SELECT hookline.lane_of(ep.id, ep.ordering, e.ordering_key) AS lane) AS l
      WHERE d.id = $1
 ),
 queued AS (
@@ -715,15 +715,14 @@ SELECT count(*) FROM revived";
 /// At an ordered endpoint they join the back of their lanes, in event order.
 pub const DELIVERY_QUEUE_MISSED: &str = "
 WITH missed AS (
-    SELECT e.id, e.tenant, e.event_type, hookline.lane_of(ep.id, ep.ordering, e.ordering_key) AS lane,
-           ep.batch_max_events IS NOT NULL AND hookline.lane_of(ep.id, ep.ordering, e.ordering_key) IS NULL
-               AS batched
+    SELECT e.id, e.tenant, e.event_type, l.lane, ep.batch_max_events IS NOT NULL AND l.lane IS NULL AS batched
       FROM hookline.endpoints AS ep
       JOIN hookline.events AS e
         ON e.tenant = ep.tenant AND e.id >= hookline.uuid_v7_floor($2)
        AND e.source <> 'test' AND e.event_type LIKE ANY (ep.event_types_like)
        -- not the notice of its own disabling
        AND NOT (e.source = 'hookline' AND e.payload ->> 'endpoint_id' = ep.id::text)
+     CROSS JOIN LATERAL (SELECT hookline.lane_of(ep.id, ep.ordering, e.ordering_key) AS lane) AS l
      WHERE ep.id = $1
        AND NOT EXISTS (SELECT FROM hookline.deliveries AS d WHERE d.event_id = e.id AND d.endpoint_id = ep.id)
      ORDER BY e.id
