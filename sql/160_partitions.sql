@@ -177,8 +177,8 @@ END
 $$;
 
 -- Drops the partitions detach_partition() took out (also those a process
--- that died after detaching left), and the idempotency keys of the events
--- that were in them. Returns the tables dropped.
+-- that died after detaching left), and the idempotency keys and schema
+-- warnings of the events that were in them. Returns the tables dropped.
 CREATE OR REPLACE FUNCTION hookline.drop_expired_tables() RETURNS SETOF text
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -195,6 +195,7 @@ BEGIN
                                        (SELECT id FROM hookline.%1$I ORDER BY id DESC LIMIT 1)', expired)
                    INTO first_id, last_id;
                 DELETE FROM hookline.event_idempotency AS k WHERE k.event_id BETWEEN first_id AND last_id;
+                DELETE FROM hookline.event_schema_warnings AS w WHERE w.event_id BETWEEN first_id AND last_id;
             END IF;
             EXECUTE format('DROP TABLE hookline.%I', expired);
             RETURN NEXT expired;

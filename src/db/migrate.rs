@@ -17,6 +17,7 @@ macro_rules! sql_objects {
 const SQL_OBJECTS: &[(&str, &str)] = sql_objects![
     "010_event_type_matches.sql",
     "020_events.sql",
+    "025_event_types.sql",
     "030_send.sql",
     "040_endpoints.sql",
     "050_lease_batches.sql",

@@ -10,6 +10,7 @@
 pub mod audit;
 pub mod deliveries;
 pub mod endpoints;
+pub mod event_types;
 pub mod events;
 pub mod lanes;
 pub mod listen;

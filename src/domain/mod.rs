@@ -6,4 +6,5 @@ pub mod delivery;
 pub mod headers;
 pub mod names;
 pub mod retry;
+pub mod schema;
 pub mod transform;

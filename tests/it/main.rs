@@ -9,6 +9,7 @@ mod batching;
 mod changes;
 mod cli;
 mod delivery;
+mod event_type_schemas;
 mod flow_control;
 mod flow_edges;
 mod guard_api;
