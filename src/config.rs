@@ -44,6 +44,11 @@ pub struct Settings {
           value_parser = clap::value_parser!(i32).range(1024..=1_073_741_823))]
     pub max_payload_bytes: Option<i32>,
 
+    /// Endpoints may subscribe only to event types in the catalogue
+    /// (`/v1/event-types`): names must exist, and `prefix.*` must match one.
+    #[arg(long, env = "HOOKLINE_STRICT_EVENT_TYPES", default_value_t = false, global = true)]
+    pub strict_event_types: bool,
+
     /// Connections in each process's database pool.
     #[arg(long, env = "HOOKLINE_POOL_SIZE", default_value_t = 16, global = true)]
     pub pool_size: usize,

@@ -276,7 +276,9 @@ async fn serve(
         .with_context(|| format!("cannot listen on {} (HOOKLINE_LISTEN)", settings.listen))?;
     tracing::info!(listen = %settings.listen, "API listening");
     let acceptor = poem::listener::TcpAcceptor::from_tokio(listener)?;
-    let state = api::AppState::new(pool, settings.max_body_bytes, keys);
+    let api_settings =
+        api::ApiSettings { max_body_bytes: settings.max_body_bytes, strict_event_types: settings.strict_event_types };
+    let state = api::AppState::new(pool, api_settings, keys);
     let follower = tokio::spawn(api::changes::follow(state.clone(), url.parse()?, shutdown.clone()));
     let metrics = match settings.metrics_listen {
         Some(address) => Some(tokio::spawn(serve_metrics(address, state.clone(), shutdown.clone()).await?)),

@@ -56,6 +56,18 @@ pub struct Event {
     pub created_at: DateTime<Utc>,
     #[oai(nullable)]
     pub ordering_key: Option<String>,
+    /// Set when its event type's `validation` is `warn` and the payload does
+    /// not match the type's schema: where, and why. It was accepted anyway.
+    #[oai(nullable)]
+    pub schema_warning: Option<SchemaWarning>,
+}
+
+/// Where a payload fails its event type's schema.
+#[derive(Object, Debug, Clone)]
+pub struct SchemaWarning {
+    /// A JSON pointer into the payload (`""` is the payload itself).
+    pub pointer: String,
+    pub message: String,
 }
 
 #[derive(Object, Debug)]
@@ -93,6 +105,7 @@ impl From<db::events::Event> for Event {
             source: e.source,
             created_at: e.created_at,
             ordering_key: e.ordering_key,
+            schema_warning: e.schema_warning.map(|w| SchemaWarning { pointer: w.pointer, message: w.message }),
         }
     }
 }

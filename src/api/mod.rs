@@ -11,6 +11,7 @@ pub mod body;
 pub mod changes;
 mod deliveries;
 mod endpoints;
+mod event_types;
 mod events;
 mod inbound;
 mod ops;
@@ -46,6 +47,8 @@ pub enum ApiTags {
     Endpoints,
     /// Events to deliver.
     Events,
+    /// The catalogue of event types, with the JSON Schemas of their payloads.
+    EventTypes,
     /// One event to one endpoint, and its attempts.
     Deliveries,
     /// Deliveries that will not be retried any more.
@@ -67,6 +70,7 @@ pub enum ApiTags {
 pub type Api = (
     endpoints::EndpointsApi,
     events::EventsApi,
+    event_types::EventTypesApi,
     deliveries::DeliveriesApi,
     deliveries::DeadLettersApi,
     sources::SourcesApi,
@@ -86,6 +90,8 @@ pub struct Shared {
     pub pool: Pool,
     pub tokens: auth::TokenCache,
     pub max_body_bytes: usize,
+    /// Endpoints may subscribe only to types in the catalogue.
+    pub strict_event_types: bool,
     pub sources: inbound_cache::SourceCache,
     pub inbound_counts: Arc<Counters>,
     /// Seals endpoint and source secrets for storage, opens them to use or show.
@@ -99,16 +105,25 @@ impl std::ops::Deref for AppState {
     }
 }
 
+/// The settings of `serve` that the API's handlers apply.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiSettings {
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+    pub strict_event_types: bool,
+}
+
 impl AppState {
     /// Also starts adding the inbound receivers' counts to the database
     /// every second, for as long as the state lives.
-    pub fn new(pool: Pool, max_body_bytes: usize, secret_keys: KeyRing) -> Self {
+    pub fn new(pool: Pool, settings: ApiSettings, secret_keys: KeyRing) -> Self {
         let inbound_counts = Arc::new(Counters::default());
         Counters::spawn_flusher(&inbound_counts, pool.clone());
         AppState(Arc::new(Shared {
             pool,
             tokens: auth::TokenCache::default(),
-            max_body_bytes,
+            max_body_bytes: settings.max_body_bytes,
+            strict_event_types: settings.strict_event_types,
             sources: inbound_cache::SourceCache::default(),
             inbound_counts,
             secret_keys,
@@ -137,6 +152,8 @@ const CLOSED_REQUEST_SCHEMAS: &[&str] = &[
     "TestEvent",
     "Recover",
     "EventCreate",
+    "EventTypeCreate",
+    "EventTypeUpdate",
     "ReplayFilter",
     "TokenCreate",
     "SourceCreate",

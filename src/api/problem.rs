@@ -26,6 +26,10 @@ pub struct ProblemBody {
     /// The request field at fault, when there is one (e.g. `url`, `event_types[1]`).
     #[oai(skip_serializing_if_is_none)]
     pub field: Option<String>,
+    /// Where in the field's JSON value, when the value is at fault inside
+    /// (a JSON pointer, e.g. `/order_id` of a payload refused by its schema).
+    #[oai(skip_serializing_if_is_none)]
+    pub pointer: Option<String>,
 }
 
 /// Every error response of the API.
@@ -33,31 +37,31 @@ pub struct ProblemBody {
 pub enum Problem {
     /// The request is malformed or a field is invalid.
     #[oai(status = 400, content_type = "application/problem+json")]
-    BadRequest(Json<ProblemBody>),
+    BadRequest(Json<Box<ProblemBody>>),
     /// No valid bearer token.
     #[oai(status = 401, content_type = "application/problem+json")]
-    Unauthorized(Json<ProblemBody>),
+    Unauthorized(Json<Box<ProblemBody>>),
     /// The token's scope or tenant does not allow this.
     #[oai(status = 403, content_type = "application/problem+json")]
-    Forbidden(Json<ProblemBody>),
+    Forbidden(Json<Box<ProblemBody>>),
     /// No such object (or it belongs to another tenant).
     #[oai(status = 404, content_type = "application/problem+json")]
-    NotFound(Json<ProblemBody>),
+    NotFound(Json<Box<ProblemBody>>),
     /// The request conflicts with the object's current state.
     #[oai(status = 409, content_type = "application/problem+json")]
-    Conflict(Json<ProblemBody>),
+    Conflict(Json<Box<ProblemBody>>),
     /// The request body is larger than allowed.
     #[oai(status = 413, content_type = "application/problem+json")]
-    PayloadTooLarge(Json<ProblemBody>),
+    PayloadTooLarge(Json<Box<ProblemBody>>),
     /// The request body is not JSON.
     #[oai(status = 415, content_type = "application/problem+json")]
-    UnsupportedMediaType(Json<ProblemBody>),
+    UnsupportedMediaType(Json<Box<ProblemBody>>),
     /// The request is well-formed but cannot be carried out.
     #[oai(status = 422, content_type = "application/problem+json")]
-    Unprocessable(Json<ProblemBody>),
+    Unprocessable(Json<Box<ProblemBody>>),
     /// Something failed on our side; the log has the details.
     #[oai(status = 500, content_type = "application/problem+json")]
-    Internal(Json<ProblemBody>),
+    Internal(Json<Box<ProblemBody>>),
 }
 
 /// Kinds of problems, each with its status, stable type and title.
@@ -72,6 +76,7 @@ pub enum ProblemKind {
     PayloadTooLarge,
     UnsupportedMediaType,
     Unprocessable,
+    SchemaViolation,
     MethodNotAllowed,
     Internal,
 }
@@ -87,7 +92,7 @@ impl ProblemKind {
             ProblemKind::Conflict => 409,
             ProblemKind::PayloadTooLarge => 413,
             ProblemKind::UnsupportedMediaType => 415,
-            ProblemKind::Unprocessable => 422,
+            ProblemKind::Unprocessable | ProblemKind::SchemaViolation => 422,
             ProblemKind::Internal => 500,
         }
     }
@@ -104,6 +109,7 @@ impl ProblemKind {
             ProblemKind::PayloadTooLarge => "/problems/payload-too-large",
             ProblemKind::UnsupportedMediaType => "/problems/unsupported-media-type",
             ProblemKind::Unprocessable => "/problems/unprocessable",
+            ProblemKind::SchemaViolation => "/problems/schema-violation",
             ProblemKind::Internal => "/problems/internal",
         }
     }
@@ -120,6 +126,7 @@ impl ProblemKind {
             ProblemKind::PayloadTooLarge => "Payload too large",
             ProblemKind::UnsupportedMediaType => "Unsupported media type",
             ProblemKind::Unprocessable => "Cannot be processed",
+            ProblemKind::SchemaViolation => "The payload does not match its event type's schema",
             ProblemKind::Internal => "Internal error",
         }
     }
@@ -131,13 +138,14 @@ impl ProblemKind {
             status: self.status(),
             detail: detail.into(),
             field,
+            pointer: None,
         }
     }
 }
 
 impl Problem {
     pub fn new(kind: ProblemKind, detail: impl Into<String>, field: Option<String>) -> Self {
-        let body = Json(kind.body(detail, field));
+        let body = Json(Box::new(kind.body(detail, field)));
         match kind {
             ProblemKind::InvalidRequest | ProblemKind::InvalidField => Problem::BadRequest(body),
             ProblemKind::Unauthorized => Problem::Unauthorized(body),
@@ -146,7 +154,9 @@ impl Problem {
             ProblemKind::Conflict => Problem::Conflict(body),
             ProblemKind::PayloadTooLarge => Problem::PayloadTooLarge(body),
             ProblemKind::UnsupportedMediaType => Problem::UnsupportedMediaType(body),
-            ProblemKind::Unprocessable | ProblemKind::MethodNotAllowed => Problem::Unprocessable(body),
+            ProblemKind::Unprocessable | ProblemKind::SchemaViolation | ProblemKind::MethodNotAllowed => {
+                Problem::Unprocessable(body)
+            }
             ProblemKind::Internal => Problem::Internal(body),
         }
     }
@@ -162,6 +172,27 @@ impl Problem {
 
     pub fn forbidden(detail: impl Into<String>) -> Self {
         Self::new(ProblemKind::Forbidden, detail, None)
+    }
+
+    /// A 4xx naming the field and where inside its JSON value.
+    pub fn at_pointer(kind: ProblemKind, field: &str, pointer: &str, detail: impl Into<String>) -> Self {
+        let mut problem = Self::new(kind, detail, Some(field.to_owned()));
+        problem.body_mut().pointer = Some(pointer.to_owned());
+        problem
+    }
+
+    fn body_mut(&mut self) -> &mut ProblemBody {
+        match self {
+            Problem::BadRequest(b)
+            | Problem::Unauthorized(b)
+            | Problem::Forbidden(b)
+            | Problem::NotFound(b)
+            | Problem::Conflict(b)
+            | Problem::PayloadTooLarge(b)
+            | Problem::UnsupportedMediaType(b)
+            | Problem::Unprocessable(b)
+            | Problem::Internal(b) => &mut b.0,
+        }
     }
 
     pub fn conflict(detail: impl Into<String>) -> Self {
@@ -193,6 +224,12 @@ impl From<db::Error> for Problem {
                 let reason = pg.as_db_error().map_or_else(|| pg.to_string(), |d| d.message().to_owned());
                 Problem::new(ProblemKind::InvalidRequest, format!("a value cannot be stored: {reason}"), None)
             }
+            // The events trigger refused a payload its type's schema does
+            // not allow (sql/025_event_types.sql); DETAIL holds where, as JSON.
+            db::Error::Pg(pg) if schema_refusal(&pg).is_some() => {
+                let (pointer, detail) = schema_refusal(&pg).expect("just matched");
+                Problem::at_pointer(ProblemKind::SchemaViolation, "payload", &pointer, detail)
+            }
             // SQLSTATE class 54, a limit: above all the events trigger's
             // HOOKLINE_MAX_PAYLOAD_BYTES, which SQL producers meet too.
             db::Error::Pg(pg) if pg.code().is_some_and(|c| c.code().starts_with("54")) => {
@@ -205,6 +242,15 @@ impl From<db::Error> for Problem {
             other => Problem::internal(&other),
         }
     }
+}
+
+/// The pointer and message of a payload the events trigger refused.
+fn schema_refusal(error: &tokio_postgres::Error) -> Option<(String, String)> {
+    let db = error.as_db_error().filter(|d| d.constraint() == Some("event_type_schema"))?;
+    let detail: serde_json::Value = serde_json::from_str(db.detail()?).ok()?;
+    let pointer = detail["pointer"].as_str()?.to_owned();
+    let message = db.message().strip_prefix("hookline: ").unwrap_or(db.message()).to_owned();
+    Some((pointer, message))
 }
 
 impl From<tokio_postgres::Error> for Problem {
@@ -261,6 +307,9 @@ pub fn problem_json(body: &ProblemBody) -> serde_json::Value {
     });
     if let Some(field) = &body.field {
         value["field"] = serde_json::Value::String(field.clone());
+    }
+    if let Some(pointer) = &body.pointer {
+        value["pointer"] = serde_json::Value::String(pointer.clone());
     }
     value
 }

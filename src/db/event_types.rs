@@ -82,6 +82,15 @@ pub const EVENT_TYPE_DELETE: &str = "DELETE FROM hookline.event_types WHERE id =
 pub const EVENT_TYPE_NAMES_FOR_TENANT: &str =
     "SELECT DISTINCT name FROM hookline.event_types WHERE tenant IS NULL OR tenant = $1";
 
+/// Endpoints that subscribe to type `$1` by name and that no other type of
+/// the name would apply to once type `$3` (of tenant `$2`) is gone.
+pub const EVENT_TYPE_SUBSCRIBERS_LEFT_WITHOUT: &str = "
+SELECT count(*) FROM hookline.endpoints AS e
+ WHERE $1 = ANY (e.event_types)
+   AND ($2::text IS NULL OR e.tenant = $2)
+   AND NOT EXISTS (SELECT FROM hookline.event_types AS t
+                    WHERE t.name = $1 AND t.id <> $3 AND (t.tenant IS NULL OR t.tenant = e.tenant))";
+
 /// Where a payload fails a schema, or `NULL`s (`hookline.schema_violation`).
 pub const SCHEMA_VIOLATION: &str = "SELECT v.pointer, v.message FROM hookline.schema_violation($1, $2) AS v";
 
@@ -190,6 +199,14 @@ pub async fn delete(db: &impl GenericClient, id: Uuid) -> Result<()> {
 pub async fn names_for_tenant(db: &impl GenericClient, tenant: &str) -> Result<Vec<String>> {
     let rows = db.query(&db.prepare_cached(EVENT_TYPE_NAMES_FOR_TENANT).await?, &[&tenant]).await?;
     Ok(rows.into_iter().map(|r| r.get(0)).collect())
+}
+
+/// Endpoints that would subscribe to a type that no longer exists once
+/// `event_type` is deleted.
+pub async fn subscribers_left_without(db: &impl GenericClient, event_type: &EventType) -> Result<i64> {
+    let s = &event_type.settings;
+    let statement = db.prepare_cached(EVENT_TYPE_SUBSCRIBERS_LEFT_WITHOUT).await?;
+    Ok(db.query_one(&statement, &[&s.name, &s.tenant, &event_type.id]).await?.get(0))
 }
 
 /// Where `instance` fails `schema`, as the events trigger would say it.

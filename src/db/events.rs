@@ -9,30 +9,54 @@ use super::Result;
 
 /// Inserts an event (the fan-out trigger queues its deliveries). With an
 /// idempotency key already used in the tenant nothing is inserted: then
-/// `EVENT_BY_IDEMPOTENCY_KEY` finds the first event.
+/// `EVENT_BY_IDEMPOTENCY_KEY` finds the first event. The schema warning is
+/// the one the events trigger records after this statement's rows are
+/// returned, asked of the same function.
 pub const EVENT_INSERT: &str = "
-INSERT INTO hookline.events (id, tenant, event_type, payload, idempotency_key, source, ordering_key)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
-RETURNING id, tenant, event_type, payload, idempotency_key, source, created_at, ordering_key";
+WITH e AS (
+    INSERT INTO hookline.events (id, tenant, event_type, payload, idempotency_key, source, ordering_key)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)
+    RETURNING id, tenant, event_type, payload, idempotency_key, source, created_at, ordering_key
+)
+SELECT e.*, v.pointer, v.message
+  FROM e LEFT JOIN LATERAL hookline.payload_violation(e.event_type, e.payload, e.tenant) AS v ON true";
 
-pub const EVENT_BY_IDEMPOTENCY_KEY: &str = "
-SELECT e.id, e.tenant, e.event_type, e.payload, e.idempotency_key, e.source, e.created_at, e.ordering_key
-  FROM hookline.event_idempotency AS i JOIN hookline.events AS e ON e.id = i.event_id
- WHERE i.tenant = $1 AND i.idempotency_key = $2";
+/// The columns of an event and its schema warning, in `Event::from(Row)` order.
+macro_rules! event_columns {
+    () => {
+        "e.id, e.tenant, e.event_type, e.payload, e.idempotency_key, e.source, e.created_at, e.ordering_key,
+         w.pointer, w.message"
+    };
+}
 
-pub const EVENT_GET: &str = "
-SELECT id, tenant, event_type, payload, idempotency_key, source, created_at, ordering_key FROM hookline.events WHERE id = $1";
+macro_rules! event_from {
+    () => {
+        " FROM hookline.events AS e LEFT JOIN hookline.event_schema_warnings AS w ON w.event_id = e.id "
+    };
+}
+
+pub const EVENT_BY_IDEMPOTENCY_KEY: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    event_from!(),
+    "JOIN hookline.event_idempotency AS i ON i.event_id = e.id WHERE i.tenant = $1 AND i.idempotency_key = $2"
+);
+
+pub const EVENT_GET: &str = concat!("SELECT ", event_columns!(), event_from!(), "WHERE e.id = $1");
 
 /// Newest first after cursor `$1`; optional tenant `$3`, type `$4`, and
 /// creation window [`$5`, `$6`) (as UUIDv7 id bounds, so the index does it).
-pub const EVENT_LIST_PAGE: &str = "
-SELECT id, tenant, event_type, payload, idempotency_key, source, created_at, ordering_key FROM hookline.events
- WHERE ($1::uuid IS NULL OR id < $1)
-   AND ($3::text IS NULL OR tenant = $3)
-   AND ($4::text IS NULL OR event_type = $4)
-   AND ($5::timestamptz IS NULL OR id >= hookline.uuid_v7_floor($5))
-   AND ($6::timestamptz IS NULL OR id < hookline.uuid_v7_floor($6))
- ORDER BY id DESC LIMIT $2";
+pub const EVENT_LIST_PAGE: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    event_from!(),
+    "WHERE ($1::uuid IS NULL OR e.id < $1)
+       AND ($3::text IS NULL OR e.tenant = $3)
+       AND ($4::text IS NULL OR e.event_type = $4)
+       AND ($5::timestamptz IS NULL OR e.id >= hookline.uuid_v7_floor($5))
+       AND ($6::timestamptz IS NULL OR e.id < hookline.uuid_v7_floor($6))
+     ORDER BY e.id DESC LIMIT $2"
+);
 
 #[derive(Debug, Clone)]
 pub struct Event {
@@ -45,6 +69,14 @@ pub struct Event {
     pub created_at: DateTime<Utc>,
     /// Its lane at endpoints ordered by key.
     pub ordering_key: Option<String>,
+    /// Where its payload fails the schema of a type that only warns.
+    pub schema_warning: Option<SchemaWarning>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SchemaWarning {
+    pub pointer: String,
+    pub message: String,
 }
 
 impl From<Row> for Event {
@@ -58,6 +90,7 @@ impl From<Row> for Event {
             source: r.get(5),
             created_at: r.get(6),
             ordering_key: r.get(7),
+            schema_warning: r.get::<_, Option<String>>(8).map(|pointer| SchemaWarning { pointer, message: r.get(9) }),
         }
     }
 }

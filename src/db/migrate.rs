@@ -54,7 +54,19 @@ pub async fn migrate(client: &mut tokio_postgres::Client) -> super::Result<()> {
 #[doc(hidden)]
 pub async fn migrate_until(client: &mut tokio_postgres::Client, version: i32) -> super::Result<()> {
     embedded::migrations::runner().set_target(refinery::Target::Version(version)).run_async(client).await?;
-    apply_sql_objects(client).await
+    // Each file in a savepoint: those that need a later migration's tables
+    // did not exist yet at that version, and are left out.
+    let mut tx = client.transaction().await?;
+    tx.batch_execute("SET LOCAL client_min_messages = warning").await?;
+    for (_, sql) in SQL_OBJECTS {
+        let savepoint = tx.savepoint("sql_object").await?;
+        match savepoint.batch_execute(sql).await {
+            Ok(()) => savepoint.commit().await?,
+            Err(_) => savepoint.rollback().await?,
+        }
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 async fn apply(client: &mut tokio_postgres::Client) -> super::Result<()> {

@@ -133,7 +133,8 @@ async fn the_metrics_listener_serves_metrics_alone_without_a_token() {
     let db = TestDb::new().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let state = hookline::api::AppState::new(db.pool.clone(), 1024, crate::support::test_keys());
+    let state =
+        hookline::api::AppState::new(db.pool.clone(), crate::support::api::settings(1024), crate::support::test_keys());
     tokio::spawn(async move {
         let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();
         let _ = poem::Server::new_with_acceptor(acceptor).run(hookline::api::metrics_app(state)).await;
@@ -222,7 +223,7 @@ async fn hmac_sources_dedupe_on_the_providers_known_id_header_and_warn_without_o
 async fn unknown_tokens_and_source_names_are_remembered_and_known_sources_verify_without_a_connection() {
     let db = TestDb::new().await;
     let pool = hookline::db::pool(&db.url, 1).unwrap();
-    let api = TestApi::start_with_pool(&db, pool.clone(), 1024 * 1024).await;
+    let api = TestApi::start_with_pool(&db, pool.clone(), crate::support::api::settings(1024 * 1024)).await;
     let created = api
         .post(
             "/v1/sources",

@@ -10,6 +10,7 @@ mod changes;
 mod cli;
 mod delivery;
 mod event_type_schemas;
+mod event_types;
 mod flow_control;
 mod flow_edges;
 mod guard_api;

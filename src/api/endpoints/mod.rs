@@ -624,6 +624,9 @@ impl EndpointsApi {
         let new = new_endpoint(&auth.0, body.0, &state.secret_keys)?;
         let mut client = state.client().await?;
         let tx = client.transaction().await?;
+        if state.strict_event_types {
+            super::event_types::check_subscriptions(&tx, &new.tenant, &new.event_types, &[]).await?;
+        }
         let row = db::endpoints::insert(&tx, &new).await?;
         let endpoint = Endpoint::from(&row);
         audit(&tx, &auth.0, "endpoint.create", &endpoint, None, Some(&endpoint)).await?;
@@ -978,6 +981,9 @@ async fn change_endpoint(
     let mut row = visible(principal, db::endpoints::get_for_update(&tx, id).await?)?;
     let before = Endpoint::from(&row);
     change(&mut row)?;
+    if state.strict_event_types {
+        super::event_types::check_subscriptions(&tx, &row.tenant, &row.event_types, &before.event_types).await?;
+    }
     let after = Endpoint::from(&db::endpoints::update(&tx, &row).await?);
     audit(&tx, principal, action, &after, Some(&before), Some(&after)).await?;
     tx.commit().await?;

@@ -3,7 +3,14 @@
 use reqwest::Method;
 use serde_json::Value;
 
+use hookline::api::ApiSettings;
+
 use super::db::TestDb;
+
+/// The defaults of `serve`, with this body limit.
+pub fn settings(max_body_bytes: usize) -> ApiSettings {
+    ApiSettings { max_body_bytes, strict_event_types: false }
+}
 
 pub struct TestApi {
     pub base: String,
@@ -37,15 +44,22 @@ impl TestApi {
     }
 
     pub async fn start_with_limit(db: &TestDb, max_body_bytes: usize) -> Self {
-        Self::start_with_pool(db, db.pool.clone(), max_body_bytes).await
+        Self::start_with_pool(db, db.pool.clone(), settings(max_body_bytes)).await
+    }
+
+    /// An API with HOOKLINE_STRICT_EVENT_TYPES on.
+    pub async fn start_strict(db: &TestDb) -> Self {
+        let settings =
+            ApiSettings { strict_event_types: true, ..settings(hookline::api::body::DEFAULT_MAX_BODY_BYTES) };
+        Self::start_with_pool(db, db.pool.clone(), settings).await
     }
 
     /// An API on a pool of its own (say, one connection a test can take away).
-    pub async fn start_with_pool(db: &TestDb, pool: deadpool_postgres::Pool, max_body_bytes: usize) -> Self {
+    pub async fn start_with_pool(db: &TestDb, pool: deadpool_postgres::Pool, settings: ApiSettings) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let app = hookline::api::app(hookline::api::AppState::new(pool, max_body_bytes, super::test_keys()));
+        let app = hookline::api::app(hookline::api::AppState::new(pool, settings, super::test_keys()));
         tokio::spawn(async move {
             let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();
             let _ = poem::Server::new_with_acceptor(acceptor).run(app).await;
