@@ -11,7 +11,7 @@
 use chrono::{DateTime, Utc};
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
-use poem_openapi::payload::{Json, Response};
+use poem_openapi::payload::Json;
 use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use serde::Deserialize;
@@ -59,7 +59,8 @@ impl Validation {
     }
 }
 
-/// A new event type.
+/// A new event type. `validation` is `off` unless given; `warn` and
+/// `enforce` need a `schema`.
 #[derive(Object, Deserialize, Debug)]
 #[oai(deny_unknown_fields)]
 #[serde(deny_unknown_fields)]
@@ -87,7 +88,6 @@ pub struct EventTypeCreate {
     pub example: Option<serde_json::Value>,
     #[serde(default, deserialize_with = "super::body::non_null")]
     pub deprecated: Option<bool>,
-    /// Default `off`; `warn` and `enforce` need a `schema`.
     #[serde(default, deserialize_with = "super::body::non_null")]
     pub validation: Option<Validation>,
 }
@@ -144,6 +144,13 @@ pub struct EventTypeList {
 pub enum CreateEventTypeResponse {
     #[oai(status = 201)]
     Created(Json<EventType>),
+}
+
+#[derive(ApiResponse)]
+pub enum SchemaResponse {
+    /// The JSON Schema as it was stored.
+    #[oai(status = 200, content_type = "application/schema+json")]
+    Schema(Json<serde_json::Value>),
 }
 
 #[derive(ApiResponse)]
@@ -267,7 +274,7 @@ impl EventTypesApi {
         name: Path<String>,
         /// A tenant's own type of this name (default: the shared one).
         tenant: Query<Option<String>>,
-    ) -> Result<Response<Json<serde_json::Value>>, Problem> {
+    ) -> Result<SchemaResponse, Problem> {
         auth.0.require(Scope::Read)?;
         let client = state.client().await?;
         let row = readable(&client, &auth.0, &name.0, tenant.0.as_deref()).await?;
@@ -275,7 +282,7 @@ impl EventTypesApi {
             .settings
             .schema
             .ok_or_else(|| Problem::new(ProblemKind::NotFound, "this event type has no schema", None))?;
-        Ok(Response::new(Json(schema)).header("content-type", "application/schema+json"))
+        Ok(SchemaResponse::Schema(Json(schema)))
     }
 
     /// Change an event type
