@@ -73,6 +73,7 @@ pub fn check(schema: &Value) -> Result<Vec<Pattern>, Refused> {
         .map_err(|error| refused(error.instance_path().as_str(), error.to_string()))?;
     let mut patterns = Vec::new();
     walk(schema, schema, "", &mut patterns)?;
+    expanded_size(schema, schema, "", &mut Default::default(), &mut Vec::new())?;
     Ok(patterns)
 }
 
@@ -93,23 +94,87 @@ fn walk(root: &Value, schema: &Value, at: &str, patterns: &mut Vec<Pattern>) -> 
             "pattern" => add_pattern(patterns, &here, value.as_str().unwrap_or_default())?,
             _ => {}
         }
-        if SCHEMA_VALUED.contains(&keyword.as_str()) {
-            walk(root, value, &here, patterns)?;
-        } else if SCHEMA_LISTS.contains(&keyword.as_str()) {
-            for (i, sub) in value.as_array().into_iter().flatten().enumerate() {
-                walk(root, sub, &format!("{here}/{i}"), patterns)?;
+        if keyword == "patternProperties" {
+            for name in value.as_object().into_iter().flatten().map(|(name, _)| name) {
+                add_pattern(patterns, &format!("{here}/{}", pointer_token(name)), name)?;
             }
-        } else if SCHEMA_MAPS.contains(&keyword.as_str()) {
-            for (name, sub) in value.as_object().into_iter().flatten() {
-                let there = format!("{here}/{}", pointer_token(name));
-                if keyword == "patternProperties" {
-                    add_pattern(patterns, &there, name)?;
-                }
-                walk(root, sub, &there, patterns)?;
-            }
+        }
+        for (there, sub) in subschemas(keyword, value, &here) {
+            walk(root, sub, &there, patterns)?;
         }
     }
     Ok(())
+}
+
+/// The subschemas a keyword holds, with their pointers.
+fn subschemas<'a>(keyword: &str, value: &'a Value, here: &str) -> Vec<(String, &'a Value)> {
+    if SCHEMA_VALUED.contains(&keyword) {
+        vec![(here.to_owned(), value)]
+    } else if SCHEMA_LISTS.contains(&keyword) {
+        value.as_array().into_iter().flatten().enumerate().map(|(i, sub)| (format!("{here}/{i}"), sub)).collect()
+    } else if SCHEMA_MAPS.contains(&keyword) {
+        let entries = value.as_object().into_iter().flatten();
+        entries.map(|(name, sub)| (format!("{here}/{}", pointer_token(name)), sub)).collect()
+    } else {
+        Vec::new()
+    }
+}
+
+/// Subschemas one payload value may meet at most, counting each `$ref` as
+/// the schema it points at. Past this a schema is refused: the database
+/// checks a schema node by node, and a few `$defs` that each refer twice
+/// to the next would otherwise make millions of checks out of a small
+/// schema.
+pub const MAX_EXPANDED_SUBSCHEMAS: usize = 5_000;
+
+/// Counts what [`MAX_EXPANDED_SUBSCHEMAS`] bounds; refuses a schema that
+/// refers to itself, which the database could not check to the end.
+fn expanded_size(
+    root: &Value,
+    schema: &Value,
+    at: &str,
+    sizes: &mut std::collections::HashMap<String, usize>,
+    expanding: &mut Vec<String>,
+) -> Result<usize, Refused> {
+    let mut size = 1;
+    for (keyword, value) in schema.as_object().into_iter().flatten() {
+        let here = format!("{at}/{}", pointer_token(keyword));
+        if keyword == "$ref" {
+            size += ref_size(root, value.as_str().unwrap_or_default(), &here, sizes, expanding)?;
+        } else if keyword != "$defs" && keyword != "definitions" {
+            for (there, sub) in subschemas(keyword, value, &here) {
+                size += expanded_size(root, sub, &there, sizes, expanding)?;
+            }
+        }
+        if size > MAX_EXPANDED_SUBSCHEMAS {
+            return Err(refused(
+                at,
+                format!("expands through its $refs to more than {MAX_EXPANDED_SUBSCHEMAS} subschemas"),
+            ));
+        }
+    }
+    Ok(size)
+}
+
+fn ref_size(
+    root: &Value,
+    reference: &str,
+    at: &str,
+    sizes: &mut std::collections::HashMap<String, usize>,
+    expanding: &mut Vec<String>,
+) -> Result<usize, Refused> {
+    if let Some(size) = sizes.get(reference) {
+        return Ok(*size);
+    }
+    if expanding.iter().any(|r| r == reference) {
+        return Err(refused(at, format!("`{reference}` refers back to itself: recursive schemas are not supported")));
+    }
+    let target = root.pointer(&reference[1..]).expect("checked by walk");
+    expanding.push(reference.to_owned());
+    let size = expanded_size(root, target, &reference[1..], sizes, expanding)?;
+    expanding.pop();
+    sizes.insert(reference.to_owned(), size);
+    Ok(size)
 }
 
 /// A `$ref` must point into this schema: `#` or `#/json/pointer`.
@@ -199,6 +264,28 @@ mod tests {
             let refused = check(&schema).unwrap_err();
             assert_eq!(refused.pointer, pointer, "{schema}: {refused}");
         }
+    }
+
+    #[test]
+    fn recursive_and_exploding_schemas_are_refused() {
+        let recursive = json!({"properties": {"child": {"$ref": "#"}}});
+        assert_eq!(check(&recursive).unwrap_err().pointer, "/properties/child/$ref");
+        let mutual = json!({"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"items": {"$ref": "#/$defs/a"}}},
+                            "$ref": "#/$defs/a"});
+        assert!(check(&mutual).unwrap_err().reason.contains("recursive"));
+        // Each level refers twice to the next: 2^20 subschemas from 20 small ones.
+        let mut defs = serde_json::Map::new();
+        for level in 0..20 {
+            let next = format!("#/$defs/l{}", level + 1);
+            defs.insert(format!("l{level}"), json!({"anyOf": [{"$ref": next}, {"$ref": next}]}));
+        }
+        defs.insert("l20".into(), json!({"type": "string"}));
+        let exploding = json!({"$defs": defs, "$ref": "#/$defs/l0"});
+        assert!(check(&exploding).unwrap_err().reason.contains("more than"), "refused for its size");
+        // Shared definitions used many times are fine.
+        let shared = json!({"$defs": {"id": {"type": "string"}},
+                            "properties": {"a": {"$ref": "#/$defs/id"}, "b": {"$ref": "#/$defs/id"}}});
+        assert!(check(&shared).is_ok());
     }
 
     #[test]
