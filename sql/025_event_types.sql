@@ -73,17 +73,13 @@ BEGIN
         END IF;
     END IF;
 
-    IF schema ? 'type' THEN
-        IF NOT EXISTS (SELECT FROM jsonb_array_elements_text(CASE jsonb_typeof(schema->'type')
-                                                              WHEN 'array' THEN schema->'type'
-                                                              ELSE jsonb_build_array(schema->'type') END) AS t(name)
-                        WHERE t.name = kind OR (t.name = 'number' AND kind = 'integer')) THEN
-            RETURN (at, format('expected %s, got %s',
-                               (SELECT string_agg(t, ' or ') FROM jsonb_array_elements_text(
-                                    CASE jsonb_typeof(schema->'type') WHEN 'array' THEN schema->'type'
-                                         ELSE jsonb_build_array(schema->'type') END) AS t),
-                               kind));
-        END IF;
+    -- `?` finds a name in a list of them, or is the one name given.
+    IF schema ? 'type' AND NOT (schema->'type' ? kind OR (kind = 'integer' AND schema->'type' ? 'number')) THEN
+        RETURN (at, format('expected %s, got %s',
+                           (SELECT string_agg(t, ' or ') FROM jsonb_array_elements_text(
+                                CASE jsonb_typeof(schema->'type') WHEN 'array' THEN schema->'type'
+                                     ELSE jsonb_build_array(schema->'type') END) AS t),
+                           kind));
     END IF;
     IF schema ? 'enum' AND NOT EXISTS (SELECT FROM jsonb_array_elements(schema->'enum') AS e WHERE e = instance) THEN
         RETURN (at, format('%s is not one of %s', hookline.json_excerpt(instance), hookline.json_excerpt(schema->'enum')));
@@ -92,48 +88,51 @@ BEGIN
         RETURN (at, format('expected %s', hookline.json_excerpt(schema->'const')));
     END IF;
 
-    IF schema ? '$ref' THEN
-        failure := hookline.schema_check(hookline.schema_at(root, schema->>'$ref'), instance, root, at, depth + 1);
-        IF failure IS NOT NULL THEN RETURN failure; END IF;
-    END IF;
-    IF schema ? 'allOf' THEN
-        FOR sub IN SELECT jsonb_array_elements(schema->'allOf') LOOP
-            failure := hookline.schema_check(sub, instance, root, at, depth + 1);
+    -- The applicators, skipped together when a schema has none (most).
+    IF schema ?| ARRAY['$ref', 'allOf', 'anyOf', 'oneOf', 'not', 'if'] THEN
+        IF schema ? '$ref' THEN
+            failure := hookline.schema_check(hookline.schema_at(root, schema->>'$ref'), instance, root, at, depth + 1);
             IF failure IS NOT NULL THEN RETURN failure; END IF;
-        END LOOP;
-    END IF;
-    IF schema ? 'anyOf' THEN
-        matched := false;
-        FOR sub IN SELECT jsonb_array_elements(schema->'anyOf') LOOP
-            IF hookline.schema_check(sub, instance, root, at, depth + 1) IS NULL THEN
-                matched := true;
-                EXIT;
-            END IF;
-        END LOOP;
-        IF NOT matched THEN RETURN (at, 'matches none of the schemas in anyOf'::text); END IF;
-    END IF;
-    IF schema ? 'oneOf' THEN
-        passing := 0;
-        FOR sub IN SELECT jsonb_array_elements(schema->'oneOf') LOOP
-            IF hookline.schema_check(sub, instance, root, at, depth + 1) IS NULL THEN
-                passing := passing + 1;
-            END IF;
-        END LOOP;
-        IF passing = 0 THEN RETURN (at, 'matches none of the schemas in oneOf'::text); END IF;
-        IF passing > 1 THEN RETURN (at, 'matches more than one of the schemas in oneOf'::text); END IF;
-    END IF;
-    IF schema ? 'not' AND hookline.schema_check(schema->'not', instance, root, at, depth + 1) IS NULL THEN
-        RETURN (at, 'matches the schema in not'::text);
-    END IF;
-    IF schema ? 'if' THEN
-        IF hookline.schema_check(schema->'if', instance, root, at, depth + 1) IS NULL THEN
-            IF schema ? 'then' THEN
-                failure := hookline.schema_check(schema->'then', instance, root, at, depth + 1);
-            END IF;
-        ELSIF schema ? 'else' THEN
-            failure := hookline.schema_check(schema->'else', instance, root, at, depth + 1);
         END IF;
-        IF failure IS NOT NULL THEN RETURN failure; END IF;
+        IF schema ? 'allOf' THEN
+            FOR sub IN SELECT jsonb_array_elements(schema->'allOf') LOOP
+                failure := hookline.schema_check(sub, instance, root, at, depth + 1);
+                IF failure IS NOT NULL THEN RETURN failure; END IF;
+            END LOOP;
+        END IF;
+        IF schema ? 'anyOf' THEN
+            matched := false;
+            FOR sub IN SELECT jsonb_array_elements(schema->'anyOf') LOOP
+                IF hookline.schema_check(sub, instance, root, at, depth + 1) IS NULL THEN
+                    matched := true;
+                    EXIT;
+                END IF;
+            END LOOP;
+            IF NOT matched THEN RETURN (at, 'matches none of the schemas in anyOf'::text); END IF;
+        END IF;
+        IF schema ? 'oneOf' THEN
+            passing := 0;
+            FOR sub IN SELECT jsonb_array_elements(schema->'oneOf') LOOP
+                IF hookline.schema_check(sub, instance, root, at, depth + 1) IS NULL THEN
+                    passing := passing + 1;
+                END IF;
+            END LOOP;
+            IF passing = 0 THEN RETURN (at, 'matches none of the schemas in oneOf'::text); END IF;
+            IF passing > 1 THEN RETURN (at, 'matches more than one of the schemas in oneOf'::text); END IF;
+        END IF;
+        IF schema ? 'not' AND hookline.schema_check(schema->'not', instance, root, at, depth + 1) IS NULL THEN
+            RETURN (at, 'matches the schema in not'::text);
+        END IF;
+        IF schema ? 'if' THEN
+            IF hookline.schema_check(schema->'if', instance, root, at, depth + 1) IS NULL THEN
+                IF schema ? 'then' THEN
+                    failure := hookline.schema_check(schema->'then', instance, root, at, depth + 1);
+                END IF;
+            ELSIF schema ? 'else' THEN
+                failure := hookline.schema_check(schema->'else', instance, root, at, depth + 1);
+            END IF;
+            IF failure IS NOT NULL THEN RETURN failure; END IF;
+        END IF;
     END IF;
 
     CASE kind
@@ -217,11 +216,13 @@ BEGIN
                 END LOOP;
             END LOOP;
         END IF;
-        size := (SELECT count(*) FROM jsonb_object_keys(instance));
-        IF size < (schema->>'minProperties')::numeric THEN
-            RETURN (at, format('has fewer than %s properties', schema->>'minProperties'));
-        ELSIF size > (schema->>'maxProperties')::numeric THEN
-            RETURN (at, format('has more than %s properties', schema->>'maxProperties'));
+        IF schema ?| ARRAY['minProperties', 'maxProperties'] THEN
+            size := (SELECT count(*) FROM jsonb_object_keys(instance));
+            IF size < (schema->>'minProperties')::numeric THEN
+                RETURN (at, format('has fewer than %s properties', schema->>'minProperties'));
+            ELSIF size > (schema->>'maxProperties')::numeric THEN
+                RETURN (at, format('has more than %s properties', schema->>'maxProperties'));
+            END IF;
         END IF;
         IF schema ? 'properties' THEN
             FOR prop, sub IN SELECT * FROM jsonb_each(schema->'properties') LOOP
