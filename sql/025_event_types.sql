@@ -46,7 +46,8 @@ LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
 DECLARE
     kind       text := jsonb_typeof(instance);
     failure    hookline.schema_violation;
-    prop        text;
+    prop       text;
+    names      jsonb;
     sub        jsonb;
     item       jsonb;
     number     numeric;
@@ -198,7 +199,11 @@ BEGIN
         END IF;
 
     WHEN 'object' THEN
-        IF schema ? 'required' THEN
+        -- The names of the instance's properties, asked of jsonpath (no
+        -- query): a loop over them runs only when some are not in
+        -- `properties`, or a rule applies to every one.
+        names := jsonb_path_query_array(instance, '$.keyvalue().key');
+        IF schema ? 'required' AND NOT schema->'required' <@ names THEN
             FOR prop IN SELECT jsonb_array_elements_text(schema->'required') LOOP
                 IF NOT instance ? prop THEN
                     RETURN (at || '/' || hookline.json_pointer_token(prop), 'is required'::text);
@@ -232,7 +237,9 @@ BEGIN
                 IF failure IS NOT NULL THEN RETURN failure; END IF;
             END LOOP;
         END IF;
-        IF schema ?| ARRAY['patternProperties', 'additionalProperties', 'propertyNames'] THEN
+        IF schema ?| ARRAY['patternProperties', 'propertyNames']
+           OR (schema ? 'additionalProperties'
+               AND NOT names <@ jsonb_path_query_array(coalesce(schema->'properties', '{}'), '$.keyvalue().key')) THEN
             FOR prop, item IN SELECT * FROM jsonb_each(instance) LOOP
                 IF schema ? 'propertyNames' THEN
                     failure := hookline.schema_check(schema->'propertyNames', to_jsonb(prop), root,
@@ -272,10 +279,14 @@ BEGIN
 END
 $$;
 
+-- PL/pgSQL rather than SQL for this and the two below: called in a query's
+-- FROM, a SQL function is planned afresh on every execution of that query.
 CREATE OR REPLACE FUNCTION hookline.schema_violation(schema jsonb, instance jsonb)
 RETURNS hookline.schema_violation
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT hookline.schema_check(schema, instance, schema, '', 0)
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+BEGIN
+    RETURN hookline.schema_check(schema, instance, schema, '', 0);
+END
 $$;
 
 -- What PostgreSQL says of a regular expression it cannot compile, or NULL:
@@ -293,51 +304,63 @@ $$;
 -- The catalogue entry that applies to events of a type in a tenant: the
 -- tenant's own, else the shared one.
 CREATE OR REPLACE FUNCTION hookline.event_type_for(name text, tenant text) RETURNS hookline.event_types
-LANGUAGE sql STABLE AS $$
-    SELECT t.* FROM hookline.event_types AS t
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    applying hookline.event_types;
+BEGIN
+    SELECT t.* INTO applying FROM hookline.event_types AS t
      WHERE t.name = event_type_for.name AND coalesce(t.tenant, '') IN (event_type_for.tenant, '')
-     ORDER BY t.tenant NULLS LAST LIMIT 1
+     ORDER BY t.tenant NULLS LAST LIMIT 1;
+    RETURN applying;
+END
 $$;
 
 -- What sending this payload as this type would meet: NULL when it would be
 -- accepted as it is (or the type does not validate).
 CREATE OR REPLACE FUNCTION hookline.payload_violation(event_type text, payload jsonb, tenant text DEFAULT 'default')
 RETURNS hookline.schema_violation
-LANGUAGE sql STABLE AS $$
-    SELECT hookline.schema_violation(t.schema, payload)
-      FROM hookline.event_type_for(event_type, tenant) AS t
-     WHERE t.validation <> 'off'
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    applies hookline.event_types := hookline.event_type_for(event_type, tenant);
+BEGIN
+    IF applies.validation <> 'off' THEN
+        RETURN hookline.schema_check(applies.schema, payload, applies.schema, '', 0);
+    END IF;
+    RETURN NULL;
+END
 $$;
 
 CREATE OR REPLACE FUNCTION hookline.events_check_schemas() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
-    failed record;
+    checked   record;
+    violation hookline.schema_violation;
 BEGIN
     IF NOT EXISTS (SELECT FROM hookline.event_types AS t WHERE t.validation <> 'off') THEN
         RETURN NULL;
     END IF;
-    FOR failed IN
-        SELECT e.id AS event_id, e.event_type, t.id AS type_id, t.validation, v.pointer, v.message
+    FOR checked IN
+        SELECT e.id AS event_id, e.event_type, e.payload, t.id AS type_id, t.schema, t.validation
           FROM new_events AS e
          CROSS JOIN LATERAL hookline.event_type_for(e.event_type, e.tenant) AS t
-         CROSS JOIN LATERAL hookline.schema_violation(t.schema, e.payload) AS v
         -- An endpoint's test event carries hookline's own sample payload.
-         WHERE t.validation <> 'off' AND e.source <> 'test' AND v.pointer IS NOT NULL
+         WHERE t.validation <> 'off' AND e.source <> 'test'
     LOOP
-        IF failed.validation = 'enforce' THEN
+        violation := hookline.schema_check(checked.schema, checked.payload, checked.schema, '', 0);
+        CONTINUE WHEN violation IS NULL;
+        IF checked.validation = 'enforce' THEN
             RAISE EXCEPTION 'hookline: the payload does not match the schema of event type % at %: %',
-                            failed.event_type,
-                            CASE failed.pointer WHEN '' THEN 'its top level' ELSE failed.pointer END,
-                            failed.message
+                            checked.event_type,
+                            CASE violation.pointer WHEN '' THEN 'its top level' ELSE violation.pointer END,
+                            violation.message
                   USING ERRCODE = 'check_violation', SCHEMA = 'hookline', TABLE = 'events',
                         COLUMN = 'payload', CONSTRAINT = 'event_type_schema',
-                        DETAIL = json_build_object('event_type', failed.event_type, 'pointer', failed.pointer,
-                                                   'message', failed.message)::text,
+                        DETAIL = json_build_object('event_type', checked.event_type, 'pointer', violation.pointer,
+                                                   'message', violation.message)::text,
                         HINT = 'hookline.payload_violation(event_type, payload, tenant) checks a payload without sending it.';
         END IF;
         INSERT INTO hookline.event_schema_warnings (event_id, event_type_id, pointer, message)
-        VALUES (failed.event_id, failed.type_id, failed.pointer, failed.message);
+        VALUES (checked.event_id, checked.type_id, violation.pointer, violation.message);
     END LOOP;
     RETURN NULL;
 END
