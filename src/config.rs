@@ -27,6 +27,12 @@ pub struct Settings {
     #[arg(long, env = "HOOKLINE_LISTEN", default_value = "127.0.0.1:8080", global = true)]
     pub listen: SocketAddr,
 
+    /// Where this hookline's API is reachable from its workers: sandboxes'
+    /// capture URLs are `<this>/sandbox/<token>` (default
+    /// `http://<HOOKLINE_LISTEN>`, with 127.0.0.1 for an unspecified address).
+    #[arg(long, env = "HOOKLINE_PUBLIC_URL", global = true, value_parser = parse_public_url)]
+    pub public_url: Option<url::Url>,
+
     /// Also serve `GET /metrics` without a token on this address (for a
     /// scraper on a private network); on the API's address it needs a token.
     #[arg(long, env = "HOOKLINE_METRICS_LISTEN", global = true)]
@@ -171,6 +177,15 @@ impl Settings {
         self.database_url.clone().or_else(|| std::env::var("DATABASE_URL").ok()).filter(|u| !u.is_empty())
     }
 
+    /// `HOOKLINE_PUBLIC_URL` (or its default) without a trailing slash.
+    pub fn public_url(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.as_str().trim_end_matches('/').to_owned(),
+            None if self.listen.ip().is_unspecified() => format!("http://127.0.0.1:{}", self.listen.port()),
+            None => format!("http://{}", self.listen),
+        }
+    }
+
     /// How long history and statistics are kept.
     pub fn retention(&self) -> Retention {
         Retention { history_days: self.retention_days, stats_days: self.stats_retention_days }
@@ -200,6 +215,7 @@ impl Settings {
             network: NetworkPolicy {
                 allow_private: self.allow_private_networks,
                 allowed: self.allowed_networks.clone(),
+                sandbox_prefix: Some(format!("{}{}", self.public_url(), crate::api::SANDBOX_PATH)),
             },
         }
     }
@@ -269,6 +285,22 @@ impl Default for CircuitSettings {
 pub struct NetworkPolicy {
     pub allow_private: bool,
     pub allowed: Vec<IpNet>,
+    /// hookline's own sandbox capture URLs start with this: they reach only
+    /// hookline's listener, which records what it is sent, so they are
+    /// exempt from the address check (`HOOKLINE_PUBLIC_URL` + `/sandbox/`).
+    pub sandbox_prefix: Option<String>,
+}
+
+/// An http(s) URL with nothing after its path.
+fn parse_public_url(text: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(text).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err("must be an http:// or https:// URL".to_owned());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("must not have a query or fragment".to_owned());
+    }
+    Ok(url)
 }
 
 /// Folds a TOML settings file into the environment (see the module docs).
@@ -307,8 +339,10 @@ const KNOWN_KEYS: &[&str] = &[
     "database_url",
     "listen",
     "metrics_listen",
+    "public_url",
     "max_body_bytes",
     "max_payload_bytes",
+    "strict_event_types",
     "pool_size",
     "allow_private_networks",
     "allowed_networks",

@@ -256,7 +256,8 @@ async fn maintain(pool: &Pool, settings: &Settings) -> anyhow::Result<()> {
     {
         Some(done) => {
             tracing::info!(created = done.created, dropped = ?done.dropped, kept_for_open_work = ?done.kept,
-                           rollup_rows_deleted = done.rollup_rows_deleted, "partitions maintained");
+                           rollup_rows_deleted = done.rollup_rows_deleted,
+                           sandboxes_deleted = done.sandboxes_deleted, "partitions maintained");
         }
         None => tracing::info!("another process is maintaining the partitions right now"),
     }
@@ -276,8 +277,11 @@ async fn serve(
         .with_context(|| format!("cannot listen on {} (HOOKLINE_LISTEN)", settings.listen))?;
     tracing::info!(listen = %settings.listen, "API listening");
     let acceptor = poem::listener::TcpAcceptor::from_tokio(listener)?;
-    let api_settings =
-        api::ApiSettings { max_body_bytes: settings.max_body_bytes, strict_event_types: settings.strict_event_types };
+    let api_settings = api::ApiSettings {
+        max_body_bytes: settings.max_body_bytes,
+        strict_event_types: settings.strict_event_types,
+        public_url: settings.public_url(),
+    };
     let state = api::AppState::new(pool, api_settings, keys);
     let follower = tokio::spawn(api::changes::follow(state.clone(), url.parse()?, shutdown.clone()));
     let metrics = match settings.metrics_listen {

@@ -18,6 +18,7 @@ mod ops;
 pub mod page;
 mod patch;
 pub mod problem;
+mod sandboxes;
 mod sources;
 mod stats;
 mod tokens;
@@ -38,6 +39,9 @@ use crate::secrets::KeyRing;
 /// What a secret value reads as where it is not shown (custom header values).
 pub const REDACTED: &str = "********";
 
+/// Where sandboxes capture requests: `<HOOKLINE_PUBLIC_URL>/sandbox/<token>`.
+pub const SANDBOX_PATH: &str = "/sandbox/";
+
 /// The API version in the OpenAPI document; bumped by hand on contract changes.
 pub const API_VERSION: &str = "1.0.0";
 
@@ -57,6 +61,8 @@ pub enum ApiTags {
     Sources,
     /// The public receiver of inbound webhooks, authenticated by signature.
     Inbound,
+    /// Capture URLs served by hookline, to see what it sends.
+    Sandboxes,
     /// Queue and endpoint statistics.
     Stats,
     /// API tokens (admin).
@@ -67,19 +73,19 @@ pub enum ApiTags {
     Operations,
 }
 
+/// Every route group; nested, as `Default` stops at tuples of twelve.
 pub type Api = (
-    endpoints::EndpointsApi,
-    events::EventsApi,
-    event_types::EventTypesApi,
-    deliveries::DeliveriesApi,
-    deliveries::DeadLettersApi,
-    sources::SourcesApi,
-    inbound::InboundApi,
-    stats::StatsApi,
-    tokens::TokensApi,
-    audit::AuditApi,
-    ops::OpsApi,
-    ops::MetricsApi,
+    (
+        endpoints::EndpointsApi,
+        events::EventsApi,
+        event_types::EventTypesApi,
+        deliveries::DeliveriesApi,
+        deliveries::DeadLettersApi,
+        sources::SourcesApi,
+        inbound::InboundApi,
+        sandboxes::SandboxesApi,
+    ),
+    (stats::StatsApi, tokens::TokensApi, audit::AuditApi, ops::OpsApi, ops::MetricsApi),
 );
 
 /// What handlers share.
@@ -92,6 +98,8 @@ pub struct Shared {
     pub max_body_bytes: usize,
     /// Endpoints may subscribe only to types in the catalogue.
     pub strict_event_types: bool,
+    /// `HOOKLINE_PUBLIC_URL`: the base of the sandboxes' capture URLs.
+    pub public_url: String,
     pub sources: inbound_cache::SourceCache,
     pub inbound_counts: Arc<Counters>,
     /// Seals endpoint and source secrets for storage, opens them to use or show.
@@ -106,11 +114,13 @@ impl std::ops::Deref for AppState {
 }
 
 /// The settings of `serve` that the API's handlers apply.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ApiSettings {
     /// Largest request body, in bytes.
     pub max_body_bytes: usize,
     pub strict_event_types: bool,
+    /// Where workers reach this API, without a trailing slash.
+    pub public_url: String,
 }
 
 impl AppState {
@@ -124,6 +134,7 @@ impl AppState {
             tokens: auth::TokenCache::default(),
             max_body_bytes: settings.max_body_bytes,
             strict_event_types: settings.strict_event_types,
+            public_url: settings.public_url,
             sources: inbound_cache::SourceCache::default(),
             inbound_counts,
             secret_keys,
@@ -158,6 +169,7 @@ const CLOSED_REQUEST_SCHEMAS: &[&str] = &[
     "TokenCreate",
     "SourceCreate",
     "SourceUpdate",
+    "SandboxCreate",
 ];
 
 /// The OpenAPI document as served at `/openapi.json` and printed by `hookline openapi`.

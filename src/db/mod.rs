@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod migrate;
 pub mod retention;
 pub mod rollups;
+pub mod sandboxes;
 pub mod secrets;
 pub mod settings;
 pub mod sources;

@@ -58,6 +58,8 @@ pub struct Maintained {
     /// granted in time: the next round tries again.
     pub kept: Vec<String>,
     pub rollup_rows_deleted: i64,
+    /// Expired sandboxes deleted, with their endpoints.
+    pub sandboxes_deleted: i64,
 }
 
 /// One round by the clock `at` (`None`: the database's), unless another
@@ -111,6 +113,7 @@ async fn maintain_locked(
     // of the table, and also for what a process that died here left.
     client.query(DROP_EXPIRED_TABLES, &[]).await?;
     done.rollup_rows_deleted = client.query_one(DROP_EXPIRED_ROLLUPS, &[&retention.stats_days, &at]).await?.get(0);
+    done.sandboxes_deleted = super::sandboxes::delete_expired(&*client).await?;
     // Autovacuum analyzes partitions, never their parents, whose statistics
     // plans across partitions use: renewed when the partitions change.
     if done.created > 0 || !done.dropped.is_empty() {

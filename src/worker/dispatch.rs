@@ -127,10 +127,12 @@ pub enum Outcome {
     },
 }
 
-/// Sends attempts over one pooled, keep-alive HTTP client.
+/// Sends attempts over one pooled, keep-alive HTTP client (and a second one
+/// for hookline's own sandboxes, which the address check would refuse).
 #[derive(Clone)]
 pub struct Dispatcher {
     client: reqwest::Client,
+    sandbox_client: reqwest::Client,
     policy: Arc<NetworkPolicy>,
     max_timeout: Duration,
     secret_keys: KeyRing,
@@ -145,20 +147,9 @@ impl Dispatcher {
         // Installing is idempotent; an Err only means one is already installed.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let policy = Arc::new(policy);
-        let client = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(Arc::new(GuardedResolver { policy: policy.clone() }))
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(1024)
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(10))
-            // A proxy from the environment (HTTP_PROXY, ALL_PROXY) would
-            // resolve and connect to the target itself, out of the guarded
-            // resolver's sight: deliveries never go through one.
-            .no_proxy()
-            .build()?;
-        Ok(Self { client, policy, max_timeout, secret_keys, transforms: Arc::default() })
+        let client = http_client().dns_resolver(Arc::new(GuardedResolver { policy: policy.clone() })).build()?;
+        let sandbox_client = http_client().build()?;
+        Ok(Self { client, sandbox_client, policy, max_timeout, secret_keys, transforms: Arc::default() })
     }
 
     /// Sends one delivery alone: its event id is the `webhook-id`. Its
@@ -216,12 +207,15 @@ impl Dispatcher {
     /// Sends `message` to `d`'s endpoint, signed with its keys.
     async fn send(&self, d: &Claimed, message: Message) -> Result<Attempt, (ErrorKind, String)> {
         let url = reqwest::Url::parse(&d.url).map_err(|e| (ErrorKind::InvalidUrl, format!("invalid URL: {e}")))?;
+        let own_sandbox = self.policy.is_own_sandbox(&url);
         // reqwest skips the resolver for IP literals, so check those here.
         if let Some(ip) = literal_ip(&url)
+            && !own_sandbox
             && !self.policy.permits(ip)
         {
             return Err((ErrorKind::BlockedAddress, format!("{ip} is a blocked address")));
         }
+        let client = if own_sandbox { &self.sandbox_client } else { &self.client };
         let keys = signing_keys(&self.secret_keys, d)?;
         let body = message.body.as_str();
         if body.len() > REQUEST_BODY_MAX_BYTES {
@@ -232,8 +226,7 @@ impl Dispatcher {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::POST);
         let timeout = Duration::from_millis(d.timeout_ms.max(1) as u64).min(self.max_timeout);
 
-        let response = self
-            .client
+        let response = client
             .request(method, url)
             .headers(headers)
             .timeout(timeout)
@@ -448,4 +441,19 @@ fn classify(error: reqwest::Error) -> (ErrorKind, String) {
         source = cause.source();
     }
     (kind, crate::telemetry::error_chain(&error))
+}
+
+/// The settings both HTTP clients share.
+fn http_client() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(1024)
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(10))
+        // A proxy from the environment (HTTP_PROXY, ALL_PROXY) would
+        // resolve and connect to the target itself, out of the guarded
+        // resolver's sight: deliveries never go through one.
+        .no_proxy()
 }

@@ -12,6 +12,15 @@ impl NetworkPolicy {
     pub fn permits(&self, ip: IpAddr) -> bool {
         self.allow_private || !is_internal(ip) || self.allowed.iter().any(|net| net.contains(&ip))
     }
+
+    /// Whether `url` (parsed, so `..` and its encodings are resolved) is one
+    /// of hookline's own sandbox capture URLs: the prefix and a token.
+    pub fn is_own_sandbox(&self, url: &reqwest::Url) -> bool {
+        let Some(prefix) = &self.sandbox_prefix else { return false };
+        url.as_str().strip_prefix(prefix.as_str()).is_some_and(|token| {
+            !token.is_empty() && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        })
+    }
 }
 
 /// Addresses that are not plainly on the public internet: loopback,
@@ -175,13 +184,28 @@ mod tests {
     }
 
     #[test]
+    fn only_a_token_under_the_sandbox_prefix_is_the_own_sandbox() {
+        let policy =
+            NetworkPolicy { sandbox_prefix: Some("http://127.0.0.1:8080/sandbox/".into()), ..Default::default() };
+        let own = |u: &str| policy.is_own_sandbox(&reqwest::Url::parse(u).unwrap());
+        assert!(own("http://127.0.0.1:8080/sandbox/Ab_3-x"));
+        assert!(!own("http://127.0.0.1:8080/sandbox/"));
+        assert!(!own("http://127.0.0.1:8080/sandbox/x/../../v1/tokens"));
+        assert!(!own("http://127.0.0.1:8080/sandbox/%2e%2e/v1/tokens"));
+        assert!(!own("http://127.0.0.1:8080/sandbox/abc?x=1"));
+        assert!(!own("http://127.0.0.1:8081/sandbox/abc"));
+        assert!(!own("http://127.0.0.1:8080/v1/sandbox/abc"));
+        assert!(!NetworkPolicy::default().is_own_sandbox(&reqwest::Url::parse("http://a/sandbox/b").unwrap()));
+    }
+
+    #[test]
     fn policy_allows_private_only_when_configured() {
         let strict = NetworkPolicy::default();
         assert!(!strict.permits(ip("127.0.0.1")));
         assert!(strict.permits(ip("1.1.1.1")));
-        let open = NetworkPolicy { allow_private: true, allowed: vec![] };
+        let open = NetworkPolicy { allow_private: true, ..NetworkPolicy::default() };
         assert!(open.permits(ip("127.0.0.1")));
-        let listed = NetworkPolicy { allow_private: false, allowed: vec!["10.0.0.0/8".parse().unwrap()] };
+        let listed = NetworkPolicy { allowed: vec!["10.0.0.0/8".parse().unwrap()], ..NetworkPolicy::default() };
         assert!(listed.permits(ip("10.9.9.9")));
         assert!(!listed.permits(ip("192.168.0.1")));
     }

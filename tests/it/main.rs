@@ -24,6 +24,7 @@ mod producer_fuzz;
 mod resilience;
 mod retention;
 mod retries;
+mod sandboxes;
 mod secrets;
 mod statements;
 mod transformations;

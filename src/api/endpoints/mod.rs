@@ -621,15 +621,9 @@ impl EndpointsApi {
         body: Body<EndpointCreate>,
     ) -> Result<CreateEndpointResponse, Problem> {
         auth.0.require(Scope::Write)?;
-        let new = new_endpoint(&auth.0, body.0, &state.secret_keys)?;
         let mut client = state.client().await?;
         let tx = client.transaction().await?;
-        if state.strict_event_types {
-            super::event_types::check_subscriptions(&tx, &new.tenant, &new.event_types, &[]).await?;
-        }
-        let row = db::endpoints::insert(&tx, &new).await?;
-        let endpoint = Endpoint::from(&row);
-        audit(&tx, &auth.0, "endpoint.create", &endpoint, None, Some(&endpoint)).await?;
+        let (row, endpoint) = create_in(&tx, &auth.0, &state, body.0).await?;
         tx.commit().await?;
         let endpoint = Endpoint { headers: header_values(&row.headers), ..endpoint };
         let secret = shown(&state.secret_keys.open(&row.secret)?);
@@ -988,6 +982,24 @@ async fn change_endpoint(
     audit(&tx, principal, action, &after, Some(&before), Some(&after)).await?;
     tx.commit().await?;
     Ok(after)
+}
+
+/// Creates an endpoint in `tx` as `principal` asks, by the rules of
+/// `POST /v1/endpoints`, audited; also for the sandboxes' endpoints.
+pub(super) async fn create_in(
+    tx: &deadpool_postgres::Transaction<'_>,
+    principal: &Principal,
+    state: &AppState,
+    create: EndpointCreate,
+) -> Result<(db::endpoints::Endpoint, Endpoint), Problem> {
+    let new = new_endpoint(principal, create, &state.secret_keys)?;
+    if state.strict_event_types {
+        super::event_types::check_subscriptions(tx, &new.tenant, &new.event_types, &[]).await?;
+    }
+    let row = db::endpoints::insert(tx, &new).await?;
+    let endpoint = Endpoint::from(&row);
+    audit(tx, principal, "endpoint.create", &endpoint, None, Some(&endpoint)).await?;
+    Ok((row, endpoint))
 }
 
 /// The endpoint, if it exists for this caller (another tenant's is a 404).

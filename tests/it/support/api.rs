@@ -9,7 +9,7 @@ use super::db::TestDb;
 
 /// The defaults of `serve`, with this body limit.
 pub fn settings(max_body_bytes: usize) -> ApiSettings {
-    ApiSettings { max_body_bytes, strict_event_types: false }
+    ApiSettings { max_body_bytes, strict_event_types: false, public_url: String::new() }
 }
 
 pub struct TestApi {
@@ -59,6 +59,7 @@ impl TestApi {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
+        let settings = ApiSettings { public_url: base.clone(), ..settings };
         let app = hookline::api::app(hookline::api::AppState::new(pool, settings, super::test_keys()));
         tokio::spawn(async move {
             let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();

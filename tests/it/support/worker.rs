@@ -19,7 +19,7 @@ pub fn test_settings() -> WorkerSettings {
         claim_batch: 32,
         poll_interval: Duration::from_millis(500),
         shutdown_grace: Duration::from_secs(5),
-        network: NetworkPolicy { allow_private: true, allowed: vec![] },
+        network: NetworkPolicy { allow_private: true, ..NetworkPolicy::default() },
         secret_keys: super::test_keys(),
         ..WorkerSettings::default()
     }
