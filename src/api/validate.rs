@@ -42,21 +42,82 @@ pub fn event_type_pattern(field: &str, value: &str) -> Result<(), Problem> {
         .map_err(|_| Problem::field(field, format!("`{value}` is not an event type, `prefix.*` or `*` ({NAME_CHARS})")))
 }
 
-/// Endpoint URLs: http(s), a DNS name or IPv4 address, an optional port,
-/// and a printable-ASCII path. The OpenAPI document states the same pattern
+/// Endpoint URLs: http(s), or a broker (`nats`, `amqp`, `redis`, which may
+/// carry credentials), a DNS name or IPv4 address, an optional port, and a
+/// printable-ASCII path. The OpenAPI document states the same pattern
 /// (`URL_PATTERN` is pasted into the `#[oai]` attributes, which take literals).
-pub const URL_PATTERN: &str = r"^https?://[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*(?::(?:[0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?(?:/[!-~]*)?$";
+pub const URL_PATTERN: &str = r"^(?:https?://|(?:nats|amqp|redis)://(?:[A-Za-z0-9._~!$&'()*+,;=%-]+(?::[A-Za-z0-9._~!$&'()*+,;=%-]*)?@)?)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*(?::(?:[0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?(?:/[!-~]*)?$";
 
-/// An endpoint URL (see `URL_PATTERN`).
+/// An endpoint URL (see `URL_PATTERN`), and for a broker what it names
+/// within the broker (see `worker::brokers`).
 pub fn url(field: &str, value: &str) -> Result<(), Problem> {
     static PATTERN: std::sync::LazyLock<regex::Regex> =
         std::sync::LazyLock::new(|| regex::Regex::new(URL_PATTERN).expect("a valid pattern"));
     text(field, value, 1, 2000)?;
     if !PATTERN.is_match(value) {
-        return Err(Problem::field(field, "must be an http:// or https:// URL with a DNS name or IPv4 address"));
+        return Err(Problem::field(
+            field,
+            "must be an http://, https://, nats://, amqp:// or redis:// URL with a DNS name or IPv4 address",
+        ));
     }
-    url::Url::parse(value).map_err(|e| Problem::field(field, format!("not a valid URL: {e}")))?;
+    let url = url::Url::parse(value).map_err(|e| Problem::field(field, format!("not a valid URL: {e}")))?;
+    broker_url(field, &url)
+}
+
+fn broker_url(field: &str, url: &url::Url) -> Result<(), Problem> {
+    let params: Vec<(String, String)> = url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    let allowed: &[&str] = match url.scheme() {
+        "nats" => {
+            let subject = url.path().trim_start_matches('/');
+            if !subject.chars().all(|c| is_name_char(c) && c != ':') || subject.starts_with('.') {
+                return Err(Problem::field(
+                    field,
+                    "a NATS subject is letters, digits, `_`, `-` and `.`-separated tokens",
+                ));
+            }
+            &[]
+        }
+        "amqp" => &["exchange", "routing_key"],
+        "redis" => {
+            let db = url.path().trim_start_matches('/');
+            if !db.chars().all(|c| c.is_ascii_digit()) || db.len() > 2 {
+                return Err(Problem::field(field, "a Redis URL's path is its database number, e.g. `/0`"));
+            }
+            if params.iter().any(|(k, v)| k == "maxlen" && !v.parse::<u64>().is_ok_and(|n| n > 0)) {
+                return Err(Problem::field(field, "`maxlen` must be a whole number above 0"));
+            }
+            &["stream", "maxlen"]
+        }
+        _ => return Ok(()),
+    };
+    if let Some((name, _)) = params.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
+        let known = if allowed.is_empty() { "none".to_owned() } else { allowed.join(", ") };
+        return Err(Problem::field(field, format!("unknown parameter `{name}` (known: {known})")));
+    }
     Ok(())
+}
+
+/// A URL as answers show it: a password replaced by `REDACTED`.
+pub fn shown_url(value: &str) -> String {
+    match url::Url::parse(value) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some(super::REDACTED));
+            url.to_string()
+        }
+        _ => value.to_owned(),
+    }
+}
+
+/// A URL sent back as answers showed it keeps the stored password.
+pub fn keep_password(new: &str, stored: &str) -> String {
+    let (Ok(mut url), Ok(old)) = (url::Url::parse(new), url::Url::parse(stored)) else {
+        return new.to_owned();
+    };
+    if url.password() == Some(super::REDACTED) && url.username() == old.username() && url.host() == old.host() {
+        let _ = url.set_password(old.password());
+        return url.to_string();
+    }
+    new.to_owned()
 }
 
 pub fn range(field: &str, value: i64, min: i64, max: i64) -> Result<(), Problem> {

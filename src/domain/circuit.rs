@@ -15,6 +15,9 @@ pub fn endpoint_down(error: Option<ErrorKind>, status: Option<u16>) -> Option<bo
         None => Some(false),
         Some(ErrorKind::Dns | ErrorKind::Connect | ErrorKind::Tls | ErrorKind::Timeout) => Some(true),
         Some(ErrorKind::HttpStatus) => Some(status.is_some_and(|s| s >= 500 || s == 408 || s == 429)),
+        // A broker that answers, refusing this message (no stream or queue
+        // takes it), is up: like a 4xx.
+        Some(ErrorKind::BrokerRejected) => Some(false),
         Some(
             ErrorKind::InvalidUrl
             | ErrorKind::BlockedAddress

@@ -67,6 +67,9 @@ pub enum ErrorKind {
     CircuitOpen,
     /// The endpoint's transformation failed to render: nothing was sent.
     Transformation,
+    /// A broker destination did not take the message: no stream or queue
+    /// for it, or a refusal.
+    BrokerRejected,
 }
 
 impl ErrorKind {
@@ -84,6 +87,7 @@ impl ErrorKind {
             ErrorKind::WorkerLost => "worker_lost",
             ErrorKind::CircuitOpen => "circuit_open",
             ErrorKind::Transformation => "transformation",
+            ErrorKind::BrokerRejected => "broker_rejected",
         }
     }
 }

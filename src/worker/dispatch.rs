@@ -13,6 +13,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use uuid::Uuid;
 
+use super::brokers::{Broker, Brokers, Publication};
 use super::net::{BlockedAddress, DnsFailed, GuardedResolver};
 use super::transforms::Transforms;
 use crate::config::NetworkPolicy;
@@ -137,6 +138,7 @@ pub struct Dispatcher {
     max_timeout: Duration,
     secret_keys: KeyRing,
     transforms: Arc<Transforms>,
+    brokers: Arc<Brokers>,
 }
 
 impl Dispatcher {
@@ -149,7 +151,15 @@ impl Dispatcher {
         let policy = Arc::new(policy);
         let client = http_client().dns_resolver(Arc::new(GuardedResolver { policy: policy.clone() })).build()?;
         let sandbox_client = http_client().build()?;
-        Ok(Self { client, sandbox_client, policy, max_timeout, secret_keys, transforms: Arc::default() })
+        Ok(Self {
+            client,
+            sandbox_client,
+            policy,
+            max_timeout,
+            secret_keys,
+            transforms: Arc::default(),
+            brokers: Arc::default(),
+        })
     }
 
     /// Sends one delivery alone: its event id is the `webhook-id`. Its
@@ -215,7 +225,7 @@ impl Dispatcher {
         {
             return Err((ErrorKind::BlockedAddress, format!("{ip} is a blocked address")));
         }
-        let client = if own_sandbox { &self.sandbox_client } else { &self.client };
+
         let keys = signing_keys(&self.secret_keys, d)?;
         let body = message.body.as_str();
         if body.len() > REQUEST_BODY_MAX_BYTES {
@@ -225,6 +235,10 @@ impl Dispatcher {
         let method = message.method.as_deref().unwrap_or(&d.http_method);
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::POST);
         let timeout = Duration::from_millis(d.timeout_ms.max(1) as u64).min(self.max_timeout);
+        if Broker::of(&url).is_some() {
+            return self.publish(d, &url, &message, &headers, timeout).await;
+        }
+        let client = if own_sandbox { &self.sandbox_client } else { &self.client };
 
         let response = client
             .request(method, url)
@@ -441,6 +455,40 @@ fn classify(error: reqwest::Error) -> (ErrorKind, String) {
         source = cause.source();
     }
     (kind, crate::telemetry::error_chain(&error))
+}
+
+impl Dispatcher {
+    /// Sends `message` to a broker destination (see [`super::brokers`]).
+    async fn publish(
+        &self,
+        d: &Claimed,
+        url: &reqwest::Url,
+        message: &Message,
+        headers: &HeaderMap,
+        timeout: Duration,
+    ) -> Result<Attempt, (ErrorKind, String)> {
+        let publication = Publication {
+            event_type: &d.event_type,
+            webhook_id: &message.webhook_id,
+            headers: headers
+                .iter()
+                .map(|(name, value)| (name.as_str().to_owned(), value.to_str().unwrap_or_default().to_owned()))
+                .collect(),
+            body: message.body.as_bytes(),
+        };
+        match tokio::time::timeout(timeout, self.brokers.publish(&self.policy, url, &publication)).await {
+            Err(_) => Err((ErrorKind::Timeout, format!("the broker did not acknowledge within {timeout:?}"))),
+            Ok(Err(failure)) => Err(failure),
+            Ok(Ok(())) => Ok(Attempt {
+                started_at: Utc::now(),
+                duration: Duration::ZERO,
+                status_code: None,
+                response_headers: None,
+                response_body: None,
+                outcome: Outcome::Delivered,
+            }),
+        }
+    }
 }
 
 /// The settings both HTTP clients share.

@@ -16,6 +16,7 @@
 //! they cost neither an attempt nor a request slot.
 
 pub mod batch;
+pub mod brokers;
 pub mod complete;
 pub mod dispatch;
 pub mod net;

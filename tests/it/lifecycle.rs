@@ -27,7 +27,7 @@ async fn the_rust_enums_are_the_database_enums() {
         [QueueState::Pending, QueueState::Held, QueueState::Dead, QueueState::Waiting]
     );
     let kinds = labels::<ErrorKind>(&db, "error_kind").await;
-    assert_eq!(kinds.len(), 12);
+    assert_eq!(kinds.len(), 13);
     for kind in kinds {
         let text: String =
             db.client().await.query_one("SELECT $1::hookline.error_kind::text", &[&kind]).await.unwrap().get(0);

@@ -6,6 +6,7 @@ mod api_endpoints;
 mod api_events;
 mod api_tokens;
 mod batching;
+mod brokers;
 mod changes;
 mod cli;
 mod delivery;

@@ -241,11 +241,14 @@ impl From<&db::endpoints::Batch> for Batch {
 #[oai(deny_unknown_fields)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointCreate {
-    /// Where to deliver: an http(s) URL.
+    /// Where to deliver: an http(s) URL, or a broker: `nats://host:port/subject`
+    /// (JetStream), `amqp://user:pass@host:port/vhost?exchange=&routing_key=`
+    /// or `redis://host:port/db?stream=&maxlen=`. A password in it is
+    /// shown as `********`, and kept when sent back so.
     #[oai(validator(
         min_length = 1,
         max_length = 2000,
-        pattern = r"^https?://[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*(?::(?:[0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?(?:/[!-~]*)?$"
+        pattern = r"^(?:https?://|(?:nats|amqp|redis)://(?:[A-Za-z0-9._~!$&'()*+,;=%-]+(?::[A-Za-z0-9._~!$&'()*+,;=%-]*)?@)?)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*(?::(?:[0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?(?:/[!-~]*)?$"
     ))]
     pub url: String,
     /// The tenant (default `default`; a tenant-bound token's own).
@@ -334,7 +337,7 @@ pub struct EndpointUpdate {
     #[oai(validator(
         min_length = 1,
         max_length = 2000,
-        pattern = r"^https?://[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*(?::(?:[0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?(?:/[!-~]*)?$"
+        pattern = r"^(?:https?://|(?:nats|amqp|redis)://(?:[A-Za-z0-9._~!$&'()*+,;=%-]+(?::[A-Za-z0-9._~!$&'()*+,;=%-]*)?@)?)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*(?::(?:[0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?(?:/[!-~]*)?$"
     ))]
     #[serde(default)]
     pub url: MaybeUndefined<String>,
@@ -1065,7 +1068,7 @@ impl From<&db::endpoints::Endpoint> for Endpoint {
         Endpoint {
             id: r.id,
             tenant: r.tenant.clone(),
-            url: r.url.clone(),
+            url: validate::shown_url(&r.url),
             description: r.description.clone(),
             event_types: r.event_types.clone(),
             http_method: match r.http_method.as_str() {

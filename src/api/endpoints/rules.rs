@@ -85,7 +85,7 @@ pub(super) fn apply_update(
 ) -> Result<(), Problem> {
     if let Some(url) = required("url", u.url)? {
         validate::url("url", &url)?;
-        row.url = url;
+        row.url = validate::keep_password(&url, &row.url);
     }
     if let Some(description) = required("description", u.description)? {
         row.description = description;

@@ -1,0 +1,269 @@
+//! Broker destinations: an endpoint whose `url` is `nats://`, `amqp://` or
+//! `redis://` gets the same message an HTTP endpoint would — the envelope
+//! (or its transformation) as the payload, hookline's and the endpoint's
+//! headers as the message's headers — published with the broker's own
+//! acknowledgement, so an attempt succeeds only once the broker has the
+//! message:
+//!
+//! - `nats://[user:pass@]host:port[/subject]`: a JetStream publish, acked by
+//!   the stream that takes the subject (default: the event type), with
+//!   `Nats-Msg-Id` = `webhook-id`, so a retry is deduplicated.
+//! - `amqp://user:pass@host:port[/vhost][?exchange=…&routing_key=…]`: a
+//!   persistent, mandatory publish with publisher confirms to `exchange`
+//!   (default `amq.topic`) under `routing_key` (default: the event type); a
+//!   message no queue takes is a failure, not a loss.
+//! - `redis://[user:pass@]host:port[/db][?stream=…&maxlen=…]`: `XADD` to
+//!   `stream` (default `hookline`), capped near `maxlen` (default 100,000)
+//!   entries; each header is a field, and `body` the payload.
+//!
+//! Connections are made once per broker and shared by every attempt; one
+//! that fails is dropped and made again by the next attempt. Their hosts
+//! pass the same address check as HTTP hosts: a broker is connected to at an
+//! address the policy permits, never by its name.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::config::NetworkPolicy;
+use crate::domain::delivery::ErrorKind;
+
+/// AMQP's exchange when the URL names none: a topic exchange every RabbitMQ has.
+pub const AMQP_DEFAULT_EXCHANGE: &str = "amq.topic";
+pub const REDIS_DEFAULT_STREAM: &str = "hookline";
+pub const REDIS_DEFAULT_MAXLEN: u64 = 100_000;
+
+pub type Failure = (ErrorKind, String);
+
+/// Which kind of broker a URL names, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Broker {
+    Nats,
+    Amqp,
+    Redis,
+}
+
+impl Broker {
+    pub fn of(url: &url::Url) -> Option<Broker> {
+        match url.scheme() {
+            "nats" => Some(Broker::Nats),
+            "amqp" => Some(Broker::Amqp),
+            "redis" => Some(Broker::Redis),
+            _ => None,
+        }
+    }
+
+    fn default_port(self) -> u16 {
+        match self {
+            Broker::Nats => 4222,
+            Broker::Amqp => 5672,
+            Broker::Redis => 6379,
+        }
+    }
+}
+
+/// What is published: one message.
+pub struct Publication<'a> {
+    pub event_type: &'a str,
+    pub webhook_id: &'a str,
+    pub headers: Vec<(String, String)>,
+    pub body: &'a [u8],
+}
+
+/// The connections of one worker, by broker (its URL without what names
+/// the destination within it).
+#[derive(Default)]
+pub struct Brokers {
+    nats: Mutex<HashMap<String, async_nats::jetstream::Context>>,
+    amqp: Mutex<HashMap<String, lapin::Channel>>,
+    redis: Mutex<HashMap<String, redis::aio::ConnectionManager>>,
+}
+
+impl Brokers {
+    /// Publishes to the broker `url` names; the error says what failed.
+    pub async fn publish(
+        &self,
+        policy: &NetworkPolicy,
+        url: &url::Url,
+        message: &Publication<'_>,
+    ) -> Result<(), Failure> {
+        match Broker::of(url) {
+            Some(Broker::Nats) => self.publish_nats(policy, url, message).await,
+            Some(Broker::Amqp) => self.publish_amqp(policy, url, message).await,
+            Some(Broker::Redis) => self.publish_redis(policy, url, message).await,
+            None => Err((ErrorKind::InvalidUrl, format!("`{}` is not a broker URL", url.scheme()))),
+        }
+    }
+
+    async fn publish_nats(&self, policy: &NetworkPolicy, url: &url::Url, m: &Publication<'_>) -> Result<(), Failure> {
+        let key = connection_key(url, false);
+        let cached = self.nats.lock().expect("not poisoned").get(&key).cloned();
+        let context = match cached {
+            Some(context) => context,
+            None => {
+                let address = connect_url(policy, url, Broker::Nats, false).await?;
+                let client = async_nats::ConnectOptions::new()
+                    .retry_on_initial_connect()
+                    .max_reconnects(None)
+                    .connect(address.as_str())
+                    .await
+                    .map_err(|e| (ErrorKind::Connect, format!("cannot connect to NATS: {e}")))?;
+                let context = async_nats::jetstream::new(client);
+                self.nats.lock().expect("not poisoned").insert(key.clone(), context.clone());
+                context
+            }
+        };
+        let subject = match url.path().trim_start_matches('/') {
+            "" => m.event_type.to_owned(),
+            subject => subject.to_owned(),
+        };
+        let mut headers = async_nats::HeaderMap::new();
+        for (name, value) in &m.headers {
+            headers.insert(name.as_str(), value.as_str());
+        }
+        headers.insert("Nats-Msg-Id", m.webhook_id);
+        let ack = context
+            .publish_with_headers(subject.clone(), headers, bytes::Bytes::copy_from_slice(m.body))
+            .await
+            .map_err(|e| (ErrorKind::Connect, format!("cannot publish to NATS: {e}")))?;
+        ack.await.map(|_| ()).map_err(|e| {
+            (ErrorKind::BrokerRejected, format!("JetStream did not store the message on `{subject}`: {e}"))
+        })
+    }
+
+    async fn publish_amqp(&self, policy: &NetworkPolicy, url: &url::Url, m: &Publication<'_>) -> Result<(), Failure> {
+        use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+        use lapin::types::{AMQPValue, FieldTable, ShortString};
+
+        let key = connection_key(url, true);
+        let cached = self.amqp.lock().expect("not poisoned").get(&key).cloned();
+        let channel = match cached.filter(|c| c.status().connected()) {
+            Some(channel) => channel,
+            None => {
+                let address = connect_url(policy, url, Broker::Amqp, true).await?;
+                let connect = |e: lapin::Error| (ErrorKind::Connect, format!("cannot connect to AMQP: {e}"));
+                let connection = lapin::Connection::connect(address.as_str(), lapin::ConnectionProperties::default())
+                    .await
+                    .map_err(connect)?;
+                let channel = connection.create_channel().await.map_err(connect)?;
+                channel.confirm_select(ConfirmSelectOptions::default()).await.map_err(connect)?;
+                self.amqp.lock().expect("not poisoned").insert(key.clone(), channel.clone());
+                channel
+            }
+        };
+        let query: HashMap<_, _> = url.query_pairs().collect();
+        let exchange = query.get("exchange").map_or(AMQP_DEFAULT_EXCHANGE, |e| e.as_ref());
+        let routing_key = query.get("routing_key").map_or(m.event_type, |k| k.as_ref());
+        let mut headers = FieldTable::default();
+        for (name, value) in &m.headers {
+            headers.insert(ShortString::from(name.as_str()), AMQPValue::LongString(value.as_str().into()));
+        }
+        let properties = lapin::BasicProperties::default()
+            .with_headers(headers)
+            .with_message_id(m.webhook_id.into())
+            .with_content_type(content_type(m).into())
+            .with_delivery_mode(2);
+        let options = BasicPublishOptions { mandatory: true, ..Default::default() };
+        let lost = |e: lapin::Error| {
+            self.amqp.lock().expect("not poisoned").remove(&key);
+            (ErrorKind::Connect, format!("cannot publish to AMQP: {e}"))
+        };
+        let confirm = channel
+            .basic_publish(exchange.into(), routing_key.into(), options, m.body, properties)
+            .await
+            .map_err(lost)?
+            .await
+            .map_err(lost)?;
+        match confirm {
+            lapin::Confirmation::Ack(None) => Ok(()),
+            lapin::Confirmation::Ack(Some(_)) => Err((
+                ErrorKind::BrokerRejected,
+                format!("no queue takes routing key `{routing_key}` on exchange `{exchange}`"),
+            )),
+            other => Err((ErrorKind::BrokerRejected, format!("the broker did not confirm the message: {other:?}"))),
+        }
+    }
+
+    async fn publish_redis(&self, policy: &NetworkPolicy, url: &url::Url, m: &Publication<'_>) -> Result<(), Failure> {
+        let key = connection_key(url, true);
+        let cached = self.redis.lock().expect("not poisoned").get(&key).cloned();
+        let mut connection = match cached {
+            Some(connection) => connection,
+            None => {
+                let address = connect_url(policy, url, Broker::Redis, true).await?;
+                let connect = |e: redis::RedisError| (ErrorKind::Connect, format!("cannot connect to Redis: {e}"));
+                let client = redis::Client::open(address.as_str()).map_err(connect)?;
+                let connection = redis::aio::ConnectionManager::new(client).await.map_err(connect)?;
+                self.redis.lock().expect("not poisoned").insert(key.clone(), connection.clone());
+                connection
+            }
+        };
+        let query: HashMap<_, _> = url.query_pairs().collect();
+        let stream = query.get("stream").map_or(REDIS_DEFAULT_STREAM, |s| s.as_ref());
+        let maxlen = query.get("maxlen").and_then(|n| n.parse().ok()).unwrap_or(REDIS_DEFAULT_MAXLEN);
+        let mut command = redis::cmd("XADD");
+        command.arg(stream).arg("MAXLEN").arg("~").arg(maxlen).arg("*");
+        for (name, value) in &m.headers {
+            command.arg(name).arg(value);
+        }
+        command.arg("body").arg(m.body);
+        command.query_async::<String>(&mut connection).await.map(|_| ()).map_err(|e| {
+            let kind = if e.is_io_error() || e.is_connection_dropped() {
+                ErrorKind::Connect
+            } else {
+                ErrorKind::BrokerRejected
+            };
+            (kind, format!("XADD to `{stream}` failed: {e}"))
+        })
+    }
+}
+
+fn content_type<'a>(m: &'a Publication<'_>) -> &'a str {
+    m.headers.iter().find(|(name, _)| name == "content-type").map_or("application/json", |(_, v)| v.as_str())
+}
+
+/// The part of a broker URL that names one connection: for AMQP and Redis
+/// with its path (the vhost, the database), for NATS without (the subject).
+fn connection_key(url: &url::Url, with_path: bool) -> String {
+    let mut key = url.clone();
+    key.set_query(None);
+    if !with_path {
+        key.set_path("");
+    }
+    key.to_string()
+}
+
+/// The URL to connect to: the host replaced by an address the policy
+/// permits, resolved here so that no client library resolves it itself.
+async fn connect_url(
+    policy: &NetworkPolicy,
+    url: &url::Url,
+    broker: Broker,
+    with_path: bool,
+) -> Result<String, Failure> {
+    let host = url.host_str().ok_or((ErrorKind::InvalidUrl, "the URL has no host".to_owned()))?;
+    let port = url.port().unwrap_or(broker.default_port());
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let resolved: Vec<SocketAddr> =
+        tokio::time::timeout(Duration::from_secs(10), tokio::net::lookup_host((host, port)))
+            .await
+            .map_err(|_| (ErrorKind::Dns, format!("resolving {host} timed out")))?
+            .map_err(|e| (ErrorKind::Dns, format!("cannot resolve {host}: {e}")))?
+            .collect();
+    let address = resolved
+        .into_iter()
+        .find(|a| policy.permits(a.ip()))
+        .ok_or_else(|| (ErrorKind::BlockedAddress, format!("{host} resolves only to blocked addresses")))?;
+    let mut connect = url.clone();
+    connect.set_query(None);
+    if !with_path {
+        connect.set_path("");
+    }
+    connect.set_ip_host(address.ip()).map_err(|()| (ErrorKind::InvalidUrl, "cannot set the address".to_owned()))?;
+    connect.set_port(Some(address.port())).map_err(|()| (ErrorKind::InvalidUrl, "cannot set the port".to_owned()))?;
+    Ok(connect.to_string())
+}
+
+/// Shared by a worker's dispatchers.
+pub type SharedBrokers = Arc<Brokers>;
