@@ -97,6 +97,9 @@ async fn main() -> anyhow::Result<()> {
     for round in (0..rounds()).filter(|_| selected("transformed")) {
         bench.transformed_drain(&bench.builds[0], drain_n, 2, &mut report, round == last).await?;
     }
+    for round in (0..rounds()).filter(|_| selected("brokers")) {
+        bench.broker_drains(&bench.builds[0], drain_n, 2, &mut report, round == last).await?;
+    }
     for round in (0..rounds()).filter(|_| selected("batched")) {
         bench.batched_drain(&bench.builds[0], drain_n * 4, 2, &mut report, round == last).await?;
     }
@@ -239,6 +242,64 @@ impl Bench {
         ];
         self.drain_pair(build, &insert, workers, settings, "transformed / as sent (target ≥ 0.8)", report, profile)
             .await
+    }
+
+    /// The same drain to the HTTP receiver, then to each broker the machine
+    /// runs (issue 12's target: each at least the HTTP rate). The brokers
+    /// keep what they are sent capped, and drop it after.
+    async fn broker_drains(
+        &self,
+        build: &Build,
+        n: u64,
+        workers: usize,
+        report: &mut Report,
+        profile: bool,
+    ) -> anyhow::Result<()> {
+        let insert = format!(
+            "INSERT INTO hookline.events (event_type, payload)
+             SELECT 'bench.broker', jsonb_build_object('n', n, 'padding', repeat('x', 100))
+               FROM generate_series(1, {n}) AS n"
+        );
+        let jetstream = async_nats::jetstream::new(async_nats::connect("nats://127.0.0.1:4222").await?);
+        let _ = jetstream.delete_stream("HL_BENCH").await;
+        jetstream
+            .create_stream(async_nats::jetstream::stream::Config {
+                name: "HL_BENCH".into(),
+                subjects: vec!["hl_bench.>".into()],
+                storage: async_nats::jetstream::stream::StorageType::Memory,
+                max_messages: 100_000,
+                ..Default::default()
+            })
+            .await?;
+        let amqp = lapin::Connection::connect("amqp://guest:guest@127.0.0.1:5672", Default::default()).await?;
+        let channel = amqp.create_channel().await?;
+        let mut arguments = lapin::types::FieldTable::default();
+        arguments.insert("x-max-length".into(), lapin::types::AMQPValue::LongInt(100_000));
+        let options = lapin::options::QueueDeclareOptions { auto_delete: true, ..Default::default() };
+        channel.queue_declare("hl_bench".into(), options, arguments).await?;
+        let bind = lapin::options::QueueBindOptions::default();
+        let no_arguments = lapin::types::FieldTable::default();
+        channel.queue_bind("hl_bench".into(), "amq.topic".into(), "bench.#".into(), bind, no_arguments).await?;
+
+        let http = format!("url = '{}'", build.endpoint_url);
+        for (broker, url) in [
+            ("NATS JetStream", "nats://127.0.0.1:4222/hl_bench.events"),
+            ("RabbitMQ", "amqp://guest:guest@127.0.0.1:5672"),
+            ("Redis stream", "redis://127.0.0.1:6379/0?stream=hl_bench&maxlen=100000"),
+        ] {
+            let settings = [
+                (format!("drain {n} queued, {workers} workers, HTTP"), http.clone()),
+                (format!("drain {n} queued, {workers} workers, {broker}"), format!("url = '{url}'")),
+            ];
+            let ratio = format!("{broker} / HTTP (target ≥ 1)");
+            self.drain_pair(build, &insert, workers, settings, &ratio, report, profile).await?;
+        }
+        jetstream.delete_stream("HL_BENCH").await?;
+        channel.queue_delete("hl_bench".into(), Default::default()).await?;
+        let redis = redis::Client::open("redis://127.0.0.1:6379/0")?;
+        let _: () =
+            redis::cmd("DEL").arg("hl_bench").query_async(&mut redis.get_multiplexed_async_connection().await?).await?;
+        Ok(())
     }
 
     /// The same drain one delivery per request, then in batches of 100.
