@@ -103,8 +103,9 @@ impl Brokers {
             Some(context) => context,
             None => {
                 let address = connect_url(policy, url, Broker::Nats, false).await?;
+                // No retry of the first connection: a broker that is down is
+                // a connect failure now, and the delivery's retry tries again.
                 let client = async_nats::ConnectOptions::new()
-                    .retry_on_initial_connect()
                     .max_reconnects(None)
                     .connect(address.as_str())
                     .await
@@ -123,13 +124,20 @@ impl Brokers {
             headers.insert(name.as_str(), value.as_str());
         }
         headers.insert("Nats-Msg-Id", m.webhook_id);
+        let failed = |e: async_nats::jetstream::context::PublishError| {
+            use async_nats::jetstream::context::PublishErrorKind as Kind;
+            let kind = match e.kind() {
+                Kind::TimedOut => ErrorKind::Timeout,
+                Kind::BrokenPipe => ErrorKind::Connect,
+                _ => ErrorKind::BrokerRejected,
+            };
+            (kind, format!("JetStream did not store the message on `{subject}`: {e}"))
+        };
         let ack = context
             .publish_with_headers(subject.clone(), headers, bytes::Bytes::copy_from_slice(m.body))
             .await
-            .map_err(|e| (ErrorKind::Connect, format!("cannot publish to NATS: {e}")))?;
-        ack.await.map(|_| ()).map_err(|e| {
-            (ErrorKind::BrokerRejected, format!("JetStream did not store the message on `{subject}`: {e}"))
-        })
+            .map_err(failed)?;
+        ack.await.map(|_| ()).map_err(failed)
     }
 
     async fn publish_amqp(&self, policy: &NetworkPolicy, url: &url::Url, m: &Publication<'_>) -> Result<(), Failure> {

@@ -210,3 +210,20 @@ async fn broker_hosts_meet_the_same_address_check_as_http_hosts() {
         assert!(refused.body["detail"].as_str().unwrap().contains(why), "{url}: {refused:?}");
     }
 }
+
+#[tokio::test]
+async fn a_broker_that_is_down_is_a_connect_failure_and_retried() {
+    let db = TestDb::new().await;
+    let api = TestApi::start(&db).await;
+    // Nothing listens on port 1.
+    let mut endpoints = Vec::new();
+    for url in ["nats://127.0.0.1:1/down", "amqp://guest:guest@127.0.0.1:1", "redis://127.0.0.1:1/0"] {
+        endpoints.push(api.post("/v1/endpoints", json!({"url": url})).await.body);
+    }
+    let worker = RunningWorker::start(&db, test_settings()).await;
+    api.post("/v1/events", json!({"event_type": "order.created", "payload": {}})).await;
+    for endpoint in &endpoints {
+        assert_eq!(first_error_kind(&api, endpoint).await, "connect", "{}", endpoint["url"]);
+    }
+    worker.stop().await;
+}
