@@ -111,6 +111,7 @@ async fn render_metrics(state: &AppState) -> Result<String, db::Error> {
     let recent = db::metrics::recent_attempts(&client, METRICS_WINDOW_S).await?;
     let circuits = db::metrics::circuits(&client).await?;
     let sources = db::sources::counts(&client).await?;
+    let warnings = db::metrics::schema_warnings(&client).await?;
     let mut out = String::new();
     let mut gauge = |name: &str, help: &str, samples: &[(&str, f64)]| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
@@ -149,6 +150,18 @@ async fn render_metrics(state: &AppState) -> Result<String, db::Error> {
         "hookline_endpoints",
         "Endpoints by circuit state (open: tripped or disabled; half_open: probing).",
         &circuit_samples,
+    );
+    // Event types and tenants are of `[A-Za-z0-9_.:-]`: nothing to escape.
+    let warning_samples: Vec<(String, f64)> = warnings
+        .iter()
+        .map(|(name, tenant, n)| (format!("{{event_type=\"{name}\",tenant=\"{tenant}\"}}"), *n as f64))
+        .collect();
+    let warning_samples: Vec<(&str, f64)> = warning_samples.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+    gauge(
+        "hookline_schema_warnings_24h",
+        "Events accepted in the last 24 hours although their payload fails the schema of their type \
+         (validation `warn`; tenant empty for a shared type).",
+        &warning_samples,
     );
     gauge(
         "hookline_attempts_5m",

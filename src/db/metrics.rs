@@ -65,6 +65,16 @@ SELECT s.circuit_state, count(h.endpoint_id)
   LEFT JOIN hookline.endpoint_health AS h USING (circuit_state)
  GROUP BY s.circuit_state ORDER BY s.circuit_state";
 
+/// Per event type that warns: events accepted in the last 24 hours although
+/// their payload fails its schema.
+pub const METRICS_SCHEMA_WARNINGS: &str = "
+SELECT t.name, coalesce(t.tenant, ''), count(w.event_id)
+  FROM hookline.event_types AS t
+  LEFT JOIN hookline.event_schema_warnings AS w
+    ON w.event_type_id = t.id AND w.event_id >= hookline.uuid_v7_floor(now() - interval '24 hours')
+ WHERE t.validation = 'warn'
+ GROUP BY t.id, t.name, t.tenant ORDER BY t.name, t.tenant";
+
 pub struct RecentAttempts {
     pub buckets: Vec<(i32, i64)>,
     pub count: i64,
@@ -100,4 +110,10 @@ pub async fn deliveries_24h(db: &impl GenericClient) -> Result<Deliveries24h> {
 pub async fn circuits(db: &impl GenericClient) -> Result<Vec<(String, i64)>> {
     let rows = db.query(&db.prepare_cached(METRICS_CIRCUITS).await?, &[]).await?;
     Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// `(event type, tenant or "" when shared, warnings)` of each type that warns.
+pub async fn schema_warnings(db: &impl GenericClient) -> Result<Vec<(String, String, i64)>> {
+    let rows = db.query(&db.prepare_cached(METRICS_SCHEMA_WARNINGS).await?, &[]).await?;
+    Ok(rows.into_iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
 }

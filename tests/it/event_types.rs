@@ -200,6 +200,9 @@ async fn warn_accepts_the_payload_and_records_and_counts_where_it_fails() {
     let warnings: Vec<&Value> = listed.body["data"].as_array().unwrap().iter().map(|e| &e["schema_warning"]).collect();
     assert_eq!(warnings.iter().filter(|w| !w.is_null()).count(), 2, "{listed:?}");
     assert_eq!(api.get("/v1/event-types/order.created").await.body["warnings_24h"], 2);
+    let metrics = api.get("/metrics").await;
+    let line = "hookline_schema_warnings_24h{event_type=\"order.created\",tenant=\"\"} 2";
+    assert!(metrics.body.as_str().unwrap().lines().any(|l| l == line), "no `{line}` in {metrics:?}");
     assert_eq!(count(&db, "SELECT count(*) FROM hookline.events").await, 3);
 }
 
