@@ -11,6 +11,9 @@ CREATE TABLE hookline.event_types (
     description text        NOT NULL DEFAULT '',
     -- A JSON Schema (draft 2020-12): an object, or true/false.
     schema      jsonb,
+    -- The same as the database checks it: its patterns in PostgreSQL's
+    -- terms with ECMA-262's meaning (src/domain/schema.rs, translate).
+    checked_schema jsonb,
     example     jsonb,
     deprecated  boolean     NOT NULL DEFAULT false,
     -- off: not checked; warn: accepted and recorded in
@@ -26,7 +29,8 @@ CREATE TABLE hookline.event_types (
     CONSTRAINT event_types_schema_kind CHECK (jsonb_typeof(schema) IN ('object', 'boolean')),
     CONSTRAINT event_types_schema_size CHECK (pg_column_size(schema) <= 262144),
     CONSTRAINT event_types_example_size CHECK (pg_column_size(example) <= 262144),
-    CONSTRAINT event_types_validation_needs_schema CHECK (validation = 'off' OR schema IS NOT NULL)
+    CONSTRAINT event_types_validation_needs_schema CHECK (validation = 'off' OR schema IS NOT NULL),
+    CONSTRAINT event_types_schema_checked CHECK ((schema IS NULL) = (checked_schema IS NULL))
 );
 
 -- One type per name and tenant, and one shared type per name.

@@ -6,7 +6,9 @@
 --   instance fails the schema, as (pointer, message), or NULL. It implements
 --   draft 2020-12's validation keywords but not $dynamicRef, $anchor,
 --   unevaluated*, or $ref outside the schema; the API refuses schemas that
---   use those (src/domain/schema.rs), so what it stores is checked exactly.
+--   use those (src/domain/schema.rs), so what it stores is checked exactly;
+--   the triggers read `checked_schema`, the schema with its patterns
+--   translated to mean in PostgreSQL what they mean in ECMA-262.
 --   `format` and the content keywords are annotations, as the draft says.
 -- * events_check_schemas (AFTER, per statement, fires before events_fan_out):
 --   for each new event whose type (the tenant's own, else the shared one)
@@ -324,7 +326,7 @@ DECLARE
     applies hookline.event_types := hookline.event_type_for(event_type, tenant);
 BEGIN
     IF applies.validation <> 'off' THEN
-        RETURN hookline.schema_check(applies.schema, payload, applies.schema, '', 0);
+        RETURN hookline.schema_check(applies.checked_schema, payload, applies.checked_schema, '', 0);
     END IF;
     RETURN NULL;
 END
@@ -340,7 +342,7 @@ BEGIN
         RETURN NULL;
     END IF;
     FOR checked IN
-        SELECT e.id AS event_id, e.event_type, e.payload, t.id AS type_id, t.schema, t.validation
+        SELECT e.id AS event_id, e.event_type, e.payload, t.id AS type_id, t.checked_schema AS schema, t.validation
           FROM new_events AS e
          CROSS JOIN LATERAL hookline.event_type_for(e.event_type, e.tenant) AS t
         -- An endpoint's test event carries hookline's own sample payload.

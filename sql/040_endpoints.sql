@@ -1,3 +1,15 @@
+-- An endpoint's URL as anything but the endpoint itself shows it: a
+-- broker password (or a user name alone, a NATS token) as ********, as the
+-- API does (src/api/validate.rs).
+CREATE OR REPLACE FUNCTION hookline.shown_url(url text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE
+        WHEN url ~ '^[a-z]+://[^/@]*:[^/@]*@' THEN regexp_replace(url, '^([a-z]+://[^/@:]*):[^/@]*@', '\1:********@')
+        WHEN url ~ '^[a-z]+://[^/@]+@' THEN regexp_replace(url, '^([a-z]+://)[^/@]+@', '\1********@')
+        ELSE url
+    END
+$$;
+
 -- Endpoint bookkeeping that must hold however an endpoint is changed (API or
 -- plain SQL):
 -- * every endpoint has an endpoint_state row (health counters);
@@ -121,7 +133,7 @@ BEGIN
         -- Tell whoever subscribes (an operator's endpoint, say).
         INSERT INTO hookline.events (tenant, event_type, payload, source)
         VALUES (NEW.tenant, 'endpoint.disabled',
-                jsonb_build_object('endpoint_id', NEW.id, 'url', NEW.url,
+                jsonb_build_object('endpoint_id', NEW.id, 'url', hookline.shown_url(NEW.url),
                                    'reason', NEW.disabled_reason, 'disabled_at', NEW.disabled_at),
                 'hookline');
     ELSIF NEW.enabled AND NOT OLD.enabled THEN

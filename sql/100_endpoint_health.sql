@@ -6,7 +6,7 @@ DROP VIEW IF EXISTS hookline.endpoint_health;
 CREATE VIEW hookline.endpoint_health AS
 SELECT ep.id                                  AS endpoint_id,
        ep.tenant,
-       ep.url,
+       hookline.shown_url(ep.url) AS url,
        ep.enabled,
        ep.disabled_reason,
        coalesce(st.consecutive_failures, 0)   AS consecutive_failures,

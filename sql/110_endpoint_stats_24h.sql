@@ -8,7 +8,7 @@ DROP VIEW IF EXISTS hookline.endpoint_stats_24h;
 CREATE VIEW hookline.endpoint_stats_24h AS
 SELECT ep.id                                                           AS endpoint_id,
        ep.tenant,
-       ep.url,
+       hookline.shown_url(ep.url) AS url,
        coalesce(h.succeeded + h.dead + h.cancelled, 0) + coalesce(q.pending, 0) AS total,
        coalesce(h.succeeded, 0)                                        AS succeeded,
        coalesce(h.dead, 0)                                             AS dead,

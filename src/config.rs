@@ -30,6 +30,8 @@ pub struct Settings {
     /// Where this hookline's API is reachable from its workers: sandboxes'
     /// capture URLs are `<this>/sandbox/<token>` (default
     /// `http://<HOOKLINE_LISTEN>`, with 127.0.0.1 for an unspecified address).
+    /// A `worker` process delivers to sandboxes only when it is set; `run`
+    /// and `dev` deliver to their own listener.
     #[arg(long, env = "HOOKLINE_PUBLIC_URL", global = true, value_parser = parse_public_url)]
     pub public_url: Option<url::Url>,
 
@@ -186,6 +188,11 @@ impl Settings {
         }
     }
 
+    /// What hookline's own sandbox capture URLs start with.
+    pub fn sandbox_prefix(&self) -> String {
+        format!("{}{}", self.public_url(), crate::api::SANDBOX_PATH)
+    }
+
     /// How long history and statistics are kept.
     pub fn retention(&self) -> Retention {
         Retention { history_days: self.retention_days, stats_days: self.stats_retention_days }
@@ -215,7 +222,9 @@ impl Settings {
             network: NetworkPolicy {
                 allow_private: self.allow_private_networks,
                 allowed: self.allowed_networks.clone(),
-                sandbox_prefix: Some(format!("{}{}", self.public_url(), crate::api::SANDBOX_PATH)),
+                // Only where the URL is known to lead to hookline: set, or
+                // (`run`, `dev`) this process's own listener.
+                sandbox_prefix: self.public_url.as_ref().map(|_| self.sandbox_prefix()),
             },
         }
     }

@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use deadpool_postgres::Pool;
 use tokio::sync::watch;
 
-use hookline::config::Settings;
+use hookline::config::{Settings, WorkerSettings};
 use hookline::secrets::KeyRing;
 use hookline::{api, db, dev, telemetry, worker};
 
@@ -143,7 +143,7 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Worker => {
             let url = required_url(&settings)?;
-            work(&url, &settings, required_keys(&settings)?, shutdown_signal()).await
+            work(&url, &settings, settings.worker(required_keys(&settings)?), shutdown_signal()).await
         }
         Command::Run => {
             let url = required_url(&settings)?;
@@ -327,11 +327,16 @@ async fn serve_metrics(
 }
 
 /// A worker, on a pool of its own (see `db::worker_pool`).
-async fn work(url: &str, settings: &Settings, keys: KeyRing, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+async fn work(
+    url: &str,
+    settings: &Settings,
+    worker_settings: WorkerSettings,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     let pool = checked(db::worker_pool(url, settings.pool_size, settings.worker_synchronous_commit)?, url).await?;
-    check_keys(&pool, &keys).await?;
+    check_keys(&pool, &worker_settings.secret_keys).await?;
     let listen_config: tokio_postgres::Config = url.parse()?;
-    worker::run(pool, listen_config, settings.worker(keys), shutdown).await
+    worker::run(pool, listen_config, worker_settings, shutdown).await
 }
 
 async fn run_all(
@@ -341,8 +346,13 @@ async fn run_all(
     keys: KeyRing,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let (api, worker) =
-        tokio::join!(serve(pool, url, settings, keys.clone(), shutdown.clone()), work(url, settings, keys, shutdown));
+    // The API is in this process: its sandboxes are this worker's to reach.
+    let mut worker_settings = settings.worker(keys.clone());
+    worker_settings.network.sandbox_prefix = Some(settings.sandbox_prefix());
+    let (api, worker) = tokio::join!(
+        serve(pool, url, settings, keys, shutdown.clone()),
+        work(url, settings, worker_settings, shutdown)
+    );
     api.and(worker)
 }
 

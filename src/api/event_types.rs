@@ -79,8 +79,8 @@ pub struct EventTypeCreate {
     /// A JSON Schema, draft 2020-12, of the payload (`data` in the delivered
     /// envelope). References must stay within it (`#/$defs/...`);
     /// `$dynamicRef`, `$anchor` and `unevaluated*` are not supported.
-    /// Patterns are PostgreSQL regular expressions, which mean what
-    /// ECMA-262's do except for `\b` (refused) and `\p{…}` (unknown).
+    /// Patterns mean what ECMA-262's do (hookline translates them for
+    /// PostgreSQL); `\b`, `\p{…}` and inline options are refused.
     #[serde(default, deserialize_with = "super::body::non_null")]
     pub schema: Option<serde_json::Value>,
     /// A payload of this type; must match `schema`.

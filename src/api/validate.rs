@@ -97,27 +97,38 @@ fn broker_url(field: &str, url: &url::Url) -> Result<(), Problem> {
     Ok(())
 }
 
-/// A URL as answers show it: a password replaced by `REDACTED`.
+/// A URL as answers show it: a password replaced by `REDACTED`, and a user
+/// name alone too (a NATS token travels there).
 pub fn shown_url(value: &str) -> String {
     match url::Url::parse(value) {
         Ok(mut url) if url.password().is_some() => {
             let _ = url.set_password(Some(super::REDACTED));
             url.to_string()
         }
+        Ok(mut url) if !url.username().is_empty() => {
+            let _ = url.set_username(super::REDACTED);
+            url.to_string()
+        }
         _ => value.to_owned(),
     }
 }
 
-/// A URL sent back as answers showed it keeps the stored password.
+/// A URL sent back as answers showed it keeps the stored credentials.
 pub fn keep_password(new: &str, stored: &str) -> String {
     let (Ok(mut url), Ok(old)) = (url::Url::parse(new), url::Url::parse(stored)) else {
         return new.to_owned();
     };
-    if url.password() == Some(super::REDACTED) && url.username() == old.username() && url.host() == old.host() {
-        let _ = url.set_password(old.password());
-        return url.to_string();
+    if url.host() != old.host() {
+        return new.to_owned();
     }
-    new.to_owned()
+    if url.password() == Some(super::REDACTED) && url.username() == old.username() {
+        let _ = url.set_password(old.password());
+    } else if url.username() == super::REDACTED && url.password().is_none() {
+        let _ = url.set_username(old.username());
+    } else {
+        return new.to_owned();
+    }
+    url.to_string()
 }
 
 pub fn range(field: &str, value: i64, min: i64, max: i64) -> Result<(), Problem> {

@@ -28,8 +28,9 @@ macro_rules! type_columns {
 
 pub const EVENT_TYPE_INSERT: &str = concat!(
     "WITH t AS (
-        INSERT INTO hookline.event_types (name, tenant, description, schema, example, deprecated, validation)
-        VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *
+        INSERT INTO hookline.event_types (name, tenant, description, schema, example, deprecated, validation,
+                                          checked_schema)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *
      )
      SELECT ",
     type_columns!(),
@@ -39,7 +40,8 @@ pub const EVENT_TYPE_INSERT: &str = concat!(
 pub const EVENT_TYPE_UPDATE: &str = concat!(
     "WITH t AS (
         UPDATE hookline.event_types
-           SET description = $2, schema = $3, example = $4, deprecated = $5, validation = $6, updated_at = now()
+           SET description = $2, schema = $3, example = $4, deprecated = $5, validation = $6, checked_schema = $7,
+               updated_at = now()
          WHERE id = $1 RETURNING *
      )
      SELECT ",
@@ -145,20 +147,22 @@ impl From<Row> for EventType {
 }
 
 pub async fn insert(db: &impl GenericClient, s: &EventTypeSettings) -> Result<EventType> {
+    let checked = s.schema.as_ref().map(schema::for_database);
     let row = db
         .query_one(
             &db.prepare_cached(EVENT_TYPE_INSERT).await?,
-            &[&s.name, &s.tenant, &s.description, &s.schema, &s.example, &s.deprecated, &s.validation],
+            &[&s.name, &s.tenant, &s.description, &s.schema, &s.example, &s.deprecated, &s.validation, &checked],
         )
         .await?;
     Ok(row.into())
 }
 
 pub async fn update(db: &impl GenericClient, id: Uuid, s: &EventTypeSettings) -> Result<EventType> {
+    let checked = s.schema.as_ref().map(schema::for_database);
     let row = db
         .query_one(
             &db.prepare_cached(EVENT_TYPE_UPDATE).await?,
-            &[&id, &s.description, &s.schema, &s.example, &s.deprecated, &s.validation],
+            &[&id, &s.description, &s.schema, &s.example, &s.deprecated, &s.validation, &checked],
         )
         .await?;
     Ok(row.into())
@@ -211,7 +215,8 @@ pub async fn subscribers_left_without(db: &impl GenericClient, event_type: &Even
 
 /// Where `instance` fails `schema`, as the events trigger would say it.
 pub async fn schema_violation(db: &impl GenericClient, schema: &Value, instance: &Value) -> Result<Option<Refused>> {
-    let row = db.query_one(&db.prepare_cached(SCHEMA_VIOLATION).await?, &[schema, instance]).await?;
+    let checked = schema::for_database(schema);
+    let row = db.query_one(&db.prepare_cached(SCHEMA_VIOLATION).await?, &[&checked, instance]).await?;
     let pointer: Option<String> = row.get(0);
     Ok(pointer.map(|pointer| Refused { pointer, reason: row.get(1) }))
 }

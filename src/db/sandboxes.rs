@@ -35,10 +35,12 @@ SELECT id, tenant, token, endpoint_id, created_at, expires_at FROM hookline.sand
  WHERE ($1::uuid IS NULL OR id < $1) AND ($3::text IS NULL OR tenant = $3) AND expires_at > now()
  ORDER BY id DESC LIMIT $2";
 
-/// A sandbox, its requests (cascade) and its endpoint.
+/// A sandbox, its requests (cascade) and its endpoint — unless the endpoint
+/// was pointed elsewhere since: then it is the user's, and stays.
 pub const SANDBOX_DELETE: &str = "
-WITH sandbox AS (DELETE FROM hookline.sandboxes WHERE id = $1 RETURNING endpoint_id)
-DELETE FROM hookline.endpoints AS e USING sandbox AS s WHERE e.id = s.endpoint_id";
+WITH sandbox AS (DELETE FROM hookline.sandboxes WHERE id = $1 RETURNING endpoint_id, token)
+DELETE FROM hookline.endpoints AS e USING sandbox AS s
+ WHERE e.id = s.endpoint_id AND e.url LIKE '%/sandbox/' || s.token";
 
 /// Stores a request and lets the oldest beyond the kept number go.
 pub const REQUEST_INSERT: &str = "
@@ -58,10 +60,12 @@ SELECT id, received_at, method, headers, body, signature_valid, signature_error 
  WHERE sandbox_id = $1 AND ($2::uuid IS NULL OR id < $2)
  ORDER BY id DESC LIMIT $3";
 
-/// Expired sandboxes go, with their requests and endpoints.
+/// Expired sandboxes go, with their requests and their endpoints (those
+/// still pointed at them).
 pub const EXPIRED_DELETE: &str = "
-WITH expired AS (DELETE FROM hookline.sandboxes WHERE expires_at <= now() RETURNING endpoint_id),
-     endpoints AS (DELETE FROM hookline.endpoints AS e USING expired AS x WHERE e.id = x.endpoint_id)
+WITH expired AS (DELETE FROM hookline.sandboxes WHERE expires_at <= now() RETURNING endpoint_id, token),
+     endpoints AS (DELETE FROM hookline.endpoints AS e USING expired AS x
+                    WHERE e.id = x.endpoint_id AND e.url LIKE '%/sandbox/' || x.token)
 SELECT count(*) FROM expired";
 
 #[derive(Debug, Clone)]

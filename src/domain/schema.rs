@@ -27,7 +27,8 @@ impl std::fmt::Display for Refused {
     }
 }
 
-/// A regular expression of the schema, for the database to compile.
+/// A regular expression of the schema as the database will run it
+/// ([`translate`]d), for the database to compile.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pattern {
     pub pointer: String,
@@ -71,13 +72,33 @@ pub fn check(schema: &Value) -> Result<Vec<Pattern>, Refused> {
     }
     jsonschema::draft202012::meta::validate(schema)
         .map_err(|error| refused(error.instance_path().as_str(), error.to_string()))?;
-    let mut patterns = Vec::new();
-    walk(schema, schema, "", &mut patterns)?;
+    let mut found = Found::default();
+    walk(schema, schema, "", &mut found)?;
+    // A `$ref` must land on a subschema the walk checked: anywhere else
+    // (under an unknown keyword, inside `properties` itself) it would
+    // apply what nothing checked, and the database would meet it on every
+    // insert.
+    for (at, reference) in &found.refs {
+        if !found.schemas.contains(&reference[1..]) {
+            return Err(refused(at, format!("`{reference}` does not point at a subschema")));
+        }
+    }
     expanded_size(schema, schema, "", &mut Default::default(), &mut Vec::new())?;
-    Ok(patterns)
+    Ok(found.patterns)
 }
 
-fn walk(root: &Value, schema: &Value, at: &str, patterns: &mut Vec<Pattern>) -> Result<(), Refused> {
+/// What a walk over a schema finds.
+#[derive(Default)]
+struct Found {
+    patterns: Vec<Pattern>,
+    /// The pointers of every subschema walked (`""` is the root).
+    schemas: std::collections::HashSet<String>,
+    /// `(where, the reference)` of each `$ref`.
+    refs: Vec<(String, String)>,
+}
+
+fn walk(root: &Value, schema: &Value, at: &str, found: &mut Found) -> Result<(), Refused> {
+    found.schemas.insert(at.to_owned());
     let Some(keywords) = schema.as_object() else {
         return Ok(()); // true or false
     };
@@ -90,17 +111,21 @@ fn walk(root: &Value, schema: &Value, at: &str, patterns: &mut Vec<Pattern>) -> 
             "$id" if !at.is_empty() => {
                 return Err(refused(&here, "`$id` is supported only at the top of the schema"));
             }
-            "$ref" => check_ref(root, value.as_str().unwrap_or_default(), &here)?,
-            "pattern" => add_pattern(patterns, &here, value.as_str().unwrap_or_default())?,
+            "$ref" => {
+                let reference = value.as_str().unwrap_or_default();
+                check_ref(root, reference, &here)?;
+                found.refs.push((here.clone(), reference.to_owned()));
+            }
+            "pattern" => add_pattern(&mut found.patterns, &here, value.as_str().unwrap_or_default())?,
             _ => {}
         }
         if keyword == "patternProperties" {
             for name in value.as_object().into_iter().flatten().map(|(name, _)| name) {
-                add_pattern(patterns, &format!("{here}/{}", pointer_token(name)), name)?;
+                add_pattern(&mut found.patterns, &format!("{here}/{}", pointer_token(name)), name)?;
             }
         }
         for (there, sub) in subschemas(keyword, value, &here) {
-            walk(root, sub, &there, patterns)?;
+            walk(root, sub, &there, found)?;
         }
     }
     Ok(())
@@ -169,9 +194,12 @@ fn ref_size(
     if expanding.iter().any(|r| r == reference) {
         return Err(refused(at, format!("`{reference}` refers back to itself: recursive schemas are not supported")));
     }
-    let target = root.pointer(&reference[1..]).expect("checked by walk");
+    let pointer = reference.strip_prefix('#').unwrap_or(reference);
+    let Some(target) = root.pointer(pointer) else {
+        return Err(refused(at, format!("`{reference}` points at nothing in this schema")));
+    };
     expanding.push(reference.to_owned());
-    let size = expanded_size(root, target, &reference[1..], sizes, expanding)?;
+    let size = expanded_size(root, target, pointer, sizes, expanding)?;
     expanding.pop();
     sizes.insert(reference.to_owned(), size);
     Ok(size)
@@ -192,10 +220,8 @@ fn check_ref(root: &Value, reference: &str, at: &str) -> Result<(), Refused> {
 }
 
 fn add_pattern(patterns: &mut Vec<Pattern>, at: &str, pattern: &str) -> Result<(), Refused> {
-    if let Some(reason) = meaning_differs(pattern) {
-        return Err(refused(at, reason));
-    }
-    patterns.push(Pattern { pointer: at.to_owned(), pattern: pattern.to_owned() });
+    let translated = translate(pattern).map_err(|reason| refused(at, reason))?;
+    patterns.push(Pattern { pointer: at.to_owned(), pattern: translated });
     Ok(())
 }
 
@@ -204,22 +230,102 @@ pub fn pointer_token(key: &str) -> String {
     key.replace('~', "~0").replace('/', "~1")
 }
 
-/// ECMA-262 (what JSON Schema means by a pattern) and PostgreSQL's regular
-/// expressions agree on nearly everything; where one escape means something
-/// else in each, refuse it rather than check payloads differently.
-fn meaning_differs(pattern: &str) -> Option<&'static str> {
-    let mut escaped = false;
-    for c in pattern.chars() {
-        if escaped {
-            match c {
-                'b' | 'B' => return Some("`\\b` and `\\B` mean something else to PostgreSQL: use `\\y` and `\\Y`"),
-                _ => escaped = false,
+/// A pattern as PostgreSQL must read it to mean what ECMA-262 (JSON
+/// Schema's regular expressions) means: `.` matches no line break, `\d` and
+/// `\w` only ASCII, `\xHH` two hex digits. What cannot be said so is
+/// refused: `\b`/`\B` (a backspace and a backslash to PostgreSQL), `\D`/`\W`
+/// inside a class, ECMA's empty class `[]`, inline options.
+pub fn translate(pattern: &str) -> Result<String, &'static str> {
+    if pattern.starts_with("***") || (pattern.starts_with("(?") && pattern[2..].starts_with(char::is_alphabetic)) {
+        return Err("inline options (`***`, `(?i)`) are not regular expressions of JSON Schema");
+    }
+    let mut out = String::with_capacity(pattern.len());
+    let mut chars = pattern.chars().peekable();
+    let mut in_class = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some('b' | 'B') if !in_class => {
+                    return Err("`\\b` and `\\B` mean something else to PostgreSQL: use `\\y` and `\\Y`");
+                }
+                Some('d') => out.push_str(if in_class { "0-9" } else { "[0-9]" }),
+                Some('w') => out.push_str(if in_class { "A-Za-z0-9_" } else { "[A-Za-z0-9_]" }),
+                Some('D' | 'W') if in_class => return Err("`\\D` and `\\W` inside a class are not supported"),
+                Some('D') => out.push_str("[^0-9]"),
+                Some('W') => out.push_str("[^A-Za-z0-9_]"),
+                Some('x') => {
+                    let digits: String = chars.by_ref().take(2).collect();
+                    if digits.len() != 2 || !digits.chars().all(|d| d.is_ascii_hexdigit()) {
+                        return Err("`\\x` takes two hex digits");
+                    }
+                    out.push_str("\\u00");
+                    out.push_str(&digits);
+                }
+                Some(other) => {
+                    out.push('\\');
+                    out.push(other);
+                }
+                None => out.push('\\'),
+            },
+            '[' if !in_class => {
+                in_class = true;
+                out.push('[');
+                if chars.peek() == Some(&'^') {
+                    out.push('^');
+                    chars.next();
+                }
+                if chars.peek() == Some(&']') {
+                    return Err("an empty class (`[]`, `[^]`) is not supported");
+                }
             }
-        } else if c == '\\' {
-            escaped = true;
+            ']' if in_class => {
+                in_class = false;
+                out.push(']');
+            }
+            '.' if !in_class => out.push_str("[^\\n\\r\\u2028\\u2029]"),
+            other => out.push(other),
         }
     }
-    None
+    Ok(out)
+}
+
+/// The schema as the database checks it: every pattern translated (see
+/// [`translate`]). Stored beside the schema as given, which is what users see.
+pub fn for_database(schema: &Value) -> Value {
+    let mut checked = schema.clone();
+    translate_in(&mut checked);
+    checked
+}
+
+fn translate_in(schema: &mut Value) {
+    let Some(keywords) = schema.as_object_mut() else { return };
+    for (keyword, value) in keywords.iter_mut() {
+        match keyword.as_str() {
+            "pattern" => {
+                if let Some(translated) = value.as_str().and_then(|p| translate(p).ok()) {
+                    *value = Value::String(translated);
+                }
+            }
+            "patternProperties" => {
+                if let Some(map) = value.as_object_mut() {
+                    let entries: Vec<(String, Value)> = std::mem::take(map).into_iter().collect();
+                    for (name, mut sub) in entries {
+                        translate_in(&mut sub);
+                        map.insert(translate(&name).unwrap_or(name), sub);
+                    }
+                }
+                continue;
+            }
+            _ => {}
+        }
+        if SCHEMA_VALUED.contains(&keyword.as_str()) {
+            translate_in(value);
+        } else if SCHEMA_LISTS.contains(&keyword.as_str()) {
+            value.as_array_mut().into_iter().flatten().for_each(translate_in);
+        } else if SCHEMA_MAPS.contains(&keyword.as_str()) {
+            value.as_object_mut().into_iter().flatten().for_each(|(_, sub)| translate_in(sub));
+        }
+    }
 }
 
 fn refused(pointer: &str, reason: impl Into<String>) -> Refused {
@@ -258,6 +364,10 @@ mod tests {
             (json!({"$ref": "#named"}), "/$ref"),
             (json!({"allOf": [{"$id": "inner"}]}), "/allOf/0/$id"),
             (json!({"dependencies": {"a": ["b"]}}), "/dependencies"),
+            (json!({"properties": {"required": {}}, "$ref": "#/properties"}), "/$ref"),
+            (json!({"$ref": "#/x", "x": {"unevaluatedProperties": false}}), "/$ref"),
+            (json!({"$ref": "#/x", "x": {"$ref": ""}}), "/$ref"),
+            (json!({"$ref": "#/"}), "/$ref"),
             (json!({"$schema": "http://json-schema.org/draft-07/schema#"}), "/$schema"),
         ];
         for (schema, pointer) in cases {
@@ -297,10 +407,18 @@ mod tests {
     }
 
     #[test]
-    fn word_boundaries_are_refused_in_patterns() {
-        assert!(meaning_differs(r"\bword\b").is_some());
-        assert!(meaning_differs(r"\\b").is_none());
-        assert!(meaning_differs(r"^\d+$").is_none());
+    fn patterns_are_translated_to_mean_what_ecma_means() {
+        assert_eq!(translate(r"^a.b$").unwrap(), r"^a[^\n\r\u2028\u2029]b$");
+        assert_eq!(translate(r"^\d+[\w-]$").unwrap(), r"^[0-9]+[A-Za-z0-9_-]$");
+        assert_eq!(translate(r"[.]\.\x41B").unwrap(), r"[.]\.\u0041B");
+        assert_eq!(translate(r"\\b").unwrap(), r"\\b");
+        for refused in [r"\bword", r"(?i)a", "***=a", r"[^]", r"[\D]", r"\x4"] {
+            assert!(translate(refused).is_err(), "{refused}");
+        }
+        let schema = json!({"properties": {"a": {"pattern": "^.$"}}, "patternProperties": {"^\\d$": true}});
+        let checked = for_database(&schema);
+        assert_eq!(checked["properties"]["a"]["pattern"], r"^[^\n\r\u2028\u2029]$");
+        assert_eq!(checked["patternProperties"]["^[0-9]$"], true);
         let refused = check(&json!({"properties": {"a": {"pattern": r"\bx"}}})).unwrap_err();
         assert_eq!(refused.pointer, "/properties/a/pattern");
     }

@@ -7,7 +7,7 @@
 //!
 //! - `nats://[user:pass@]host:port[/subject]`: a JetStream publish, acked by
 //!   the stream that takes the subject (default: the event type), with
-//!   `Nats-Msg-Id` = `webhook-id`, so a retry is deduplicated.
+//!   `Nats-Msg-Id` = `<endpoint id>:<webhook-id>`, so a retry is deduplicated.
 //! - `amqp://user:pass@host:port[/vhost][?exchange=…&routing_key=…]`: a
 //!   persistent, mandatory publish with publisher confirms to `exchange`
 //!   (default `amq.topic`) under `routing_key` (default: the event type); a
@@ -67,6 +67,10 @@ impl Broker {
 pub struct Publication<'a> {
     pub event_type: &'a str,
     pub webhook_id: &'a str,
+    /// The same on every attempt of one delivery (or batch), different for
+    /// each endpoint: the event id alone would make JetStream drop the
+    /// second endpoint's message on a shared stream as a duplicate.
+    pub dedupe_id: String,
     pub headers: Vec<(String, String)>,
     pub body: &'a [u8],
 }
@@ -136,8 +140,20 @@ impl Brokers {
                 let address = connect_url(policy, url, Broker::Nats, false).await?;
                 // No retry of the first connection: a broker that is down is
                 // a connect failure now, and the delivery's retry tries again.
-                let client = async_nats::ConnectOptions::new()
+                // Only the checked address, never the servers a server names
+                // (they would bypass the address policy).
+                let mut options = async_nats::ConnectOptions::new()
                     .max_reconnects(None)
+                    .ignore_discovered_servers()
+                    .retain_servers_order();
+                // The client takes credentials from its options only.
+                let decoded = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+                match (url.username(), url.password()) {
+                    ("", _) => {}
+                    (user, Some(password)) => options = options.user_and_password(decoded(user), decoded(password)),
+                    (token, None) => options = options.token(decoded(token)),
+                }
+                let client = options
                     .connect(address.as_str())
                     .await
                     .map_err(|e| (ErrorKind::Connect, format!("cannot connect to NATS: {e}")))?;
@@ -152,7 +168,7 @@ impl Brokers {
         for (name, value) in &m.headers {
             headers.insert(name.as_str(), value.as_str());
         }
-        headers.insert("Nats-Msg-Id", m.webhook_id);
+        headers.insert("Nats-Msg-Id", m.dedupe_id.as_str());
         let failed = |e: async_nats::jetstream::context::PublishError| {
             use async_nats::jetstream::context::PublishErrorKind as Kind;
             let kind = match e.kind() {
@@ -173,7 +189,9 @@ impl Brokers {
         use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
         use lapin::types::{AMQPValue, FieldTable, ShortString};
 
-        let key = connection_key(url, true);
+        // With the query: publishing to an exchange that does not exist
+        // closes the channel, which must not fail other exchanges' messages.
+        let key = url.to_string();
         let connect = || async {
             let address = connect_url(policy, url, Broker::Amqp, true).await?;
             let failed = |e: lapin::Error| (ErrorKind::Connect, format!("cannot connect to AMQP: {e}"));
@@ -293,6 +311,11 @@ async fn connect_url(
     connect.set_query(None);
     if !with_path {
         connect.set_path("");
+    }
+    if broker == Broker::Nats {
+        // Given to the client as options instead (see publish_nats).
+        let _ = connect.set_username("");
+        let _ = connect.set_password(None);
     }
     connect.set_ip_host(address.ip()).map_err(|()| (ErrorKind::InvalidUrl, "cannot set the address".to_owned()))?;
     connect.set_port(Some(address.port())).map_err(|()| (ErrorKind::InvalidUrl, "cannot set the port".to_owned()))?;

@@ -470,6 +470,7 @@ impl Dispatcher {
         let publication = Publication {
             event_type: &d.event_type,
             webhook_id: &message.webhook_id,
+            dedupe_id: format!("{}:{}", d.endpoint_id, message.webhook_id),
             headers: headers
                 .iter()
                 .map(|(name, value)| (name.as_str().to_owned(), value.to_str().unwrap_or_default().to_owned()))

@@ -111,7 +111,8 @@ async fn a_nats_endpoint_publishes_to_jetstream_with_the_webhook_id_as_message_i
     .await;
     let headers = message.headers.clone();
     let header = |name: &str| headers.get(name).map(|v| v.to_string()).unwrap_or_else(|| panic!("no {name}"));
-    assert_eq!(header("Nats-Msg-Id"), sent.body["id"].as_str().unwrap());
+    let dedupe_id = format!("{}:{}", endpoint.body["id"].as_str().unwrap(), sent.body["id"].as_str().unwrap());
+    assert_eq!(header("Nats-Msg-Id"), dedupe_id, "one per endpoint and event, the same on retries");
     assert_eq!(serde_json::from_slice::<Value>(&message.payload).unwrap()["data"], json!({"order_id": 2}));
     assert_signed(endpoint.body["secret"].as_str().unwrap(), header, &message.payload);
     assert_eq!(first_error_kind(&api, &unheard.body).await, "broker_rejected");

@@ -108,6 +108,13 @@ async fn deleting_a_sandbox_deletes_its_endpoint_and_a_sandbox_outlives_its_endp
     let endpoint = format!("/v1/endpoints/{}", first.body["endpoint_id"].as_str().unwrap());
     api.get(&endpoint).await.assert_problem(404, None);
 
+    // An endpoint pointed elsewhere since is the user's: it stays.
+    let repurposed = api.post("/v1/sandboxes", json!({})).await;
+    let endpoint_path = format!("/v1/endpoints/{}", repurposed.body["endpoint_id"].as_str().unwrap());
+    api.patch(&endpoint_path, json!({"url": "https://example.com/hooks"})).await;
+    assert_eq!(api.delete(&format!("/v1/sandboxes/{}", repurposed.body["id"].as_str().unwrap())).await.status, 204);
+    assert_eq!(api.get(&endpoint_path).await.status, 200);
+
     let second = api.post("/v1/sandboxes", json!({})).await;
     let endpoint = format!("/v1/endpoints/{}", second.body["endpoint_id"].as_str().unwrap());
     assert_eq!(api.delete(&endpoint).await.status, 204);
