@@ -47,6 +47,8 @@ CREATE TYPE hookline.schema_violation AS (pointer text, message text);
 CREATE TABLE hookline.event_schema_warnings (
     event_id      uuid        NOT NULL,
     event_type_id uuid        NOT NULL,
+    -- The event's: a shared type's counts are told apart per tenant.
+    tenant        text        NOT NULL,
     pointer       text        NOT NULL,
     message       text        NOT NULL,
     CONSTRAINT event_schema_warnings_pkey PRIMARY KEY (event_id)

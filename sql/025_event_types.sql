@@ -342,7 +342,8 @@ BEGIN
         RETURN NULL;
     END IF;
     FOR checked IN
-        SELECT e.id AS event_id, e.event_type, e.payload, t.id AS type_id, t.checked_schema AS schema, t.validation
+        SELECT e.id AS event_id, e.tenant, e.event_type, e.payload, t.id AS type_id, t.checked_schema AS schema,
+               t.validation
           FROM new_events AS e
          CROSS JOIN LATERAL hookline.event_type_for(e.event_type, e.tenant) AS t
         -- An endpoint's test event carries hookline's own sample payload.
@@ -361,8 +362,8 @@ BEGIN
                                                    'message', violation.message)::text,
                         HINT = 'hookline.payload_violation(event_type, payload, tenant) checks a payload without sending it.';
         END IF;
-        INSERT INTO hookline.event_schema_warnings (event_id, event_type_id, pointer, message)
-        VALUES (checked.event_id, checked.type_id, violation.pointer, violation.message);
+        INSERT INTO hookline.event_schema_warnings (event_id, event_type_id, tenant, pointer, message)
+        VALUES (checked.event_id, checked.type_id, checked.tenant, violation.pointer, violation.message);
     END LOOP;
     RETURN NULL;
 END

@@ -17,12 +17,21 @@ use crate::domain::schema::{self, Refused};
 /// The columns every query returns, in `EventType::from(Row)` order; the
 /// last counts the warnings of the last 24 hours (their index holds them
 /// by type and event id, which is also their time).
+/// With a filter, only the warnings of the events it lets through (a
+/// tenant's, when a shared type is shown to it).
 macro_rules! type_columns {
     () => {
-        "t.id, t.name, t.tenant, t.description, t.schema, t.example, t.deprecated, t.validation,
-         t.created_at, t.updated_at,
-         (SELECT count(*) FROM hookline.event_schema_warnings AS w
-           WHERE w.event_type_id = t.id AND w.event_id >= hookline.uuid_v7_floor(now() - interval '24 hours'))"
+        type_columns!("")
+    };
+    ($warnings_filter:literal) => {
+        concat!(
+            "t.id, t.name, t.tenant, t.description, t.schema, t.example, t.deprecated, t.validation,
+             t.created_at, t.updated_at,
+             (SELECT count(*) FROM hookline.event_schema_warnings AS w
+               WHERE w.event_type_id = t.id AND w.event_id >= hookline.uuid_v7_floor(now() - interval '24 hours')",
+            $warnings_filter,
+            ")"
+        )
     };
 }
 
@@ -63,14 +72,18 @@ pub const EVENT_TYPE_GET_FOR_UPDATE: &str = concat!(
 );
 
 /// The type that applies to events of this name in tenant `$2`.
-pub const EVENT_TYPE_FOR_TENANT: &str =
-    concat!("SELECT ", type_columns!(), " FROM hookline.event_type_for($1, $2) AS t WHERE t.id IS NOT NULL");
+pub const EVENT_TYPE_FOR_TENANT: &str = concat!(
+    "SELECT ",
+    type_columns!(" AND w.tenant = $2"),
+    " FROM hookline.event_type_for($1, $2) AS t WHERE t.id IS NOT NULL"
+);
 
 /// Newest first after cursor `$1`; with tenant `$3`, the types that apply
-/// to it (shared and its own); optionally only (not) deprecated ones (`$4`).
+/// to it (shared and its own) with its warnings only; optionally only (not)
+/// deprecated ones (`$4`).
 pub const EVENT_TYPE_LIST_PAGE: &str = concat!(
     "SELECT ",
-    type_columns!(),
+    type_columns!(" AND ($3::text IS NULL OR w.tenant = $3)"),
     " FROM hookline.event_types AS t
      WHERE ($1::uuid IS NULL OR t.id < $1)
        AND ($3::text IS NULL OR t.tenant IS NULL OR t.tenant = $3)

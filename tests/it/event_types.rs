@@ -200,6 +200,10 @@ async fn warn_accepts_the_payload_and_records_and_counts_where_it_fails() {
     let warnings: Vec<&Value> = listed.body["data"].as_array().unwrap().iter().map(|e| &e["schema_warning"]).collect();
     assert_eq!(warnings.iter().filter(|w| !w.is_null()).count(), 2, "{listed:?}");
     assert_eq!(api.get("/v1/event-types/order.created").await.body["warnings_24h"], 2);
+    // Another tenant sees the shared type without the default tenant's warnings.
+    let acme = TestApi::token(&db, "acme", "read", Some("acme")).await;
+    let seen = api.call(Method::GET, "/v1/event-types/order.created", Some(&acme), None).await;
+    assert_eq!(seen.body["warnings_24h"], 0, "{seen:?}");
     let metrics = api.get("/metrics").await;
     let line = "hookline_schema_warnings_24h{event_type=\"order.created\",tenant=\"\"} 2";
     assert!(metrics.body.as_str().unwrap().lines().any(|l| l == line), "no `{line}` in {metrics:?}");
