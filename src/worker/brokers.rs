@@ -17,14 +17,15 @@
 //!   entries; each header is a field, and `body` the payload.
 //!
 //! Connections are made once per broker and shared by every attempt; one
-//! that fails is dropped and made again by the next attempt. Their hosts
+//! that fails is dropped and made again by the next attempt, one unused for
+//! ten minutes is let go. Their hosts
 //! pass the same address check as HTTP hosts: a broker is connected to at an
 //! address the policy permits, never by its name.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::config::NetworkPolicy;
 use crate::domain::delivery::ErrorKind;
@@ -87,10 +88,17 @@ pub struct Brokers {
 /// One connection per key, made once however many attempts ask for it at
 /// the same moment: the first batch of a drain would otherwise open one
 /// per delivery (measured: 256 per worker, each AMQP one with 8 MiB of
-/// buffers).
+/// buffers). One no attempt used for [`IDLE`] is let go, so endpoints
+/// deleted or pointed elsewhere do not keep theirs.
 struct Connections<T> {
-    cells: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<T>>>>,
+    cells: Mutex<HashMap<String, Slot<T>>>,
 }
+
+/// A connection, or the place one is being made, and when it was last asked for.
+type Slot<T> = (Arc<tokio::sync::OnceCell<T>>, Instant);
+
+/// How long an unused broker connection is kept.
+const IDLE: Duration = Duration::from_secs(600);
 
 impl<T> Default for Connections<T> {
     fn default() -> Self {
@@ -106,7 +114,14 @@ impl<T: Clone> Connections<T> {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<T, Failure>>,
     {
-        let cell = self.cells.lock().expect("not poisoned").entry(key.to_owned()).or_default().clone();
+        let cell = {
+            let mut cells = self.cells.lock().expect("not poisoned");
+            let now = Instant::now();
+            cells.retain(|_, (_, used)| now.duration_since(*used) < IDLE);
+            let (cell, used) = cells.entry(key.to_owned()).or_insert_with(|| (Arc::default(), now));
+            *used = now;
+            cell.clone()
+        };
         cell.get_or_try_init(connect).await.cloned()
     }
 
