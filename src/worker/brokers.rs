@@ -263,7 +263,10 @@ impl Brokers {
                 let address = connect_url(policy, url, Broker::Redis, true).await?;
                 let failed = |e: redis::RedisError| (ErrorKind::Connect, format!("cannot connect to Redis: {e}"));
                 let client = redis::Client::open(address.as_str()).map_err(failed)?;
-                redis::aio::ConnectionManager::new(client).await.map_err(failed)
+                // No retries of the first connection (six by default, with
+                // backoff): a Redis that is down is a connect failure now.
+                let config = redis::aio::ConnectionManagerConfig::new().set_number_of_retries(0);
+                redis::aio::ConnectionManager::new_with_config(client, config).await.map_err(failed)
             })
             .await?;
         let query: HashMap<_, _> = url.query_pairs().collect();
