@@ -236,8 +236,12 @@ impl Brokers {
             .with_delivery_mode(2);
         let options = BasicPublishOptions { mandatory: true, ..Default::default() };
         let lost = |e: lapin::Error| {
+            // The channel is closed either way: the next attempt opens another.
             self.amqp.forget(&key);
-            (ErrorKind::Connect, format!("cannot publish to AMQP: {e}"))
+            // A channel-level refusal (no such exchange, access refused) is the
+            // broker answering, not the broker being down.
+            let kind = if e.is_amqp_soft_error() { ErrorKind::BrokerRejected } else { ErrorKind::Connect };
+            (kind, format!("cannot publish to AMQP: {e}"))
         };
         let confirm = channel
             .basic_publish(exchange.into(), routing_key.into(), options, m.body, properties)

@@ -183,6 +183,12 @@ async fn an_amqp_endpoint_publishes_with_confirms_and_a_message_no_queue_takes_i
     })
     .await;
     assert_eq!(failed, "broker_rejected");
+
+    // An exchange that does not exist: refused too, and only that endpoint's.
+    let missing = format!("amqp://guest:guest@127.0.0.1:5672/%2f?exchange={}", unique("hl_missing"));
+    let missing = api.post("/v1/endpoints", json!({"url": missing, "event_types": ["x.refused"]})).await;
+    api.post("/v1/events", json!({"event_type": "x.refused", "payload": {}})).await;
+    assert_eq!(first_error_kind(&api, &missing.body).await, "broker_rejected");
     worker.stop().await;
     let _ = connection.close(0, "done".into()).await;
 }
