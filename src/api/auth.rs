@@ -84,12 +84,18 @@ impl Principal {
     /// The tenant a new object goes to: the requested one (default
     /// `default`), which a tenant-bound token must not leave.
     pub fn tenant_for_create(&self, requested: Option<&str>) -> Result<String, Problem> {
+        Ok(self.owner_for_create(requested)?.unwrap_or_else(|| "default".to_owned()))
+    }
+
+    /// The same where no tenant is allowed (`None`: what every tenant
+    /// shares, as event types may be), when a token of no tenant asks none.
+    pub fn owner_for_create(&self, requested: Option<&str>) -> Result<Option<String>, Problem> {
         match (&self.tenant, requested) {
             (Some(own), Some(asked)) if own != asked => {
                 Err(Problem::field("tenant", format!("this token may only create in tenant `{own}`")))
             }
-            (Some(own), _) => Ok(own.clone()),
-            (None, asked) => Ok(asked.unwrap_or("default").to_owned()),
+            (Some(own), _) => Ok(Some(own.clone())),
+            (None, asked) => Ok(asked.map(str::to_owned)),
         }
     }
 

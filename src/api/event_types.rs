@@ -194,13 +194,7 @@ impl EventTypesApi {
         auth.0.require(Scope::Write)?;
         let c = body.0;
         validate::event_type("name", &c.name)?;
-        let tenant = match (&auth.0.tenant, c.tenant) {
-            (Some(own), Some(asked)) if *own != asked => {
-                return Err(Problem::field("tenant", format!("this token may only create in tenant `{own}`")));
-            }
-            (Some(own), _) => Some(own.clone()),
-            (None, asked) => asked,
-        };
+        let tenant = auth.0.owner_for_create(c.tenant.as_deref())?;
         if let Some(tenant) = &tenant {
             validate::tenant("tenant", tenant)?;
         }

@@ -73,7 +73,7 @@ pub fn check(schema: &Value) -> Result<Vec<Pattern>, Refused> {
     jsonschema::draft202012::meta::validate(schema)
         .map_err(|error| refused(error.instance_path().as_str(), error.to_string()))?;
     let mut found = Found::default();
-    walk(schema, schema, "", &mut found)?;
+    walk(schema, "", &mut found)?;
     // A `$ref` must land on a subschema the walk checked: anywhere else
     // (under an unknown keyword, inside `properties` itself) it would
     // apply what nothing checked, and the database would meet it on every
@@ -97,7 +97,7 @@ struct Found {
     refs: Vec<(String, String)>,
 }
 
-fn walk(root: &Value, schema: &Value, at: &str, found: &mut Found) -> Result<(), Refused> {
+fn walk(schema: &Value, at: &str, found: &mut Found) -> Result<(), Refused> {
     found.schemas.insert(at.to_owned());
     let Some(keywords) = schema.as_object() else {
         return Ok(()); // true or false
@@ -113,7 +113,7 @@ fn walk(root: &Value, schema: &Value, at: &str, found: &mut Found) -> Result<(),
             }
             "$ref" => {
                 let reference = value.as_str().unwrap_or_default();
-                check_ref(root, reference, &here)?;
+                check_ref(reference, &here)?;
                 found.refs.push((here.clone(), reference.to_owned()));
             }
             "pattern" => add_pattern(&mut found.patterns, &here, value.as_str().unwrap_or_default())?,
@@ -125,23 +125,44 @@ fn walk(root: &Value, schema: &Value, at: &str, found: &mut Found) -> Result<(),
             }
         }
         for (there, sub) in subschemas(keyword, value, &here) {
-            walk(root, sub, &there, found)?;
+            walk(sub, &there, found)?;
         }
     }
     Ok(())
 }
 
+/// How a keyword holds subschemas.
+enum Holds {
+    One,
+    List,
+    Map,
+    Nothing,
+}
+
+fn holds(keyword: &str) -> Holds {
+    if SCHEMA_VALUED.contains(&keyword) {
+        Holds::One
+    } else if SCHEMA_LISTS.contains(&keyword) {
+        Holds::List
+    } else if SCHEMA_MAPS.contains(&keyword) {
+        Holds::Map
+    } else {
+        Holds::Nothing
+    }
+}
+
 /// The subschemas a keyword holds, with their pointers.
 fn subschemas<'a>(keyword: &str, value: &'a Value, here: &str) -> Vec<(String, &'a Value)> {
-    if SCHEMA_VALUED.contains(&keyword) {
-        vec![(here.to_owned(), value)]
-    } else if SCHEMA_LISTS.contains(&keyword) {
-        value.as_array().into_iter().flatten().enumerate().map(|(i, sub)| (format!("{here}/{i}"), sub)).collect()
-    } else if SCHEMA_MAPS.contains(&keyword) {
-        let entries = value.as_object().into_iter().flatten();
-        entries.map(|(name, sub)| (format!("{here}/{}", pointer_token(name)), sub)).collect()
-    } else {
-        Vec::new()
+    match holds(keyword) {
+        Holds::One => vec![(here.to_owned(), value)],
+        Holds::List => {
+            value.as_array().into_iter().flatten().enumerate().map(|(i, sub)| (format!("{here}/{i}"), sub)).collect()
+        }
+        Holds::Map => {
+            let entries = value.as_object().into_iter().flatten();
+            entries.map(|(name, sub)| (format!("{here}/{}", pointer_token(name)), sub)).collect()
+        }
+        Holds::Nothing => Vec::new(),
     }
 }
 
@@ -206,15 +227,13 @@ fn ref_size(
 }
 
 /// A `$ref` must point into this schema: `#` or `#/json/pointer`.
-fn check_ref(root: &Value, reference: &str, at: &str) -> Result<(), Refused> {
+/// Where it points is checked once the walk knows every subschema.
+fn check_ref(reference: &str, at: &str) -> Result<(), Refused> {
     let Some(pointer) = reference.strip_prefix('#') else {
         return Err(refused(at, "only references within the schema (`#/$defs/name`) are supported"));
     };
     if !(pointer.is_empty() || pointer.starts_with('/')) || pointer.contains('%') {
         return Err(refused(at, "only JSON-pointer references (`#/$defs/name`) are supported"));
-    }
-    if root.pointer(pointer).is_none() {
-        return Err(refused(at, format!("`{reference}` points at nothing in this schema")));
     }
     Ok(())
 }
@@ -318,12 +337,11 @@ fn translate_in(schema: &mut Value) {
             }
             _ => {}
         }
-        if SCHEMA_VALUED.contains(&keyword.as_str()) {
-            translate_in(value);
-        } else if SCHEMA_LISTS.contains(&keyword.as_str()) {
-            value.as_array_mut().into_iter().flatten().for_each(translate_in);
-        } else if SCHEMA_MAPS.contains(&keyword.as_str()) {
-            value.as_object_mut().into_iter().flatten().for_each(|(_, sub)| translate_in(sub));
+        match holds(keyword) {
+            Holds::One => translate_in(value),
+            Holds::List => value.as_array_mut().into_iter().flatten().for_each(translate_in),
+            Holds::Map => value.as_object_mut().into_iter().flatten().for_each(|(_, sub)| translate_in(sub)),
+            Holds::Nothing => {}
         }
     }
 }

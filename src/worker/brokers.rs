@@ -132,27 +132,27 @@ impl<T: Clone> Connections<T> {
 }
 
 impl Brokers {
-    /// Publishes to the broker `url` names; the error says what failed.
+    /// Publishes to `url`, of `broker`; the error says what failed.
     pub async fn publish(
         &self,
+        broker: Broker,
         policy: &NetworkPolicy,
         url: &url::Url,
         message: &Publication<'_>,
     ) -> Result<(), Failure> {
-        match Broker::of(url) {
-            Some(Broker::Nats) => self.publish_nats(policy, url, message).await,
-            Some(Broker::Amqp) => self.publish_amqp(policy, url, message).await,
-            Some(Broker::Redis) => self.publish_redis(policy, url, message).await,
-            None => Err((ErrorKind::InvalidUrl, format!("`{}` is not a broker URL", url.scheme()))),
+        match broker {
+            Broker::Nats => self.publish_nats(policy, url, message).await,
+            Broker::Amqp => self.publish_amqp(policy, url, message).await,
+            Broker::Redis => self.publish_redis(policy, url, message).await,
         }
     }
 
     async fn publish_nats(&self, policy: &NetworkPolicy, url: &url::Url, m: &Publication<'_>) -> Result<(), Failure> {
-        let key = connection_key(url, false);
+        let key = connection_url(url, Broker::Nats).to_string();
         let context = self
             .nats
             .get(&key, || async {
-                let address = connect_url(policy, url, Broker::Nats, false).await?;
+                let address = connect_url(policy, url, Broker::Nats).await?;
                 // No retry of the first connection: a broker that is down is
                 // a connect failure now, and the delivery's retry tries again.
                 // Only the checked address, never the servers a server names
@@ -208,7 +208,7 @@ impl Brokers {
         // closes the channel, which must not fail other exchanges' messages.
         let key = url.to_string();
         let connect = || async {
-            let address = connect_url(policy, url, Broker::Amqp, true).await?;
+            let address = connect_url(policy, url, Broker::Amqp).await?;
             let failed = |e: lapin::Error| (ErrorKind::Connect, format!("cannot connect to AMQP: {e}"));
             let connection = lapin::Connection::connect(address.as_str(), lapin::ConnectionProperties::default())
                 .await
@@ -260,11 +260,11 @@ impl Brokers {
     }
 
     async fn publish_redis(&self, policy: &NetworkPolicy, url: &url::Url, m: &Publication<'_>) -> Result<(), Failure> {
-        let key = connection_key(url, true);
+        let key = connection_url(url, Broker::Redis).to_string();
         let mut connection = self
             .redis
             .get(&key, || async {
-                let address = connect_url(policy, url, Broker::Redis, true).await?;
+                let address = connect_url(policy, url, Broker::Redis).await?;
                 let failed = |e: redis::RedisError| (ErrorKind::Connect, format!("cannot connect to Redis: {e}"));
                 let client = redis::Client::open(address.as_str()).map_err(failed)?;
                 // No retries of the first connection (six by default, with
@@ -299,23 +299,18 @@ fn content_type<'a>(m: &'a Publication<'_>) -> &'a str {
 
 /// The part of a broker URL that names one connection: for AMQP and Redis
 /// with its path (the vhost, the database), for NATS without (the subject).
-fn connection_key(url: &url::Url, with_path: bool) -> String {
-    let mut key = url.clone();
-    key.set_query(None);
-    if !with_path {
-        key.set_path("");
+fn connection_url(url: &url::Url, broker: Broker) -> url::Url {
+    let mut connection = url.clone();
+    connection.set_query(None);
+    if broker == Broker::Nats {
+        connection.set_path("");
     }
-    key.to_string()
+    connection
 }
 
 /// The URL to connect to: the host replaced by an address the policy
 /// permits, resolved here so that no client library resolves it itself.
-async fn connect_url(
-    policy: &NetworkPolicy,
-    url: &url::Url,
-    broker: Broker,
-    with_path: bool,
-) -> Result<String, Failure> {
+async fn connect_url(policy: &NetworkPolicy, url: &url::Url, broker: Broker) -> Result<String, Failure> {
     let host = url.host_str().ok_or((ErrorKind::InvalidUrl, "the URL has no host".to_owned()))?;
     let port = url.port().unwrap_or(broker.default_port());
     let host = host.trim_start_matches('[').trim_end_matches(']');
@@ -329,11 +324,7 @@ async fn connect_url(
         .into_iter()
         .find(|a| policy.permits(a.ip()))
         .ok_or_else(|| (ErrorKind::BlockedAddress, format!("{host} resolves only to blocked addresses")))?;
-    let mut connect = url.clone();
-    connect.set_query(None);
-    if !with_path {
-        connect.set_path("");
-    }
+    let mut connect = connection_url(url, broker);
     if broker == Broker::Nats {
         // Given to the client as options instead (see publish_nats).
         let _ = connect.set_username("");

@@ -235,8 +235,8 @@ impl Dispatcher {
         let method = message.method.as_deref().unwrap_or(&d.http_method);
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::POST);
         let timeout = Duration::from_millis(d.timeout_ms.max(1) as u64).min(self.max_timeout);
-        if Broker::of(&url).is_some() {
-            return self.publish(d, &url, &message, &headers, timeout).await;
+        if let Some(broker) = Broker::of(&url) {
+            return self.publish(broker, d, &url, &message, &headers, timeout).await;
         }
         let client = if own_sandbox { &self.sandbox_client } else { &self.client };
 
@@ -461,6 +461,7 @@ impl Dispatcher {
     /// Sends `message` to a broker destination (see [`super::brokers`]).
     async fn publish(
         &self,
+        broker: Broker,
         d: &Claimed,
         url: &reqwest::Url,
         message: &Message,
@@ -477,7 +478,7 @@ impl Dispatcher {
                 .collect(),
             body: message.body.as_bytes(),
         };
-        match tokio::time::timeout(timeout, self.brokers.publish(&self.policy, url, &publication)).await {
+        match tokio::time::timeout(timeout, self.brokers.publish(broker, &self.policy, url, &publication)).await {
             Err(_) => Err((ErrorKind::Timeout, format!("the broker did not acknowledge within {timeout:?}"))),
             Ok(Err(failure)) => Err(failure),
             Ok(Ok(())) => Ok(Attempt {
