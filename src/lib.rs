@@ -30,4 +30,5 @@ pub mod remembered;
 pub mod secrets;
 pub mod signing;
 pub mod telemetry;
+pub mod ui;
 pub mod worker;

@@ -257,7 +257,8 @@ async fn maintain(pool: &Pool, settings: &Settings) -> anyhow::Result<()> {
         Some(done) => {
             tracing::info!(created = done.created, dropped = ?done.dropped, kept_for_open_work = ?done.kept,
                            rollup_rows_deleted = done.rollup_rows_deleted,
-                           sandboxes_deleted = done.sandboxes_deleted, "partitions maintained");
+                           sandboxes_deleted = done.sandboxes_deleted,
+                           ui_sessions_deleted = done.ui_sessions_deleted, "partitions maintained");
         }
         None => tracing::info!("another process is maintaining the partitions right now"),
     }

@@ -31,7 +31,7 @@ pub enum DeliveryState {
 }
 
 impl DeliveryState {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             DeliveryState::Pending => "pending",
             DeliveryState::InFlight => "in_flight",
@@ -41,7 +41,7 @@ impl DeliveryState {
         }
     }
 
-    fn parse(s: &str) -> DeliveryState {
+    pub fn parse(s: &str) -> DeliveryState {
         match s {
             "in_flight" => DeliveryState::InFlight,
             "succeeded" => DeliveryState::Succeeded,
@@ -208,21 +208,18 @@ impl DeliveriesApi {
         #[oai(validator(pattern = r"^[A-Za-z0-9_.:-]{1,100}$"))]
         tenant: Query<Option<String>>,
     ) -> Result<Json<DeliveryList>, Problem> {
-        auth.0.require(Scope::Read)?;
         let page = PageRequest::parse(limit.0, cursor.0.as_deref())?;
         let filter = DeliveryFilter {
             after: page.after,
             limit: page.fetch(),
-            tenant: auth.0.tenant_filter(tenant.0.as_deref()),
+            tenant: tenant.0.as_deref(),
             endpoint_id: endpoint_id.0,
             event_type: event_type.0.as_deref(),
             since: since.0,
             until: until.0,
             state: delivery_state.0.map(DeliveryState::as_str),
         };
-        let client = state.client().await?;
-        let mut data: Vec<Delivery> =
-            db::deliveries::list_page(&client, &filter).await?.into_iter().map(Delivery::from).collect();
+        let mut data = list_deliveries(&auth.0, &state, filter).await?;
         let next_cursor = page.finish(&mut data, |d| d.id);
         Ok(Json(DeliveryList { data, next_cursor }))
     }
@@ -235,9 +232,7 @@ impl DeliveriesApi {
         state: Data<&AppState>,
         delivery_id: Path<Uuid>,
     ) -> Result<Json<Delivery>, Problem> {
-        auth.0.require(Scope::Read)?;
-        let client = state.client().await?;
-        Ok(Json(visible(&auth.0, db::deliveries::get(&client, delivery_id.0).await?)?))
+        get_delivery(&auth.0, &state, delivery_id.0).await.map(Json)
     }
 
     /// List a delivery's attempts, first to last
@@ -248,26 +243,7 @@ impl DeliveriesApi {
         state: Data<&AppState>,
         delivery_id: Path<Uuid>,
     ) -> Result<Json<AttemptList>, Problem> {
-        auth.0.require(Scope::Read)?;
-        let client = state.client().await?;
-        let delivery = visible(&auth.0, db::deliveries::get(&client, delivery_id.0).await?)?;
-        let data = db::deliveries::attempts(&client, delivery.id)
-            .await?
-            .into_iter()
-            .map(|a| Attempt {
-                attempt: a.attempt,
-                started_at: a.started_at,
-                duration_ms: a.duration_ms,
-                status_code: a.status_code,
-                response_headers: a.response_headers,
-                response_body: a.response_body,
-                error_kind: a.error_kind,
-                error: a.error,
-                worker: a.worker,
-                batch_id: a.batch_id,
-                batch_size: a.batch_size,
-            })
-            .collect();
+        let data = attempts_of(&auth.0, &state, delivery_id.0).await?;
         Ok(Json(AttemptList { data }))
     }
 
@@ -281,8 +257,7 @@ impl DeliveriesApi {
         state: Data<&AppState>,
         delivery_id: Path<Uuid>,
     ) -> Result<QueuedResponse, Problem> {
-        auth.0.require(Scope::Write)?;
-        requeue(&auth.0, &state, delivery_id.0, None, "delivery.retry").await
+        requeue(&auth.0, &state, delivery_id.0, None, "delivery.retry").await.map(|d| QueuedResponse::Queued(Json(d)))
     }
 
     /// Cancel a delivery
@@ -295,7 +270,6 @@ impl DeliveriesApi {
         state: Data<&AppState>,
         delivery_id: Path<Uuid>,
     ) -> Result<Json<Delivery>, Problem> {
-        auth.0.require(Scope::Write)?;
         cancel(&auth.0, &state, delivery_id.0, None, "delivery.cancel").await.map(Json)
     }
 }
@@ -326,19 +300,16 @@ impl DeadLettersApi {
         #[oai(validator(pattern = r"^[A-Za-z0-9_.:-]{1,100}$"))]
         tenant: Query<Option<String>>,
     ) -> Result<Json<DeliveryList>, Problem> {
-        auth.0.require(Scope::Read)?;
         let page = PageRequest::parse(limit.0, cursor.0.as_deref())?;
         let filter = DeliveryFilter {
             after: page.after,
             limit: page.fetch(),
-            tenant: auth.0.tenant_filter(tenant.0.as_deref()),
+            tenant: tenant.0.as_deref(),
             endpoint_id: endpoint_id.0,
             event_type: event_type.0.as_deref(),
             ..Default::default()
         };
-        let client = state.client().await?;
-        let mut data: Vec<Delivery> =
-            db::deliveries::dead_letters_page(&client, &filter).await?.into_iter().map(Delivery::from).collect();
+        let mut data = list_dead_letters(&auth.0, &state, filter).await?;
         let next_cursor = page.finish(&mut data, |d| d.id);
         Ok(Json(DeliveryList { data, next_cursor }))
     }
@@ -351,8 +322,9 @@ impl DeadLettersApi {
         state: Data<&AppState>,
         delivery_id: Path<Uuid>,
     ) -> Result<QueuedResponse, Problem> {
-        auth.0.require(Scope::Write)?;
-        requeue(&auth.0, &state, delivery_id.0, Some(DeliveryState::Dead), "dead_letter.replay").await
+        requeue(&auth.0, &state, delivery_id.0, Some(DeliveryState::Dead), "dead_letter.replay")
+            .await
+            .map(|d| QueuedResponse::Queued(Json(d)))
     }
 
     /// Discard one dead letter
@@ -363,7 +335,6 @@ impl DeadLettersApi {
         state: Data<&AppState>,
         delivery_id: Path<Uuid>,
     ) -> Result<DiscardResponse, Problem> {
-        auth.0.require(Scope::Write)?;
         cancel(&auth.0, &state, delivery_id.0, Some(DeliveryState::Dead), "dead_letter.discard").await?;
         Ok(DiscardResponse::Discarded)
     }
@@ -376,33 +347,109 @@ impl DeadLettersApi {
         state: Data<&AppState>,
         body: Body<ReplayFilter>,
     ) -> Result<Json<Replayed>, Problem> {
-        auth.0.require(Scope::Write)?;
-        let f = body.0;
-        let filter = DeliveryFilter {
-            tenant: auth.0.tenant.as_deref(),
-            endpoint_id: f.endpoint_id,
-            event_type: f.event_type.as_deref(),
-            since: f.since,
-            until: f.until,
-            ..Default::default()
-        };
-        let mut client = state.client().await?;
-        let tx = client.transaction().await?;
-        let replayed = db::deliveries::replay_dead_letters(&tx, &filter).await?;
-        let entry = Entry {
-            tenant: auth.0.tenant.as_deref(),
-            action: "dead_letter.replay_matching",
-            object_type: "dead_letters",
-            object_id: None,
-            before: None,
-            after: Some(serde_json::json!({
-                "endpoint_id": f.endpoint_id, "event_type": f.event_type, "since": f.since, "until": f.until,
-                "replayed": replayed,
-            })),
-        };
-        db::audit::record(&tx, &auth.0.actor(), entry).await?;
-        tx.commit().await?;
-        Ok(Json(Replayed { replayed }))
+        replay_matching(&auth.0, &state, body.0).await.map(|replayed| Json(Replayed { replayed }))
+    }
+}
+
+// What the API's handlers and the dashboard's pages do alike, scope check
+// included.
+
+pub(crate) async fn get_delivery(principal: &Principal, state: &AppState, id: Uuid) -> Result<Delivery, Problem> {
+    principal.require(Scope::Read)?;
+    let client = state.client().await?;
+    visible(principal, db::deliveries::get(&client, id).await?)
+}
+
+/// A delivery's attempts, first to last.
+pub(crate) async fn attempts_of(principal: &Principal, state: &AppState, id: Uuid) -> Result<Vec<Attempt>, Problem> {
+    principal.require(Scope::Read)?;
+    let client = state.client().await?;
+    let delivery = visible(principal, db::deliveries::get(&client, id).await?)?;
+    Ok(db::deliveries::attempts(&client, delivery.id)
+        .await?
+        .into_iter()
+        .map(|a| Attempt {
+            attempt: a.attempt,
+            started_at: a.started_at,
+            duration_ms: a.duration_ms,
+            status_code: a.status_code,
+            response_headers: a.response_headers,
+            response_body: a.response_body,
+            error_kind: a.error_kind,
+            error: a.error,
+            worker: a.worker,
+            batch_id: a.batch_id,
+            batch_size: a.batch_size,
+        })
+        .collect())
+}
+
+/// Queues every dead letter matching `f` again; how many.
+pub(crate) async fn replay_matching(principal: &Principal, state: &AppState, f: ReplayFilter) -> Result<i64, Problem> {
+    principal.require(Scope::Write)?;
+    let filter = replay_filter(principal, &f);
+    let mut client = state.client().await?;
+    let tx = client.transaction().await?;
+    let replayed = db::deliveries::replay_dead_letters(&tx, &filter).await?;
+    let entry = Entry {
+        tenant: principal.tenant.as_deref(),
+        action: "dead_letter.replay_matching",
+        object_type: "dead_letters",
+        object_id: None,
+        before: None,
+        after: Some(serde_json::json!({
+            "endpoint_id": f.endpoint_id, "event_type": f.event_type, "since": f.since, "until": f.until,
+            "replayed": replayed,
+        })),
+    };
+    db::audit::record(&tx, &principal.actor(), entry).await?;
+    tx.commit().await?;
+    Ok(replayed)
+}
+
+/// How many dead letters [`replay_matching`] would replay now.
+pub(crate) async fn count_replayable(
+    principal: &Principal,
+    state: &AppState,
+    f: &ReplayFilter,
+) -> Result<i64, Problem> {
+    principal.require(Scope::Read)?;
+    let client = state.client().await?;
+    Ok(db::deliveries::count_dead_letters(&client, &replay_filter(principal, f)).await?)
+}
+
+/// A page of deliveries (`filter.tenant` narrowed to the caller's).
+pub(crate) async fn list_deliveries(
+    principal: &Principal,
+    state: &AppState,
+    filter: DeliveryFilter<'_>,
+) -> Result<Vec<Delivery>, Problem> {
+    principal.require(Scope::Read)?;
+    let filter = DeliveryFilter { tenant: principal.tenant_filter(filter.tenant), ..filter };
+    let client = state.client().await?;
+    Ok(db::deliveries::list_page(&client, &filter).await?.into_iter().map(Delivery::from).collect())
+}
+
+/// A page of dead letters (`filter.tenant` narrowed to the caller's).
+pub(crate) async fn list_dead_letters(
+    principal: &Principal,
+    state: &AppState,
+    filter: DeliveryFilter<'_>,
+) -> Result<Vec<Delivery>, Problem> {
+    principal.require(Scope::Read)?;
+    let filter = DeliveryFilter { tenant: principal.tenant_filter(filter.tenant), ..filter };
+    let client = state.client().await?;
+    Ok(db::deliveries::dead_letters_page(&client, &filter).await?.into_iter().map(Delivery::from).collect())
+}
+
+fn replay_filter<'a>(principal: &'a Principal, f: &'a ReplayFilter) -> DeliveryFilter<'a> {
+    DeliveryFilter {
+        tenant: principal.tenant.as_deref(),
+        endpoint_id: f.endpoint_id,
+        event_type: f.event_type.as_deref(),
+        since: f.since,
+        until: f.until,
+        ..Default::default()
     }
 }
 
@@ -418,13 +465,15 @@ fn in_state(delivery: Delivery, required: Option<DeliveryState>) -> Result<Deliv
     }
 }
 
-async fn requeue(
+/// Queues a delivery (in state `required`, if given) due now.
+pub(crate) async fn requeue(
     principal: &Principal,
     state: &AppState,
     id: Uuid,
     required: Option<DeliveryState>,
     action: &str,
-) -> Result<QueuedResponse, Problem> {
+) -> Result<Delivery, Problem> {
+    principal.require(Scope::Write)?;
     let mut client = state.client().await?;
     let tx = client.transaction().await?;
     let before = in_state(visible(principal, db::deliveries::get(&tx, id).await?)?, required)?;
@@ -442,16 +491,18 @@ async fn requeue(
     let after = visible(principal, db::deliveries::get(&tx, id).await?)?;
     audit(&tx, principal, action, &before, &after).await?;
     tx.commit().await?;
-    Ok(QueuedResponse::Queued(Json(after)))
+    Ok(after)
 }
 
-async fn cancel(
+/// Takes a pending or dead delivery (in state `required`, if given) out of the queue.
+pub(crate) async fn cancel(
     principal: &Principal,
     state: &AppState,
     id: Uuid,
     required: Option<DeliveryState>,
     action: &str,
 ) -> Result<Delivery, Problem> {
+    principal.require(Scope::Write)?;
     let mut client = state.client().await?;
     let tx = client.transaction().await?;
     let before = in_state(visible(principal, db::deliveries::get(&tx, id).await?)?, required)?;

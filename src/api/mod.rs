@@ -9,8 +9,8 @@ mod audit;
 pub mod auth;
 pub mod body;
 pub mod changes;
-mod deliveries;
-mod endpoints;
+pub(crate) mod deliveries;
+pub(crate) mod endpoints;
 mod event_types;
 mod events;
 mod inbound;
@@ -201,6 +201,7 @@ pub fn app(state: AppState) -> impl Endpoint {
     Route::new()
         .nest("/", service)
         .nest("/docs", docs)
+        .nest(crate::ui::PREFIX, crate::ui::app())
         .at("/openapi.json", spec)
         .data(state)
         .data(limit)

@@ -181,6 +181,21 @@ impl Problem {
         problem
     }
 
+    /// What the document says (for pages that show it as HTML).
+    pub fn details(&self) -> &ProblemBody {
+        match self {
+            Problem::BadRequest(b)
+            | Problem::Unauthorized(b)
+            | Problem::Forbidden(b)
+            | Problem::NotFound(b)
+            | Problem::Conflict(b)
+            | Problem::PayloadTooLarge(b)
+            | Problem::UnsupportedMediaType(b)
+            | Problem::Unprocessable(b)
+            | Problem::Internal(b) => &b.0,
+        }
+    }
+
     fn body_mut(&mut self) -> &mut ProblemBody {
         match self {
             Problem::BadRequest(b)

@@ -661,15 +661,11 @@ counted AS (
 )
 SELECT h.id, r.endpoint_id, r.lane FROM history AS h JOIN removed AS r ON r.delivery_id = h.id";
 
-/// Re-queues the dead letters matching tenant `$1`, endpoint `$2`, type `$3`,
-/// window [`$4`, `$5`); returns how many.
-pub const DEAD_LETTER_REPLAY_MATCHING: &str = "
-WITH target AS MATERIALIZED (
-    SELECT q.delivery_id, q.endpoint_id, q.lane, q.lane_seq, q.state,
-           q.lane IS NULL
-               AND (SELECT ep.batch_max_events IS NOT NULL FROM hookline.endpoints AS ep WHERE ep.id = q.endpoint_id)
-               AS batched
-      FROM hookline.delivery_queue AS q
+/// The FROM and WHERE of the dead letters a filter replays: tenant `$1`,
+/// endpoint `$2`, event type `$3`, created in [`$4`, `$5`).
+macro_rules! dead_letters_matching {
+    () => {
+        "FROM hookline.delivery_queue AS q
       JOIN hookline.deliveries AS d ON d.id = q.delivery_id
      WHERE q.state = 'dead'
        -- Dead letters of a disabled endpoint would only die again.
@@ -679,7 +675,25 @@ WITH target AS MATERIALIZED (
        AND ($3::text IS NULL OR d.event_type = $3)
        AND ($4::timestamptz IS NULL OR q.delivery_id >= hookline.uuid_v7_floor($4))
        AND ($5::timestamptz IS NULL OR q.delivery_id < hookline.uuid_v7_floor($5))
-     -- Ordered lanes' dead letters keep their order when they take new places.
+"
+    };
+}
+
+/// How many dead letters [`DEAD_LETTER_REPLAY_MATCHING`] would replay.
+pub const DEAD_LETTER_COUNT_MATCHING: &str = concat!("SELECT count(*)\n", dead_letters_matching!());
+
+/// Re-queues the dead letters matching tenant `$1`, endpoint `$2`, type `$3`,
+/// window [`$4`, `$5`); returns how many.
+pub const DEAD_LETTER_REPLAY_MATCHING: &str = concat!(
+    "
+WITH target AS MATERIALIZED (
+    SELECT q.delivery_id, q.endpoint_id, q.lane, q.lane_seq, q.state,
+           q.lane IS NULL
+               AND (SELECT ep.batch_max_events IS NOT NULL FROM hookline.endpoints AS ep WHERE ep.id = q.endpoint_id)
+               AS batched
+",
+    dead_letters_matching!(),
+    "     -- Ordered lanes' dead letters keep their order when they take new places.
      ORDER BY q.lane, q.lane_seq
        FOR UPDATE OF q
 ),
@@ -708,7 +722,8 @@ counted AS (
      CROSS JOIN LATERAL hookline.transition_delta(h.endpoint_id, h.tenant, h.event_type, h.created_at,
                                                   'dead', 'pending', h.attempts, h.attempts) AS d
 )
-SELECT count(*) FROM revived";
+SELECT count(*) FROM revived"
+);
 
 /// Queues, for endpoint `$1`, the matching events since `$2` that it has no
 /// delivery of (those produced while it was disabled); returns how many.
@@ -921,6 +936,13 @@ pub async fn replay_dead_letters(db: &impl GenericClient, f: &DeliveryFilter<'_>
         db.execute(&db.prepare_cached(DELIVERY_WAKE_WORKERS).await?, &[]).await?;
     }
     Ok(revived)
+}
+
+pub async fn count_dead_letters(db: &impl GenericClient, f: &DeliveryFilter<'_>) -> Result<i64> {
+    let row = db
+        .query_one(DEAD_LETTER_COUNT_MATCHING, &[&f.tenant, &f.endpoint_id, &f.event_type, &f.since, &f.until])
+        .await?;
+    Ok(row.get(0))
 }
 
 pub async fn queue_missed(db: &impl GenericClient, endpoint_id: Uuid, since: DateTime<Utc>) -> Result<u64> {

@@ -18,6 +18,7 @@ macro_rules! endpoint_columns {
          signature, signature_header, signature_hash, transformation"
     };
 }
+pub(crate) use endpoint_columns;
 
 pub const ENDPOINT_INSERT: &str = concat!(
     "INSERT INTO hookline.endpoints (tenant, url, description, event_types, secret, http_method, headers,

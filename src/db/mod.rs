@@ -8,6 +8,7 @@
 //! afresh so the planner sees the actual filter and picks its index.
 
 pub mod audit;
+pub mod dashboard;
 pub mod deliveries;
 pub mod endpoints;
 pub mod event_types;
@@ -24,6 +25,7 @@ pub mod settings;
 pub mod sources;
 pub mod stats;
 pub mod tokens;
+pub mod ui_sessions;
 pub mod workers;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};

@@ -666,10 +666,7 @@ impl EndpointsApi {
         state: Data<&AppState>,
         endpoint_id: Path<Uuid>,
     ) -> Result<Json<Endpoint>, Problem> {
-        auth.0.require(Scope::Read)?;
-        let client = state.client().await?;
-        let row = visible(&auth.0, db::endpoints::get(&client, endpoint_id.0).await?)?;
-        Ok(Json(Endpoint::from(&row)))
+        Ok(Json(Endpoint::from(&get_endpoint(&auth.0, &state, endpoint_id.0).await?)))
     }
 
     /// Change an endpoint
@@ -716,14 +713,7 @@ impl EndpointsApi {
         state: Data<&AppState>,
         endpoint_id: Path<Uuid>,
     ) -> Result<Json<Endpoint>, Problem> {
-        auth.0.require(Scope::Write)?;
-        change_endpoint(&auth.0, &state, endpoint_id.0, "endpoint.enable", |row| {
-            row.enabled = true;
-            row.disabled_reason = None;
-            Ok(())
-        })
-        .await
-        .map(Json)
+        enable(&auth.0, &state, endpoint_id.0).await.map(Json)
     }
 
     /// Disable an endpoint
@@ -740,18 +730,7 @@ impl EndpointsApi {
         #[oai(validator(min_length = 1, max_length = 500))]
         reason: Query<Option<String>>,
     ) -> Result<Json<Endpoint>, Problem> {
-        auth.0.require(Scope::Write)?;
-        let reason = reason.0.unwrap_or_else(|| format!("disabled by {}", auth.0.name));
-        validate::text("reason", &reason, 1, 500)?;
-        change_endpoint(&auth.0, &state, endpoint_id.0, "endpoint.disable", move |row| {
-            if row.enabled {
-                row.enabled = false;
-                row.disabled_reason = Some(reason);
-            }
-            Ok(())
-        })
-        .await
-        .map(Json)
+        disable(&auth.0, &state, endpoint_id.0, reason.0).await.map(Json)
     }
 
     /// Rotate an endpoint's secret
@@ -765,25 +744,7 @@ impl EndpointsApi {
         endpoint_id: Path<Uuid>,
         body: Body<RotateSecret>,
     ) -> Result<Json<EndpointSecret>, Problem> {
-        auth.0.require(Scope::Write)?;
-        let rotate = body.0;
-        let overlap_s = rotate.overlap_s.unwrap_or(DEFAULT_ROTATION_OVERLAP_S);
-        validate::range("overlap_s", overlap_s, 0, 30 * 86400)?;
-        let mut client = state.client().await?;
-        let tx = client.transaction().await?;
-        let mut row = visible(&auth.0, db::endpoints::get_for_update(&tx, endpoint_id.0).await?)?;
-        if let Some(secret) = &rotate.secret {
-            check_secret("secret", secret, &row.signature)?;
-        }
-        let new_secret = state.secret_keys.seal(&rotate.secret.unwrap_or_else(|| new_secret_for(&row.signature)));
-        let old = std::mem::replace(&mut row.secret, new_secret);
-        row.previous_secret = (overlap_s > 0).then_some(old);
-        row.previous_secret_expires_at = (overlap_s > 0).then(|| Utc::now() + chrono::Duration::seconds(overlap_s));
-        let row = db::endpoints::update(&tx, &row).await?;
-        let endpoint = Endpoint::from(&row);
-        audit(&tx, &auth.0, "endpoint.rotate_secret", &endpoint, None, None).await?;
-        tx.commit().await?;
-        Ok(Json(secret_of(&state.secret_keys, row)?))
+        rotate_secret(&auth.0, &state, endpoint_id.0, body.0).await.map(Json)
     }
 
     /// Read an endpoint's signing secret
@@ -794,10 +755,7 @@ impl EndpointsApi {
         state: Data<&AppState>,
         endpoint_id: Path<Uuid>,
     ) -> Result<Json<EndpointSecret>, Problem> {
-        auth.0.require(Scope::Write)?;
-        let client = state.client().await?;
-        let row = visible(&auth.0, db::endpoints::get(&client, endpoint_id.0).await?)?;
-        Ok(Json(secret_of(&state.secret_keys, row)?))
+        secret(&auth.0, &state, endpoint_id.0).await.map(Json)
     }
 
     /// Send a test event to this endpoint alone
@@ -809,34 +767,7 @@ impl EndpointsApi {
         endpoint_id: Path<Uuid>,
         body: Body<TestEvent>,
     ) -> Result<TestResponse, Problem> {
-        auth.0.require(Scope::Write)?;
-        let event_type = body.0.event_type.unwrap_or_else(|| "hookline.test".to_owned());
-        validate::event_type("event_type", &event_type)?;
-        let payload = body.0.payload.unwrap_or_else(|| serde_json::json!({"test": true}));
-        let mut client = state.client().await?;
-        let tx = client.transaction().await?;
-        let row = visible(&auth.0, db::endpoints::get(&tx, endpoint_id.0).await?)?;
-        if !row.enabled {
-            return Err(Problem::conflict("the endpoint is disabled: enable it first"));
-        }
-        let new_event = db::events::NewEvent {
-            tenant: &row.tenant,
-            event_type: &event_type,
-            payload: &payload,
-            idempotency_key: None,
-            source: "test",
-            ordering_key: None,
-        };
-        let (event, _) = db::events::insert(&tx, &new_event).await?;
-        let one = db::deliveries::OneDelivery {
-            event_id: event.id,
-            endpoint_id: row.id,
-            tenant: &row.tenant,
-            event_type: &event_type,
-        };
-        let delivery_id = db::deliveries::queue_one(&tx, &one).await?;
-        tx.commit().await?;
-        Ok(TestResponse::Queued(Json(TestQueued { event_id: event.id, delivery_id })))
+        send_test(&auth.0, &state, endpoint_id.0, body.0).await.map(|queued| TestResponse::Queued(Json(queued)))
     }
 
     /// Render a transformation against a sample, without sending
@@ -904,31 +835,7 @@ impl EndpointsApi {
         endpoint_id: Path<Uuid>,
         body: Body<Recover>,
     ) -> Result<Json<Recovered>, Problem> {
-        auth.0.require(Scope::Write)?;
-        let since = body.0.since;
-        let mut client = state.client().await?;
-        let tx = client.transaction().await?;
-        let row = visible(&auth.0, db::endpoints::get_for_update(&tx, endpoint_id.0).await?)?;
-        if !row.enabled {
-            return Err(Problem::conflict("the endpoint is disabled: enable it first"));
-        }
-        let filter =
-            db::deliveries::DeliveryFilter { endpoint_id: Some(row.id), since: Some(since), ..Default::default() };
-        let requeued = db::deliveries::replay_dead_letters(&tx, &filter).await?;
-        let queued = db::deliveries::queue_missed(&tx, row.id, since).await? as i64;
-        let endpoint = Endpoint::from(&row);
-        let after = serde_json::json!({"since": since, "requeued": requeued, "queued": queued});
-        let entry = Entry {
-            tenant: Some(&row.tenant),
-            action: "endpoint.recover",
-            object_type: "endpoint",
-            object_id: Some(endpoint.id.to_string()),
-            before: None,
-            after: Some(after),
-        };
-        db::audit::record(&tx, &auth.0.actor(), entry).await?;
-        tx.commit().await?;
-        Ok(Json(Recovered { requeued, queued }))
+        recover(&auth.0, &state, endpoint_id.0, body.0.since).await.map(Json)
     }
 
     /// An endpoint's health and last 24 hours
@@ -939,30 +846,179 @@ impl EndpointsApi {
         state: Data<&AppState>,
         endpoint_id: Path<Uuid>,
     ) -> Result<Json<EndpointStats>, Problem> {
-        auth.0.require(Scope::Read)?;
-        let client = state.client().await?;
-        let row = visible(&auth.0, db::endpoints::get(&client, endpoint_id.0).await?)?;
-        let s = db::stats::endpoint(&client, row.id).await?.ok_or_else(|| Problem::not_found("endpoint"))?;
-        Ok(Json(EndpointStats {
-            endpoint_id: row.id,
-            enabled: s.enabled,
-            disabled_reason: s.disabled_reason,
-            consecutive_failures: s.consecutive_failures,
-            last_success_at: s.last_success_at,
-            last_failure_at: s.last_failure_at,
-            circuit_state: s.circuit_state,
-            failed_attempts: s.failed_attempts,
-            circuit_retry_at: s.circuit_retry_at,
-            total: s.total,
-            succeeded: s.succeeded,
-            dead: s.dead,
-            pending: s.pending,
-            success_rate: s.success_rate,
-            p50_ms: s.p50_ms,
-            p95_ms: s.p95_ms,
-            p99_ms: s.p99_ms,
-        }))
+        stats(&auth.0, &state, endpoint_id.0).await.map(Json)
     }
+}
+
+// What the API's handlers and the dashboard's pages do alike: one rule,
+// scope check included, for both.
+
+/// An endpoint this caller may see.
+pub(crate) async fn get_endpoint(
+    principal: &Principal,
+    state: &AppState,
+    id: Uuid,
+) -> Result<db::endpoints::Endpoint, Problem> {
+    principal.require(Scope::Read)?;
+    let client = state.client().await?;
+    visible(principal, db::endpoints::get(&client, id).await?)
+}
+
+pub(crate) async fn enable(principal: &Principal, state: &AppState, id: Uuid) -> Result<Endpoint, Problem> {
+    principal.require(Scope::Write)?;
+    change_endpoint(principal, state, id, "endpoint.enable", |row| {
+        row.enabled = true;
+        row.disabled_reason = None;
+        Ok(())
+    })
+    .await
+}
+
+/// Disables with `reason`, by default who did it.
+pub(crate) async fn disable(
+    principal: &Principal,
+    state: &AppState,
+    id: Uuid,
+    reason: Option<String>,
+) -> Result<Endpoint, Problem> {
+    principal.require(Scope::Write)?;
+    let reason = reason.unwrap_or_else(|| format!("disabled by {}", principal.name));
+    validate::text("reason", &reason, 1, 500)?;
+    change_endpoint(principal, state, id, "endpoint.disable", move |row| {
+        if row.enabled {
+            row.enabled = false;
+            row.disabled_reason = Some(reason);
+        }
+        Ok(())
+    })
+    .await
+}
+
+pub(crate) async fn rotate_secret(
+    principal: &Principal,
+    state: &AppState,
+    id: Uuid,
+    rotate: RotateSecret,
+) -> Result<EndpointSecret, Problem> {
+    principal.require(Scope::Write)?;
+    let overlap_s = rotate.overlap_s.unwrap_or(DEFAULT_ROTATION_OVERLAP_S);
+    validate::range("overlap_s", overlap_s, 0, 30 * 86400)?;
+    let mut client = state.client().await?;
+    let tx = client.transaction().await?;
+    let mut row = visible(principal, db::endpoints::get_for_update(&tx, id).await?)?;
+    if let Some(secret) = &rotate.secret {
+        check_secret("secret", secret, &row.signature)?;
+    }
+    let new_secret = state.secret_keys.seal(&rotate.secret.unwrap_or_else(|| new_secret_for(&row.signature)));
+    let old = std::mem::replace(&mut row.secret, new_secret);
+    row.previous_secret = (overlap_s > 0).then_some(old);
+    row.previous_secret_expires_at = (overlap_s > 0).then(|| Utc::now() + chrono::Duration::seconds(overlap_s));
+    let row = db::endpoints::update(&tx, &row).await?;
+    let endpoint = Endpoint::from(&row);
+    audit(&tx, principal, "endpoint.rotate_secret", &endpoint, None, None).await?;
+    tx.commit().await?;
+    Ok(secret_of(&state.secret_keys, row)?)
+}
+
+pub(crate) async fn secret(principal: &Principal, state: &AppState, id: Uuid) -> Result<EndpointSecret, Problem> {
+    principal.require(Scope::Write)?;
+    let client = state.client().await?;
+    let row = visible(principal, db::endpoints::get(&client, id).await?)?;
+    Ok(secret_of(&state.secret_keys, row)?)
+}
+
+/// Queues a test event for this endpoint alone.
+pub(crate) async fn send_test(
+    principal: &Principal,
+    state: &AppState,
+    id: Uuid,
+    test: TestEvent,
+) -> Result<TestQueued, Problem> {
+    principal.require(Scope::Write)?;
+    let event_type = test.event_type.unwrap_or_else(|| "hookline.test".to_owned());
+    validate::event_type("event_type", &event_type)?;
+    let payload = test.payload.unwrap_or_else(|| serde_json::json!({"test": true}));
+    let mut client = state.client().await?;
+    let tx = client.transaction().await?;
+    let row = visible(principal, db::endpoints::get(&tx, id).await?)?;
+    if !row.enabled {
+        return Err(Problem::conflict("the endpoint is disabled: enable it first"));
+    }
+    let new_event = db::events::NewEvent {
+        tenant: &row.tenant,
+        event_type: &event_type,
+        payload: &payload,
+        idempotency_key: None,
+        source: "test",
+        ordering_key: None,
+    };
+    let (event, _) = db::events::insert(&tx, &new_event).await?;
+    let one = db::deliveries::OneDelivery {
+        event_id: event.id,
+        endpoint_id: row.id,
+        tenant: &row.tenant,
+        event_type: &event_type,
+    };
+    let delivery_id = db::deliveries::queue_one(&tx, &one).await?;
+    tx.commit().await?;
+    Ok(TestQueued { event_id: event.id, delivery_id })
+}
+
+pub(crate) async fn recover(
+    principal: &Principal,
+    state: &AppState,
+    id: Uuid,
+    since: DateTime<Utc>,
+) -> Result<Recovered, Problem> {
+    principal.require(Scope::Write)?;
+    let mut client = state.client().await?;
+    let tx = client.transaction().await?;
+    let row = visible(principal, db::endpoints::get_for_update(&tx, id).await?)?;
+    if !row.enabled {
+        return Err(Problem::conflict("the endpoint is disabled: enable it first"));
+    }
+    let filter = db::deliveries::DeliveryFilter { endpoint_id: Some(row.id), since: Some(since), ..Default::default() };
+    let requeued = db::deliveries::replay_dead_letters(&tx, &filter).await?;
+    let queued = db::deliveries::queue_missed(&tx, row.id, since).await? as i64;
+    let endpoint = Endpoint::from(&row);
+    let after = serde_json::json!({"since": since, "requeued": requeued, "queued": queued});
+    let entry = Entry {
+        tenant: Some(&row.tenant),
+        action: "endpoint.recover",
+        object_type: "endpoint",
+        object_id: Some(endpoint.id.to_string()),
+        before: None,
+        after: Some(after),
+    };
+    db::audit::record(&tx, &principal.actor(), entry).await?;
+    tx.commit().await?;
+    Ok(Recovered { requeued, queued })
+}
+
+pub(crate) async fn stats(principal: &Principal, state: &AppState, id: Uuid) -> Result<EndpointStats, Problem> {
+    principal.require(Scope::Read)?;
+    let client = state.client().await?;
+    let row = visible(principal, db::endpoints::get(&client, id).await?)?;
+    let s = db::stats::endpoint(&client, row.id).await?.ok_or_else(|| Problem::not_found("endpoint"))?;
+    Ok(EndpointStats {
+        endpoint_id: row.id,
+        enabled: s.enabled,
+        disabled_reason: s.disabled_reason,
+        consecutive_failures: s.consecutive_failures,
+        last_success_at: s.last_success_at,
+        last_failure_at: s.last_failure_at,
+        circuit_state: s.circuit_state,
+        failed_attempts: s.failed_attempts,
+        circuit_retry_at: s.circuit_retry_at,
+        total: s.total,
+        succeeded: s.succeeded,
+        dead: s.dead,
+        pending: s.pending,
+        success_rate: s.success_rate,
+        p50_ms: s.p50_ms,
+        p95_ms: s.p95_ms,
+        p99_ms: s.p99_ms,
+    })
 }
 
 /// Reads, changes with `change`, writes back and audits an endpoint, in one transaction.

@@ -2,6 +2,7 @@
 //! HTTP receiver on 127.0.0.1, and workers in-process or as real processes.
 
 pub mod api;
+pub mod browser;
 pub mod db;
 pub mod drive;
 pub mod explain;

@@ -63,7 +63,7 @@ impl Process {
                 Ok(())
             });
         }
-        Process(command.spawn().expect("spawn hookline"))
+        Process(command.spawn().unwrap_or_else(|e| panic!("spawn {:?}: {e}", command.get_program())))
     }
 }
 
