@@ -57,6 +57,13 @@ pub struct Settings {
     #[arg(long, env = "HOOKLINE_STRICT_EVENT_TYPES", default_value_t = false, global = true)]
     pub strict_event_types: bool,
 
+    /// Comma-separated origins whose pages may embed the tenant portal in an
+    /// iframe (`https://app.example.com`, `https://*.example.com`); by
+    /// default only hookline's own pages may.
+    #[arg(long, env = "HOOKLINE_PORTAL_FRAME_ANCESTORS", value_delimiter = ',', global = true,
+          value_parser = parse_frame_ancestor)]
+    pub portal_frame_ancestors: Vec<String>,
+
     /// Connections in each process's database pool.
     #[arg(long, env = "HOOKLINE_POOL_SIZE", default_value_t = 16, global = true)]
     pub pool_size: usize,
@@ -312,6 +319,21 @@ fn parse_public_url(text: &str) -> Result<url::Url, String> {
     Ok(url)
 }
 
+/// An origin for CSP `frame-ancestors`: scheme, host (a leading `*.` allowed)
+/// and port, nothing else, so it cannot add to the policy.
+fn parse_frame_ancestor(text: &str) -> Result<String, String> {
+    let text = text.trim().trim_end_matches('/');
+    let (scheme, rest) = text.split_once("://").ok_or("must be an origin such as https://app.example.com")?;
+    let host_ok = |h: &str| {
+        let h = h.strip_prefix("*.").unwrap_or(h);
+        !h.is_empty() && h.chars().all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c))
+    };
+    if !matches!(scheme, "http" | "https") || !host_ok(rest) {
+        return Err(format!("`{text}` is not an origin such as https://app.example.com"));
+    }
+    Ok(text.to_owned())
+}
+
 /// Folds a TOML settings file into the environment (see the module docs).
 /// Returns one line naming the problem when the file is unusable.
 pub fn load_file_into_env(path: &std::path::Path) -> Result<(), String> {
@@ -352,6 +374,7 @@ const KNOWN_KEYS: &[&str] = &[
     "max_body_bytes",
     "max_payload_bytes",
     "strict_event_types",
+    "portal_frame_ancestors",
     "pool_size",
     "allow_private_networks",
     "allowed_networks",

@@ -282,6 +282,7 @@ async fn serve(
         max_body_bytes: settings.max_body_bytes,
         strict_event_types: settings.strict_event_types,
         public_url: settings.public_url(),
+        portal_frame_ancestors: settings.portal_frame_ancestors.clone(),
     };
     let state = api::AppState::new(pool, api_settings, keys);
     let follower = tokio::spawn(api::changes::follow(state.clone(), url.parse()?, shutdown.clone()));

@@ -17,6 +17,7 @@ mod inbound;
 mod ops;
 pub mod page;
 mod patch;
+pub mod portal;
 pub mod problem;
 mod sandboxes;
 mod sources;
@@ -63,6 +64,8 @@ pub enum ApiTags {
     Inbound,
     /// Capture URLs served by hookline, to see what it sends.
     Sandboxes,
+    /// Links to the tenant portal, where a tenant's customers manage their endpoints.
+    Portal,
     /// Queue and endpoint statistics.
     Stats,
     /// API tokens (admin).
@@ -85,7 +88,7 @@ pub type Api = (
         inbound::InboundApi,
         sandboxes::SandboxesApi,
     ),
-    (stats::StatsApi, tokens::TokensApi, audit::AuditApi, ops::OpsApi, ops::MetricsApi),
+    (stats::StatsApi, tokens::TokensApi, audit::AuditApi, portal::PortalApi, ops::OpsApi, ops::MetricsApi),
 );
 
 /// What handlers share.
@@ -98,8 +101,11 @@ pub struct Shared {
     pub max_body_bytes: usize,
     /// Endpoints may subscribe only to types in the catalogue.
     pub strict_event_types: bool,
-    /// `HOOKLINE_PUBLIC_URL`: the base of the sandboxes' capture URLs.
+    /// `HOOKLINE_PUBLIC_URL`: the base of the sandboxes' capture URLs and
+    /// of portal links.
     pub public_url: String,
+    /// The portal's CSP `frame-ancestors` sources.
+    pub portal_frame_ancestors: String,
     pub sources: inbound_cache::SourceCache,
     pub inbound_counts: Arc<Counters>,
     /// Seals endpoint and source secrets for storage, opens them to use or show.
@@ -121,6 +127,8 @@ pub struct ApiSettings {
     pub strict_event_types: bool,
     /// Where workers reach this API, without a trailing slash.
     pub public_url: String,
+    /// Origins that may frame the tenant portal (HOOKLINE_PORTAL_FRAME_ANCESTORS).
+    pub portal_frame_ancestors: Vec<String>,
 }
 
 impl AppState {
@@ -135,6 +143,10 @@ impl AppState {
             max_body_bytes: settings.max_body_bytes,
             strict_event_types: settings.strict_event_types,
             public_url: settings.public_url,
+            portal_frame_ancestors: std::iter::once("'self'".to_owned())
+                .chain(settings.portal_frame_ancestors)
+                .collect::<Vec<_>>()
+                .join(" "),
             sources: inbound_cache::SourceCache::default(),
             inbound_counts,
             secret_keys,
@@ -170,6 +182,8 @@ const CLOSED_REQUEST_SCHEMAS: &[&str] = &[
     "SourceCreate",
     "SourceUpdate",
     "SandboxCreate",
+    "PortalSessionCreate",
+    "PortalBranding",
 ];
 
 /// The OpenAPI document as served at `/openapi.json` and printed by `hookline openapi`.
@@ -202,6 +216,7 @@ pub fn app(state: AppState) -> impl Endpoint {
         .nest("/", service)
         .nest("/docs", docs)
         .nest(crate::ui::PREFIX, crate::ui::app())
+        .nest(portal::PORTAL_PATH, crate::ui::portal::app())
         .at("/openapi.json", spec)
         .data(state)
         .data(limit)

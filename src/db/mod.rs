@@ -17,6 +17,7 @@ pub mod lanes;
 pub mod listen;
 pub mod metrics;
 pub mod migrate;
+pub mod portal;
 pub mod retention;
 pub mod rollups;
 pub mod sandboxes;

@@ -60,7 +60,8 @@ pub struct Maintained {
     pub rollup_rows_deleted: i64,
     /// Expired sandboxes deleted, with their endpoints.
     pub sandboxes_deleted: i64,
-    /// Dashboard sessions past their idle or absolute lifetime.
+    /// Dashboard sessions past their idle or absolute lifetime, and expired
+    /// portal links (with their sessions).
     pub ui_sessions_deleted: i64,
 }
 
@@ -116,7 +117,8 @@ async fn maintain_locked(
     client.query(DROP_EXPIRED_TABLES, &[]).await?;
     done.rollup_rows_deleted = client.query_one(DROP_EXPIRED_ROLLUPS, &[&retention.stats_days, &at]).await?.get(0);
     done.sandboxes_deleted = super::sandboxes::delete_expired(&*client).await?;
-    done.ui_sessions_deleted = super::ui_sessions::delete_expired(&*client).await?;
+    done.ui_sessions_deleted =
+        super::ui_sessions::delete_expired(&*client).await? + super::portal::delete_expired(&*client).await?;
     // Autovacuum analyzes partitions, never their parents, whose statistics
     // plans across partitions use: renewed when the partitions change.
     if done.created > 0 || !done.dropped.is_empty() {

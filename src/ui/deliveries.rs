@@ -158,7 +158,8 @@ pub async fn show(
     Ok(page::shell(&viewer, section, "Delivery", content))
 }
 
-fn attempt(a: &Attempt, endpoint: Option<&crate::api::endpoints::Endpoint>) -> Markup {
+/// One attempt: what was sent where, and what came back.
+pub(crate) fn attempt(a: &Attempt, endpoint: Option<&crate::api::endpoints::Endpoint>) -> Markup {
     let outcome = if a.error_kind.is_none() { "succeeded" } else { "failed" };
     html! {
         details.attempt open[a.error_kind.is_some()] {

@@ -17,6 +17,7 @@ mod form;
 mod guard;
 mod overview;
 mod page;
+pub mod portal;
 mod session;
 
 use poem::middleware::CookieJarManager;

@@ -91,8 +91,8 @@ fn document(title: &str, body: Markup) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 meta name="htmx-config" content=(assets::HTMX_CONFIG);
                 title { (title) " · hookline" }
-                link rel="stylesheet" href=(assets::STYLE);
-                script src=(assets::HTMX) defer {}
+                link rel="stylesheet" href=(*assets::STYLE);
+                script src=(*assets::HTMX) defer {}
             }
             body hx-boost="true" { (body) }
         }

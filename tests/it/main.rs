@@ -20,6 +20,7 @@ mod inbound;
 mod lifecycle;
 mod openapi;
 mod ordering;
+mod portal;
 mod producer;
 mod producer_fuzz;
 mod resilience;

@@ -32,12 +32,18 @@ async fn take_screenshots() {
         ("https://crm.example.net/hooks/hookline", "CRM sync", json!(["customer.created", "customer.updated"])),
         ("https://legacy.example.org/notify", "Legacy notifier", json!([])),
     ] {
-        let created = api.post("/v1/endpoints", json!({"url": url, "description": description, "event_types": types})).await;
+        let created =
+            api.post("/v1/endpoints", json!({"url": url, "description": description, "event_types": types})).await;
         assert_eq!(created.status, 201, "{created:?}");
     }
     db.client().await.batch_execute(HISTORY).await.unwrap();
     let endpoints = api.get("/v1/endpoints").await;
-    let billing = endpoints.body["data"].as_array().unwrap().iter().find(|e| e["description"] == "Billing service").unwrap()["id"]
+    let billing = endpoints.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["description"] == "Billing service")
+        .unwrap()["id"]
         .as_str()
         .unwrap()
         .to_owned();

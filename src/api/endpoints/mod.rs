@@ -237,7 +237,7 @@ impl From<&db::endpoints::Batch> for Batch {
 }
 
 /// A new endpoint. Only `url` is required.
-#[derive(Object, Deserialize, Debug)]
+#[derive(Object, Deserialize, Debug, Default)]
 #[oai(deny_unknown_fields)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointCreate {
@@ -623,14 +623,7 @@ impl EndpointsApi {
         state: Data<&AppState>,
         body: Body<EndpointCreate>,
     ) -> Result<CreateEndpointResponse, Problem> {
-        auth.0.require(Scope::Write)?;
-        let mut client = state.client().await?;
-        let tx = client.transaction().await?;
-        let (row, endpoint) = create_in(&tx, &auth.0, &state, body.0).await?;
-        tx.commit().await?;
-        let endpoint = Endpoint { headers: header_values(&row.headers), ..endpoint };
-        let secret = shown(&state.secret_keys.open(&row.secret)?);
-        Ok(CreateEndpointResponse::Created(Json(CreatedEndpoint { endpoint, secret })))
+        create_endpoint(&auth.0, &state, body.0).await.map(|created| CreateEndpointResponse::Created(Json(created)))
     }
 
     /// List endpoints, newest first
@@ -678,12 +671,7 @@ impl EndpointsApi {
         endpoint_id: Path<Uuid>,
         body: Body<EndpointUpdate>,
     ) -> Result<Json<Endpoint>, Problem> {
-        auth.0.require(Scope::Write)?;
-        let changes = body.0;
-        let keys = state.secret_keys.clone();
-        change_endpoint(&auth.0, &state, endpoint_id.0, "endpoint.update", move |row| apply_update(row, changes, &keys))
-            .await
-            .map(Json)
+        update_endpoint(&auth.0, &state, endpoint_id.0, body.0).await.map(Json)
     }
 
     /// Delete an endpoint
@@ -852,6 +840,33 @@ impl EndpointsApi {
 
 // What the API's handlers and the dashboard's pages do alike: one rule,
 // scope check included, for both.
+
+/// Creates an endpoint; the answer shows its secret and header values.
+pub(crate) async fn create_endpoint(
+    principal: &Principal,
+    state: &AppState,
+    create: EndpointCreate,
+) -> Result<CreatedEndpoint, Problem> {
+    principal.require(Scope::Write)?;
+    let mut client = state.client().await?;
+    let tx = client.transaction().await?;
+    let (row, endpoint) = create_in(&tx, principal, state, create).await?;
+    tx.commit().await?;
+    let endpoint = Endpoint { headers: header_values(&row.headers), ..endpoint };
+    let secret = shown(&state.secret_keys.open(&row.secret)?);
+    Ok(CreatedEndpoint { endpoint, secret })
+}
+
+pub(crate) async fn update_endpoint(
+    principal: &Principal,
+    state: &AppState,
+    id: Uuid,
+    changes: EndpointUpdate,
+) -> Result<Endpoint, Problem> {
+    principal.require(Scope::Write)?;
+    let keys = state.secret_keys.clone();
+    change_endpoint(principal, state, id, "endpoint.update", move |row| apply_update(row, changes, &keys)).await
+}
 
 /// An endpoint this caller may see.
 pub(crate) async fn get_endpoint(

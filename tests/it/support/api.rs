@@ -9,7 +9,12 @@ use super::db::TestDb;
 
 /// The defaults of `serve`, with this body limit.
 pub fn settings(max_body_bytes: usize) -> ApiSettings {
-    ApiSettings { max_body_bytes, strict_event_types: false, public_url: String::new() }
+    ApiSettings {
+        max_body_bytes,
+        strict_event_types: false,
+        public_url: String::new(),
+        portal_frame_ancestors: vec!["https://app.example.com".to_owned()],
+    }
 }
 
 pub struct TestApi {
