@@ -7,7 +7,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 use uuid::Uuid;
 
-use super::auth::{Auth, Scope};
+use super::auth::{Auth, Principal, Scope};
 use super::page::PageRequest;
 use super::problem::Problem;
 use super::{ApiTags, AppState};
@@ -58,26 +58,35 @@ impl AuditApi {
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,
     ) -> Result<Json<AuditList>, Problem> {
-        auth.0.require(Scope::Admin)?;
         let page = PageRequest::parse(limit.0, cursor.0.as_deref())?;
-        let client = state.pool.get().await?;
-        let rows = db::audit::list_page(&client, page.after, page.fetch(), auth.0.tenant.as_deref()).await?;
-        let mut data: Vec<AuditEntry> = rows
-            .into_iter()
-            .map(|r| AuditEntry {
-                id: r.id,
-                at: r.at,
-                token_id: r.token_id,
-                token_name: r.token_name,
-                tenant: r.tenant,
-                action: r.action,
-                object_type: r.object_type,
-                object_id: r.object_id,
-                before: r.before,
-                after: r.after,
-            })
-            .collect();
+        let mut data = list_audit(&auth.0, &state, page).await?;
         let next_cursor = page.finish(&mut data, |e| e.id);
         Ok(Json(AuditList { data, next_cursor }))
     }
+}
+
+/// A page of the log: an admin's, or a tenant admin's own tenant's.
+pub(crate) async fn list_audit(
+    principal: &Principal,
+    state: &AppState,
+    page: PageRequest,
+) -> Result<Vec<AuditEntry>, Problem> {
+    principal.require(Scope::Admin)?;
+    let client = state.client().await?;
+    let rows = db::audit::list_page(&client, page.after, page.fetch(), principal.tenant.as_deref()).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| AuditEntry {
+            id: r.id,
+            at: r.at,
+            token_id: r.token_id,
+            token_name: r.token_name,
+            tenant: r.tenant,
+            action: r.action,
+            object_type: r.object_type,
+            object_id: r.object_id,
+            before: r.before,
+            after: r.after,
+        })
+        .collect())
 }

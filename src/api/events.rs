@@ -10,7 +10,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::auth::{Auth, Scope};
+use super::auth::{Auth, Principal, Scope};
 use super::body::Body;
 use super::deliveries::Delivery;
 use super::page::PageRequest;
@@ -180,19 +180,16 @@ impl EventsApi {
         /// Only events created before this time.
         until: Query<Option<DateTime<Utc>>>,
     ) -> Result<Json<EventList>, Problem> {
-        auth.0.require(Scope::Read)?;
         let page = PageRequest::parse(limit.0, cursor.0.as_deref())?;
-        let client = state.client().await?;
         let filter = db::events::EventFilter {
             after: page.after,
             limit: page.fetch(),
-            tenant: auth.0.tenant_filter(tenant.0.as_deref()),
+            tenant: tenant.0.as_deref(),
             event_type: event_type.0.as_deref(),
             since: since.0,
             until: until.0,
         };
-        let mut data: Vec<Event> =
-            db::events::list_page(&client, &filter).await?.into_iter().map(Event::from).collect();
+        let mut data = list_events(&auth.0, &state, filter).await?;
         let next_cursor = page.finish(&mut data, |e| e.id);
         Ok(Json(EventList { data, next_cursor }))
     }
@@ -205,13 +202,33 @@ impl EventsApi {
         state: Data<&AppState>,
         event_id: Path<Uuid>,
     ) -> Result<Json<EventWithDeliveries>, Problem> {
-        auth.0.require(Scope::Read)?;
-        let client = state.client().await?;
-        let event = db::events::get(&client, event_id.0)
-            .await?
-            .filter(|e| auth.0.sees(&e.tenant))
-            .ok_or_else(|| Problem::not_found("event"))?;
-        let deliveries = db::deliveries::of_event(&client, event.id).await?.into_iter().map(Delivery::from).collect();
-        Ok(Json(EventWithDeliveries { event: event.into(), deliveries }))
+        get_event(&auth.0, &state, event_id.0).await.map(Json)
     }
+}
+
+/// A page of events (`filter.tenant` narrowed to the caller's).
+pub(crate) async fn list_events(
+    principal: &Principal,
+    state: &AppState,
+    filter: db::events::EventFilter<'_>,
+) -> Result<Vec<Event>, Problem> {
+    principal.require(Scope::Read)?;
+    let filter = db::events::EventFilter { tenant: principal.tenant_filter(filter.tenant), ..filter };
+    let client = state.client().await?;
+    Ok(db::events::list_page(&client, &filter).await?.into_iter().map(Event::from).collect())
+}
+
+pub(crate) async fn get_event(
+    principal: &Principal,
+    state: &AppState,
+    id: Uuid,
+) -> Result<EventWithDeliveries, Problem> {
+    principal.require(Scope::Read)?;
+    let client = state.client().await?;
+    let event = db::events::get(&client, id)
+        .await?
+        .filter(|e| principal.sees(&e.tenant))
+        .ok_or_else(|| Problem::not_found("event"))?;
+    let deliveries = db::deliveries::of_event(&client, event.id).await?.into_iter().map(Delivery::from).collect();
+    Ok(EventWithDeliveries { event: event.into(), deliveries })
 }

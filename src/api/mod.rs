@@ -5,14 +5,14 @@
 //! A resource module reads: types → handlers. Errors are [`problem::Problem`].
 
 mod allow;
-mod audit;
+pub(crate) mod audit;
 pub mod auth;
 pub mod body;
 pub mod changes;
 pub(crate) mod deliveries;
 pub(crate) mod endpoints;
 mod event_types;
-mod events;
+pub(crate) mod events;
 mod inbound;
 mod ops;
 pub mod page;
@@ -20,9 +20,9 @@ mod patch;
 pub mod portal;
 pub mod problem;
 mod sandboxes;
-mod sources;
+pub(crate) mod sources;
 mod stats;
-mod tokens;
+pub(crate) mod tokens;
 mod validate;
 
 use std::sync::Arc;

@@ -377,16 +377,8 @@ impl SourcesApi {
         /// Only this tenant's sources.
         tenant: Query<Option<String>>,
     ) -> Result<Json<SourceList>, Problem> {
-        auth.0.require(Scope::Read)?;
         let page = PageRequest::parse(limit.0, cursor.0.as_deref())?;
-        let client = state.client().await?;
-        let tenant = auth.0.tenant_filter(tenant.0.as_deref());
-        let mut rows: Vec<Source> =
-            db::sources::list_page(&client, &state.secret_keys, page.after, page.fetch(), tenant)
-                .await?
-                .into_iter()
-                .map(Source::from)
-                .collect();
+        let mut rows = list_sources(&auth.0, &state, page, tenant.0.as_deref()).await?;
         let next_cursor = page.finish(&mut rows, |s| s.id);
         Ok(Json(SourceList { data: rows, next_cursor }))
     }
@@ -561,4 +553,18 @@ fn audit_json(row: &db::sources::Source) -> serde_json::Value {
         "event_type_prefix": s.event_type_prefix, "keep_headers": s.keep_headers,
         "enabled": s.enabled, "metadata": s.metadata,
     })
+}
+
+/// A page of sources (of `tenant`, narrowed to the caller's).
+pub(crate) async fn list_sources(
+    principal: &Principal,
+    state: &AppState,
+    page: PageRequest,
+    tenant: Option<&str>,
+) -> Result<Vec<Source>, Problem> {
+    principal.require(Scope::Read)?;
+    let client = state.client().await?;
+    let tenant = principal.tenant_filter(tenant);
+    let rows = db::sources::list_page(&client, &state.secret_keys, page.after, page.fetch(), tenant).await?;
+    Ok(rows.into_iter().map(Source::from).collect())
 }

@@ -8,7 +8,7 @@ use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::auth::{Auth, Scope};
+use super::auth::{Auth, Principal, Scope};
 use super::body::{self, Body};
 use super::page::PageRequest;
 use super::problem::Problem;
@@ -151,16 +151,8 @@ impl TokensApi {
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,
     ) -> Result<Json<TokenList>, Problem> {
-        auth.0.require(Scope::Admin)?;
         let page = PageRequest::parse(limit.0, cursor.0.as_deref())?;
-        let client = state.pool.get().await?;
-        // A tenant admin sees its tenant's tokens; filtered in the query, so
-        // pages are full however many other tokens there are.
-        let mut rows: Vec<Token> = db::tokens::list_page(&client, page.after, page.fetch(), auth.0.tenant.as_deref())
-            .await?
-            .into_iter()
-            .map(Token::from)
-            .collect();
+        let mut rows = list_tokens(&auth.0, &state, page).await?;
         let next_cursor = page.finish(&mut rows, |t| t.id);
         Ok(Json(TokenList { data: rows, next_cursor }))
     }
@@ -196,6 +188,19 @@ impl TokensApi {
         state.tokens.forget(info.id);
         Ok(DeleteTokenResponse::Deleted)
     }
+}
+
+/// A page of tokens: an admin's, or a tenant admin's own tenant's.
+pub(crate) async fn list_tokens(
+    principal: &Principal,
+    state: &AppState,
+    page: PageRequest,
+) -> Result<Vec<Token>, Problem> {
+    principal.require(Scope::Admin)?;
+    let client = state.client().await?;
+    // Filtered in the query, so pages are full however many other tokens there are.
+    let rows = db::tokens::list_page(&client, page.after, page.fetch(), principal.tenant.as_deref()).await?;
+    Ok(rows.into_iter().map(Token::from).collect())
 }
 
 fn token_json(t: &Token) -> serde_json::Value {

@@ -8,11 +8,13 @@
 //! form (CSRF-checked by [`guard`]) answered with a redirect, so the pages
 //! work without JavaScript; htmx only makes them quicker.
 
+mod admin;
 mod assets;
 mod chart;
 mod dead_letters;
 mod deliveries;
 mod endpoints;
+mod events;
 mod form;
 mod guard;
 mod overview;
@@ -42,6 +44,11 @@ pub fn app() -> impl Endpoint {
         .at("/dead-letters", get(dead_letters::list))
         .at("/dead-letters/replay", get(dead_letters::preview).post(dead_letters::replay))
         .at("/dead-letters/:id/:action", post(dead_letters::act))
+        .at("/events", get(events::list))
+        .at("/events/:id", get(events::show))
+        .at("/sources", get(admin::sources))
+        .at("/tokens", get(admin::tokens))
+        .at("/audit", get(admin::audit))
         .catch_all_error(page::error_response)
         .around(guard::guard)
         .with(CookieJarManager::new())

@@ -21,10 +21,23 @@ pub enum Section {
     Endpoints,
     Deliveries,
     DeadLetters,
+    Events,
+    Sources,
+    Tokens,
+    Audit,
 }
 
 impl Section {
-    const ALL: [Section; 4] = [Section::Overview, Section::Endpoints, Section::Deliveries, Section::DeadLetters];
+    const ALL: [Section; 8] = [
+        Section::Overview,
+        Section::Endpoints,
+        Section::Deliveries,
+        Section::DeadLetters,
+        Section::Events,
+        Section::Sources,
+        Section::Tokens,
+        Section::Audit,
+    ];
 
     fn title(self) -> &'static str {
         match self {
@@ -32,6 +45,10 @@ impl Section {
             Section::Endpoints => "Endpoints",
             Section::Deliveries => "Deliveries",
             Section::DeadLetters => "Dead letters",
+            Section::Events => "Events",
+            Section::Sources => "Sources",
+            Section::Tokens => "Tokens",
+            Section::Audit => "Audit log",
         }
     }
 
@@ -41,6 +58,18 @@ impl Section {
             Section::Endpoints => "/ui/endpoints",
             Section::Deliveries => "/ui/deliveries",
             Section::DeadLetters => "/ui/dead-letters",
+            Section::Events => "/ui/events",
+            Section::Sources => "/ui/sources",
+            Section::Tokens => "/ui/tokens",
+            Section::Audit => "/ui/audit",
+        }
+    }
+
+    /// The scope a token needs to see the section at all.
+    fn needs(self) -> Scope {
+        match self {
+            Section::Tokens | Section::Audit => Scope::Admin,
+            _ => Scope::Read,
         }
     }
 }
@@ -54,7 +83,7 @@ pub fn shell(viewer: &Viewer, section: Section, title: &str, content: Markup) ->
             header.top {
                 a.brand href="/ui" { "hookline" }
                 nav aria-label="Sections" {
-                    @for s in Section::ALL {
+                    @for s in Section::ALL.into_iter().filter(|s| viewer.may(s.needs())) {
                         a href=(s.path()) aria-current=[(s == section).then_some("page")] { (s.title()) }
                     }
                 }

@@ -241,3 +241,42 @@ async fn the_endpoint_page_rotates_a_secret_showing_it_once_and_filters_reject_b
     assert_eq!(bad_time.status, 400);
     assert!(bad_time.body.contains("since"), "{}", bad_time.body);
 }
+
+#[tokio::test]
+async fn events_sources_tokens_and_the_audit_log_have_pages_the_last_two_for_admins() {
+    let db = TestDb::new().await;
+    let api = TestApi::start(&db).await;
+    let endpoint = api.post("/v1/endpoints", json!({"url": "https://example.com/hook"})).await;
+    let sent = api.post("/v1/events", json!({"event_type": "order.created", "payload": {"note": "<b>bold</b>"}})).await;
+    let source = api
+        .post(
+            "/v1/sources",
+            json!({"name": "github", "scheme": "hmac_sha256", "secret": "s3cr3t-s3cr3t", "event_type": "github.push"}),
+        )
+        .await;
+    assert_eq!(source.status, 201, "{source:?}");
+    let admin = UiSession::sign_in(&api.base, &api.admin).await;
+
+    let events = admin.get("/ui/events?event_type=order.created").await;
+    let event_id = sent.body["id"].as_str().unwrap();
+    assert!(events.body.contains(&format!("/ui/events/{event_id}")), "{}", events.body);
+    let event = admin.get(&format!("/ui/events/{event_id}")).await;
+    assert!(event.body.contains("&lt;b&gt;bold&lt;/b&gt;"), "the payload is escaped: {}", event.body);
+    let delivery = api.get(&format!("/v1/deliveries?endpoint_id={}", endpoint.body["id"].as_str().unwrap())).await;
+    assert!(event.body.contains(delivery.body["data"][0]["id"].as_str().unwrap()), "its delivery is listed");
+
+    let sources = admin.get("/ui/sources").await;
+    assert!(sources.body.contains("/in/github"), "{}", sources.body);
+    assert!(!sources.body.contains("s3cr3t"), "no secret on the page");
+    let tokens = admin.get("/ui/tokens").await;
+    assert!(tokens.body.contains("test admin") && !tokens.body.contains(&api.admin), "names, never tokens");
+    let audit = admin.get("/ui/audit").await;
+    assert!(audit.body.contains("source.create") && audit.body.contains("ui.sign_in"), "{}", audit.body);
+
+    let writer = TestApi::token(&db, "writer", "write", None).await;
+    let writer = UiSession::sign_in(&api.base, &writer).await;
+    let overview = writer.get("/ui").await;
+    assert!(!overview.body.contains("href=\"/ui/audit\""), "no link to what the token may not see");
+    assert_eq!(writer.get("/ui/audit").await.status, 403);
+    assert_eq!(writer.get("/ui/tokens").await.status, 403);
+}
