@@ -10,7 +10,11 @@
 //! all processes and PostgreSQL statement time per delivery;
 //! (d) inbound: verified requests per second through `POST /in/{source}`
 //! (Standard Webhooks signatures), each stored and fanned out to one
-//! subscriber, from 16 connections with no workers running.
+//! subscriber, from 16 connections with no workers running;
+//! (e) dashboard: with a million deliveries and a million attempts of the
+//! last 24 hours over 1,000 endpoints (and their rollups), the server time
+//! of the dashboard's pages, median and worst of 20 loads (this build only:
+//! the baseline has no dashboard).
 
 #[path = "common.rs"]
 mod common;
@@ -122,6 +126,9 @@ async fn main() -> anyhow::Result<()> {
         for (i, build) in bench.builds.iter().enumerate() {
             inbound(build, i, &apis[i], seconds, &mut report).await?;
         }
+    }
+    if selected("dashboard") {
+        dashboard(&bench.builds[0], &apis[0], &mut report).await?;
     }
     report.print(&bench.builds);
     drop(guards);
@@ -341,6 +348,78 @@ async fn call_to_receipt(
     if show_statements {
         statements.print_top(&format!("{} at {per_second} events/s through the API", build.name), 12);
         println!();
+    }
+    Ok(())
+}
+
+/// A day of history written straight into the tables (as the retention
+/// bench does): 1,000 endpoints, a million succeeded deliveries with an
+/// attempt each, their hourly rollups, and 10,000 pending ones.
+const DASHBOARD_HISTORY: &str = "
+INSERT INTO hookline.endpoints (url, description)
+SELECT 'https://bench-' || n || '.example.com/hook', 'dashboard bench ' || n FROM generate_series(1, 1000) AS n;
+INSERT INTO hookline.deliveries (id, event_id, endpoint_id, tenant, event_type, state, attempts, created_at, completed_at)
+SELECT hookline.uuid_v7_floor(now() - interval '23 hours' + n * interval '82 ms'), gen_random_uuid(), e.id, 'default',
+       'bench.history', 'succeeded', 1, now() - interval '23 hours' + n * interval '82 ms',
+       now() - interval '23 hours' + n * interval '82 ms'
+  FROM generate_series(0, 999999) AS n
+  JOIN (SELECT id, row_number() OVER () - 1 AS i FROM hookline.endpoints WHERE description LIKE 'dashboard bench %') AS e
+    ON e.i = n % 1000;
+INSERT INTO hookline.attempts (delivery_id, endpoint_id, attempt, started_at, duration_ms, status_code, worker)
+SELECT d.id, d.endpoint_id, 1, d.created_at, 20 + (hashtext(d.id::text) & 127), 200, gen_random_uuid()
+  FROM hookline.deliveries AS d WHERE d.event_type = 'bench.history';
+INSERT INTO hookline.endpoint_hourly (endpoint_id, hour, succeeded, attempts, latency)
+SELECT d.endpoint_id, date_trunc('hour', d.created_at, 'UTC'), count(*), count(*),
+       hookline.latency_histogram(array_agg(20 + (hashtext(d.id::text) & 127)))
+  FROM hookline.deliveries AS d WHERE d.event_type = 'bench.history'
+ GROUP BY 1, 2;
+INSERT INTO hookline.events (event_type, payload)
+SELECT 'bench.pending', jsonb_build_object('n', n) FROM generate_series(1, 10) AS n;
+VACUUM ANALYZE;";
+
+/// Milliseconds from request to the last byte of each page, 20 loads each
+/// (the client, server and PostgreSQL share this machine's two cores).
+async fn dashboard(build: &Build, api: &Api, report: &mut Report) -> anyhow::Result<()> {
+    let filled = Instant::now();
+    build.client.batch_execute(DASHBOARD_HISTORY).await?;
+    println!("  dashboard: a day of history written in {:.0} s", filled.elapsed().as_secs_f64());
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+    let signed_in = http.post(format!("{}/ui/sign-in", api.base)).form(&[("token", &api.token)]).send().await?;
+    let cookie = signed_in
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| {
+            v.strip_prefix("hookline_ui=").map(|v| format!("hookline_ui={}", v.split(';').next().unwrap_or("")))
+        })
+        .ok_or_else(|| anyhow::anyhow!("no session cookie"))?;
+    let endpoint: uuid::Uuid = build
+        .client
+        .query_one("SELECT id FROM hookline.endpoints WHERE description = 'dashboard bench 500'", &[])
+        .await?
+        .get(0);
+    let pages = [
+        ("overview", "/ui".to_owned()),
+        ("endpoints", "/ui/endpoints".to_owned()),
+        ("endpoints, failing", "/ui/endpoints?health=failing".to_owned()),
+        ("an endpoint", format!("/ui/endpoints/{endpoint}")),
+        ("deliveries", "/ui/deliveries".to_owned()),
+        ("deliveries of an endpoint", format!("/ui/deliveries?endpoint_id={endpoint}")),
+        ("dead letters", "/ui/dead-letters".to_owned()),
+    ];
+    for (name, path) in pages {
+        let mut times = Vec::new();
+        for _ in 0..20 {
+            let started = Instant::now();
+            let page = http.get(format!("{}{path}", api.base)).header("cookie", &cookie).send().await?;
+            anyhow::ensure!(page.status() == 200, "{path}: {}", page.status());
+            page.bytes().await?;
+            times.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        times.sort_by(f64::total_cmp);
+        report.add(&format!("(e) dashboard {name}: median ms"), 0, times[times.len() / 2]);
+        report.add(&format!("(e) dashboard {name}: worst ms"), 0, times[times.len() - 1]);
     }
     Ok(())
 }

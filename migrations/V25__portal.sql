@@ -12,8 +12,9 @@ CREATE TABLE hookline.portal_links (
     endpoint_ids  uuid[],
     -- product_name, accent_color, logo_url.
     branding      jsonb       NOT NULL DEFAULT '{}',
-    -- The API token that made the link: who answers for what it does.
-    created_by    uuid        NOT NULL,
+    -- The API token that made the link: who answers for what it does. Its
+    -- links and their sessions end with it.
+    created_by    uuid        NOT NULL REFERENCES hookline.api_tokens (id) ON DELETE CASCADE,
     created_at    timestamptz NOT NULL DEFAULT now(),
     expires_at    timestamptz NOT NULL,
     -- Set when the link was exchanged; a link works once.
@@ -24,6 +25,7 @@ CREATE TABLE hookline.portal_links (
         CHECK (capabilities <@ ARRAY['manage_endpoints', 'reveal_secrets', 'replay']::text[])
 );
 CREATE INDEX portal_links_expires_at ON hookline.portal_links (expires_at);
+CREATE INDEX portal_links_created_by ON hookline.portal_links (created_by);
 
 CREATE TABLE hookline.portal_sessions (
     key_hash   bytea       NOT NULL,

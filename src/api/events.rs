@@ -218,6 +218,13 @@ pub(crate) async fn list_events(
     Ok(db::events::list_page(&client, &filter).await?.into_iter().map(Event::from).collect())
 }
 
+/// An event this caller may see, if it is still kept.
+pub(crate) async fn find_event(principal: &Principal, state: &AppState, id: Uuid) -> Result<Option<Event>, Problem> {
+    principal.require(Scope::Read)?;
+    let client = state.client().await?;
+    Ok(db::events::get(&client, id).await?.filter(|e| principal.sees(&e.tenant)).map(Event::from))
+}
+
 pub(crate) async fn get_event(
     principal: &Principal,
     state: &AppState,

@@ -10,6 +10,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use poem::web::Data;
+use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use serde::Deserialize;
@@ -125,6 +126,13 @@ pub enum CreatePortalSessionResponse {
     Created(Json<PortalSession>),
 }
 
+#[derive(ApiResponse)]
+pub enum DeletePortalSessionResponse {
+    /// The link no longer opens, and the session made with it has ended.
+    #[oai(status = 204)]
+    Deleted,
+}
+
 #[derive(Default)]
 pub struct PortalApi;
 
@@ -142,6 +150,35 @@ impl PortalApi {
         body: Body<PortalSessionCreate>,
     ) -> Result<CreatePortalSessionResponse, Problem> {
         create_link(&auth.0, &state, body.0).await.map(|s| CreatePortalSessionResponse::Created(Json(s)))
+    }
+
+    /// End a portal link and its session
+    ///
+    /// Links also end when they expire, and with the token that made them.
+    #[oai(path = "/portal/sessions/:session_id", method = "delete", operation_id = "deletePortalSession")]
+    async fn delete(
+        &self,
+        auth: Auth,
+        state: Data<&AppState>,
+        session_id: Path<Uuid>,
+    ) -> Result<DeletePortalSessionResponse, Problem> {
+        auth.0.require(if auth.0.tenant.is_some() { Scope::Write } else { Scope::Admin })?;
+        let mut client = state.client().await?;
+        let tx = client.transaction().await?;
+        if !db::portal::delete_link(&tx, session_id.0, auth.0.tenant.as_deref()).await? {
+            return Err(Problem::not_found("portal session"));
+        }
+        let entry = Entry {
+            tenant: auth.0.tenant.as_deref(),
+            action: "portal_link.delete",
+            object_type: "portal_link",
+            object_id: Some(session_id.0.to_string()),
+            before: None,
+            after: None,
+        };
+        db::audit::record(&tx, &auth.0.actor(), entry).await?;
+        tx.commit().await?;
+        Ok(DeletePortalSessionResponse::Deleted)
     }
 }
 

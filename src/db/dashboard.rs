@@ -51,7 +51,8 @@ SELECT count(*), coalesce(sum(s.accepted), 0)::bigint, coalesce(sum(s.duplicates
  WHERE $1::text IS NULL OR s.tenant = $1";
 
 /// A page of endpoints, newest first after cursor `$2`, whose shown URL,
-/// description or id contains `$4` (a LIKE pattern), in health `$5`.
+/// description or id contains `$4` (a LIKE pattern), in health `$5`, among
+/// `$6` if given.
 pub const DASHBOARD_ENDPOINTS: &str = concat!(
     "SELECT ",
     endpoint_columns!(),
@@ -65,6 +66,7 @@ pub const DASHBOARD_ENDPOINTS: &str = concat!(
  WHERE ($1::text IS NULL OR tenant = $1)
    AND ($2::uuid IS NULL OR id < $2)
    AND ($4::text IS NULL OR hookline.shown_url(url) ILIKE $4 OR description ILIKE $4 OR id::text ILIKE $4)
+   AND ($6::uuid[] IS NULL OR id = ANY($6))
    AND CASE $5::text
          WHEN 'enabled' THEN enabled
          WHEN 'disabled' THEN NOT enabled
@@ -146,6 +148,8 @@ pub struct EndpointSearch<'a> {
     /// Text the URL, description or id contains.
     pub text: Option<&'a str>,
     pub health: HealthFilter,
+    /// Only these endpoints (a portal link's list).
+    pub only: Option<&'a [Uuid]>,
 }
 
 pub async fn hours(db: &impl GenericClient, tenant: Option<&str>, endpoint: Option<Uuid>) -> Result<Vec<Hour>> {
@@ -189,7 +193,7 @@ pub async fn endpoints(db: &impl GenericClient, search: &EndpointSearch<'_>) -> 
     let rows = db
         .query(
             &db.prepare_cached(DASHBOARD_ENDPOINTS).await?,
-            &[&search.tenant, &search.after, &search.limit, &pattern, &search.health.as_str()],
+            &[&search.tenant, &search.after, &search.limit, &pattern, &search.health.as_str(), &search.only],
         )
         .await?;
     let mut list: Vec<EndpointHealth> = rows.into_iter().map(endpoint_health).collect();

@@ -28,6 +28,10 @@ SELECT l.id, l.tenant, l.capabilities, l.endpoint_ids, l.branding, l.created_by,
   JOIN hookline.portal_links AS l ON l.id = s.link_id
  WHERE s.key_hash = $1 AND l.expires_at > now()";
 
+/// Ends a link of tenant `$2` (NULL: any) and its session.
+pub const LINK_DELETE: &str = "
+DELETE FROM hookline.portal_links WHERE id = $1 AND ($2::text IS NULL OR tenant = $2)";
+
 pub const LINK_DELETE_EXPIRED: &str = "
 DELETE FROM hookline.portal_links WHERE expires_at < now()";
 
@@ -99,6 +103,11 @@ pub async fn exchange(db: &impl GenericClient, link_hash: &[u8], session_hash: &
 
 pub async fn session_link(db: &impl GenericClient, session_hash: &[u8]) -> Result<Option<Link>> {
     Ok(db.query_opt(&db.prepare_cached(SESSION_LINK).await?, &[&session_hash]).await?.map(Link::from))
+}
+
+/// Whether a link was there to delete.
+pub async fn delete_link(db: &impl GenericClient, id: Uuid, tenant: Option<&str>) -> Result<bool> {
+    Ok(db.execute(&db.prepare_cached(LINK_DELETE).await?, &[&id, &tenant]).await? == 1)
 }
 
 pub async fn delete_expired(db: &impl GenericClient) -> Result<i64> {

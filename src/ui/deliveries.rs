@@ -15,7 +15,6 @@ use crate::api::AppState;
 use crate::api::auth::Scope;
 use crate::api::deliveries::{self as api, Attempt, DeliveryState};
 use crate::api::problem::Problem;
-use crate::db;
 use crate::db::deliveries::DeliveryFilter;
 
 const STATES: [DeliveryState; 5] = [
@@ -108,9 +107,12 @@ pub async fn show(
 ) -> Result<Markup, UiError> {
     let d = api::get_delivery(&viewer.principal, state, id).await?;
     let attempts = api::attempts_of(&viewer.principal, state, id).await?;
-    let client = state.client().await?;
-    let event = db::events::get(&client, d.event_id).await?;
-    let endpoint = db::endpoints::get(&client, d.endpoint_id).await?.map(|e| crate::api::endpoints::Endpoint::from(&e));
+    let event = crate::api::events::find_event(&viewer.principal, state, d.event_id).await?;
+    let endpoint = match crate::api::endpoints::get_endpoint(&viewer.principal, state, d.endpoint_id).await {
+        Ok(row) => Some(crate::api::endpoints::Endpoint::from(&row)),
+        Err(problem) if problem.details().status == 404 => None,
+        Err(problem) => return Err(problem.into()),
+    };
     let base = format!("/ui/deliveries/{id}");
     let section = if d.state == DeliveryState::Dead { Section::DeadLetters } else { Section::Deliveries };
     let content = html! {

@@ -47,6 +47,7 @@ pub async fn list(
         limit: page.fetch(),
         text,
         health,
+        only: None,
     };
     let client = state.client().await?;
     let mut rows = db::dashboard::endpoints(&client, &search).await?;

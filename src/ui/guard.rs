@@ -7,6 +7,7 @@ use poem::{Endpoint, IntoResponse, Request, Response};
 
 use super::page;
 use super::session;
+use crate::api::AppState;
 
 /// No inline script or style anywhere: a payload or a receiver's response
 /// that slipped past escaping still could not run.
@@ -14,7 +15,7 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; st
      connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// Forms are a few fields; a larger body is not one of ours.
-const FORM_MAX_BYTES: usize = 64 * 1024;
+pub const FORM_MAX_BYTES: usize = 64 * 1024;
 
 /// The form field (and, for scripts, the header) carrying the CSRF token.
 pub const CSRF_FIELD: &str = "_csrf";
@@ -26,32 +27,40 @@ pub async fn guard<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Respo
         if !same_origin(&req) {
             return Ok(secured(page::refusal(StatusCode::FORBIDDEN, "This request came from another site.")));
         }
+        let body = req.take_body().into_bytes_limit(FORM_MAX_BYTES).await?;
+        // Signing in has no session yet: its form carries the token instead.
         let signing_in = req.original_uri().path() == format!("{}/sign-in", super::PREFIX);
-        if !signing_in {
-            let body = req.take_body().into_bytes_limit(FORM_MAX_BYTES).await?;
-            if !csrf_ok(&req, &body) {
-                let why = "This form has expired or did not come from this dashboard: reload the page and try again.";
-                return Ok(secured(page::refusal(StatusCode::FORBIDDEN, why)));
-            }
-            req.set_body(body);
+        if !signing_in && !csrf_ok(&req, &body) {
+            let why = "This form has expired or did not come from this dashboard: reload the page and try again.";
+            return Ok(secured(page::refusal(StatusCode::FORBIDDEN, why)));
         }
+        req.set_body(body);
     }
     let response = next.call(req).await?.into_response();
     Ok(secured(response))
 }
 
-/// A browser names the page a change came from in `Origin`: it must be this
-/// host. (No `Origin`: not a browser's cross-site request.)
+/// A browser names the site a change came from in `Origin`: it must be
+/// hookline's (`HOOKLINE_PUBLIC_URL`, which a proxy in front keeps), or the
+/// host the request was sent to. (No `Origin`: not a browser's cross-site
+/// request.)
 fn same_origin(req: &Request) -> bool {
     let Some(origin) = req.headers().get(header::ORIGIN) else {
         return true;
     };
-    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok());
-    let origin_host = origin.to_str().ok().and_then(|o| url::Url::parse(o).ok()).map(|u| match u.port() {
-        Some(port) => format!("{}:{port}", u.host_str().unwrap_or_default()),
-        None => u.host_str().unwrap_or_default().to_owned(),
-    });
-    matches!((origin_host, host), (Some(o), Some(h)) if o == h)
+    let Some(origin) = origin.to_str().ok().and_then(|o| url::Url::parse(o).ok()) else {
+        return false; // `null`: a sandboxed or opaque origin
+    };
+    let public = req.data::<AppState>().and_then(|s| url::Url::parse(&s.public_url).ok());
+    if public.is_some_and(|p| p.origin() == origin.origin()) {
+        return true;
+    }
+    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+    let origin_host = match origin.port() {
+        Some(port) => format!("{}:{port}", origin.host_str().unwrap_or_default()),
+        None => origin.host_str().unwrap_or_default().to_owned(),
+    };
+    origin_host.eq_ignore_ascii_case(host)
 }
 
 fn csrf_ok(req: &Request, body: &[u8]) -> bool {

@@ -203,3 +203,40 @@ async fn the_portal_may_be_framed_only_by_the_configured_origins_and_an_expired_
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_portal_link_ends_when_deleted_or_with_its_token_and_shows_only_its_listed_endpoints() {
+    let db = TestDb::new().await;
+    let api = TestApi::start(&db).await;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let made =
+            api.post("/v1/endpoints", json!({"url": format!("https://e{n}.example/hook"), "tenant": "acme"})).await;
+        ids.push(made.body["id"].as_str().unwrap().to_owned());
+    }
+    let acme = TestApi::token(&db, "acme", "write", Some("acme")).await;
+    let listed =
+        link(&api, &acme, json!({"endpoint_ids": [ids[0]], "capabilities": ["replay", "manage_endpoints"]})).await;
+    let portal = PortalClient::open(&api.base, listed.body["url"].as_str().unwrap()).await;
+    let (_, home) = portal.call(Method::GET, "/portal/home", &[]).await;
+    assert!(home.contains("https://e0.example/hook") && !home.contains("https://e1.example/hook"), "{home}");
+    assert!(!home.contains("Add endpoint"), "a link limited to listed endpoints adds none");
+    assert_eq!(portal.call(Method::GET, &format!("/portal/endpoints/{}", ids[1]), &[]).await.0, 404);
+    // A test event's delivery is pending, not dead: nothing to replay.
+    portal.call(Method::POST, &format!("/portal/endpoints/{}/test", ids[0]), &[]).await;
+    let delivery = api.get(&format!("/v1/deliveries?endpoint_id={}", ids[0])).await.body["data"][0]["id"].clone();
+    let (status, _) =
+        portal.call(Method::POST, &format!("/portal/deliveries/{}/replay", delivery.as_str().unwrap()), &[]).await;
+    assert_eq!(status, 404, "only dead deliveries are replayed");
+
+    let other = link(&api, &acme, json!({})).await;
+    let other_portal = PortalClient::open(&api.base, other.body["url"].as_str().unwrap()).await;
+    let id = other.body["id"].as_str().unwrap();
+    assert_eq!(api.call(Method::DELETE, &format!("/v1/portal/sessions/{id}"), Some(&acme), None).await.status, 204);
+    assert_eq!(other_portal.call(Method::GET, "/portal/home", &[]).await.0, 401, "a deleted link's session ends");
+
+    let tokens = api.get("/v1/tokens").await;
+    let token_id = tokens.body["data"].as_array().unwrap().iter().find(|t| t["name"] == "acme").unwrap()["id"].clone();
+    assert_eq!(api.delete(&format!("/v1/tokens/{}", token_id.as_str().unwrap())).await.status, 204);
+    assert_eq!(portal.call(Method::GET, "/portal/home", &[]).await.0, 401, "and so do the sessions of a deleted token");
+}

@@ -91,8 +91,11 @@ async fn error_fragment(error: poem::Error) -> Response {
 }
 
 /// Framed only by the configured origins; no inline script or style.
-async fn secured<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
+async fn secured<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Response> {
     let ancestors = req.data::<AppState>().map(|s| s.portal_frame_ancestors.clone()).unwrap_or_default();
+    // Forms and the exchange are small: nothing larger is read.
+    let body = req.take_body().into_bytes_limit(super::guard::FORM_MAX_BYTES).await?;
+    req.set_body(body);
     let mut response = next.call(req).await?.into_response();
     let policy = format!(
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; connect-src 'self'; \

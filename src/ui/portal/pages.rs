@@ -58,10 +58,10 @@ async fn home_with(viewer: &PortalViewer, state: &AppState, notice: Markup) -> R
         limit: ENDPOINTS_SHOWN,
         text: None,
         health: HealthFilter::All,
+        only: viewer.link.endpoint_ids.as_deref(),
     };
     let client = state.client().await?;
     let rows = db::dashboard::endpoints(&client, &search).await?;
-    let rows: Vec<_> = rows.into_iter().filter(|r| viewer.sees_endpoint(r.endpoint.id)).collect();
     Ok(frame(
         viewer,
         html! {
@@ -336,8 +336,9 @@ async fn delivery_with(viewer: &PortalViewer, state: &AppState, id: Uuid, notice
         return Err(Problem::not_found("delivery").into());
     }
     let attempts = deliveries_api::attempts_of(&viewer.principal, state, id).await?;
-    let client = state.client().await?;
-    let event = db::events::get(&client, d.event_id).await?;
+    let event = crate::api::events::find_event(&viewer.principal, state, d.event_id).await?;
+    // What the endpoint was sent is the transformation's output, not the event.
+    let transformed = api::get_endpoint(&viewer.principal, state, d.endpoint_id).await?.transformation.is_some();
     Ok(frame(
         viewer,
         html! {
@@ -345,7 +346,7 @@ async fn delivery_with(viewer: &PortalViewer, state: &AppState, id: Uuid, notice
             (notice)
             h1 { code { (d.event_type) } " " (page::badge(d.state.as_str())) }
             p.muted { "Created " (page::when(d.created_at)) ", " (d.attempts) " attempt(s)." }
-            @if viewer.can(PortalCapability::Replay) && !matches!(d.state, DeliveryState::InFlight | DeliveryState::Pending) {
+            @if viewer.can(PortalCapability::Replay) && d.state == DeliveryState::Dead {
                 form.inline hx-post={ "/portal/deliveries/" (d.id) "/replay" } hx-target="#portal" {
                     button type="submit" { "Send again" }
                 }
@@ -353,7 +354,7 @@ async fn delivery_with(viewer: &PortalViewer, state: &AppState, id: Uuid, notice
             h2 { "Attempts" }
             @if attempts.is_empty() { p.muted { "No attempt yet." } }
             @for a in &attempts { (attempt(a, None)) }
-            @if let Some(e) = event {
+            @if let Some(e) = event.filter(|_| !transformed) {
                 h2 { "Payload" }
                 pre.payload { (serde_json::to_string_pretty(&e.payload).unwrap_or_default()) }
             }
@@ -372,11 +373,8 @@ pub async fn replay(
     if !viewer.sees_endpoint(d.endpoint_id) {
         return Err(Problem::not_found("delivery").into());
     }
-    let (required, action) = match d.state {
-        DeliveryState::Dead => (Some(DeliveryState::Dead), "dead_letter.replay"),
-        _ => (None, "delivery.retry"),
-    };
-    deliveries_api::requeue(&viewer.principal, state, id, required, action).await?;
+    // Failed deliveries only: not a succeeded one again, nor one an operator cancelled.
+    deliveries_api::requeue(&viewer.principal, state, id, Some(DeliveryState::Dead), "dead_letter.replay").await?;
     delivery_with(&viewer, state, id, html! { p.notice role="status" { "Queued to be sent again." } }).await
 }
 
