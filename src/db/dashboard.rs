@@ -30,12 +30,7 @@ SELECT h.hour,
 
 /// Attempt duration percentiles over the last 24 hours, from the histograms.
 pub const DASHBOARD_LATENCY: &str = "
-SELECT hookline.histogram_percentiles(array_agg(b.n ORDER BY b.i), '{0.5,0.95,0.99}')
-  FROM (SELECT t.i, sum(t.n)::bigint AS n
-          FROM hookline.endpoint_hourly_live AS r, unnest(r.latency) WITH ORDINALITY AS t(n, i)
-         WHERE r.hour >= date_trunc('hour', now() - interval '24 hours', 'UTC')
-           AND ($1::text IS NULL OR r.endpoint_id IN (SELECT ep.id FROM hookline.endpoints AS ep WHERE ep.tenant = $1))
-         GROUP BY t.i) AS b";
+SELECT hookline.latency_percentiles(date_trunc('hour', now() - interval '24 hours', 'UTC'), $1, '{0.5,0.95,0.99}')";
 
 /// Endpoints by circuit state (a disabled one counts as open).
 pub const DASHBOARD_CIRCUITS: &str = "

@@ -34,6 +34,7 @@ const SQL_OBJECTS: &[(&str, &str)] = sql_objects![
     "140_source_stats.sql",
     "150_changes.sql",
     "160_partitions.sql",
+    "170_latency_percentiles.sql",
 ];
 
 /// Arbitrary, fixed: "hookline" in ASCII.

@@ -1,7 +1,7 @@
 //! Every named SQL statement prepares against the migrated schema, so a typo
 //! or a renamed column fails here rather than in production.
 
-use hookline::db::{deliveries, endpoints, metrics, sources, stats, tokens, workers};
+use hookline::db::{dashboard, deliveries, endpoints, metrics, portal, sources, stats, tokens, ui_sessions, workers};
 
 use crate::support::explain::Explaining;
 use crate::support::{NewEndpoint, db::TestDb};
@@ -42,6 +42,24 @@ async fn every_named_statement_prepares() {
         ("TOKEN_LIST_PAGE", tokens::TOKEN_LIST_PAGE),
         ("DELIVERY_REQUEUE", deliveries::DELIVERY_REQUEUE),
         ("DELIVERY_CANCEL", deliveries::DELIVERY_CANCEL),
+        ("DEAD_LETTER_COUNT_MATCHING", deliveries::DEAD_LETTER_COUNT_MATCHING),
+        ("DASHBOARD_HOURS", dashboard::DASHBOARD_HOURS),
+        ("DASHBOARD_LATENCY", dashboard::DASHBOARD_LATENCY),
+        ("DASHBOARD_CIRCUITS", dashboard::DASHBOARD_CIRCUITS),
+        ("DASHBOARD_INBOUND", dashboard::DASHBOARD_INBOUND),
+        ("DASHBOARD_ENDPOINTS", dashboard::DASHBOARD_ENDPOINTS),
+        ("DASHBOARD_ENDPOINT_RATES", dashboard::DASHBOARD_ENDPOINT_RATES),
+        ("SESSION_INSERT", ui_sessions::SESSION_INSERT),
+        ("SESSION_TOKEN", ui_sessions::SESSION_TOKEN),
+        ("SESSION_TOUCH", ui_sessions::SESSION_TOUCH),
+        ("SESSION_DELETE", ui_sessions::SESSION_DELETE),
+        ("SESSION_DELETE_EXPIRED", ui_sessions::SESSION_DELETE_EXPIRED),
+        ("LINK_INSERT", portal::LINK_INSERT),
+        ("LINK_EXCHANGE", portal::LINK_EXCHANGE),
+        ("LINK_DELETE", portal::LINK_DELETE),
+        ("LINK_DELETE_EXPIRED", portal::LINK_DELETE_EXPIRED),
+        ("PORTAL_SESSION_INSERT", portal::SESSION_INSERT),
+        ("PORTAL_SESSION_LINK", portal::SESSION_LINK),
     ];
     for (name, sql) in statements {
         if let Err(error) = client.prepare(sql).await {

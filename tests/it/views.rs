@@ -313,3 +313,45 @@ async fn the_statistics_stay_exact_while_workers_complete_and_fold_concurrently(
     check().await;
     assert!(count(&db, "SELECT count(*) FROM hookline.deliveries WHERE state = 'dead'").await > 0, "some died");
 }
+
+/// The overview's percentiles sum the hourly histograms bucket by bucket:
+/// for one endpoint they are that endpoint's own (endpoint_stats_24h), and
+/// another tenant's attempts are left out.
+#[tokio::test]
+async fn latency_percentiles_over_all_endpoints_sum_their_histograms() {
+    let db = crate::support::db::TestDb::new().await;
+    let mine = crate::support::NewEndpoint { tenant: "acme", ..Default::default() }.insert(&db).await;
+    let theirs = crate::support::NewEndpoint { tenant: "globex", ..Default::default() }.insert(&db).await;
+    let client = db.client().await;
+    client
+        .execute(
+            "INSERT INTO hookline.endpoint_hourly (endpoint_id, hour, attempts, latency)
+             VALUES ($1, date_trunc('hour', now(), 'UTC'), 4, hookline.latency_histogram('{10, 20, 30, 400}')),
+                    ($2, date_trunc('hour', now(), 'UTC'), 2, hookline.latency_histogram('{9000, 9000}'))",
+            &[&mine, &theirs],
+        )
+        .await
+        .unwrap();
+    let of = |tenant: Option<&'static str>| {
+        let client = &client;
+        async move {
+            let row = client
+                .query_one(
+                    "SELECT hookline.latency_percentiles(now() - interval '1 day', $1, '{0.5,0.99}')",
+                    &[&tenant],
+                )
+                .await
+                .unwrap();
+            row.get::<_, Option<Vec<f64>>>(0)
+        }
+    };
+    let own: Vec<f64> = client
+        .query_one("SELECT ARRAY[p50_ms, p99_ms] FROM hookline.endpoint_stats_24h WHERE endpoint_id = $1", &[&mine])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(of(Some("acme")).await, Some(own));
+    let all = of(None).await.unwrap();
+    assert!(all[1] > 5000.0, "globex's slow attempts count for everyone: {all:?}");
+    assert_eq!(of(Some("nobody")).await, None, "no attempts, no percentiles");
+}
