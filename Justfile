@@ -41,3 +41,7 @@ baseline:
 # duplicates, recovery, late completions refused. SOAK_SECONDS of faults (default 120).
 soak:
     cargo bench --bench soak
+
+# The README's pictures of the dashboard and the portal (docs/*.png), taken by the tests' headless Chromium.
+screenshots:
+    cargo test --test it screenshots -- --ignored

@@ -10,6 +10,8 @@
 //! - [`worker`] — claims due deliveries, sends them, records outcomes.
 //! - [`inbound`] — verifying and counting webhooks third parties send us.
 //! - [`api`] — the HTTP API (poem-openapi) and its OpenAPI document.
+//! - [`ui`] — the operator dashboard (`/ui`) and the tenant portal (`/portal`): HTML
+//!   pages that act through the API's operations.
 //! - [`remembered`] — a short memory of lookups, unknown keys apart (tokens, sources),
 //!   forgotten when the database says they changed ([`api::changes`]).
 //! - [`pg_local`] — a throwaway PostgreSQL from the local binaries (`hookline dev`, tests, bench).

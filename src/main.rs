@@ -383,6 +383,7 @@ async fn run_dev(mut settings: Settings) -> anyhow::Result<()> {
          \x20 database:      {url}\n\
          \x20 connect:       psql '{url}'\n\
          \x20 API:           http://{listen}  (docs at /docs)\n\
+         \x20 dashboard:     http://{listen}/ui  (sign in with the admin token)\n\
          \x20 admin token:   {token}\n\
          \x20 try:           curl -H 'Authorization: Bearer {token}' http://{listen}/v1/endpoints\n\
          \x20 demo endpoint: {endpoint} -> http://{receiver}/webhooks\n\

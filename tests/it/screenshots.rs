@@ -48,6 +48,17 @@ async fn take_screenshots() {
         .unwrap()
         .to_owned();
 
+    for name in ["invoice.created", "invoice.paid", "invoice.refunded", "customer.updated"] {
+        api.post("/v1/event-types", json!({"name": name})).await;
+    }
+    let portal = api
+        .post(
+            "/v1/portal/sessions",
+            json!({"capabilities": ["manage_endpoints", "reveal_secrets", "replay"],
+                   "branding": {"product_name": "Acme Billing", "accent_color": "#7048e8"}}),
+        )
+        .await;
+    let portal_url = portal.body["url"].as_str().unwrap().to_owned();
     let (base, admin) = (api.base.clone(), api.admin.clone());
     let docs = concat!(env!("CARGO_MANIFEST_DIR"), "/docs");
     with_browser(move |browser| async move {
@@ -58,6 +69,11 @@ async fn take_screenshots() {
         browser.goto(&format!("{base}/ui/endpoints/{billing}")).await.unwrap();
         wait_for_text(&browser, "h2", "Settings").await;
         std::fs::write(format!("{docs}/dashboard-endpoint.png"), browser.screenshot().await.unwrap()).unwrap();
+        browser.goto(&portal_url).await.unwrap();
+        wait_for_text(&browser, "#portal", "Billing service").await;
+        browser.find(fantoccini::Locator::LinkText("https://billing.example.com/webhooks")).await.unwrap().click().await.unwrap();
+        wait_for_text(&browser, "h2", "Recent deliveries").await;
+        std::fs::write(format!("{docs}/portal-endpoint.png"), browser.screenshot().await.unwrap()).unwrap();
     })
     .await;
 }
