@@ -294,6 +294,7 @@ impl Bench {
             let ratio = format!("{broker} / HTTP (target ≥ 1)");
             self.drain_pair(build, &insert, workers, settings, &ratio, report, profile).await?;
         }
+        amqp_ceiling(&amqp, n, report).await?;
         jetstream.delete_stream("HL_BENCH").await?;
         channel.queue_delete("hl_bench".into(), Default::default()).await?;
         let redis = redis::Client::open("redis://127.0.0.1:6379/0")?;
@@ -670,4 +671,39 @@ impl Bench {
         );
         Ok(())
     }
+}
+
+/// What RabbitMQ takes on this machine without hookline: `n` publishes as
+/// hookline makes them (persistent, mandatory, confirmed), 512 awaiting
+/// their confirm at once on one channel per worker-like task pair.
+async fn amqp_ceiling(amqp: &lapin::Connection, n: u64, report: &mut Report) -> anyhow::Result<()> {
+    let channel = amqp.create_channel().await?;
+    channel.confirm_select(Default::default()).await?;
+    let body = vec![b'x'; 200];
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(512));
+    let mut tasks = tokio::task::JoinSet::new();
+    let started = Instant::now();
+    for i in 0..n {
+        let permit = in_flight.clone().acquire_owned().await?;
+        let (channel, body) = (channel.clone(), body.clone());
+        tasks.spawn(async move {
+            let properties =
+                lapin::BasicProperties::default().with_message_id(i.to_string().into()).with_delivery_mode(2);
+            let options = lapin::options::BasicPublishOptions { mandatory: true, ..Default::default() };
+            let confirm = channel.basic_publish("amq.topic".into(), "bench.broker".into(), options, &body, properties);
+            let confirmed = confirm.await?.await;
+            drop(permit);
+            confirmed.map(|_| ())
+        });
+        while let Some(done) = tasks.try_join_next() {
+            done??;
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    report.add(&format!("RabbitMQ alone: {n} confirmed publishes/s, 512 in flight"), 0, rate);
+    channel.close(0, "done".into()).await?;
+    Ok(())
 }

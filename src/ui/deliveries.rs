@@ -14,6 +14,7 @@ use super::session::Viewer;
 use crate::api::AppState;
 use crate::api::auth::Scope;
 use crate::api::deliveries::{self as api, Attempt, DeliveryState};
+use crate::api::endpoints::{Endpoint, SignatureScheme};
 use crate::api::problem::Problem;
 use crate::db::deliveries::DeliveryFilter;
 
@@ -109,7 +110,7 @@ pub async fn show(
     let attempts = api::attempts_of(&viewer.principal, state, id).await?;
     let event = crate::api::events::find_event(&viewer.principal, state, d.event_id).await?;
     let endpoint = match crate::api::endpoints::get_endpoint(&viewer.principal, state, d.endpoint_id).await {
-        Ok(row) => Some(crate::api::endpoints::Endpoint::from(&row)),
+        Ok(row) => Some(Endpoint::from(&row)),
         Err(problem) if problem.details().status == 404 => None,
         Err(problem) => return Err(problem.into()),
     };
@@ -147,7 +148,7 @@ pub async fn show(
         }
         h2 { "Attempts" }
         @if attempts.is_empty() { p.muted { "No attempt yet." } }
-        @for a in &attempts { (attempt(a, endpoint.as_ref())) }
+        @for a in &attempts { (attempt(a, d.event_id, endpoint.as_ref())) }
         h2 { "Event" }
         @match event {
             Some(e) => {
@@ -160,8 +161,10 @@ pub async fn show(
     Ok(page::shell(&viewer, section, "Delivery", content))
 }
 
-/// One attempt: what was sent where, and what came back.
-pub(crate) fn attempt(a: &Attempt, endpoint: Option<&crate::api::endpoints::Endpoint>) -> Markup {
+/// One attempt: what was sent where, and what came back. The request is
+/// shown as hookline builds it from the endpoint's settings now; its
+/// signature and timestamp are not kept.
+pub(crate) fn attempt(a: &Attempt, event_id: Uuid, endpoint: Option<&Endpoint>) -> Markup {
     let outcome = if a.error_kind.is_none() { "succeeded" } else { "failed" };
     html! {
         details.attempt open[a.error_kind.is_some()] {
@@ -172,12 +175,8 @@ pub(crate) fn attempt(a: &Attempt, endpoint: Option<&crate::api::endpoints::Endp
                 (a.duration_ms) " ms, " (page::when(a.started_at))
                 @if let Some(size) = a.batch_size { " — one of " (size) " in batch " code { (a.batch_id.map(|b| b.to_string()).unwrap_or_default()) } }
             }
-            @if let Some(e) = endpoint {
-                p.muted { "Request: signed "
-                    @if let Some(id) = a.batch_id { "batch " code { (id) } } @else { "event" }
-                    " to " code { (e.url) } }
-            }
             @if let Some(error) = &a.error { p.error { (error) } }
+            @if let Some(e) = endpoint { (request(a, event_id, e)) }
             @if let Some(headers) = a.response_headers.as_ref().and_then(|h| h.as_object()) {
                 h3 { "Response headers" }
                 table.headers { tbody { @for (name, value) in headers { tr { th { (name) } td { (value.as_str().map_or_else(|| value.to_string(), str::to_owned)) } } } } }
@@ -188,6 +187,31 @@ pub(crate) fn attempt(a: &Attempt, endpoint: Option<&crate::api::endpoints::Endp
             }
         }
     }
+}
+
+fn request(a: &Attempt, event_id: Uuid, e: &Endpoint) -> Markup {
+    let webhook_id = a.batch_id.unwrap_or(event_id);
+    let standard = !matches!(e.signature, SignatureScheme::HmacHeader);
+    html! {
+        h3 { "Request" }
+        table.headers { tbody {
+            tr { th { "method, URL" } td { code { (name(&e.http_method)) " " (e.url) } } }
+            tr { th { "webhook-id" } td { code { (webhook_id) } } }
+            tr { th { "webhook-timestamp" } td { (a.started_at.timestamp()) span.muted { " (the attempt's start, to the second)" } } }
+            @if standard {
+                tr { th { "webhook-signature" } td.muted { (name(&e.signature)) " signature(s) of the body; not kept" } }
+            } @else {
+                tr { th { (e.signature_header) } td.muted { "HMAC of the body; not kept" } }
+            }
+            @for header in e.headers.keys() { tr { th { (header) } td { "********" } } }
+            @if e.transformation.is_some() { tr { th {} td.muted { "and what the endpoint's transformation sets" } } }
+        } }
+    }
+}
+
+/// An API enum's value as the API writes it.
+pub(crate) fn name(v: &impl poem_openapi::types::ToJSON) -> String {
+    v.to_json().and_then(|j| j.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
 #[handler]

@@ -4,10 +4,10 @@
 use maud::{Markup, html};
 use poem::web::{Data, Form, Path, Query, Redirect};
 use poem::{IntoResponse, Response, handler};
-use poem_openapi::types::ToJSON;
 use serde::Deserialize;
 use uuid::Uuid;
 
+use super::deliveries::name;
 use super::form;
 use super::overview::deliveries_chart;
 use super::page::{self, Section, UiError};
@@ -246,11 +246,6 @@ fn settings(e: &Endpoint) -> Markup {
             dt { "Updated" } dd { (page::when(e.updated_at)) }
         }
     }
-}
-
-/// An API enum's value as the API writes it.
-fn name(v: &impl ToJSON) -> String {
-    v.to_json().and_then(|j| j.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
 fn event_types(types: &[String]) -> Markup {

@@ -71,7 +71,13 @@ async fn take_screenshots() {
         std::fs::write(format!("{docs}/dashboard-endpoint.png"), browser.screenshot().await.unwrap()).unwrap();
         browser.goto(&portal_url).await.unwrap();
         wait_for_text(&browser, "#portal", "Billing service").await;
-        browser.find(fantoccini::Locator::LinkText("https://billing.example.com/webhooks")).await.unwrap().click().await.unwrap();
+        browser
+            .find(fantoccini::Locator::LinkText("https://billing.example.com/webhooks"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
         wait_for_text(&browser, "h2", "Recent deliveries").await;
         std::fs::write(format!("{docs}/portal-endpoint.png"), browser.screenshot().await.unwrap()).unwrap();
     })

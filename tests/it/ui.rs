@@ -21,7 +21,12 @@ const HOSTILE_BODY: &str = "<script>document.title='pwned'</script><img src=x on
 /// An endpoint at `receiver`, one event sent to it, and (with a worker)
 /// that delivery dead after the test retry schedule.
 async fn dead_delivery(api: &TestApi, receiver: &TestReceiver) -> (String, String) {
-    let endpoint = api.post("/v1/endpoints", json!({"url": receiver.url, "description": "orders"})).await;
+    let endpoint = api
+        .post(
+            "/v1/endpoints",
+            json!({"url": receiver.url, "description": "orders", "headers": {"x-api-key": "k-secret-123"}}),
+        )
+        .await;
     assert_eq!(endpoint.status, 201, "{endpoint:?}");
     let endpoint_id = endpoint.body["id"].as_str().unwrap().to_owned();
     api.post("/v1/events", json!({"event_type": "order.created", "payload": {"order": 1}})).await;
@@ -62,6 +67,9 @@ async fn an_operator_signs_in_and_finds_a_failing_endpoints_deliveries_with_the_
         let scripts = browser.execute("return document.querySelectorAll('main script, main img').length", vec![]).await;
         assert_eq!(scripts.unwrap(), json!(0));
         assert!(browser.current_url().await.unwrap().as_str().ends_with(&delivery_id));
+        let request = wait_for_text(&browser, "details.attempt table.headers", "webhook-id").await;
+        assert!(request.contains("x-api-key") && request.contains("********"), "{request}");
+        assert!(!browser.source().await.unwrap().contains("k-secret-123"), "a custom header's value is a secret");
         let endpoint_link = format!("a[href='/ui/endpoints/{endpoint_id}']");
         assert!(browser.find(Locator::Css(&endpoint_link)).await.is_ok(), "the delivery links its endpoint");
     })

@@ -338,7 +338,8 @@ async fn delivery_with(viewer: &PortalViewer, state: &AppState, id: Uuid, notice
     let attempts = deliveries_api::attempts_of(&viewer.principal, state, id).await?;
     let event = crate::api::events::find_event(&viewer.principal, state, d.event_id).await?;
     // What the endpoint was sent is the transformation's output, not the event.
-    let transformed = api::get_endpoint(&viewer.principal, state, d.endpoint_id).await?.transformation.is_some();
+    let receiver = Endpoint::from(&api::get_endpoint(&viewer.principal, state, d.endpoint_id).await?);
+    let transformed = receiver.transformation.is_some();
     Ok(frame(
         viewer,
         html! {
@@ -353,7 +354,7 @@ async fn delivery_with(viewer: &PortalViewer, state: &AppState, id: Uuid, notice
             }
             h2 { "Attempts" }
             @if attempts.is_empty() { p.muted { "No attempt yet." } }
-            @for a in &attempts { (attempt(a, None)) }
+            @for a in &attempts { (attempt(a, d.event_id, Some(&receiver))) }
             @if let Some(e) = event.filter(|_| !transformed) {
                 h2 { "Payload" }
                 pre.payload { (serde_json::to_string_pretty(&e.payload).unwrap_or_default()) }
