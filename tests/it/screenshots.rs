@@ -66,6 +66,11 @@ async fn take_screenshots() {
         sign_in(&browser, &base, &admin).await;
         std::fs::create_dir_all(docs).unwrap();
         std::fs::write(format!("{docs}/dashboard-overview.png"), browser.screenshot().await.unwrap()).unwrap();
+        browser.set_window_size(390, 844).await.unwrap();
+        browser.goto(&format!("{base}/ui/endpoints/{billing}")).await.unwrap();
+        wait_for_text(&browser, "h2", "Settings").await;
+        std::fs::write(format!("{docs}/dashboard-phone.png"), browser.screenshot().await.unwrap()).unwrap();
+        browser.set_window_size(1280, 900).await.unwrap();
         browser.goto(&format!("{base}/ui/endpoints/{billing}")).await.unwrap();
         wait_for_text(&browser, "h2", "Settings").await;
         std::fs::write(format!("{docs}/dashboard-endpoint.png"), browser.screenshot().await.unwrap()).unwrap();
