@@ -25,8 +25,6 @@ pub struct FilterInput {
     since: Option<String>,
     until: Option<String>,
     cursor: Option<String>,
-    done: Option<String>,
-    count: Option<i64>,
 }
 
 impl FilterInput {
@@ -55,6 +53,7 @@ pub async fn list(
     viewer: Viewer,
     Data(state): Data<&AppState>,
     Query(input): Query<FilterInput>,
+    Query(done): Query<page::Done>,
 ) -> Result<Markup, UiError> {
     let page = form::page(&input.cursor)?;
     let f = input.replay_filter()?;
@@ -70,7 +69,7 @@ pub async fn list(
     let mut rows = api::list_dead_letters(&viewer.principal, state, filter).await?;
     let next = page.finish(&mut rows, |d| d.id);
     let content = html! {
-        (page::notice(input.done.as_deref(), input.count))
+        (done.notice())
         (filter_form(&f, "/ui/dead-letters", "Filter"))
         @if viewer.may(Scope::Write) && !rows.is_empty() {
             p { a.button href={ "/ui/dead-letters/replay?" (input.query()) } { "Replay all that match…" } }

@@ -94,17 +94,12 @@ pub async fn list(
     Ok(page::shell(&viewer, Section::Deliveries, "Deliveries", content))
 }
 
-#[derive(Deserialize)]
-pub struct ShowQuery {
-    done: Option<String>,
-}
-
 #[handler]
 pub async fn show(
     viewer: Viewer,
     Data(state): Data<&AppState>,
     Path(id): Path<Uuid>,
-    Query(query): Query<ShowQuery>,
+    Query(done): Query<page::Done>,
 ) -> Result<Markup, UiError> {
     let d = api::get_delivery(&viewer.principal, state, id).await?;
     let attempts = api::attempts_of(&viewer.principal, state, id).await?;
@@ -117,7 +112,7 @@ pub async fn show(
     let base = format!("/ui/deliveries/{id}");
     let section = if d.state == DeliveryState::Dead { Section::DeadLetters } else { Section::Deliveries };
     let content = html! {
-        (page::notice(query.done.as_deref(), None))
+        (done.notice())
         dl.settings {
             dt { "Id" } dd { code { (d.id) } }
             dt { "State" } dd { (page::badge(d.state.as_str())) }

@@ -101,21 +101,14 @@ pub async fn list(
     Ok(page::shell(&viewer, Section::Endpoints, "Endpoints", content))
 }
 
-#[derive(Deserialize)]
-pub struct ShowQuery {
-    done: Option<String>,
-    count: Option<i64>,
-}
-
 #[handler]
 pub async fn show(
     viewer: Viewer,
     Data(state): Data<&AppState>,
     Path(id): Path<Uuid>,
-    Query(query): Query<ShowQuery>,
+    Query(done): Query<page::Done>,
 ) -> Result<Markup, UiError> {
-    let notice = page::notice(query.done.as_deref(), query.count);
-    endpoint_page(&viewer, state, id, notice, None).await
+    endpoint_page(&viewer, state, id, done.notice(), None).await
 }
 
 /// An endpoint's page; `secret` is shown once, right after a rotation.

@@ -180,9 +180,22 @@ pub fn millis(ms: Option<f64>) -> Markup {
     html! { @match ms { Some(ms) => { (format!("{ms:.0} ms")) }, None => span.muted { "—" } } }
 }
 
+/// What a change tells the page it redirects to: `?done=<what>&count=<n>`.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct Done {
+    done: Option<String>,
+    count: Option<i64>,
+}
+
+impl Done {
+    pub fn notice(&self) -> Markup {
+        notice(self.done.as_deref(), self.count)
+    }
+}
+
 /// The message a change leaves for the page it returns to (`?done=`); only
 /// known keys, so a link cannot make the page say anything.
-pub fn notice(done: Option<&str>, count: Option<i64>) -> Markup {
+fn notice(done: Option<&str>, count: Option<i64>) -> Markup {
     let text = match done {
         Some("enabled") => "Enabled.".to_owned(),
         Some("disabled") => "Disabled: its waiting deliveries moved to the dead letters.".to_owned(),
