@@ -54,7 +54,7 @@ SELECT f.delivery_id, f.attempt, f.lease_until, f.event_id, f.event_type, f.even
        CASE WHEN ep.previous_secret_expires_at > coalesce($6, now()) THEN ep.previous_secret END,
        NULL::timestamptz, NULL::timestamptz, NULL::integer, false, f.lane,
        ep.batch_max_events, ep.batch_max_bytes, ep.batch_format,
-       ep.signature, ep.signature_header, ep.signature_hash, NULL::text, NULL::text
+       ep.signature, ep.signature_header, ep.signature_hash, ep.tenant, ep.transformation
   FROM hookline.claim_lane_followers($1, $2, $3, $4, $5, $6) WITH ORDINALITY
            AS f(delivery_id, attempt, lease_until, event_id, event_type, event_created_at, payload, endpoint_id,
                 lane, nth)
@@ -148,8 +148,7 @@ pub struct Claimed {
     pub batch: Option<BatchShape>,
     /// How its endpoint's requests are signed.
     pub signing: Signing,
-    /// Its event's tenant (`None` where no transformation could read it:
-    /// deliveries that join a batch).
+    /// Its event's tenant (`None` where no transformation reads it).
     pub tenant: Option<String>,
     /// The minijinja template that writes its body, if its endpoint has one.
     pub transformation: Option<String>,

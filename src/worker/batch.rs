@@ -8,6 +8,12 @@
 //! is theirs. A `413 Payload Too Large` halves it: each half is sent at once
 //! as a new request (a new attempt of its deliveries) while the lease leaves
 //! time for it; otherwise the 413 stands, and they are retried as usual.
+//!
+//! With a transformation, each element of the batch is what the template
+//! writes for its event (one JSON value; the method and headers a template
+//! may set belong to a single request, not to a batch's, and are not used).
+//! A member whose template fails is an attempt of its own that sent
+//! nothing; the rest go, cut again by the shape, since their sizes changed.
 
 use chrono::Utc;
 use deadpool_postgres::GenericClient;
@@ -144,7 +150,32 @@ pub struct Sent {
 /// Sends a batch, halving it on 413 (see the module).
 pub async fn send(dispatcher: &Dispatcher, shape: BatchShape, members: Vec<Claimed>, envelopes: Vec<String>) -> Sent {
     let mut sent = Sent::default();
-    send_part(dispatcher, shape, members, &envelopes, Vec::new(), &mut sent).await;
+    if members[0].transformation.is_none() {
+        send_part(dispatcher, shape, members, &envelopes, Vec::new(), &mut sent).await;
+        return sent;
+    }
+    let elements = dispatcher.transform_elements(&members).await;
+    let mut kept = Vec::new();
+    for (d, element) in members.into_iter().zip(elements) {
+        match element {
+            Ok(element) => kept.push((d, element)),
+            Err(failed) => sent.decided.push((d, failed, Vec::new())),
+        }
+    }
+    let sizes: Vec<usize> = kept.iter().map(|(_, element)| element.len()).collect();
+    let mut kept = kept.into_iter();
+    for range in shape.cut(&sizes) {
+        let (part, elements): (Vec<Claimed>, Vec<String>) = kept.by_ref().take(range.len()).unzip();
+        // As for a 413's halves: an ordered lane's later events wait until
+        // its earlier ones went through.
+        let failure = sent.decided.iter().find(|(_, a, _)| a.outcome != Outcome::Delivered);
+        if let Some((_, attempt, carried_by)) = failure.filter(|_| part.iter().any(|d| d.lane.is_some())) {
+            let (attempt, carried_by) = (attempt.without_response(), carried_by.clone());
+            part.into_iter().for_each(|d| sent.decided.push((d, attempt.without_response(), carried_by.clone())));
+            continue;
+        }
+        send_part(dispatcher, shape, part, &elements, Vec::new(), &mut sent).await;
+    }
     sent
 }
 

@@ -184,6 +184,40 @@ impl Dispatcher {
         self.timed(self.send(delivery, message)).await
     }
 
+    /// What the endpoint's template writes for each of a batch's members (they
+    /// share the endpoint), as one line of compact JSON each; a member whose
+    /// template fails, or writes no JSON, gets the attempt that records it.
+    pub async fn transform_elements(&self, members: &[Claimed]) -> Vec<Result<String, Attempt>> {
+        let Some(source) = members.first().and_then(|d| d.transformation.clone()) else {
+            return Vec::new();
+        };
+        let (transforms, members, n) = (self.transforms.clone(), members.to_vec(), members.len());
+        let rendered = tokio::task::spawn_blocking(move || {
+            members
+                .iter()
+                .map(|d| {
+                    let rendered = transforms.render(d, &source, REQUEST_BODY_MAX_BYTES)?;
+                    let element: serde_json::Value = serde_json::from_str(&rendered.body)
+                        .map_err(|_| "in a batch, the template must write one JSON value per event".to_owned())?;
+                    Ok(element.to_string())
+                })
+                .collect::<Vec<Result<String, String>>>()
+        })
+        .await
+        .unwrap_or_else(|e| (0..n).map(|_| Err(format!("rendering stopped: {e}"))).collect());
+        let mut elements = Vec::with_capacity(rendered.len());
+        for element in rendered {
+            elements.push(match element {
+                Ok(element) => Ok(element),
+                Err(error) => {
+                    let error = format!("the transformation failed: {error}");
+                    Err(self.timed(async { Err((ErrorKind::Transformation, error)) }).await)
+                }
+            });
+        }
+        elements
+    }
+
     /// Sends a batch of `endpoint`'s deliveries as one message.
     pub async fn attempt_batch(
         &self,

@@ -371,7 +371,8 @@ impl Worker {
                 .into_iter()
                 .map(|(delivery, attempt, carried_by)| {
                     let mut outcome = complete::decide(&delivery, attempt, &settings, jitter);
-                    outcome.outcome.requests = Some(carried_by);
+                    // Carried by no request: its template failed, an attempt of its own.
+                    outcome.outcome.requests = (!carried_by.is_empty()).then_some(carried_by);
                     outcome
                 })
                 .collect();

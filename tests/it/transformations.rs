@@ -91,7 +91,6 @@ async fn the_api_checks_templates_and_renders_samples() {
     let api = TestApi::start(&db).await;
     for (body, says) in [
         (json!({"url": "https://x.io", "transformation": "{{ data.x "}), "line 1"),
-        (json!({"url": "https://x.io", "transformation": "{}", "batch": {}}), "batch"),
         (json!({"url": "https://x.io", "transformation": 7}), "string"),
     ] {
         let reply = api.post("/v1/endpoints", body.clone()).await;
@@ -122,4 +121,59 @@ async fn the_api_checks_templates_and_renders_samples() {
 
     let cleared = api.patch(&path, json!({"transformation": null})).await;
     assert_eq!(cleared.body["transformation"], serde_json::Value::Null);
+}
+
+/// A batching endpoint's template writes each element of the batch; the
+/// signature covers the array; a member whose template fails is an attempt
+/// of its own, and the others go without it.
+#[tokio::test]
+async fn in_a_batch_the_template_writes_each_element_and_a_failing_member_stays_behind() {
+    let db = TestDb::new().await;
+    let api = TestApi::start(&db).await;
+    let receiver = TestReceiver::start().await;
+    let endpoint = api
+        .post(
+            "/v1/endpoints",
+            json!({"url": receiver.url, "batch": {"max_events": 10, "max_wait_ms": 0},
+                   "transformation": "{\"order\": {{ 10 // data.n }}}", "retry_schedule": [30]}),
+        )
+        .await;
+    assert_eq!(endpoint.status, 201, "{endpoint:?}");
+    let id: uuid::Uuid = endpoint.body["id"].as_str().unwrap().parse().unwrap();
+    // One statement: the three are due together, and claimed together.
+    db.client()
+        .await
+        .batch_execute(
+            "INSERT INTO hookline.events (event_type, payload) SELECT 'a.b', jsonb_build_object('n', n)
+                          FROM unnest(ARRAY[1, 0, 5]) AS n",
+        )
+        .await
+        .unwrap();
+    let worker = RunningWorker::start(&db, test_settings()).await;
+    let request = receiver.wait_for(1, WAIT).await.remove(0);
+    let failed = eventually(WAIT, "the failing member's attempt", || async {
+        let n = count(&db, "SELECT count(*) FROM hookline.attempts WHERE error_kind = 'transformation'").await;
+        (n > 0).then_some(n)
+    })
+    .await;
+    worker.stop().await;
+
+    // Unordered: the batch's elements come in claim order.
+    let mut orders: Vec<i64> =
+        request.json().as_array().unwrap().iter().map(|e| e["order"].as_i64().unwrap()).collect();
+    orders.sort();
+    assert_eq!(orders, [2, 10], "each element is the template's: {}", request.body);
+    assert!(!request.body.contains('\n'), "compact JSON: {}", request.body);
+    let key = SigningKey::from_secret(&endpoint_secret(&db, id).await).unwrap();
+    let timestamp: i64 = request.header("webhook-timestamp").parse().unwrap();
+    let webhook_id = request.header("webhook-id").to_owned();
+    assert!(key.verify(&webhook_id, timestamp, request.body.as_bytes(), request.header("webhook-signature")));
+    assert_eq!(failed, 1);
+    assert_eq!(count(&db, "SELECT count(*) FROM hookline.deliveries WHERE state = 'succeeded'").await, 2);
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM hookline.deliveries WHERE state = 'pending'").await,
+        1,
+        "retried later"
+    );
+    assert_eq!(receiver.received().len(), 1);
 }

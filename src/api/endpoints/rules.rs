@@ -262,9 +262,6 @@ fn check_settings(s: &Settings<'_>) -> Result<(), Problem> {
         validate::range("batch.max_wait_ms", batch.max_wait_ms.into(), 0, 60_000)?;
     }
     if let Some(source) = s.transformation {
-        if s.batch.is_some() {
-            return Err(Problem::field("transformation", "cannot be combined with `batch` yet"));
-        }
         Transformation::compile(source).map_err(|e| Problem::field("transformation", e))?;
     }
     validate::range("disable_after_failures", s.disable_after_failures.into(), 1, 10_000)

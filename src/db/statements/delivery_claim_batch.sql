@@ -53,8 +53,8 @@ SELECT cl.delivery_id, cl.attempts AS attempt, cl.next_attempt_at AS lease_until
        false AS circuit_expired, NULL::bigint AS lane,
        ep.batch_max_events, ep.batch_max_bytes, ep.batch_format,
        ep.signature, ep.signature_header, ep.signature_hash,
-       -- Endpoints that batch have no transformation.
-       NULL::text AS tenant, NULL::text AS transformation
+       -- An endpoint receives its own tenant's events only.
+       ep.tenant, ep.transformation
   FROM claimed AS cl
   JOIN sized AS s ON s.delivery_id = cl.delivery_id
   JOIN hookline.endpoints AS ep ON ep.id = s.endpoint_id
