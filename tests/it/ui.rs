@@ -288,3 +288,53 @@ async fn events_sources_tokens_and_the_audit_log_have_pages_the_last_two_for_adm
     assert_eq!(writer.get("/ui/audit").await.status, 403);
     assert_eq!(writer.get("/ui/tokens").await.status, 403);
 }
+
+#[tokio::test]
+async fn bulk_replay_shows_its_count_first_and_endpoint_actions_do_what_they_say() {
+    let db = TestDb::new().await;
+    let api = TestApi::start(&db).await;
+    let receiver = TestReceiver::start().await;
+    receiver.always(Reply::status(500));
+    let worker = RunningWorker::start(&db, test_settings()).await;
+    let (endpoint_id, _) = dead_delivery(&api, &receiver).await;
+    api.post("/v1/events", json!({"event_type": "order.created", "payload": {"order": 2}})).await;
+    eventually(WAIT, "two dead letters", || async {
+        let dead = api.get(&format!("/v1/dead-letters?endpoint_id={endpoint_id}")).await;
+        (dead.body["data"].as_array().map(Vec::len) == Some(2)).then_some(())
+    })
+    .await;
+    worker.stop().await;
+    let session = UiSession::sign_in(&api.base, &api.admin).await;
+
+    let preview =
+        session.get(&format!("/ui/dead-letters/replay?endpoint_id={endpoint_id}&event_type=order.created")).await;
+    assert!(preview.body.contains(r#"<strong id="replay-count">2</strong>"#), "{}", preview.body);
+    let replayed = session
+        .post("/ui/dead-letters/replay", &[("endpoint_id", &endpoint_id), ("event_type", "order.created")])
+        .await;
+    assert_eq!(replayed.location.as_deref(), Some("/ui/dead-letters?done=replayed&count=2"));
+    assert!(session.get(replayed.location.as_deref().unwrap()).await.body.contains("2 dead letter(s) queued again"));
+    let pending = api.get(&format!("/v1/deliveries?endpoint_id={endpoint_id}&state=pending")).await;
+    assert_eq!(pending.body["data"].as_array().unwrap().len(), 2);
+
+    let base = format!("/ui/endpoints/{endpoint_id}");
+    let tested = session.post(&format!("{base}/test"), &[("event_type", "ping.check")]).await;
+    assert_eq!(tested.location.as_deref(), Some(format!("{base}?done=tested").as_str()));
+    let events = api.get("/v1/events?event_type=ping.check").await;
+    assert_eq!(events.body["data"][0]["source"], "test");
+    let bad = session.post(&format!("{base}/test"), &[("event_type", "no spaces")]).await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(bad.body.contains("event_type"), "{}", bad.body);
+
+    session.post(&format!("{base}/disable"), &[]).await;
+    let disabled = api.get(&format!("/v1/endpoints/{endpoint_id}")).await;
+    assert_eq!(disabled.body["disabled_reason"], "disabled by test admin");
+    let since = (chrono::Utc::now() - chrono::Duration::hours(1)).format("%Y-%m-%dT%H:%M").to_string();
+    let refused = session.post(&format!("{base}/recover"), &[("since", &since)]).await;
+    assert_eq!(refused.status, 409, "recovering needs the endpoint enabled: {}", refused.body);
+    session.post(&format!("{base}/enable"), &[]).await;
+    let recovered = session.post(&format!("{base}/recover"), &[("since", &since)]).await;
+    let location = recovered.location.unwrap_or_else(|| panic!("{}", recovered.body));
+    assert!(location.starts_with(&format!("{base}?done=recovered&count=")), "{location}");
+    assert!(!location.ends_with("count=0"), "the deliveries disabling moved to the dead letters come back: {location}");
+}
