@@ -232,12 +232,8 @@ impl EventTypesApi {
         /// Only deprecated (`true`) or only current (`false`) types.
         deprecated: Query<Option<bool>>,
     ) -> Result<Json<EventTypeList>, Problem> {
-        auth.0.require(Scope::Read)?;
         let page = PageRequest::parse(limit.0, cursor.0.as_deref())?;
-        let client = state.client().await?;
-        let tenant = auth.0.tenant_filter(tenant.0.as_deref());
-        let mut rows: Vec<db::event_types::EventType> =
-            db::event_types::list_page(&client, page.after, page.fetch(), tenant, deprecated.0).await?;
+        let mut rows = list_event_types(&auth.0, &state, page, tenant.0.as_deref(), deprecated.0).await?;
         let next_cursor = page.finish(&mut rows, |t| t.id);
         Ok(Json(EventTypeList { data: rows.into_iter().map(EventType::from).collect(), next_cursor }))
     }
@@ -480,4 +476,19 @@ pub(super) async fn check_subscriptions(
         }
     }
     Ok(())
+}
+
+/// A page of the types that apply to `tenant` (narrowed to the caller's):
+/// the shared ones and its own.
+pub(crate) async fn list_event_types(
+    principal: &Principal,
+    state: &AppState,
+    page: PageRequest,
+    tenant: Option<&str>,
+    deprecated: Option<bool>,
+) -> Result<Vec<db::event_types::EventType>, Problem> {
+    principal.require(Scope::Read)?;
+    let client = state.client().await?;
+    let tenant = principal.tenant_filter(tenant);
+    Ok(db::event_types::list_page(&client, page.after, page.fetch(), tenant, deprecated).await?)
 }

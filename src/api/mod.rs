@@ -11,7 +11,7 @@ pub mod body;
 pub mod changes;
 pub(crate) mod deliveries;
 pub(crate) mod endpoints;
-mod event_types;
+pub(crate) mod event_types;
 pub(crate) mod events;
 mod inbound;
 mod ops;

@@ -80,6 +80,8 @@ async fn a_portal_session_sees_one_tenant_and_does_only_what_its_link_allows() {
     let mine = api.post("/v1/endpoints", json!({"url": "https://a.example/hook", "tenant": "acme"})).await;
     let theirs = api.post("/v1/endpoints", json!({"url": "https://b.example/hook", "tenant": "globex"})).await;
     let (mine, theirs) = (mine.body["id"].as_str().unwrap(), theirs.body["id"].as_str().unwrap());
+    api.post("/v1/event-types", json!({"name": "order.created", "description": "An order was placed"})).await;
+    api.post("/v1/event-types", json!({"name": "globex.internal", "tenant": "globex"})).await;
     let made = link(&api, &api.admin, json!({"tenant": "acme", "capabilities": ["manage_endpoints"]})).await;
     let url = made.body["url"].as_str().unwrap();
     let portal = PortalClient::open(&api.base, url).await;
@@ -91,6 +93,10 @@ async fn a_portal_session_sees_one_tenant_and_does_only_what_its_link_allows() {
     let (status, home) = portal.call(Method::GET, "/portal/home", &[]).await;
     assert_eq!(status, 200);
     assert!(home.contains("https://a.example/hook") && !home.contains("https://b.example/hook"), "{home}");
+    assert!(
+        home.contains("An order was placed") && !home.contains("globex.internal"),
+        "the tenant's catalogue: {home}"
+    );
     assert_eq!(portal.call(Method::GET, &format!("/portal/endpoints/{theirs}"), &[]).await.0, 404);
     let (status, _) = portal.call(Method::POST, &format!("/portal/endpoints/{theirs}/test"), &[]).await;
     assert_eq!(status, 404, "another tenant's endpoint does not exist here");

@@ -62,6 +62,7 @@ async fn home_with(viewer: &PortalViewer, state: &AppState, notice: Markup) -> R
     };
     let client = state.client().await?;
     let rows = db::dashboard::endpoints(&client, &search).await?;
+    let types = catalogue(viewer, state).await?;
     Ok(frame(
         viewer,
         html! {
@@ -87,6 +88,21 @@ async fn home_with(viewer: &PortalViewer, state: &AppState, notice: Markup) -> R
                                 td.num { (page::percent(row.success_rate_24h)) }
                             }
                         }
+                    }
+                }
+            }
+            h2 { "Event types" }
+            @if types.is_empty() { p.muted { "No event types are described yet." } }
+            @for t in &types {
+                details.event-type {
+                    summary { code { (t.settings.name) } @if !t.settings.description.is_empty() { " — " (t.settings.description) } }
+                    @if let Some(example) = &t.settings.example {
+                        p.muted { "Example payload:" }
+                        pre.payload { (serde_json::to_string_pretty(example).unwrap_or_default()) }
+                    }
+                    @if let Some(schema) = &t.settings.schema {
+                        p.muted { "JSON Schema of the payload:" }
+                        pre.payload { (serde_json::to_string_pretty(schema).unwrap_or_default()) }
                     }
                 }
             }
@@ -165,8 +181,7 @@ async fn endpoint_with(viewer: &PortalViewer, state: &AppState, id: Uuid, notice
 
 /// The event types the endpoint receives, to tick from the tenant's catalogue.
 async fn subscriptions(viewer: &PortalViewer, state: &AppState, e: &Endpoint) -> Result<Markup, UiError> {
-    let client = state.client().await?;
-    let catalogue = db::event_types::list_page(&client, None, 250, Some(&viewer.link.tenant), Some(false)).await?;
+    let catalogue = catalogue(viewer, state).await?;
     let mut names: Vec<String> = catalogue.into_iter().map(|t| t.settings.name).collect();
     for own in &e.event_types {
         if !names.contains(own) {
@@ -377,6 +392,13 @@ pub async fn replay(
     // Failed deliveries only: not a succeeded one again, nor one an operator cancelled.
     deliveries_api::requeue(&viewer.principal, state, id, Some(DeliveryState::Dead), "dead_letter.replay").await?;
     delivery_with(&viewer, state, id, html! { p.notice role="status" { "Queued to be sent again." } }).await
+}
+
+/// The event types the tenant's customers may subscribe to: the shared ones
+/// and the tenant's own, not deprecated.
+async fn catalogue(viewer: &PortalViewer, state: &AppState) -> Result<Vec<db::event_types::EventType>, Problem> {
+    let page = crate::api::page::PageRequest::parse(Some(crate::api::page::MAX_LIMIT), None)?;
+    crate::api::event_types::list_event_types(&viewer.principal, state, page, None, Some(false)).await
 }
 
 fn event_types(types: &[String]) -> Markup {
