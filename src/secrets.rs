@@ -133,6 +133,39 @@ impl KeyRing {
         StoredSecret(format!("{SEALED_PREFIX}{}:{}", key.id, URL_SAFE_NO_PAD.encode(blob)))
     }
 
+    /// `url` with its credential — the password, else a user name alone,
+    /// which brokers take as a token — sealed in place (percent-encoded:
+    /// `amqp://app:aes256gcm%3A…@host`). A URL without one, one already
+    /// sealed, or any URL when the ring is empty, stays as it is.
+    pub fn seal_url(&self, url: &str) -> String {
+        let Ok(mut parsed) = url::Url::parse(url) else {
+            return url.to_owned();
+        };
+        match url_credential(&parsed) {
+            Some((part, credential, false)) if !self.is_empty() => {
+                set_url_credential(&mut parsed, part, &self.seal(&credential).0);
+                parsed.to_string()
+            }
+            _ => url.to_owned(),
+        }
+    }
+
+    /// `url` with its credential opened, as the receiver or broker needs it
+    /// (a plaintext one, from SQL not yet sealed, as it is).
+    pub fn open_url(&self, url: &str) -> Result<String, OpenError> {
+        let Ok(mut parsed) = url::Url::parse(url) else {
+            return Ok(url.to_owned());
+        };
+        match url_credential(&parsed) {
+            Some((part, credential, true)) => {
+                let sealed = percent_encoding::percent_decode_str(&credential).decode_utf8_lossy().into_owned();
+                set_url_credential(&mut parsed, part, &self.open(&StoredSecret(sealed))?);
+                Ok(parsed.to_string())
+            }
+            _ => Ok(url.to_owned()),
+        }
+    }
+
     /// The secret a stored value holds.
     pub fn open(&self, stored: &StoredSecret) -> Result<String, OpenError> {
         let Some(sealed) = stored.0.strip_prefix(SEALED_PREFIX) else {
@@ -159,11 +192,59 @@ impl Key {
     }
 }
 
+/// Which part of a URL holds its credential.
+#[derive(Clone, Copy)]
+enum UrlPart {
+    Password,
+    Username,
+}
+
+/// A URL's credential as the URL writes it (percent-encoded: what is sealed
+/// is that text, so opening gives back the very URL), whether it is sealed,
+/// and where it is.
+fn url_credential(url: &url::Url) -> Option<(UrlPart, String, bool)> {
+    let (part, written) = match url.password() {
+        Some(password) => (UrlPart::Password, password),
+        None if !url.username().is_empty() => (UrlPart::Username, url.username()),
+        None => return None,
+    };
+    let sealed = percent_encoding::percent_decode_str(written).decode_utf8_lossy().starts_with(SEALED_PREFIX);
+    Some((part, written.to_owned(), sealed))
+}
+
+/// Sets a credential; the `url` crate percent-encodes what needs it.
+fn set_url_credential(url: &mut url::Url, part: UrlPart, value: &str) {
+    let _ = match part {
+        UrlPart::Password => url.set_password(Some(value)),
+        UrlPart::Username => url.set_username(value),
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+    #[test]
+    fn a_urls_credential_is_sealed_in_place_and_opened_back() {
+        let ring = KeyRing::parse(&KeyRing::generate_key()).unwrap();
+        for url in [
+            "amqp://app:p%40ss:w0rd@rabbit.internal:5672/%2f?exchange=events",
+            "redis://:s3cret@cache:6379/0?stream=hooks",
+            "nats://t0ken-only@nats:4222/hooks",
+            "https://user:pa%2Fss@example.com/hook",
+        ] {
+            let sealed = ring.seal_url(url);
+            assert!(sealed.contains("aes256gcm%3A"), "{sealed}");
+            assert!(!sealed.contains("ss:w0rd") && !sealed.contains("s3cret") && !sealed.contains("t0ken"), "{sealed}");
+            assert_eq!(ring.seal_url(&sealed), sealed, "sealed once");
+            assert_eq!(ring.open_url(&sealed).unwrap(), url::Url::parse(url).unwrap().to_string());
+        }
+        assert_eq!(ring.seal_url("https://example.com/hook"), "https://example.com/hook");
+        assert_eq!(KeyRing::default().seal_url("redis://:x@h/0"), "redis://:x@h/0", "no key, nothing sealed");
+        assert_eq!(ring.open_url("redis://:plain@h/0").unwrap(), "redis://:plain@h/0");
+    }
 
     #[test]
     fn seals_and_opens() {

@@ -1,5 +1,5 @@
-//! Secrets at rest (see [`crate::secrets`]) — endpoints' signing secrets
-//! and inbound sources' secrets: which keys sealed the stored ones, and
+//! Secrets at rest (see [`crate::secrets`]) — endpoints' signing secrets,
+//! the credentials in endpoints' URLs, and inbound sources' secrets: which keys sealed the stored ones, and
 //! sealing them again — the plaintext ones (SQL-made endpoints, older
 //! installations; workers do it every few seconds) or every one the current
 //! key did not seal (`hookline secrets rotate-key`).
@@ -16,8 +16,30 @@ pub const SECRETS_SEALING_KEY_IDS: &str = "
 SELECT DISTINCT split_part(stored, ':', 2)
   FROM (SELECT secret FROM hookline.endpoints
         UNION ALL SELECT previous_secret FROM hookline.endpoints
-        UNION ALL SELECT secret FROM hookline.sources) AS s(stored)
+        UNION ALL SELECT secret FROM hookline.sources
+        UNION ALL SELECT 'aes256gcm:' || (regexp_match(url, 'aes256gcm%3A([0-9a-f]+)%3A'))[1] || ':'
+                    FROM hookline.endpoints WHERE url LIKE '%aes256gcm\\%3A%') AS s(stored)
  WHERE stored LIKE 'aes256gcm:%'";
+
+/// Endpoints whose URL carries a credential not sealed yet (written by SQL,
+/// or before credentials were sealed), `$1` at most; the partial index
+/// `endpoints_url_unsealed` finds them without a scan.
+const URL_PLAINTEXT: &str = "
+SELECT id, url FROM hookline.endpoints
+ WHERE url ~ '^[^:/?#]+://[^/?#@]+@' AND url !~ '^[^:/?#]+://[^/?#@]*aes256gcm%3A'
+ LIMIT $1
+   FOR UPDATE SKIP LOCKED";
+
+/// Endpoints after `$1` with a URL credential that does not match `$2` (a
+/// regular expression naming the sealing key), `$3` at most.
+const URL_NOT_SEALED_BY: &str = "
+SELECT id, url FROM hookline.endpoints
+ WHERE id > $1 AND url ~ '^[^:/?#]+://[^/?#@]+@' AND url !~ $2
+ ORDER BY id
+ LIMIT $3
+   FOR UPDATE";
+
+const URL_STORE: &str = "UPDATE hookline.endpoints SET url = $2 WHERE id = $1";
 
 /// A table that holds secrets, and its statements: rows after `$1` with a
 /// secret not sealed by the key whose prefix is `$2` (`aes256gcm:<id>:%`),
@@ -97,6 +119,8 @@ pub async fn seal_plaintext(client: &mut deadpool_postgres::Client, keys: &KeyRi
         let rows = tx.query(holder.plaintext, &[&batch]).await?;
         sealed += reseal(&tx, holder, keys, &rows).await?.rows;
     }
+    let rows = tx.query(URL_PLAINTEXT, &[&batch]).await?;
+    sealed += reseal_urls(&tx, keys, &rows).await?.rows;
     tx.commit().await?;
     Ok(sealed)
 }
@@ -123,7 +147,37 @@ pub async fn reseal_all(client: &mut deadpool_postgres::Client, keys: &KeyRing, 
             }
         }
     }
+    let sealed_by_current = format!("^[^:/?#]+://[^/?#@]*aes256gcm%3A{sealing}%3A");
+    let mut after = Uuid::nil();
+    loop {
+        let tx = client.transaction().await?;
+        let rows = tx.query(URL_NOT_SEALED_BY, &[&after, &sealed_by_current, &batch]).await?;
+        let done = reseal_urls(&tx, keys, &rows).await?;
+        tx.commit().await?;
+        total.rows += done.rows;
+        total.unopened.extend(done.unopened);
+        match rows.last() {
+            Some(last) if rows.len() as i64 == batch => after = last.get("id"),
+            _ => break,
+        }
+    }
     Ok(total)
+}
+
+/// Opens and seals again the URL credentials of `rows` (`id, url`).
+async fn reseal_urls(db: &impl GenericClient, keys: &KeyRing, rows: &[Row]) -> Result<Resealed> {
+    let mut done = Resealed::default();
+    for row in rows {
+        let (id, url): (Uuid, String) = (row.get("id"), row.get("url"));
+        match keys.open_url(&url) {
+            Ok(opened) => {
+                db.execute(URL_STORE, &[&id, &keys.seal_url(&opened)]).await?;
+                done.rows += 1;
+            }
+            Err(error) => done.unopened.push((id, error)),
+        }
+    }
+    Ok(done)
 }
 
 /// Opens and seals again the secrets of `rows` (`id, secret, previous_secret`).

@@ -250,7 +250,8 @@ impl Dispatcher {
 
     /// Sends `message` to `d`'s endpoint, signed with its keys.
     async fn send(&self, d: &Claimed, message: Message) -> Result<Attempt, (ErrorKind, String)> {
-        let url = reqwest::Url::parse(&d.url).map_err(|e| (ErrorKind::InvalidUrl, format!("invalid URL: {e}")))?;
+        let url = self.secret_keys.open_url(&d.url).map_err(|e| cannot_open_url(&e))?;
+        let url = reqwest::Url::parse(&url).map_err(|e| (ErrorKind::InvalidUrl, format!("invalid URL: {e}")))?;
         let own_sandbox = self.policy.is_own_sandbox(&url);
         // reqwest skips the resolver for IP literals, so check those here.
         if let Some(ip) = literal_ip(&url)
@@ -362,6 +363,12 @@ impl Key {
             Signing::V1 | Signing::HmacHeader { .. } => SigningKey::from_secret(&secret).map(|k| Key::Hmac(secret, k)),
         }
     }
+}
+
+/// A URL credential this worker cannot open: like a signing secret it
+/// cannot open, a configuration fault the attempt records.
+fn cannot_open_url(error: &crate::secrets::OpenError) -> (ErrorKind, String) {
+    (ErrorKind::InvalidSecret, format!("the URL's credential cannot be opened: {error}"))
 }
 
 /// The keys that sign: the secret's, and during a rotation the previous

@@ -181,3 +181,52 @@ async fn rotate_key_reseals_every_secret_under_the_new_key_in_batches() {
     }
     worker.stop().await;
 }
+
+async fn stored_url(db: &TestDb, endpoint: uuid::Uuid) -> String {
+    let client = db.client().await;
+    client.query_one("SELECT url FROM hookline.endpoints WHERE id = $1", &[&endpoint]).await.unwrap().get(0)
+}
+
+/// A credential in an endpoint's URL is a secret like the signing one:
+/// sealed in the table whether the API or SQL wrote it, opened only to send
+/// (the broker tests deliver through sealed ones), kept when an update sends
+/// back the shown `********`, and resealed by a key rotation.
+#[tokio::test]
+async fn a_urls_credential_is_sealed_at_rest_and_still_reaches_the_receiver() {
+    let db = TestDb::new().await;
+    let api = TestApi::start(&db).await;
+    let receiver = TestReceiver::start().await;
+    let broker = "amqp://app:pa%24%24word@rabbit.internal:5672/%2f?exchange=events";
+    let created = api.post("/v1/endpoints", json!({"url": broker, "event_types": ["broker.only"]})).await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let id: uuid::Uuid = created.body["id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(created.body["url"], "amqp://app:********@rabbit.internal:5672/%2f?exchange=events");
+    let at_rest = stored_url(&db, id).await;
+    assert!(at_rest.contains("aes256gcm%3A") && !at_rest.contains("pa%24%24word"), "{at_rest}");
+    let kept = api.patch(&format!("/v1/endpoints/{id}"), json!({"url": created.body["url"]})).await;
+    assert_eq!(kept.status, 200, "{kept:?}");
+    assert_eq!(test_keys().open_url(&stored_url(&db, id).await).unwrap(), broker);
+
+    // From SQL in the clear (SQL may give an http URL credentials): a worker seals it.
+    let from_sql = receiver.url.replace("http://", "http://sql:t0p@");
+    let plain = NewEndpoint { url: &from_sql, ..Default::default() }.insert(&db).await;
+    let worker = RunningWorker::start(&db, test_settings()).await;
+    let sealed = eventually(WAIT, "the worker to seal the URL", || async {
+        Some(stored_url(&db, plain).await).filter(|url| url.contains("aes256gcm%3A"))
+    })
+    .await;
+    assert!(!sealed.contains("t0p"), "{sealed}");
+    api.post("/v1/events", json!({"event_type": "a.b", "payload": {}})).await;
+    let got = receiver.wait_for(1, WAIT).await;
+    worker.stop().await;
+    let basic = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "sql:t0p");
+    assert_eq!(got[0].header("authorization"), format!("Basic {basic}"), "the receiver gets the credential");
+
+    let new_key = KeyRing::generate_key();
+    let both = format!("{new_key},{TEST_SECRET_KEY}");
+    let out = hookline(&["secrets", "rotate-key"], &db, &both);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let new_only = KeyRing::parse(&new_key).unwrap();
+    assert_eq!(new_only.open_url(&stored_url(&db, plain).await).unwrap(), from_sql, "resealed under the new key");
+    assert_eq!(new_only.open_url(&stored_url(&db, id).await).unwrap(), broker);
+}

@@ -37,7 +37,8 @@ pub(super) fn new_endpoint(
     }
     let new = db::endpoints::NewEndpoint {
         tenant,
-        url: c.url,
+        // A credential in the URL is a secret: sealed like the signing one.
+        url: keys.seal_url(&c.url),
         description: c.description.unwrap_or_default(),
         event_types: c.event_types.unwrap_or_default(),
         secret: keys.seal(&c.secret.unwrap_or_else(|| new_secret_for(signature))),
@@ -85,7 +86,7 @@ pub(super) fn apply_update(
 ) -> Result<(), Problem> {
     if let Some(url) = required("url", u.url)? {
         validate::url("url", &url)?;
-        row.url = validate::keep_password(&url, &row.url);
+        row.url = keys.seal_url(&validate::keep_password(&url, &row.url));
     }
     if let Some(description) = required("description", u.description)? {
         row.description = description;
