@@ -150,6 +150,12 @@ impl KeyRing {
         }
     }
 
+    /// Whether `url`'s credential reads as a sealed value. A client must never
+    /// give one: the worker would open it and send it to the URL's host.
+    pub fn url_credential_is_sealed(url: &str) -> bool {
+        url::Url::parse(url).ok().and_then(|u| url_credential(&u)).is_some_and(|(_, _, sealed)| sealed)
+    }
+
     /// `url` with its credential opened, as the receiver or broker needs it
     /// (a plaintext one, from SQL not yet sealed, as it is).
     pub fn open_url<'a>(&self, url: &'a str) -> Result<std::borrow::Cow<'a, str>, OpenError> {

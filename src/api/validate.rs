@@ -61,6 +61,10 @@ pub fn url(field: &str, value: &str) -> Result<(), Problem> {
         ));
     }
     let url = url::Url::parse(value).map_err(|e| Problem::field(field, format!("not a valid URL: {e}")))?;
+    if crate::secrets::KeyRing::url_credential_is_sealed(value) {
+        // The worker would open it and send it to this URL's host.
+        return Err(Problem::field(field, "a credential may not look like a sealed value (aes256gcm:…)"));
+    }
     broker_url(field, &url)
 }
 
@@ -111,6 +115,14 @@ pub fn shown_url(value: &str) -> String {
         }
         _ => value.to_owned(),
     }
+}
+
+/// Whether a URL's credential is the `********` answers show (and so not one
+/// to store).
+pub fn shows_redacted_credential(value: &str) -> bool {
+    url::Url::parse(value).is_ok_and(|u| {
+        u.password() == Some(super::REDACTED) || (u.password().is_none() && u.username() == super::REDACTED)
+    })
 }
 
 /// A URL sent back as answers showed it keeps the stored credentials.

@@ -17,7 +17,8 @@ SELECT DISTINCT split_part(stored, ':', 2)
   FROM (SELECT secret FROM hookline.endpoints
         UNION ALL SELECT previous_secret FROM hookline.endpoints
         UNION ALL SELECT secret FROM hookline.sources
-        UNION ALL SELECT 'aes256gcm:' || (regexp_match(url, 'aes256gcm%3A([0-9a-f]+)%3A'))[1] || ':'
+        UNION ALL SELECT 'aes256gcm:'
+                         || (regexp_match(url, '^[^:/?#]+://[^/?#@]*aes256gcm%3A([0-9a-f]{8})%3A[^/?#@]*@'))[1] || ':'
                     FROM hookline.endpoints WHERE url LIKE '%aes256gcm\\%3A%') AS s(stored)
  WHERE stored LIKE 'aes256gcm:%'";
 
@@ -171,8 +172,12 @@ async fn reseal_urls(db: &impl GenericClient, keys: &KeyRing, rows: &[Row]) -> R
         let (id, url): (Uuid, String) = (row.get("id"), row.get("url"));
         match keys.open_url(&url) {
             Ok(opened) => {
-                db.execute(URL_STORE, &[&id, &keys.seal_url(&opened)]).await?;
-                done.rows += 1;
+                // A URL the `url` crate cannot read stays as it is (and is not counted).
+                let sealed = keys.seal_url(&opened);
+                if sealed != url {
+                    db.execute(URL_STORE, &[&id, &sealed]).await?;
+                    done.rows += 1;
+                }
             }
             Err(error) => done.unopened.push((id, error)),
         }

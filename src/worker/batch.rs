@@ -13,7 +13,9 @@
 //! writes for its event (one JSON value; the method and headers a template
 //! may set belong to a single request, not to a batch's, and are not used).
 //! A member whose template fails is an attempt of its own that sent
-//! nothing; the rest go, cut again by the shape, since their sizes changed.
+//! nothing (and holds back the later events of its ordering key); the rest
+//! go in one request, cut as they were claimed (`max_bytes` counts their
+//! envelopes; a receiver's 413 halves the request as usual).
 
 use chrono::Utc;
 use deadpool_postgres::GenericClient;
@@ -155,26 +157,29 @@ pub async fn send(dispatcher: &Dispatcher, shape: BatchShape, members: Vec<Claim
         return sent;
     }
     let elements = dispatcher.transform_elements(&members).await;
-    let mut kept = Vec::new();
+    let (mut kept, mut kept_elements) = (Vec::new(), Vec::new());
+    // Lanes with a member whose template failed: their later members must
+    // not go ahead of it (a batch carries a lane's events in order).
+    let mut stopped_lanes = Vec::new();
     for (d, element) in members.into_iter().zip(elements) {
         match element {
-            Ok(element) => kept.push((d, element)),
-            Err(failed) => sent.decided.push((d, failed, Vec::new())),
+            Ok(element) if d.lane.is_none_or(|lane| !stopped_lanes.contains(&lane)) => {
+                kept.push(d);
+                kept_elements.push(element);
+            }
+            Ok(_) => {
+                let held = dispatcher.not_sent("an earlier event of its ordering key failed its transformation").await;
+                sent.decided.push((d, held, Vec::new()));
+            }
+            Err(failed) => {
+                stopped_lanes.extend(d.lane);
+                sent.decided.push((d, failed, Vec::new()));
+            }
         }
     }
-    let sizes: Vec<usize> = kept.iter().map(|(_, element)| element.len()).collect();
-    let mut kept = kept.into_iter();
-    for range in shape.cut(&sizes) {
-        let (part, elements): (Vec<Claimed>, Vec<String>) = kept.by_ref().take(range.len()).unzip();
-        // As for a 413's halves: an ordered lane's later events wait until
-        // its earlier ones went through.
-        let failure = sent.decided.iter().find(|(_, a, _)| a.outcome != Outcome::Delivered);
-        if let Some((_, attempt, carried_by)) = failure.filter(|_| part.iter().any(|d| d.lane.is_some())) {
-            let (attempt, carried_by) = (attempt.without_response(), carried_by.clone());
-            part.into_iter().for_each(|d| sent.decided.push((d, attempt.without_response(), carried_by.clone())));
-            continue;
-        }
-        send_part(dispatcher, shape, part, &elements, Vec::new(), &mut sent).await;
+    // One request for the rest, as claimed (a receiver's 413 halves it).
+    if !kept.is_empty() {
+        send_part(dispatcher, shape, kept, &kept_elements, Vec::new(), &mut sent).await;
     }
     sent
 }

@@ -209,13 +209,16 @@ impl Dispatcher {
         for element in rendered {
             elements.push(match element {
                 Ok(element) => Ok(element),
-                Err(error) => {
-                    let error = format!("the transformation failed: {error}");
-                    Err(self.timed(async { Err((ErrorKind::Transformation, error)) }).await)
-                }
+                Err(error) => Err(self.not_sent(&format!("the transformation failed: {error}")).await),
             });
         }
         elements
+    }
+
+    /// The attempt of a batch member its template kept from being sent
+    /// (`transformation`: retried, and no mark against the endpoint).
+    pub async fn not_sent(&self, why: &str) -> Attempt {
+        self.timed(async { Err((ErrorKind::Transformation, why.to_owned())) }).await
     }
 
     /// Sends a batch of `endpoint`'s deliveries as one message.

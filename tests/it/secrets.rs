@@ -206,6 +206,13 @@ async fn a_urls_credential_is_sealed_at_rest_and_still_reaches_the_receiver() {
     let kept = api.patch(&format!("/v1/endpoints/{id}"), json!({"url": created.body["url"]})).await;
     assert_eq!(kept.status, 200, "{kept:?}");
     assert_eq!(test_keys().open_url(&stored_url(&db, id).await).unwrap(), broker);
+    // A sealed value copied from a dump is not a credential a client may give:
+    // the worker would open it and send it to that URL's host.
+    let copied = stored_url(&db, id).await.replace("rabbit.internal", "evil.example");
+    api.post("/v1/endpoints", json!({"url": copied})).await.assert_problem(400, Some("url"));
+    let moved =
+        api.patch(&format!("/v1/endpoints/{id}"), json!({"url": "amqp://app:********@elsewhere.example/"})).await;
+    moved.assert_problem(400, Some("url"));
 
     // From SQL in the clear (SQL may give an http URL credentials): a worker seals it.
     let from_sql = receiver.url.replace("http://", "http://sql:t0p@");

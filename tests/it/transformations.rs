@@ -177,3 +177,46 @@ async fn in_a_batch_the_template_writes_each_element_and_a_failing_member_stays_
     );
     assert_eq!(receiver.received().len(), 1);
 }
+
+/// An ordered batch: a member whose template fails holds back the later
+/// events of its key, and the earlier ones still go.
+#[tokio::test]
+async fn in_an_ordered_batch_a_failing_template_holds_back_the_rest_of_its_key() {
+    let db = TestDb::new().await;
+    let api = TestApi::start(&db).await;
+    let receiver = TestReceiver::start().await;
+    let endpoint = api
+        .post(
+            "/v1/endpoints",
+            json!({"url": receiver.url, "ordering": "key", "batch": {"max_events": 10, "max_wait_ms": 0},
+                   "transformation": "{\"order\": {{ 10 // data.n }}}", "retry_schedule": [30]}),
+        )
+        .await;
+    assert_eq!(endpoint.status, 201, "{endpoint:?}");
+    db.client()
+        .await
+        .batch_execute(
+            "INSERT INTO hookline.events (event_type, payload, ordering_key)
+             SELECT 'a.b', jsonb_build_object('n', n), 'k' FROM unnest(ARRAY[1, 0, 5]) WITH ORDINALITY AS t(n, i) ORDER BY i",
+        )
+        .await
+        .unwrap();
+    let worker = RunningWorker::start(&db, test_settings()).await;
+    let request = receiver.wait_for(1, WAIT).await.remove(0);
+    eventually(WAIT, "the failing and the held member's attempts", || async {
+        let n = count(&db, "SELECT count(*) FROM hookline.attempts WHERE error_kind = 'transformation'").await;
+        (n == 2).then_some(())
+    })
+    .await;
+    worker.stop().await;
+    assert_eq!(request.json(), json!([{"order": 10}]), "the key's first event went, alone: {}", request.body);
+    let held: String = db
+        .client()
+        .await
+        .query_one("SELECT error FROM hookline.attempts WHERE error LIKE '%earlier event%'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(held.contains("ordering key"), "{held}");
+    assert_eq!(receiver.received().len(), 1, "nothing of the key went past its failed event");
+}

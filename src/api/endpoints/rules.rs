@@ -31,6 +31,9 @@ pub(super) fn new_endpoint(
     }
     let tenant = principal.tenant_for_create(c.tenant.as_deref())?;
     validate::url("url", &c.url)?;
+    if validate::shows_redacted_credential(&c.url) {
+        return Err(Problem::field("url", "`********` stands for a stored credential: give the credential itself"));
+    }
     let signature = c.signature.unwrap_or(SignatureScheme::V1).as_str();
     if let Some(secret) = &c.secret {
         check_secret("secret", secret, signature)?;
@@ -86,7 +89,14 @@ pub(super) fn apply_update(
 ) -> Result<(), Problem> {
     if let Some(url) = required("url", u.url)? {
         validate::url("url", &url)?;
-        row.url = keys.seal_url(&validate::keep_password(&url, &row.url));
+        let url = validate::keep_password(&url, &row.url);
+        if validate::shows_redacted_credential(&url) {
+            return Err(Problem::field(
+                "url",
+                "`********` stands for the stored credential only at the same host and user",
+            ));
+        }
+        row.url = keys.seal_url(&url);
     }
     if let Some(description) = required("description", u.description)? {
         row.description = description;
