@@ -276,8 +276,7 @@ pub async fn set_event_types(
     Path(id): Path<Uuid>,
     body: String,
 ) -> Result<Markup, UiError> {
-    viewer.require(PortalCapability::ManageEndpoints)?;
-    viewer.endpoint(id)?;
+    viewer.allows(PortalCapability::ManageEndpoints, id)?;
     // Repeated fields: read as pairs, not as a map.
     let input = SubscriptionsForm {
         event_type: url::form_urlencoded::parse(body.as_bytes())
@@ -299,8 +298,7 @@ pub async fn send_test(
     Data(state): Data<&AppState>,
     Path(id): Path<Uuid>,
 ) -> Result<Markup, UiError> {
-    viewer.require(PortalCapability::ManageEndpoints)?;
-    viewer.endpoint(id)?;
+    viewer.allows(PortalCapability::ManageEndpoints, id)?;
     api::send_test(&viewer.principal, state, id, TestEvent::default()).await?;
     endpoint_with(&viewer, state, id, html! { p.notice role="status" { "Test event sent." } }).await
 }
@@ -311,8 +309,7 @@ pub async fn reveal_secret(
     Data(state): Data<&AppState>,
     Path(id): Path<Uuid>,
 ) -> Result<Markup, UiError> {
-    viewer.require(PortalCapability::RevealSecrets)?;
-    viewer.endpoint(id)?;
+    viewer.allows(PortalCapability::RevealSecrets, id)?;
     let secret = api::secret(&viewer.principal, state, id).await?;
     let notice = html! { div.notice.secret role="status" { p { "Signing secret:" } code.reveal { (secret.secret) } } };
     endpoint_with(&viewer, state, id, notice).await
@@ -324,8 +321,7 @@ pub async fn rotate_secret(
     Data(state): Data<&AppState>,
     Path(id): Path<Uuid>,
 ) -> Result<Markup, UiError> {
-    viewer.require(PortalCapability::RevealSecrets)?;
-    viewer.endpoint(id)?;
+    viewer.allows(PortalCapability::RevealSecrets, id)?;
     let secret = api::rotate_secret(&viewer.principal, state, id, RotateSecret::default()).await?;
     let notice = html! {
         div.notice.secret role="status" {

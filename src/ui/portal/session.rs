@@ -50,6 +50,12 @@ impl PortalViewer {
         if self.sees_endpoint(id) { Ok(()) } else { Err(Problem::not_found("endpoint")) }
     }
 
+    /// Both: the capability, on an endpoint the link shows.
+    pub fn allows(&self, capability: PortalCapability, endpoint: Uuid) -> Result<(), Problem> {
+        self.require(capability)?;
+        self.endpoint(endpoint)
+    }
+
     /// Whether new endpoints may be added: only when not limited to listed ones.
     pub fn may_add_endpoints(&self) -> bool {
         self.can(PortalCapability::ManageEndpoints) && self.link.endpoint_ids.is_none()
