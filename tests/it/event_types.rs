@@ -276,3 +276,40 @@ async fn strict_event_types_hold_endpoints_to_the_catalogue() {
     assert_eq!(api.patch(&path, json!({"event_types": ["order.*"]})).await.status, 200);
     assert_eq!(api.delete("/v1/event-types/order.created").await.status, 204);
 }
+
+/// A schema check runs in the producer's statement, so it has a budget: a
+/// payload larger than it may look at (256 KiB of JSON text) is a violation
+/// at its top level, refused by enforce, recorded by warn.
+#[tokio::test]
+async fn a_payload_larger_than_a_check_may_look_at_is_a_violation() {
+    let db = TestDb::new().await;
+    let api = TestApi::start(&db).await;
+    let schema = json!({"type": "object"});
+    api.post("/v1/event-types", json!({"name": "big.enforced", "schema": schema, "validation": "enforce"})).await;
+    api.post("/v1/event-types", json!({"name": "big.warned", "schema": schema, "validation": "warn"})).await;
+    let client = db.client().await;
+    // `{"s": "xx…"}`: the string and 9 bytes around it.
+    let send = |event_type: &'static str, bytes: i32| {
+        let client = &client;
+        async move {
+            client
+                .execute(
+                    "INSERT INTO hookline.events (event_type, payload) SELECT $1, jsonb_build_object('s', repeat('x', $2 - 9))",
+                    &[&event_type, &bytes],
+                )
+                .await
+        }
+    };
+    assert!(send("big.enforced", 262_144).await.is_ok(), "256 KiB are checked");
+    let refused = send("big.enforced", 262_145).await.unwrap_err();
+    assert_eq!(refused.code(), Some(&SqlState::CHECK_VIOLATION));
+    assert!(refused.as_db_error().unwrap().message().contains("262145 bytes"), "{refused:?}");
+
+    send("big.warned", 300_000).await.unwrap();
+    let warning: String =
+        client.query_one("SELECT message FROM hookline.event_schema_warnings", &[]).await.unwrap().get(0);
+    assert!(warning.contains("300000 bytes"), "{warning}");
+    let over_api =
+        api.post("/v1/events", json!({"event_type": "big.enforced", "payload": {"s": "x".repeat(300_000)}})).await;
+    over_api.assert_problem(422, Some("payload"));
+}
