@@ -155,10 +155,14 @@ pub fn hash_token(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
+/// 32 random bytes as URL-safe text: tokens, session and portal keys.
+pub fn random_key() -> String {
+    URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
+}
+
 /// A new random token and the prefix shown in lists.
 pub fn generate_token() -> (String, String) {
-    let secret: [u8; 32] = rand::random();
-    let token = format!("hl_{}", URL_SAFE_NO_PAD.encode(secret));
+    let token = format!("hl_{}", random_key());
     let prefix = token.chars().take(7).collect();
     (token, prefix)
 }

@@ -6,18 +6,15 @@
 //! a server or put in a `Referer`; the portal's page exchanges it once for
 //! a session that lasts until the link expires.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use poem::web::Data;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::auth::{Auth, Principal, Scope};
+use super::auth::{Auth, Principal, Scope, hash_token, random_key};
 use super::body::Body;
 use super::problem::Problem;
 use super::{ApiTags, AppState, validate};
@@ -211,12 +208,12 @@ async fn create_link(
             }
         }
     }
-    let key = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+    let key = random_key();
     let branding_json = serde_json::json!({
         "product_name": branding.product_name, "accent_color": branding.accent_color, "logo_url": branding.logo_url,
     });
     let new = db::portal::NewLink {
-        key_hash: &key_hash(&key),
+        key_hash: &hash_token(&key),
         tenant: &tenant,
         capabilities: &names,
         endpoint_ids: c.endpoint_ids.as_deref(),
@@ -264,9 +261,4 @@ fn check_branding(b: &PortalBranding) -> Result<(), Problem> {
         }
     }
     Ok(())
-}
-
-/// How a portal key (a link's or a session's) is stored.
-pub fn key_hash(key: &str) -> Vec<u8> {
-    Sha256::digest(key.as_bytes()).to_vec()
 }

@@ -190,11 +190,11 @@ fn request(a: &Attempt, event_id: Uuid, e: &Endpoint) -> Markup {
     html! {
         h3 { "Request" }
         table.headers { tbody {
-            tr { th { "method, URL" } td { code { (name(&e.http_method)) " " (e.url) } } }
+            tr { th { "method, URL" } td { code { (e.http_method.as_str()) " " (e.url) } } }
             tr { th { "webhook-id" } td { code { (webhook_id) } } }
             tr { th { "webhook-timestamp" } td { (a.started_at.timestamp()) span.muted { " (the attempt's start, to the second)" } } }
             @if standard {
-                tr { th { "webhook-signature" } td.muted { (name(&e.signature)) " signature(s) of the body; not kept" } }
+                tr { th { "webhook-signature" } td.muted { (e.signature.as_str()) " signature(s) of the body; not kept" } }
             } @else {
                 tr { th { (e.signature_header) } td.muted { "HMAC of the body; not kept" } }
             }
@@ -202,11 +202,6 @@ fn request(a: &Attempt, event_id: Uuid, e: &Endpoint) -> Markup {
             @if e.transformation.is_some() { tr { th {} td.muted { "and what the endpoint's transformation sets" } } }
         } }
     }
-}
-
-/// An API enum's value as the API writes it.
-pub(crate) fn name(v: &impl poem_openapi::types::ToJSON) -> String {
-    v.to_json().and_then(|j| j.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
 #[handler]

@@ -7,7 +7,6 @@ use poem::{IntoResponse, Response, handler};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::deliveries::name;
 use super::form;
 use super::overview::deliveries_chart;
 use super::page::{self, Section, UiError};
@@ -222,13 +221,13 @@ fn settings(e: &Endpoint) -> Markup {
             dt { "Tenant" } dd { (e.tenant) }
             dt { "URL" } dd { code { (e.url) } }
             dt { "Event types" } dd { (event_types(&e.event_types)) }
-            dt { "Method" } dd { (name(&e.http_method)) }
+            dt { "Method" } dd { (e.http_method.as_str()) }
             dt { "Timeout" } dd { (e.timeout_ms) " ms" }
             dt { "Rate limit" } dd { @match e.rate_limit_per_s { Some(n) => { (n) " /s" }, None => "none" } }
             dt { "Max in flight" } dd { @match e.max_in_flight { Some(n) => (n), None => "no limit" } }
             dt { "Retry schedule" } dd { @match &e.retry_schedule { Some(s) => { (format!("{s:?}")) " s" }, None => "default" } }
-            dt { "Signature" } dd { (name(&e.signature)) }
-            dt { "Ordering" } dd { (name(&e.ordering)) }
+            dt { "Signature" } dd { (e.signature.as_str()) }
+            dt { "Ordering" } dd { (e.ordering.as_str()) }
             dt { "Batching" } dd { @match &e.batch { Some(b) => { "up to " (b.max_events) " events, " (b.max_wait_ms) " ms" }, None => "off" } }
             dt { "Transformation" } dd { @if e.transformation.is_some() { "yes" } @else { "none" } }
             dt { "Custom headers" } dd {

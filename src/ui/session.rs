@@ -12,11 +12,11 @@ use poem::web::cookie::{Cookie, SameSite};
 use poem::web::{Data, Form, Redirect};
 use poem::{FromRequest, IntoResponse, Request, RequestBody, Response, handler};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use super::page::{self, UiError};
 use crate::api::AppState;
-use crate::api::auth::{Principal, Scope, hash_token};
+use crate::api::auth::{Principal, Scope, hash_token, random_key};
 use crate::db;
 use crate::db::audit::Entry;
 
@@ -49,7 +49,7 @@ impl<'a> FromRequest<'a> for Viewer {
         let state = req.data::<AppState>().expect("the dashboard is served inside the API");
         let key = session_key(req).ok_or_else(|| UiError::sign_in(req))?;
         let client = state.client().await.map_err(UiError::from)?;
-        let token = db::ui_sessions::token(&client, &key_hash(&key)).await.map_err(UiError::from)?;
+        let token = db::ui_sessions::token(&client, &hash_token(&key)).await.map_err(UiError::from)?;
         let token = token.ok_or_else(|| UiError::sign_in(req))?;
         let scope = Scope::parse(&token.scope).ok_or_else(|| UiError::sign_in(req))?;
         let principal = Principal { token_id: token.id, name: token.name, scope, tenant: token.tenant };
@@ -76,10 +76,6 @@ fn csrf_mac(key: &str) -> HmacSha256 {
     let mut mac = HmacSha256::new_from_slice(key.as_bytes()).expect("HMAC takes any key length");
     mac.update(b"hookline dashboard csrf");
     mac
-}
-
-fn key_hash(key: &str) -> Vec<u8> {
-    Sha256::digest(key.as_bytes()).to_vec()
 }
 
 #[derive(Deserialize)]
@@ -110,8 +106,8 @@ pub async fn sign_in(
         let page = sign_in_form(form.next.as_deref(), Some("That is not a valid API token."));
         return Ok(page.with_status(poem::http::StatusCode::UNAUTHORIZED).into_response());
     };
-    let key = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
-    db::ui_sessions::insert(&tx, &key_hash(&key), token.id).await?;
+    let key = random_key();
+    db::ui_sessions::insert(&tx, &hash_token(&key), token.id).await?;
     let entry = Entry {
         tenant: token.tenant.as_deref(),
         action: "ui.sign_in",
@@ -136,7 +132,7 @@ pub async fn sign_in(
 pub async fn sign_out(req: &Request, Data(state): Data<&AppState>) -> Result<Response, UiError> {
     if let Some(key) = session_key(req) {
         let client = state.client().await?;
-        db::ui_sessions::delete(&client, &key_hash(&key)).await?;
+        db::ui_sessions::delete(&client, &hash_token(&key)).await?;
     }
     let mut removal = Cookie::named(COOKIE);
     removal.set_path(super::PREFIX);

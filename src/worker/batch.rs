@@ -152,16 +152,15 @@ pub struct Sent {
 /// Sends a batch, halving it on 413 (see the module).
 pub async fn send(dispatcher: &Dispatcher, shape: BatchShape, members: Vec<Claimed>, envelopes: Vec<String>) -> Sent {
     let mut sent = Sent::default();
-    if members[0].transformation.is_none() {
+    let Some(source) = members[0].transformation.clone() else {
         send_part(dispatcher, shape, members, &envelopes, Vec::new(), &mut sent).await;
         return sent;
-    }
-    let elements = dispatcher.transform_elements(&members).await;
+    };
     let (mut kept, mut kept_elements) = (Vec::new(), Vec::new());
     // Lanes with a member whose template failed: their later members must
     // not go ahead of it (a batch carries a lane's events in order).
     let mut stopped_lanes = Vec::new();
-    for (d, element) in members.into_iter().zip(elements) {
+    for (d, element) in dispatcher.transform_elements(source, members).await {
         match element {
             Ok(element) if d.lane.is_none_or(|lane| !stopped_lanes.contains(&lane)) => {
                 kept.push(d);

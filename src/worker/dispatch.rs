@@ -184,33 +184,45 @@ impl Dispatcher {
         self.timed(self.send(delivery, message)).await
     }
 
-    /// What the endpoint's template writes for each of a batch's members (they
-    /// share the endpoint), as one line of compact JSON each; a member whose
-    /// template fails, or writes no JSON, gets the attempt that records it.
-    pub async fn transform_elements(&self, members: &[Claimed]) -> Vec<Result<String, Attempt>> {
-        let Some(source) = members.first().and_then(|d| d.transformation.clone()) else {
-            return Vec::new();
-        };
-        let (transforms, members, n) = (self.transforms.clone(), members.to_vec(), members.len());
-        let rendered = tokio::task::spawn_blocking(move || {
+    /// What the endpoint's template (`source`: they share the endpoint)
+    /// writes for each of a batch's members, as one line of compact JSON
+    /// each; a member whose template fails, or writes no JSON, gets the
+    /// attempt that records it. The members travel to the blocking pool and
+    /// back, not copies of them.
+    pub async fn transform_elements(
+        &self,
+        source: String,
+        members: Vec<Claimed>,
+    ) -> Vec<(Claimed, Result<String, Attempt>)> {
+        let transforms = self.transforms.clone();
+        let render = move |members: Vec<Claimed>| {
             members
-                .iter()
+                .into_iter()
                 .map(|d| {
-                    let rendered = transforms.render(d, &source, REQUEST_BODY_MAX_BYTES)?;
-                    let element: serde_json::Value = serde_json::from_str(&rendered.body)
-                        .map_err(|_| "in a batch, the template must write one JSON value per event".to_owned())?;
-                    Ok(element.to_string())
+                    // Caught here, so that every member comes back decided.
+                    let rendered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        transforms.render(&d, &source, REQUEST_BODY_MAX_BYTES)
+                    }))
+                    .unwrap_or_else(|_| Err("rendering stopped".to_owned()));
+                    let element = rendered.and_then(|rendered| {
+                        let element: serde_json::Value = serde_json::from_str(&rendered.body)
+                            .map_err(|_| "in a batch, the template must write one JSON value per event".to_owned())?;
+                        Ok(element.to_string())
+                    });
+                    (d, element)
                 })
-                .collect::<Vec<Result<String, String>>>()
-        })
-        .await
-        .unwrap_or_else(|e| (0..n).map(|_| Err(format!("rendering stopped: {e}"))).collect());
+                .collect::<Vec<_>>()
+        };
+        // Only a runtime shutting down fails the join: the leases then bring
+        // the members back.
+        let rendered = tokio::task::spawn_blocking(move || render(members)).await.unwrap_or_default();
         let mut elements = Vec::with_capacity(rendered.len());
-        for element in rendered {
-            elements.push(match element {
+        for (d, element) in rendered {
+            let element = match element {
                 Ok(element) => Ok(element),
                 Err(error) => Err(self.not_sent(&format!("the transformation failed: {error}")).await),
-            });
+            };
+            elements.push((d, element));
         }
         elements
     }

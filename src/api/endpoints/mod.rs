@@ -41,7 +41,7 @@ pub enum HttpMethod {
 body::enum_by_name!(HttpMethod);
 
 impl HttpMethod {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             HttpMethod::Post => "POST",
             HttpMethod::Put => "PUT",
@@ -77,7 +77,7 @@ pub enum OrderingOnDead {
 body::enum_by_name!(OrderingOnDead);
 
 impl Ordering {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Ordering::None => "none",
             Ordering::Endpoint => "endpoint",
@@ -125,7 +125,7 @@ pub enum SignatureScheme {
 body::enum_by_name!(SignatureScheme);
 
 impl SignatureScheme {
-    pub(super) fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             SignatureScheme::V1 => "v1",
             SignatureScheme::V1a => "v1a",

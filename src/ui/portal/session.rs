@@ -2,8 +2,6 @@
 //! portal's script as `X-Portal-Session`, and acting as a principal bound
 //! to the link's tenant with only the link's capabilities.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use poem::http::StatusCode;
 use poem::web::{Data, Json};
 use poem::{FromRequest, Request, RequestBody, handler};
@@ -11,8 +9,8 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::api::AppState;
-use crate::api::auth::{Principal, Scope};
-use crate::api::portal::{PortalCapability, key_hash};
+use crate::api::auth::{Principal, Scope, hash_token, random_key};
+use crate::api::portal::PortalCapability;
 use crate::api::problem::Problem;
 use crate::db;
 use crate::db::portal::Link;
@@ -68,7 +66,8 @@ impl<'a> FromRequest<'a> for PortalViewer {
         let ended = || poem::Error::from_string("this portal session has ended", StatusCode::UNAUTHORIZED);
         let key = req.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()).ok_or_else(ended)?;
         let client = state.client().await.map_err(UiError::from)?;
-        let link = db::portal::session_link(&client, &key_hash(key)).await.map_err(UiError::from)?.ok_or_else(ended)?;
+        let link =
+            db::portal::session_link(&client, &hash_token(key)).await.map_err(UiError::from)?.ok_or_else(ended)?;
         let scope = if link.capabilities.is_empty() { Scope::Read } else { Scope::Write };
         let principal = Principal {
             // Who made the link answers for it; the audit log names the session's link.
@@ -96,10 +95,11 @@ pub struct Exchanged {
 /// unknown, used or expired).
 #[handler]
 pub async fn exchange(Data(state): Data<&AppState>, Json(input): Json<Exchange>) -> poem::Result<Json<Exchanged>> {
-    let session = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+    let session = random_key();
     let mut client = state.client().await.map_err(UiError::from)?;
     let tx = client.transaction().await.map_err(UiError::from)?;
-    let link = db::portal::exchange(&tx, &key_hash(&input.key), &key_hash(&session)).await.map_err(UiError::from)?;
+    let link =
+        db::portal::exchange(&tx, &hash_token(&input.key), &hash_token(&session)).await.map_err(UiError::from)?;
     let Some(link) = link else {
         return Err(poem::Error::from_string("this portal link does not work any more", StatusCode::UNAUTHORIZED));
     };
