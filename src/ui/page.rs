@@ -288,12 +288,6 @@ impl From<crate::db::Error> for UiError {
     }
 }
 
-impl From<deadpool_postgres::PoolError> for UiError {
-    fn from(error: deadpool_postgres::PoolError) -> Self {
-        UiError::Problem(Problem::from(error))
-    }
-}
-
 impl From<tokio_postgres::Error> for UiError {
     fn from(error: tokio_postgres::Error) -> Self {
         UiError::Problem(Problem::from(error))
