@@ -31,6 +31,8 @@ pub const BASELINE_COMMIT: &str = "6ddd2c9";
 /// One binary under test, with a database its own `migrate` made.
 pub struct Build {
     pub name: String,
+    /// Its column in the report.
+    pub index: usize,
     pub bin: PathBuf,
     pub url: String,
     pub client: tokio_postgres::Client,
@@ -140,9 +142,30 @@ impl Bench {
             client
                 .execute("INSERT INTO hookline.endpoints (url, description) VALUES ($1, 'bench')", &[&receiver_url])
                 .await?;
-            builds.push(Build { name, bin, url, client, endpoint_url: receiver_url.clone() });
+            builds.push(Build { name, index: n, bin, url, client, endpoint_url: receiver_url.clone() });
         }
         Ok(Bench { server, builds, slow_url, received, receipts, admin })
+    }
+
+    /// The builds whose schema has `endpoints.<column>`.
+    pub async fn builds_with(&self, column: &str) -> anyhow::Result<Vec<&Build>> {
+        let mut with = Vec::new();
+        for build in &self.builds {
+            let has = build
+                .client
+                .query_one(
+                    "SELECT EXISTS (SELECT FROM information_schema.columns
+                                     WHERE table_schema = 'hookline' AND table_name = 'endpoints'
+                                       AND column_name = $1)",
+                    &[&column],
+                )
+                .await?
+                .get::<_, bool>(0);
+            if has {
+                with.push(build);
+            }
+        }
+        Ok(with)
     }
 
     pub fn spawn_workers(&self, build: &Build, n: usize) -> Vec<Child> {

@@ -15,12 +15,13 @@
 //! - a burst of 10,000 one-row INSERTs in one transaction;
 //! - noisy neighbour: a healthy endpoint's latency at 200 events/s while an
 //!   endpoint that sleeps 10 s per request has 1,000 deliveries queued;
-//! - ordered lanes (this build only): a drain with the endpoint ordered by
-//!   key over 1,000 keys, beside the same drain unordered, in one round;
-//! - batches (this build only): a drain four times as large in batches of
-//!   100, beside the same drain unbatched;
-//! - transformations (this build only): a drain with a template on the
-//!   endpoint, beside the same drain as sent;
+//! - ordered lanes: a drain with the endpoint ordered by key over 1,000
+//!   keys, beside the same drain unordered, in one round;
+//! - batches: a drain four times as large in batches of 100, beside the
+//!   same drain unbatched;
+//! - transformations: a drain with a template on the endpoint, beside the
+//!   same drain as sent;
+//!   (these three on each build whose schema has the feature);
 //! - retention (this build only): dropping a partition of deliveries that
 //!   holds BENCH_RETENTION_ROWS (10 million) rows while producers keep
 //!   sending: how long the drop takes, and the longest a producer waited.
@@ -91,17 +92,24 @@ async fn main() -> anyhow::Result<()> {
             bench.noisy_neighbour(build, i, seconds, 200, &mut report).await?;
         }
     }
+    // Features the baseline predates are measured on this build alone.
     for round in (0..rounds()).filter(|_| selected("ordered")) {
-        bench.ordered_drain(&bench.builds[0], drain_n, 1000, 2, &mut report, round == last).await?;
+        for build in bench.builds_with("ordering").await? {
+            bench.ordered_drain(build, drain_n, 1000, 2, &mut report, round == last).await?;
+        }
     }
     for round in (0..rounds()).filter(|_| selected("transformed")) {
-        bench.transformed_drain(&bench.builds[0], drain_n, 2, &mut report, round == last).await?;
+        for build in bench.builds_with("transformation").await? {
+            bench.transformed_drain(build, drain_n, 2, &mut report, round == last).await?;
+        }
     }
     for round in (0..rounds()).filter(|_| selected("brokers")) {
         bench.broker_drains(&bench.builds[0], drain_n, 2, &mut report, round == last).await?;
     }
     for round in (0..rounds()).filter(|_| selected("batched")) {
-        bench.batched_drain(&bench.builds[0], drain_n * 4, 2, &mut report, round == last).await?;
+        for build in bench.builds_with("batch_max_events").await? {
+            bench.batched_drain(build, drain_n * 4, 2, &mut report, round == last).await?;
+        }
     }
     for _ in (0..rounds()).filter(|_| selected("retention")) {
         bench.retention_drop(&bench.builds[0], env_or("BENCH_RETENTION_ROWS", 10_000_000), &mut report).await?;
@@ -347,7 +355,7 @@ impl Bench {
         profile: bool,
     ) -> anyhow::Result<()> {
         let mut rates = Vec::new();
-        for (i, (figure, setting)) in settings.iter().enumerate() {
+        for (nth, (figure, setting)) in settings.iter().enumerate() {
             build.client.execute(&format!("UPDATE hookline.endpoints SET {setting}"), &[]).await?;
             let n = build.client.execute(insert, &[]).await?;
             // What the drain before left to vacuum would land on this one.
@@ -361,17 +369,17 @@ impl Bench {
             let worker_cpu: f64 = children.iter().map(|c| cpu_seconds(c.id(), false)).sum();
             let pg_cpu = self.postgres_cpu() - pg_cpu_before;
             stop(&mut children);
-            if profile && i == settings.len() - 1 {
-                self.statements(build).await?.print_top(&format!("this build: {figure}"), 12);
+            if profile && nth == settings.len() - 1 {
+                self.statements(build).await?.print_top(&format!("{}: {figure}", build.name), 12);
             }
-            report.add(&format!("{figure}: deliveries/s"), 0, rate);
+            report.add(&format!("{figure}: deliveries/s"), build.index, rate);
             let per_1000 = |cpu: f64| cpu / n as f64 * 1000.0;
-            report.add(&format!("{figure}: PostgreSQL CPU-s per 1,000"), 0, per_1000(pg_cpu));
-            report.add(&format!("{figure}: workers' CPU-s per 1,000"), 0, per_1000(worker_cpu));
+            report.add(&format!("{figure}: PostgreSQL CPU-s per 1,000"), build.index, per_1000(pg_cpu));
+            report.add(&format!("{figure}: workers' CPU-s per 1,000"), build.index, per_1000(worker_cpu));
             rates.push(rate);
         }
         build.client.execute(&format!("UPDATE hookline.endpoints SET {}", settings[0].1), &[]).await?;
-        report.add(ratio, 0, rates[1] / rates[0]);
+        report.add(ratio, build.index, rates[1] / rates[0]);
         Ok(())
     }
 

@@ -16,10 +16,11 @@ $$;
 -- the endpoint's later retries and leases). A retry keeps its backoff; a
 -- lost lease is left to the claims, which record the loss.
 --
--- It walks delivery_queue_batch in order and stops after `room` rows. The
--- planner, when its statistics say an endpoint has few batched rows (say,
--- after a quiet hour, just as a backlog arrives), prefers a bitmap scan
--- that reads and sorts all of them, every call: bitmap scans are off here.
+-- It walks delivery_queue_batch (unleased rows outside lanes: V28) in
+-- order and stops after `room` rows. The planner, when its statistics say
+-- an endpoint has few batched rows (say, after a quiet hour, just as a
+-- backlog arrives), prefers a bitmap scan that reads and sorts all of
+-- them, every call: bitmap scans are off here.
 DROP FUNCTION IF EXISTS hookline.batch_candidates(uuid, integer, timestamptz);
 CREATE OR REPLACE FUNCTION hookline.batch_candidates(endpoint_id uuid, room integer, wait_ms integer, at timestamptz)
 RETURNS TABLE (delivery_id uuid, event_id uuid, next_attempt_at timestamptz)
@@ -143,12 +144,14 @@ BEGIN
                attempts = q.attempts + 1
           FROM taken AS t
          WHERE q.delivery_id = t.delivery_id AND t.n <= t.room AND t.bytes <= t.room_bytes
-        RETURNING q.delivery_id, q.attempts, q.next_attempt_at
+        -- All the rows need, from here: joined to taken again, the
+        -- planner compared every pair.
+        RETURNING q.delivery_id, q.attempts, q.next_attempt_at, t.event_id, t.event_type, t.created_at, t.payload,
+                  t.endpoint_id, t.lane, t.nth, t.seq
     )
-    SELECT c.delivery_id, c.attempts, c.next_attempt_at, t.event_id, t.event_type, t.created_at, t.payload,
-           t.endpoint_id, t.lane
+    SELECT c.delivery_id, c.attempts, c.next_attempt_at, c.event_id, c.event_type, c.created_at, c.payload,
+           c.endpoint_id, c.lane
       FROM claimed AS c
-      JOIN taken AS t ON t.delivery_id = c.delivery_id
-     ORDER BY t.endpoint_id, t.nth, t.seq;
+     ORDER BY c.endpoint_id, c.nth, c.seq;
 END
 $$;

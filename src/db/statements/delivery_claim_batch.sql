@@ -42,10 +42,13 @@ claimed AS (
      WHERE q.delivery_id = s.delivery_id AND s.body_bytes <= s.room_bytes
        -- A few rows: by their primary key (the planner cannot tell how few).
        AND q.delivery_id = ANY (ARRAY(SELECT s.delivery_id FROM sized AS s))
-    RETURNING q.delivery_id, q.attempts, q.next_attempt_at
+    -- What the rows need, from here: joining sized again, the planner
+    -- compared every pair.
+    RETURNING q.delivery_id, q.attempts, q.next_attempt_at AS lease_until, s.event_id, s.event_type, s.created_at,
+              s.payload, s.endpoint_id, s.next_attempt_at
 )
-SELECT cl.delivery_id, cl.attempts AS attempt, cl.next_attempt_at AS lease_until,
-       s.event_id, s.event_type, s.created_at AS event_created_at, s.payload,
+SELECT cl.delivery_id, cl.attempts AS attempt, cl.lease_until,
+       cl.event_id, cl.event_type, cl.created_at AS event_created_at, cl.payload,
        ep.id AS endpoint_id, ep.url, ep.http_method, ep.headers, ep.timeout_ms, ep.retry_schedule, ep.secret,
        CASE WHEN ep.previous_secret_expires_at > (SELECT c.at FROM clock AS c) THEN ep.previous_secret END
            AS previous_secret,
@@ -56,6 +59,5 @@ SELECT cl.delivery_id, cl.attempts AS attempt, cl.next_attempt_at AS lease_until
        -- An endpoint receives its own tenant's events only.
        ep.tenant, ep.transformation
   FROM claimed AS cl
-  JOIN sized AS s ON s.delivery_id = cl.delivery_id
-  JOIN hookline.endpoints AS ep ON ep.id = s.endpoint_id
- ORDER BY s.endpoint_id, s.next_attempt_at, s.delivery_id
+  JOIN hookline.endpoints AS ep ON ep.id = cl.endpoint_id
+ ORDER BY cl.endpoint_id, cl.next_attempt_at, cl.delivery_id

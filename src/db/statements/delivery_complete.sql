@@ -55,14 +55,22 @@ kept AS (
       FROM outcome AS o, clock AS c
      WHERE q.delivery_id = o.delivery_id AND q.lease_owner = $1 AND q.next_attempt_at = o.lease_until
        AND o.final_state <> 'succeeded'
-    RETURNING q.delivery_id
+    RETURNING o.delivery_id, o.final_state, o.attempt, o.status_code, o.error, o.requests
 ),
 removed AS (
     DELETE FROM hookline.delivery_queue AS q
      USING outcome AS o
      WHERE q.delivery_id = o.delivery_id AND q.lease_owner = $1 AND q.next_attempt_at = o.lease_until
        AND o.final_state = 'succeeded'
-    RETURNING q.delivery_id
+    RETURNING o.delivery_id, o.final_state, o.attempt, o.status_code, o.error, o.requests
+),
+-- The outcomes still under their lease. The history joins these rows (it
+-- never joins outcome to a CTE of ids: the planner, not knowing how many
+-- rows either holds, compared every pair).
+still_leased AS (
+    SELECT * FROM kept
+    UNION ALL
+    SELECT * FROM removed
 ),
 history AS (
     UPDATE hookline.deliveries AS d
@@ -73,9 +81,8 @@ history AS (
            completed_at = CASE WHEN o.final_state IN ('succeeded', 'dead') THEN c.at END,
            batch_attempts = CASE WHEN o.requests IS NULL THEN d.batch_attempts
                                  ELSE coalesce(d.batch_attempts, '{}') || o.requests END
-      FROM outcome AS o, clock AS c
+      FROM still_leased AS o, clock AS c
      WHERE d.id = o.delivery_id AND d.id BETWEEN $8::uuid AND $9::uuid
-       AND d.id IN (SELECT k.delivery_id FROM kept AS k UNION ALL SELECT r.delivery_id FROM removed AS r)
     RETURNING d.id, d.tenant, d.event_type, d.created_at, d.state, d.attempts
 ),
 recorded AS (
