@@ -2,8 +2,11 @@
 openapi/hookline.json: create an endpoint (pointing at a receiver in this
 script), send an event, and read the delivery back once it succeeded. The
 deliveries, one alone and a batch, are verified with the Standard Webhooks
-library (`standardwebhooks`), as a receiver would."""
+library (`standardwebhooks`), as a receiver would. That library checks `v1`
+(HMAC) only (ed25519 `v1a` is an open pull request there, #304), so a `v1a`
+delivery is checked as its spec says, with `cryptography`'s ed25519."""
 
+import base64
 import http.server
 import json
 import sys
@@ -14,7 +17,8 @@ from hookline_client import AuthenticatedClient
 from hookline_client.api.deliveries import list_delivery_attempts
 from hookline_client.api.endpoints import create_endpoint, get_endpoint
 from hookline_client.api.events import create_event, get_event
-from hookline_client.models import BatchSettings, EndpointCreate, EventCreate, Problem
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from hookline_client.models import BatchSettings, EndpointCreate, EventCreate, Problem, SignatureScheme
 from standardwebhooks import Webhook
 
 base_url, token = sys.argv[1], sys.argv[2]
@@ -74,13 +78,58 @@ while sum(len(Webhook(batching.secret).verify(b, h)) for p, h, b in received if 
     assert time.time() < deadline, f"the batch did not arrive: {received}"
     time.sleep(0.1)
 
+
+def verify_v1a(public_key, body, headers):
+    """Standard Webhooks v1a: an ed25519 signature of `id.timestamp.body`
+    under the `whpk_` public key, one of the signature header's entries."""
+    assert public_key.startswith("whpk_"), public_key
+    key = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key.removeprefix("whpk_")))
+    signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
+    entries = [e.split(",", 1) for e in headers["webhook-signature"].split(" ")]
+    signatures = [base64.b64decode(sig) for version, sig in entries if version == "v1a"]
+    assert signatures, headers["webhook-signature"]
+    errors = []
+    for signature in signatures:
+        try:
+            return key.verify(signature, signed)
+        except Exception as error:  # InvalidSignature: try the next entry (rotation)
+            errors.append(error)
+    raise AssertionError(f"no v1a signature verifies: {errors}")
+
+
+# ed25519: hookline holds the private key and shows only the public one.
+ed25519 = create_endpoint.sync(
+    client=client, body=EndpointCreate(url=f"{receiver_url}/v1a", event_types=["keyed.*"], signature=SignatureScheme.V1A)
+)
+assert not isinstance(ed25519, Problem), ed25519
+sent = create_event.sync(client=client, body=EventCreate(event_type="keyed.created", payload={"k": 1}))
+assert not isinstance(sent, Problem), sent
+deadline = time.time() + 20
+while not any(p == "/v1a" for p, h, b in received):
+    assert time.time() < deadline, f"the v1a delivery did not arrive: {received}"
+    time.sleep(0.1)
+for p, h, b in received:
+    if p == "/v1a":
+        verify_v1a(ed25519.secret, b, {k.lower(): v for k, v in h.items()})
+        tampered = b.replace(b'"k": 1', b'"k": 2')
+        assert tampered != b, b
+        try:
+            verify_v1a(ed25519.secret, tampered, {k.lower(): v for k, v in h.items()})
+        except AssertionError:
+            pass
+        else:
+            raise AssertionError("a changed body verified")
+
 missing = get_endpoint.sync_detailed(client=client, endpoint_id=event.id)
 assert missing.status_code == 404 and isinstance(missing.parsed, Problem), missing
 # For the JavaScript library's turn (.ci/verify_js.mjs): what was received, with the secrets.
 if len(sys.argv) > 3:
     with open(sys.argv[3], "w") as out:
-        secrets = {"/hook": endpoint.secret, "/batch": batching.secret}
+        secrets = {"/hook": endpoint.secret, "/batch": batching.secret, "/v1a": ed25519.secret}
         json.dump(
             [{"secret": secrets[p], "headers": h, "body": b.decode()} for p, h, b in received if p in secrets], out
         )
-print("generated Python client: endpoint created, event delivered and verified, a batch verified, delivery read back")
+print(
+    "generated Python client: endpoint created, event delivered and verified, a batch verified, "
+    "a v1a (ed25519) delivery verified, delivery read back"
+)
