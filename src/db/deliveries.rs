@@ -261,7 +261,7 @@ pub async fn claim_due(db: &impl GenericClient, r: &ClaimRequest<'_>) -> Result<
             &[
                 &r.worker,
                 &count(r.wanted),
-                &count(r.scan.max(r.wanted)),
+                &count(r.scan),
                 &r.lease_max_s,
                 &count(r.share),
                 &busy_ids,

@@ -8,10 +8,12 @@
 //!   deliveries stay due, and the worker claims again once it has room;
 //! - *slowing* when none has finished for a little while: the claim looks
 //!   further down the queue, past its backlog, for other endpoints' work;
-//! - *stalled* when its requests are slow (by their recent average) or none
-//!   has finished for longer: the claim holds its waiting deliveries, out of
-//!   the due index, until one of its requests completes, instead of leaving
-//!   them in front of everyone else's.
+//! - *stalled* when its requests are slow (by their recent average) and so
+//!   finish rarely, or none has finished for longer: the claim holds its
+//!   waiting deliveries, out of the due index, until one of its requests
+//!   completes, instead of leaving them in front of everyone else's. Slow
+//!   requests that finish often between them (a broker's confirms, slow
+//!   because many are in flight) are an endpoint that moves.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -23,11 +25,25 @@ use uuid::Uuid;
 /// At its share, slower than this (on average, or since a request last
 /// finished) is stalled. Healthy endpoints answer within milliseconds.
 pub const STALLED_AFTER: Duration = Duration::from_millis(50);
+/// ... unless its requests in flight, at their average latency, still
+/// finish one in this long: RabbitMQ's confirms take 40 ms at 256 in
+/// flight (one every 0.16 ms), a receiver that takes 10 s one every 40 ms.
+const STALLED_GAP: Duration = Duration::from_millis(1);
 /// At its share, this long without a finished request is slowing.
 const SLOWING_AFTER: Duration = Duration::from_millis(10);
 /// How much further a claim looks when an endpoint is slowing.
 const SCAN_FACTOR: usize = 4;
 const SCAN_MAX: usize = 1024;
+/// When every endpoint the worker sends to has less room than the claim
+/// wants and none is stalled (a stalled one's backlog is to be moved aside,
+/// as much as a claim can), the claim looks at their room and this many
+/// more due deliveries
+/// (another endpoint's, or theirs when room appears meanwhile), not at all
+/// it wants: a candidate is locked before its endpoint's room is known, so
+/// looking at 256 to take the 20 a busy endpoint has room for locked 236
+/// rows for nothing (a broker whose confirms free a few slots at a time
+/// was claimed that way).
+const SCAN_BEYOND_ROOM: usize = 64;
 /// Weight of the newest request in an endpoint's average latency.
 const LATENCY_WEIGHT: f64 = 0.2;
 /// Latencies of this many endpoints are remembered at most (then forgotten
@@ -137,17 +153,22 @@ impl Shares {
         let state = self.state.lock().expect("not poisoned");
         let mut limits = Limits { scan: wanted, ..Limits::default() };
         let mut slowing = false;
+        let mut all_busy_room = Some(0);
         for (endpoint, load) in &state.active {
             let room = self.share.saturating_sub(load.in_flight);
             if room >= wanted {
+                all_busy_room = None;
                 continue;
             }
+            all_busy_room = all_busy_room.map(|sum| sum + room);
             limits.busy.push((*endpoint, room));
             if room > 0 {
                 continue;
             }
             let quiet = now.saturating_duration_since(load.last_progress);
-            let slow = state.latency.get(endpoint).is_some_and(|average| *average >= STALLED_AFTER);
+            let slow = state.latency.get(endpoint).is_some_and(|average| {
+                *average >= STALLED_AFTER && *average / load.in_flight.max(1) as u32 >= STALLED_GAP
+            });
             if slow || quiet >= STALLED_AFTER {
                 limits.stalled.push(*endpoint);
             } else if quiet >= SLOWING_AFTER {
@@ -158,6 +179,8 @@ impl Shares {
         }
         if slowing {
             limits.scan = (wanted * SCAN_FACTOR).clamp(wanted, SCAN_MAX.max(wanted));
+        } else if let Some(room) = all_busy_room.filter(|_| !state.active.is_empty() && limits.stalled.is_empty()) {
+            limits.scan = (room + SCAN_BEYOND_ROOM).clamp(1, wanted.max(1));
         }
         limits
     }
@@ -208,6 +231,52 @@ mod tests {
         let limits = shares.limits(8, Instant::now());
         assert_eq!(limits.stalled, vec![slow]);
         assert!(limits.full_and_moving, "the fast one is only busy");
+    }
+
+    #[test]
+    fn slow_requests_that_finish_often_between_them_are_an_endpoint_that_moves() {
+        let shares = Shares::new(256);
+        let (broker, slow) = (Uuid::now_v7(), Uuid::now_v7());
+        for (endpoint, took, in_flight) in
+            [(broker, Duration::from_millis(60), 256), (slow, Duration::from_secs(1), 64)]
+        {
+            shares.started(endpoint);
+            shares.finished(endpoint, took);
+            (0..in_flight).for_each(|_| shares.started(endpoint));
+        }
+        let limits = shares.limits(8, Instant::now());
+        assert!(limits.stalled.is_empty(), "the slow one has room left: not judged");
+        assert!(limits.full_and_moving, "60 ms over 256 in flight: one finishes every 0.23 ms");
+        (0..192).for_each(|_| shares.started(slow));
+        let limits = shares.limits(8, Instant::now());
+        assert_eq!(limits.stalled, vec![slow], "1 s over 256 in flight: one every 3.9 ms");
+    }
+
+    #[test]
+    fn a_claim_for_busy_moving_endpoints_looks_at_their_room_and_a_little_more() {
+        let shares = Shares::new(256);
+        let a = Uuid::now_v7();
+        shares.started(a);
+        shares.finished(a, FAST);
+        (0..236).for_each(|_| shares.started(a));
+        let limits = shares.limits(256, Instant::now());
+        assert_eq!(limits.busy, vec![(a, 20)]);
+        assert_eq!(limits.scan, 20 + SCAN_BEYOND_ROOM, "not 256 candidates locked to take 20");
+        let b = Uuid::now_v7();
+        shares.started(b);
+        assert_eq!(shares.limits(256, Instant::now()).scan, 256, "b has room for the whole claim");
+    }
+
+    #[test]
+    fn a_stalled_endpoints_backlog_is_looked_at_in_full() {
+        let shares = Shares::new(4);
+        let a = Uuid::now_v7();
+        shares.started(a);
+        shares.finished(a, Duration::from_secs(10));
+        (0..4).for_each(|_| shares.started(a));
+        let limits = shares.limits(16, Instant::now());
+        assert_eq!(limits.stalled, vec![a]);
+        assert_eq!(limits.scan, 16, "its held backlog is moved aside as fast as before");
     }
 
     #[test]
