@@ -35,14 +35,13 @@ const SLOWING_AFTER: Duration = Duration::from_millis(10);
 const SCAN_FACTOR: usize = 4;
 const SCAN_MAX: usize = 1024;
 /// When every endpoint the worker sends to has less room than the claim
-/// wants and none is stalled (a stalled one's backlog is to be moved aside,
-/// as much as a claim can), the claim looks at their room and this many
-/// more due deliveries
-/// (another endpoint's, or theirs when room appears meanwhile), not at all
-/// it wants: a candidate is locked before its endpoint's room is known, so
-/// looking at 256 to take the 20 a busy endpoint has room for locked 236
-/// rows for nothing (a broker whose confirms free a few slots at a time
-/// was claimed that way).
+/// wants, together, and none is stalled (a stalled one's backlog is moved
+/// aside, as much as a claim can), the claim looks at their room and this
+/// many more due deliveries (another endpoint's, or theirs as room
+/// appears), not at all it wants: a candidate is locked before its
+/// endpoint's room is known, so looking at 256 to take the 20 a busy
+/// endpoint has room for locked 236 rows for nothing (a broker whose
+/// confirms free a few slots at a time was claimed that way).
 const SCAN_BEYOND_ROOM: usize = 64;
 /// Weight of the newest request in an endpoint's average latency.
 const LATENCY_WEIGHT: f64 = 0.2;
