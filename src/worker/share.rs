@@ -152,14 +152,11 @@ impl Shares {
         let state = self.state.lock().expect("not poisoned");
         let mut limits = Limits { scan: wanted, ..Limits::default() };
         let mut slowing = false;
-        let mut all_busy_room = Some(0);
         for (endpoint, load) in &state.active {
             let room = self.share.saturating_sub(load.in_flight);
             if room >= wanted {
-                all_busy_room = None;
                 continue;
             }
-            all_busy_room = all_busy_room.map(|sum| sum + room);
             limits.busy.push((*endpoint, room));
             if room > 0 {
                 continue;
@@ -178,7 +175,8 @@ impl Shares {
         }
         if slowing {
             limits.scan = (wanted * SCAN_FACTOR).clamp(wanted, SCAN_MAX.max(wanted));
-        } else if let Some(room) = all_busy_room.filter(|_| !state.active.is_empty() && limits.stalled.is_empty()) {
+        } else if !limits.busy.is_empty() && limits.busy.len() == state.active.len() && limits.stalled.is_empty() {
+            let room: usize = limits.busy.iter().map(|(_, room)| room).sum();
             limits.scan = (room + SCAN_BEYOND_ROOM).clamp(1, wanted.max(1));
         }
         limits
@@ -190,6 +188,13 @@ mod tests {
     use super::*;
 
     const FAST: Duration = Duration::from_millis(1);
+
+    /// `endpoint` with `in_flight` requests, its average latency `took`.
+    fn load(shares: &Shares, endpoint: Uuid, took: Duration, in_flight: usize) {
+        shares.started(endpoint);
+        shares.finished(endpoint, took);
+        (0..in_flight).for_each(|_| shares.started(endpoint));
+    }
 
     #[test]
     fn endpoints_with_room_for_the_whole_claim_are_not_mentioned() {
@@ -236,13 +241,8 @@ mod tests {
     fn slow_requests_that_finish_often_between_them_are_an_endpoint_that_moves() {
         let shares = Shares::new(256);
         let (broker, slow) = (Uuid::now_v7(), Uuid::now_v7());
-        for (endpoint, took, in_flight) in
-            [(broker, Duration::from_millis(60), 256), (slow, Duration::from_secs(1), 64)]
-        {
-            shares.started(endpoint);
-            shares.finished(endpoint, took);
-            (0..in_flight).for_each(|_| shares.started(endpoint));
-        }
+        load(&shares, broker, Duration::from_millis(60), 256);
+        load(&shares, slow, Duration::from_secs(1), 64);
         let limits = shares.limits(8, Instant::now());
         assert!(limits.stalled.is_empty(), "the slow one has room left: not judged");
         assert!(limits.full_and_moving, "60 ms over 256 in flight: one finishes every 0.23 ms");
@@ -255,9 +255,7 @@ mod tests {
     fn a_claim_for_busy_moving_endpoints_looks_at_their_room_and_a_little_more() {
         let shares = Shares::new(256);
         let a = Uuid::now_v7();
-        shares.started(a);
-        shares.finished(a, FAST);
-        (0..236).for_each(|_| shares.started(a));
+        load(&shares, a, FAST, 236);
         let limits = shares.limits(256, Instant::now());
         assert_eq!(limits.busy, vec![(a, 20)]);
         assert_eq!(limits.scan, 20 + SCAN_BEYOND_ROOM, "not 256 candidates locked to take 20");
@@ -270,9 +268,7 @@ mod tests {
     fn a_stalled_endpoints_backlog_is_looked_at_in_full() {
         let shares = Shares::new(4);
         let a = Uuid::now_v7();
-        shares.started(a);
-        shares.finished(a, Duration::from_secs(10));
-        (0..4).for_each(|_| shares.started(a));
+        load(&shares, a, Duration::from_secs(10), 4);
         let limits = shares.limits(16, Instant::now());
         assert_eq!(limits.stalled, vec![a]);
         assert_eq!(limits.scan, 16, "its held backlog is moved aside as fast as before");
