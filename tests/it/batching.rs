@@ -131,6 +131,38 @@ async fn a_backlog_goes_in_batches_each_signed_as_one_message() {
     assert_eq!((attempts[0].attempt, attempts[0].status_code), (1, Some(200)));
 }
 
+/// The pages of history rows, by delivery (`ctid` is (page, item)).
+async fn history_pages(db: &TestDb) -> HashMap<Uuid, String> {
+    let rows = db
+        .client()
+        .await
+        .query("SELECT id, split_part(trim(both '()' FROM ctid::text), ',', 1) FROM hookline.deliveries", &[])
+        .await
+        .unwrap();
+    rows.iter().map(|row| (row.get(0), row.get(1))).collect()
+}
+
+#[tokio::test]
+async fn a_batched_completion_updates_history_in_place() {
+    // A completion ends whole pages of neighbouring history rows in one
+    // transaction; each page keeps room for all their new versions (V29),
+    // so none moves to another page, which would cost an entry in each of
+    // the table's indexes.
+    let db = TestDb::new().await;
+    let receiver = TestReceiver::start().await;
+    batching_endpoint(&db, &receiver.url, 1000, 1 << 22, 0, "json").await;
+    send_events(&db, 600, 0).await;
+    let before = history_pages(&db).await;
+    let worker = RunningWorker::start(&db, test_settings()).await;
+    all_succeeded(&db, 600).await;
+    worker.stop().await;
+
+    let after = history_pages(&db).await;
+    let moved = before.iter().filter(|(id, page)| after[*id] != **page).count();
+    assert_eq!(moved, 0, "history rows that left their page, of {}", before.len());
+    assert!(before.values().collect::<HashSet<_>>().len() > 2, "the rows span several pages");
+}
+
 #[tokio::test]
 async fn ndjson_batches_stay_within_max_bytes() {
     let db = TestDb::new().await;
