@@ -2,7 +2,9 @@
 //! deliveries together, cut by [`BatchShape`], as one Standard Webhooks
 //! message per request (its own `webhook-id`; each envelope keeps its event
 //! id). A request that has room left after the claim is filled with more of
-//! that endpoint's pending deliveries (`delivery_claim_batch.sql`).
+//! that endpoint's pending deliveries (`delivery_claim_batch.sql`), and an
+//! endpoint with a backlog gets whole batches more while the worker has
+//! request slots free.
 //!
 //! One request is one attempt of every delivery it carries, and its outcome
 //! is theirs. A `413 Payload Too Large` halves it: each half is sent at once
@@ -28,6 +30,8 @@ use crate::domain::batch::BatchShape;
 /// Fill a batch from the queue only when the claim left it this much room
 /// at least: a smaller top-up is not worth its statement.
 const FILL_AT_LEAST: usize = 2;
+/// Deliveries one fill takes for an endpoint in whole batches at most.
+const EXTRA_AT_MOST: usize = 1024;
 /// A half of a batch is sent only while the lease leaves its timeout and this.
 const SPLIT_MARGIN: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -46,6 +50,14 @@ pub enum Job {
 }
 
 impl Job {
+    /// The endpoint, if this is one of its batches.
+    fn batch_of(&self) -> Option<Uuid> {
+        match self {
+            Job::Batch { members, .. } => Some(members[0].endpoint_id),
+            Job::Single(_) => None,
+        }
+    }
+
     pub fn delivery_ids(&self) -> impl Iterator<Item = Uuid> + '_ {
         let members: &[Claimed] = match self {
             Job::Single(d) => std::slice::from_ref(d),
@@ -74,27 +86,46 @@ pub fn jobs(claimed: Vec<Claimed>) -> Vec<Job> {
         }
     }
     for (_, shape, members) in batches {
-        let envelopes: Vec<String> = members.iter().map(envelope).collect();
-        let sizes: Vec<usize> = envelopes.iter().map(String::len).collect();
-        let mut members = members.into_iter();
-        let mut envelopes = envelopes.into_iter();
-        for range in shape.cut(&sizes) {
-            jobs.push(Job::Batch {
-                shape,
-                members: members.by_ref().take(range.len()).collect(),
-                envelopes: envelopes.by_ref().take(range.len()).collect(),
-            });
-        }
+        let envelopes = members.iter().map(envelope).collect();
+        jobs.extend(cut(shape, members, envelopes));
     }
     jobs
 }
 
+/// Deliveries of one endpoint, in order, with their envelopes, as batches.
+fn cut(shape: BatchShape, members: Vec<Claimed>, envelopes: Vec<String>) -> Vec<Job> {
+    let sizes: Vec<usize> = envelopes.iter().map(String::len).collect();
+    let (mut members, mut envelopes) = (members.into_iter(), envelopes.into_iter());
+    shape
+        .cut(&sizes)
+        .into_iter()
+        .map(|range| Job::Batch {
+            shape,
+            members: members.by_ref().take(range.len()).collect(),
+            envelopes: envelopes.by_ref().take(range.len()).collect(),
+        })
+        .collect()
+}
+
 /// Fills each endpoint's last batch as far as its shape allows (see the
 /// module): with the deliveries waiting behind the ordered lane heads it
-/// holds, in lane order, or else with more of the endpoint's due ones.
-/// What a statement leased joins its batch before the next one runs: on an
-/// error, what was leased is still sent.
-pub async fn fill(db: &impl GenericClient, worker: Uuid, lease_max_s: f64, jobs: &mut [Job]) -> db::Result<()> {
+/// holds, in lane order, or else with more of the endpoint's due ones —
+/// and, for an endpoint whose claimed deliveries filled a batch (it has a
+/// backlog), with whole batches more, as many as `spare` request slots and
+/// its `room` (requests its share still allows) let it, up to
+/// [`EXTRA_AT_MOST`] deliveries. A claim's rows are counted against request
+/// slots one by one; without these, a batching endpoint's backlog would go
+/// a claim's worth of rows at a time, each row a statement's share.
+/// What a statement leased joins its endpoint's batches before the next
+/// one runs: on an error, what was leased is still sent.
+pub async fn fill(
+    db: &impl GenericClient,
+    worker: Uuid,
+    lease_max_s: f64,
+    jobs: &mut Vec<Job>,
+    mut spare: usize,
+    room: impl Fn(Uuid) -> usize,
+) -> db::Result<()> {
     let mut filled: Vec<Uuid> = Vec::new();
     let (mut rooms, mut heads) = (Vec::new(), Vec::new());
     for job in jobs.iter().rev() {
@@ -105,39 +136,59 @@ pub async fn fill(db: &impl GenericClient, worker: Uuid, lease_max_s: f64, jobs:
         }
         filled.push(endpoint);
         let sizes: Vec<usize> = envelopes.iter().map(String::len).collect();
-        let Some((events, bytes)) = shape.room(&sizes).filter(|(events, _)| *events >= FILL_AT_LEAST) else {
-            continue;
-        };
+        let last_room = shape.room(&sizes).filter(|(events, _)| *events >= FILL_AT_LEAST);
         let lane_heads: Vec<Uuid> = members.iter().filter(|d| d.lane.is_some()).map(|d| d.delivery_id).collect();
-        if lane_heads.is_empty() {
-            rooms.push((endpoint, db::deliveries::count(events), db::deliveries::count(bytes)));
+        if !lane_heads.is_empty() {
+            if let Some((events, bytes)) = last_room {
+                let (events, bytes) = (db::deliveries::count(events), db::deliveries::count(bytes));
+                heads.extend(lane_heads.into_iter().map(|head| (head, events, bytes)));
+            }
+            continue;
+        }
+        let batches = jobs.iter().filter(|job| job.batch_of() == Some(endpoint)).count();
+        let backlog = batches > 1 || last_room.is_none();
+        let extra = if backlog {
+            spare.min(room(endpoint).saturating_sub(batches)).min(EXTRA_AT_MOST / shape.max_events.max(1))
         } else {
-            heads.extend(
-                lane_heads.into_iter().map(|head| (head, db::deliveries::count(events), db::deliveries::count(bytes))),
-            );
+            0
+        };
+        spare -= extra;
+        let (events, bytes) = last_room.unwrap_or((0, 0));
+        if events + extra > 0 {
+            let events = events + extra * shape.max_events;
+            let bytes = bytes + extra * shape.max_bytes;
+            rooms.push((endpoint, db::deliveries::count(events), db::deliveries::count(bytes)));
         }
     }
     if !rooms.is_empty() {
-        join_last_batches(jobs, db::deliveries::claim_for_batches(db, worker, &rooms, lease_max_s, None).await?);
+        join_batches(jobs, db::deliveries::claim_for_batches(db, worker, &rooms, lease_max_s, None).await?);
     }
     if !heads.is_empty() {
-        join_last_batches(jobs, db::deliveries::claim_lane_followers(db, worker, &heads, lease_max_s, None).await?);
+        join_batches(jobs, db::deliveries::claim_lane_followers(db, worker, &heads, lease_max_s, None).await?);
     }
     Ok(())
 }
 
-/// Adds each delivery to its endpoint's last batch.
-fn join_last_batches(jobs: &mut [Job], more: Vec<Claimed>) {
+/// Adds each endpoint's deliveries to its last batch and cuts that batch
+/// again: what fits stays in it, the rest makes new batches, after all
+/// other jobs (the worker sends jobs as far as it has free slots).
+fn join_batches(jobs: &mut Vec<Job>, more: Vec<Claimed>) {
+    let mut by_endpoint: Vec<(Uuid, Vec<Claimed>)> = Vec::new();
     for d in more {
-        let last = jobs.iter_mut().rev().find_map(|job| match job {
-            Job::Batch { members, envelopes, .. } if members[0].endpoint_id == d.endpoint_id => {
-                Some((members, envelopes))
-            }
-            _ => None,
-        });
-        let (members, envelopes) = last.expect("filled only endpoints with a batch");
-        envelopes.push(envelope(&d));
-        members.push(d);
+        match by_endpoint.iter_mut().find(|(endpoint, _)| *endpoint == d.endpoint_id) {
+            Some((_, those)) => those.push(d),
+            None => by_endpoint.push((d.endpoint_id, vec![d])),
+        }
+    }
+    for (endpoint, those) in by_endpoint {
+        let last =
+            jobs.iter().rposition(|job| job.batch_of() == Some(endpoint)).expect("filled only endpoints with a batch");
+        let Job::Batch { shape, mut members, mut envelopes } = jobs.remove(last) else { unreachable!("a batch") };
+        envelopes.extend(those.iter().map(envelope));
+        members.extend(those);
+        let mut batches = cut(shape, members, envelopes).into_iter();
+        jobs.insert(last, batches.next().expect("at least one"));
+        jobs.extend(batches);
     }
 }
 

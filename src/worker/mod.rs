@@ -431,8 +431,19 @@ impl Worker {
         let found = claim.deliveries.len();
         let mut jobs = batch::jobs(claim.deliveries);
         // What the claim took is ours already: send it even unfilled.
-        if let Err(error) = batch::fill(&client, self.id, request.lease_max_s, &mut jobs).await {
+        let spare = wanted.saturating_sub(jobs.len());
+        let room = |endpoint| self.shares.share().saturating_sub(self.shares.in_flight(endpoint));
+        if let Err(error) = batch::fill(&client, self.id, request.lease_max_s, &mut jobs, spare, room).await {
             tracing::warn!(error = %error_chain(&error), "could not fill batches; sending them as they are");
+        }
+        // Whole batches were taken by their envelopes' count; their bytes may
+        // cut them finer: what has no free slot (new batches come last) goes
+        // back to the queue.
+        if jobs.len() > wanted {
+            let over: Vec<Uuid> = jobs.split_off(wanted).iter().flat_map(Job::delivery_ids).collect();
+            if let Err(error) = db::deliveries::release(&client, self.id, &over).await {
+                tracing::warn!(error = %error_chain(&error), deliveries = over.len(), "could not release deliveries beyond the free slots; their leases will expire");
+            }
         }
         // A stalled endpoint's deliveries may have been held just as its last
         // requests finished: their completions, written meanwhile, could not

@@ -6,12 +6,14 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use hookline::signing::SigningKey;
+use hookline::worker::batch::{self, Job};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::support::api::TestApi;
+use crate::support::drive::claim;
 use crate::support::receiver::{Received, Reply, TestReceiver};
 use crate::support::worker::{RunningWorker, WorkerSettings, spawn_process, test_settings};
 use crate::support::{count, db::TestDb, endpoint_secret, eventually};
@@ -161,6 +163,67 @@ async fn a_batched_completion_updates_history_in_place() {
     let moved = before.iter().filter(|(id, page)| after[*id] != **page).count();
     assert_eq!(moved, 0, "history rows that left their page, of {}", before.len());
     assert!(before.values().collect::<HashSet<_>>().len() > 2, "the rows span several pages");
+}
+
+/// How many deliveries each job carries.
+fn job_sizes(jobs: &[Job]) -> Vec<usize> {
+    jobs.iter().map(|job| job.delivery_ids().count()).collect()
+}
+
+#[tokio::test]
+async fn a_fill_takes_whole_batches_of_a_backlog_as_far_as_the_free_slots_and_the_share_allow() {
+    let db = TestDb::new().await;
+    let receiver = TestReceiver::start().await;
+    batching_endpoint(&db, &receiver.url, 5, 1 << 20, 0, "json").await;
+    send_events(&db, 100, 0).await;
+    let worker = Uuid::now_v7();
+    let client = db.client().await;
+    let leased = || count(&db, "SELECT count(*) FROM hookline.delivery_queue WHERE lease_owner IS NOT NULL");
+
+    // The claim's 10 fill two batches: a backlog, so whole batches follow,
+    // one per free slot.
+    let mut jobs = batch::jobs(claim(&db, worker).await);
+    assert_eq!(job_sizes(&jobs), [5, 5]);
+    batch::fill(&client, worker, 60.0, &mut jobs, 3, |_| 100).await.unwrap();
+    assert_eq!(job_sizes(&jobs), [5; 5]);
+    assert_eq!(leased().await, 25);
+
+    // The endpoint's share room counts the batches the claim made.
+    let mut jobs = batch::jobs(claim(&db, worker).await);
+    batch::fill(&client, worker, 60.0, &mut jobs, 10, |_| 3).await.unwrap();
+    assert_eq!(job_sizes(&jobs), [5; 3]);
+    assert_eq!(leased().await, 25 + 15);
+
+    // Taken in due order, none twice.
+    let ids: Vec<Uuid> = jobs.iter().flat_map(Job::delivery_ids).collect();
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 15);
+}
+
+#[tokio::test]
+async fn whole_batches_cut_finer_by_their_bytes_than_the_free_slots_go_back_to_the_queue() {
+    // Envelopes of ~730 bytes in batches of at most 10 events or 2,000
+    // bytes: the fill takes 2,000 bytes of envelopes for each free slot,
+    // but only two fit in a request; what finds no free slot is released,
+    // not sent twice nor counted as an attempt.
+    let db = TestDb::new().await;
+    let receiver = TestReceiver::start().await;
+    batching_endpoint(&db, &receiver.url, 10, 2000, 0, "json").await;
+    send_events(&db, 120, 600).await;
+    let settings = WorkerSettings { concurrency: 4, endpoint_share: 4, claim_batch: 4, ..test_settings() };
+    let worker = RunningWorker::start(&db, settings).await;
+    all_succeeded(&db, 120).await;
+    worker.stop().await;
+
+    let mut seen = HashSet::new();
+    for request in receiver.received() {
+        assert!(request.body.len() <= 2000, "{} bytes", request.body.len());
+        for envelope in envelopes(&request) {
+            assert!(seen.insert(envelope["id"].as_str().unwrap().to_owned()), "sent twice: {envelope}");
+        }
+    }
+    assert_eq!(seen.len(), 120);
+    let attempts = count(&db, "SELECT count(*) FROM hookline.deliveries WHERE attempts <> 1").await;
+    assert_eq!(attempts, 0, "every delivery took one attempt");
 }
 
 #[tokio::test]

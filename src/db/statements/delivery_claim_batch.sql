@@ -1,8 +1,9 @@
 -- hookline: fill batches. After a claim, a worker holding deliveries of
 -- endpoints that batch (and have no limit and a closed circuit: their
 -- claims count single deliveries) takes more of each such endpoint's
--- pending deliveries into the same request, up to the room it has left in
--- envelopes ($3) and bytes ($4): hookline.batch_candidates
+-- pending deliveries into the same request (and into whole new ones, when
+-- the worker has request slots free), up to the room it gives in envelopes
+-- ($3) and bytes ($4): hookline.batch_candidates
 -- (sql/065_batching.sql) says which. (See DELIVERY_CLAIM_BATCH in
 -- src/db/deliveries.rs for the parameters.)
 --
