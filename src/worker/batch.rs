@@ -113,9 +113,9 @@ fn cut(shape: BatchShape, members: Vec<Claimed>, envelopes: Vec<String>) -> Vec<
 /// and, for an endpoint whose claimed deliveries filled a batch (it has a
 /// backlog), with whole batches more, as many as `spare` request slots and
 /// its `room` (requests its share still allows) let it, up to
-/// [`EXTRA_AT_MOST`] deliveries. A claim's rows are counted against request
-/// slots one by one; without these, a batching endpoint's backlog would go
-/// a claim's worth of rows at a time, each row a statement's share.
+/// [`EXTRA_AT_MOST`] deliveries. A claim counts its rows against request
+/// slots one by one: without whole batches, a backlog would go a claim's
+/// rows at a time, a few requests per claim, fill and completion.
 /// What a statement leased joins its endpoint's batches before the next
 /// one runs: on an error, what was leased is still sent.
 pub async fn fill(
