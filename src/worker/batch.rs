@@ -72,24 +72,27 @@ impl Job {
 /// rather than sent (a lost lease, an expired circuit) goes alone too.
 /// Never more jobs than deliveries.
 pub fn jobs(claimed: Vec<Claimed>) -> Vec<Job> {
-    let mut jobs = Vec::new();
-    let mut batches: Vec<(Uuid, BatchShape, Vec<Claimed>)> = Vec::new();
-    for d in claimed {
-        match d.batch {
-            Some(shape) if d.lost.is_none() && !d.circuit_expired => {
-                match batches.iter_mut().find(|(endpoint, ..)| *endpoint == d.endpoint_id) {
-                    Some((.., members)) => members.push(d),
-                    None => batches.push((d.endpoint_id, shape, vec![d])),
-                }
-            }
-            _ => jobs.push(Job::Single(Box::new(d))),
-        }
-    }
-    for (_, shape, members) in batches {
+    let (batched, single): (Vec<Claimed>, Vec<Claimed>) =
+        claimed.into_iter().partition(|d| d.batch.is_some() && d.lost.is_none() && !d.circuit_expired);
+    let mut jobs: Vec<Job> = single.into_iter().map(|d| Job::Single(Box::new(d))).collect();
+    for (_, members) in by_endpoint(batched) {
+        let shape = members[0].batch.expect("only batched deliveries");
         let envelopes = members.iter().map(envelope).collect();
         jobs.extend(cut(shape, members, envelopes));
     }
     jobs
+}
+
+/// Deliveries grouped by endpoint, each group in order.
+fn by_endpoint(deliveries: Vec<Claimed>) -> Vec<(Uuid, Vec<Claimed>)> {
+    let mut groups: Vec<(Uuid, Vec<Claimed>)> = Vec::new();
+    for d in deliveries {
+        match groups.iter_mut().find(|(endpoint, _)| *endpoint == d.endpoint_id) {
+            Some((_, members)) => members.push(d),
+            None => groups.push((d.endpoint_id, vec![d])),
+        }
+    }
+    groups
 }
 
 /// Deliveries of one endpoint, in order, with their envelopes, as batches.
@@ -173,14 +176,7 @@ pub async fn fill(
 /// again: what fits stays in it, the rest makes new batches, after all
 /// other jobs (the worker sends jobs as far as it has free slots).
 fn join_batches(jobs: &mut Vec<Job>, more: Vec<Claimed>) {
-    let mut by_endpoint: Vec<(Uuid, Vec<Claimed>)> = Vec::new();
-    for d in more {
-        match by_endpoint.iter_mut().find(|(endpoint, _)| *endpoint == d.endpoint_id) {
-            Some((_, those)) => those.push(d),
-            None => by_endpoint.push((d.endpoint_id, vec![d])),
-        }
-    }
-    for (endpoint, those) in by_endpoint {
+    for (endpoint, those) in by_endpoint(more) {
         let last =
             jobs.iter().rposition(|job| job.batch_of() == Some(endpoint)).expect("filled only endpoints with a batch");
         let Job::Batch { shape, mut members, mut envelopes } = jobs.remove(last) else { unreachable!("a batch") };

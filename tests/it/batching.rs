@@ -194,7 +194,7 @@ async fn a_fill_takes_whole_batches_of_a_backlog_as_far_as_the_free_slots_and_th
     assert_eq!(job_sizes(&jobs), [5; 3]);
     assert_eq!(leased().await, 25 + 15);
 
-    // Taken in due order, none twice.
+    // None taken twice.
     let ids: Vec<Uuid> = jobs.iter().flat_map(Job::delivery_ids).collect();
     assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 15);
 }
