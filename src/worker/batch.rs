@@ -31,7 +31,7 @@ use crate::domain::batch::BatchShape;
 /// at least: a smaller top-up is not worth its statement.
 const FILL_AT_LEAST: usize = 2;
 /// Deliveries one fill takes for an endpoint in whole batches at most.
-const EXTRA_AT_MOST: usize = 1024;
+const EXTRA_AT_MOST: usize = 4096;
 /// A half of a batch is sent only while the lease leaves its timeout and this.
 const SPLIT_MARGIN: std::time::Duration = std::time::Duration::from_secs(1);
 
