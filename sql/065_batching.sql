@@ -21,13 +21,19 @@ $$;
 -- an endpoint has few batched rows (say, after a quiet hour, just as a
 -- backlog arrives), prefers a bitmap scan that reads and sorts all of
 -- them, every call: bitmap scans are off here.
+--
+-- Each row comes with where it is (`row_at`, its ctid: a locked row stays
+-- where it is until the transaction ends), so the fill updates it without
+-- looking up its id again.
 DROP FUNCTION IF EXISTS hookline.batch_candidates(uuid, integer, timestamptz);
-CREATE OR REPLACE FUNCTION hookline.batch_candidates(endpoint_id uuid, room integer, wait_ms integer, at timestamptz)
-RETURNS TABLE (delivery_id uuid, event_id uuid, next_attempt_at timestamptz)
+-- (Its rows gained row_at: a new return type.)
+DROP FUNCTION IF EXISTS hookline.batch_candidates(uuid, integer, integer, timestamptz);
+CREATE FUNCTION hookline.batch_candidates(endpoint_id uuid, room integer, wait_ms integer, at timestamptz)
+RETURNS TABLE (delivery_id uuid, event_id uuid, next_attempt_at timestamptz, row_at tid)
 LANGUAGE sql VOLATILE
 SET enable_bitmapscan = off
 AS $$
-    SELECT q.delivery_id, q.event_id, q.next_attempt_at
+    SELECT q.delivery_id, q.event_id, q.next_attempt_at, q.ctid
       FROM hookline.delivery_queue AS q
      WHERE q.endpoint_id = batch_candidates.endpoint_id AND q.state = 'pending' AND q.batched
        AND q.lane IS NULL  -- ordered ones go behind their heads only

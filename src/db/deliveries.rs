@@ -48,17 +48,13 @@ pub const DELIVERY_CLAIM_BATCH: &str = include_str!("statements/delivery_claim_b
 /// batches: see `hookline.claim_lane_followers` (sql/065_batching.sql).
 /// Parameters: `$1` worker, `$2`/`$3`/`$4` the heads with their batch's
 /// room in envelopes and bytes, `$5` longest lease (s), `$6` the clock.
+/// Returns the rows as the batch fill does ([`Leased`]).
 pub const DELIVERY_CLAIM_LANE_FOLLOWERS: &str = "
 SELECT f.delivery_id, f.attempt, f.lease_until, f.event_id, f.event_type, f.event_created_at, f.payload,
-       ep.id, ep.url, ep.http_method, ep.headers, ep.timeout_ms, ep.retry_schedule, ep.secret,
-       CASE WHEN ep.previous_secret_expires_at > coalesce($6, now()) THEN ep.previous_secret END,
-       NULL::timestamptz, NULL::timestamptz, NULL::integer, false, f.lane,
-       ep.batch_max_events, ep.batch_max_bytes, ep.batch_format,
-       ep.signature, ep.signature_header, ep.signature_hash, ep.tenant, ep.transformation
+       f.endpoint_id, f.lane
   FROM hookline.claim_lane_followers($1, $2, $3, $4, $5, $6) WITH ORDINALITY
            AS f(delivery_id, attempt, lease_until, event_id, event_type, event_created_at, payload, endpoint_id,
                 lane, nth)
-  JOIN hookline.endpoints AS ep ON ep.id = f.endpoint_id
  ORDER BY f.nth";
 
 /// Records a batch of outcomes in one statement: see the file. Parameters:
@@ -194,6 +190,71 @@ impl From<&tokio_postgres::Row> for Claimed {
             signing: Signing::from_columns(r.get(23), r.get(24), r.get(25)),
             tenant: r.get(26),
             transformation: r.get(27),
+        }
+    }
+}
+
+/// A delivery a fill leased into a batch: what is its own. The rest is its
+/// batch's, which is sent as its first member's endpoint was claimed (see
+/// [`Claimed::joined_by`]).
+#[derive(Debug, Clone)]
+pub struct Leased {
+    pub delivery_id: Uuid,
+    pub attempt: i32,
+    pub lease_until: DateTime<Utc>,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub event_created_at: DateTime<Utc>,
+    pub payload_json: String,
+    pub endpoint_id: Uuid,
+    pub lane: Option<i64>,
+}
+
+impl From<&tokio_postgres::Row> for Leased {
+    fn from(r: &tokio_postgres::Row) -> Self {
+        Leased {
+            delivery_id: r.get(0),
+            attempt: r.get(1),
+            lease_until: r.get(2),
+            event_id: r.get(3),
+            event_type: r.get(4),
+            event_created_at: r.get(5),
+            payload_json: r.get(6),
+            endpoint_id: r.get(7),
+            lane: r.get(8),
+        }
+    }
+}
+
+impl Claimed {
+    /// `leased`, a delivery of the same endpoint, with this delivery's
+    /// endpoint as it was claimed: a fill returns its deliveries' own
+    /// columns only, not the endpoint's once per delivery.
+    pub fn joined_by(&self, leased: Leased) -> Claimed {
+        debug_assert_eq!(self.endpoint_id, leased.endpoint_id);
+        Claimed {
+            delivery_id: leased.delivery_id,
+            attempt: leased.attempt,
+            lease_until: leased.lease_until,
+            event_id: leased.event_id,
+            event_type: leased.event_type,
+            event_created_at: leased.event_created_at,
+            payload_json: leased.payload_json,
+            endpoint_id: self.endpoint_id,
+            url: self.url.clone(),
+            http_method: self.http_method.clone(),
+            headers: self.headers.clone(),
+            timeout_ms: self.timeout_ms,
+            retry_schedule: self.retry_schedule.clone(),
+            secret: self.secret.clone(),
+            previous_secret: self.previous_secret.clone(),
+            lost: None,
+            circuit_expired: false,
+            lane: leased.lane,
+            batch: self.batch,
+            signing: self.signing.clone(),
+            tenant: self.tenant.clone(),
+            transformation: self.transformation.clone(),
         }
     }
 }
@@ -346,7 +407,7 @@ pub async fn claim_for_batches(
     rooms: &[(Uuid, i32, i32)],
     lease_max_s: f64,
     at: Option<DateTime<Utc>>,
-) -> Result<Vec<Claimed>> {
+) -> Result<Vec<Leased>> {
     claim_into_batches(db, DELIVERY_CLAIM_BATCH, worker, rooms, lease_max_s, at).await
 }
 
@@ -359,7 +420,7 @@ pub async fn claim_lane_followers(
     heads: &[(Uuid, i32, i32)],
     lease_max_s: f64,
     at: Option<DateTime<Utc>>,
-) -> Result<Vec<Claimed>> {
+) -> Result<Vec<Leased>> {
     claim_into_batches(db, DELIVERY_CLAIM_LANE_FOLLOWERS, worker, heads, lease_max_s, at).await
 }
 
@@ -372,12 +433,12 @@ async fn claim_into_batches(
     rooms: &[(Uuid, i32, i32)],
     lease_max_s: f64,
     at: Option<DateTime<Utc>>,
-) -> Result<Vec<Claimed>> {
+) -> Result<Vec<Leased>> {
     let (ids, (events, bytes)): (Vec<Uuid>, (Vec<i32>, Vec<i32>)) =
         rooms.iter().map(|(id, events, bytes)| (*id, (*events, *bytes))).unzip();
     let rows =
         db.query(&db.prepare_cached(statement).await?, &[&worker, &ids, &events, &bytes, &lease_max_s, &at]).await?;
-    Ok(rows.iter().map(Claimed::from).collect())
+    Ok(rows.iter().map(Leased::from).collect())
 }
 
 /// The outcome of one attempt, ready to be written: a

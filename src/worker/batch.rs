@@ -24,7 +24,7 @@ use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
 use super::dispatch::{Attempt, Dispatcher, Outcome, envelope};
-use crate::db::{self, deliveries::BatchAttempt, deliveries::Claimed};
+use crate::db::{self, deliveries::BatchAttempt, deliveries::Claimed, deliveries::Leased};
 use crate::domain::batch::BatchShape;
 
 /// Fill a batch from the queue only when the claim left it this much room
@@ -75,7 +75,7 @@ pub fn jobs(claimed: Vec<Claimed>) -> Vec<Job> {
     let (batched, single): (Vec<Claimed>, Vec<Claimed>) =
         claimed.into_iter().partition(|d| d.batch.is_some() && d.lost.is_none() && !d.circuit_expired);
     let mut jobs: Vec<Job> = single.into_iter().map(|d| Job::Single(Box::new(d))).collect();
-    for (_, members) in by_endpoint(batched) {
+    for (_, members) in by_endpoint(batched, |d| d.endpoint_id) {
         let shape = members[0].batch.expect("only batched deliveries");
         let envelopes = members.iter().map(envelope).collect();
         jobs.extend(cut(shape, members, envelopes));
@@ -84,12 +84,13 @@ pub fn jobs(claimed: Vec<Claimed>) -> Vec<Job> {
 }
 
 /// Deliveries grouped by endpoint, each group in order.
-fn by_endpoint(deliveries: Vec<Claimed>) -> Vec<(Uuid, Vec<Claimed>)> {
-    let mut groups: Vec<(Uuid, Vec<Claimed>)> = Vec::new();
+fn by_endpoint<D>(deliveries: Vec<D>, endpoint_of: impl Fn(&D) -> Uuid) -> Vec<(Uuid, Vec<D>)> {
+    let mut groups: Vec<(Uuid, Vec<D>)> = Vec::new();
     for d in deliveries {
-        match groups.iter_mut().find(|(endpoint, _)| *endpoint == d.endpoint_id) {
+        let endpoint = endpoint_of(&d);
+        match groups.iter_mut().find(|(id, _)| *id == endpoint) {
             Some((_, members)) => members.push(d),
-            None => groups.push((d.endpoint_id, vec![d])),
+            None => groups.push((endpoint, vec![d])),
         }
     }
     groups
@@ -172,14 +173,16 @@ pub async fn fill(
     Ok(())
 }
 
-/// Adds each endpoint's deliveries to its last batch and cuts that batch
-/// again: what fits stays in it, the rest makes new batches, after all
-/// other jobs (the worker sends jobs as far as it has free slots).
-fn join_batches(jobs: &mut Vec<Job>, more: Vec<Claimed>) {
-    for (endpoint, those) in by_endpoint(more) {
+/// Adds each endpoint's deliveries to its last batch (sent as its first
+/// member's endpoint was claimed) and cuts that batch again: what fits
+/// stays in it, the rest makes new batches, after all other jobs (the
+/// worker sends jobs as far as it has free slots).
+fn join_batches(jobs: &mut Vec<Job>, more: Vec<Leased>) {
+    for (endpoint, those) in by_endpoint(more, |d| d.endpoint_id) {
         let last =
             jobs.iter().rposition(|job| job.batch_of() == Some(endpoint)).expect("filled only endpoints with a batch");
         let Job::Batch { shape, mut members, mut envelopes } = jobs.remove(last) else { unreachable!("a batch") };
+        let those: Vec<Claimed> = those.into_iter().map(|d| members[0].joined_by(d)).collect();
         envelopes.extend(those.iter().map(envelope));
         members.extend(those);
         let mut batches = cut(shape, members, envelopes).into_iter();

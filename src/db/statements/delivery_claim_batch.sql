@@ -7,7 +7,9 @@
 -- (sql/065_batching.sql) says which. (See DELIVERY_CLAIM_BATCH in
 -- src/db/deliveries.rs for the parameters.)
 --
--- Returns the rows as the claims do.
+-- Returns each delivery's own columns (src/db/deliveries.rs `Leased`): the
+-- worker sends them with the endpoint as its claim returned it, once, not
+-- once per row.
 WITH clock AS MATERIALIZED (
     SELECT coalesce($6::timestamptz, now()) AS at
 ),
@@ -21,7 +23,7 @@ wanted AS (
       JOIN hookline.endpoint_state AS s ON s.endpoint_id = t.endpoint_id AND s.circuit_state = 'closed'
 ),
 locked AS MATERIALIZED (
-    SELECT w.endpoint_id, w.room_bytes, w.lease_s, q.delivery_id, q.event_id, q.next_attempt_at
+    SELECT w.endpoint_id, w.room_bytes, w.lease_s, q.delivery_id, q.event_id, q.next_attempt_at, q.row_at
       FROM wanted AS w
      CROSS JOIN clock AS c
      CROSS JOIN LATERAL hookline.batch_candidates(w.endpoint_id, w.room, w.batch_max_wait_ms, c.at) AS q
@@ -40,25 +42,15 @@ claimed AS (
            lease_owner = $1,
            attempts = q.attempts + 1
       FROM sized AS s, clock AS c
-     WHERE q.delivery_id = s.delivery_id AND s.body_bytes <= s.room_bytes
-       -- A few rows: by their primary key (the planner cannot tell how few).
-       AND q.delivery_id = ANY (ARRAY(SELECT s.delivery_id FROM sized AS s))
+     WHERE q.ctid = s.row_at AND s.body_bytes <= s.room_bytes
+       -- The rows where they are, locked (the planner cannot tell how few).
+       AND q.ctid = ANY (ARRAY(SELECT s.row_at FROM sized AS s))
     -- What the rows need, from here: joining sized again, the planner
     -- compared every pair.
     RETURNING q.delivery_id, q.attempts, q.next_attempt_at AS lease_until, s.event_id, s.event_type, s.created_at,
               s.payload, s.endpoint_id, s.next_attempt_at
 )
-SELECT cl.delivery_id, cl.attempts AS attempt, cl.lease_until,
-       cl.event_id, cl.event_type, cl.created_at AS event_created_at, cl.payload,
-       ep.id AS endpoint_id, ep.url, ep.http_method, ep.headers, ep.timeout_ms, ep.retry_schedule, ep.secret,
-       CASE WHEN ep.previous_secret_expires_at > (SELECT c.at FROM clock AS c) THEN ep.previous_secret END
-           AS previous_secret,
-       NULL::timestamptz AS lost_since, NULL::timestamptz AS lost_at, NULL::integer AS worker_losses,
-       false AS circuit_expired, NULL::bigint AS lane,
-       ep.batch_max_events, ep.batch_max_bytes, ep.batch_format,
-       ep.signature, ep.signature_header, ep.signature_hash,
-       -- An endpoint receives its own tenant's events only.
-       ep.tenant, ep.transformation
+SELECT cl.delivery_id, cl.attempts AS attempt, cl.lease_until, cl.event_id, cl.event_type,
+       cl.created_at AS event_created_at, cl.payload, cl.endpoint_id, NULL::bigint AS lane
   FROM claimed AS cl
-  JOIN hookline.endpoints AS ep ON ep.id = cl.endpoint_id
  ORDER BY cl.endpoint_id, cl.next_attempt_at, cl.delivery_id
