@@ -76,18 +76,33 @@ fn baseline_bin() -> Option<PathBuf> {
 impl Bench {
     pub async fn start() -> anyhow::Result<Self> {
         let dir = std::env::temp_dir().join(format!("hookline-bench-{}", std::process::id()));
-        let server = LocalPostgres::start(
-            &dir,
-            &[
-                ("shared_buffers", "512MB"),
-                ("max_connections", "300"),
-                ("max_wal_size", "4GB"),
-                ("shared_preload_libraries", "pg_stat_statements"),
-                ("pg_stat_statements.track", "all"),
-                ("pg_stat_statements.track_planning", "on"),
-                ("pg_stat_statements.max", "10000"),
-            ],
-        )?;
+        let explain_logs = std::env::var("BENCH_EXPLAIN").ok().filter(|dir| !dir.is_empty());
+        let mut settings = vec![
+            ("shared_buffers", "512MB"),
+            ("max_connections", "300"),
+            ("max_wal_size", "4GB"),
+            ("pg_stat_statements.track", "all"),
+            ("pg_stat_statements.track_planning", "on"),
+            ("pg_stat_statements.max", "10000"),
+        ];
+        match &explain_logs {
+            // A sample of every statement's plan with its row counts and
+            // times, nested ones too, logged where BENCH_EXPLAIN says.
+            Some(log_directory) => {
+                settings.extend([
+                    ("shared_preload_libraries", "pg_stat_statements,auto_explain"),
+                    ("auto_explain.log_min_duration", "0"),
+                    ("auto_explain.sample_rate", "0.03"),
+                    ("auto_explain.log_analyze", "on"),
+                    ("auto_explain.log_buffers", "on"),
+                    ("auto_explain.log_nested_statements", "on"),
+                    ("logging_collector", "on"),
+                ]);
+                settings.push(("log_directory", log_directory.as_str()));
+            }
+            None => settings.push(("shared_preload_libraries", "pg_stat_statements")),
+        }
+        let server = LocalPostgres::start(&dir, &settings)?;
         server.stop_when_process_exits(std::process::id(), &dir)?;
         let (admin, connection) = tokio_postgres::connect(&server.url("postgres"), NoTls).await?;
         tokio::spawn(connection);

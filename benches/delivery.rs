@@ -27,7 +27,10 @@
 //!   sending: how long the drop takes, and the longest a producer waited.
 //!
 //! Sizes: BENCH_DRAIN_N, BENCH_SECONDS, BENCH_ROUNDS; BENCH_PROFILE=1 prints
-//! each drain's top statements too.
+//! each drain's top statements too; BENCH_EXPLAIN=<directory> logs there
+//! (as the PostgreSQL user, who must be able to write it) the plans of a
+//! sample of all statements, with their actual rows and times
+//! (auto_explain: timing every node slows them, so read shapes, not sums).
 
 #[path = "common.rs"]
 mod common;
