@@ -2,7 +2,7 @@
 openapi/hookline.json: create an endpoint (pointing at a receiver in this
 script), send an event, and read the delivery back once it succeeded. The
 deliveries, one alone and a batch, are verified with the Standard Webhooks
-library (`standardwebhooks`), as a receiver would. That library checks `v1`
+library (`standardwebhooks`, the latest release, 1.3.0), as a receiver would. It checks `v1`
 (HMAC) only (ed25519 `v1a` is an open pull request there, #304), so a `v1a`
 delivery is checked as its spec says, with `cryptography`'s ed25519."""
 
