@@ -21,12 +21,15 @@
 //!   same drain unbatched;
 //! - transformations: a drain with a template on the endpoint, beside the
 //!   same drain as sent;
-//!   (these three on each build whose schema has the feature);
+//! - brokers: the same drain to NATS, RabbitMQ and Redis, each beside the
+//!   drain to HTTP, and RabbitMQ's own rate without hookline;
+//!   (these four on each build whose schema has the feature);
 //! - retention (this build only): dropping a partition of deliveries that
 //!   holds BENCH_RETENTION_ROWS (10 million) rows while producers keep
 //!   sending: how long the drop takes, and the longest a producer waited.
 //!
-//! Sizes: BENCH_DRAIN_N, BENCH_SECONDS, BENCH_ROUNDS; BENCH_PROFILE=1 prints
+//! Sizes: BENCH_DRAIN_N, BENCH_SECONDS, BENCH_ROUNDS; BENCH_BROKERS (of
+//! `nats,rabbitmq,redis`) narrows the brokers scenario; BENCH_PROFILE=1 prints
 //! each drain's top statements too; BENCH_EXPLAIN=<directory> logs there
 //! (as the PostgreSQL user, who must be able to write it) the plans of a
 //! sample of all statements, with their actual rows and times
@@ -107,7 +110,9 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     for round in (0..rounds()).filter(|_| selected("brokers")) {
-        bench.broker_drains(&bench.builds[0], drain_n, 2, &mut report, round == last).await?;
+        for build in bench.builds_with("transformation").await? {
+            bench.broker_drains(build, drain_n, 2, &mut report, round == last).await?;
+        }
     }
     for round in (0..rounds()).filter(|_| selected("batched")) {
         for build in bench.builds_with("batch_max_events").await? {
@@ -293,11 +298,14 @@ impl Bench {
         channel.queue_bind("hl_bench".into(), "amq.topic".into(), "bench.#".into(), bind, no_arguments).await?;
 
         let http = format!("url = '{}'", build.endpoint_url);
-        for (broker, url) in [
-            ("NATS JetStream", "nats://127.0.0.1:4222/hl_bench.events"),
-            ("RabbitMQ", "amqp://guest:guest@127.0.0.1:5672"),
-            ("Redis stream", "redis://127.0.0.1:6379/0?stream=hl_bench&maxlen=100000"),
-        ] {
+        let brokers = [
+            ("nats", "NATS JetStream", "nats://127.0.0.1:4222/hl_bench.events"),
+            ("rabbitmq", "RabbitMQ", "amqp://guest:guest@127.0.0.1:5672"),
+            ("redis", "Redis stream", "redis://127.0.0.1:6379/0?stream=hl_bench&maxlen=100000"),
+        ];
+        let wanted = std::env::var("BENCH_BROKERS").unwrap_or_default();
+        let wanted = |name: &str| wanted.is_empty() || wanted.split(',').any(|w| w.trim() == name);
+        for (_, broker, url) in brokers.into_iter().filter(|(name, ..)| wanted(name)) {
             let settings = [
                 (format!("drain {n} queued, {workers} workers, HTTP"), http.clone()),
                 (format!("drain {n} queued, {workers} workers, {broker}"), format!("url = '{url}'")),
@@ -305,7 +313,9 @@ impl Bench {
             let ratio = format!("{broker} / HTTP (target ≥ 1)");
             self.drain_pair(build, &insert, workers, settings, &ratio, report, profile).await?;
         }
-        amqp_ceiling(&amqp, n, report).await?;
+        if wanted("rabbitmq") {
+            amqp_ceiling(&amqp, n, build.index, report).await?;
+        }
         jetstream.delete_stream("HL_BENCH").await?;
         channel.queue_delete("hl_bench".into(), Default::default()).await?;
         let redis = redis::Client::open("redis://127.0.0.1:6379/0")?;
@@ -687,7 +697,7 @@ impl Bench {
 /// What RabbitMQ takes on this machine without hookline: `n` publishes as
 /// hookline makes them (persistent, mandatory, confirmed), 512 awaiting
 /// their confirm at once on one channel per worker-like task pair.
-async fn amqp_ceiling(amqp: &lapin::Connection, n: u64, report: &mut Report) -> anyhow::Result<()> {
+async fn amqp_ceiling(amqp: &lapin::Connection, n: u64, index: usize, report: &mut Report) -> anyhow::Result<()> {
     let channel = amqp.create_channel().await?;
     channel.confirm_select(Default::default()).await?;
     let body = vec![b'x'; 200];
@@ -714,7 +724,7 @@ async fn amqp_ceiling(amqp: &lapin::Connection, n: u64, report: &mut Report) -> 
         done??;
     }
     let rate = n as f64 / started.elapsed().as_secs_f64();
-    report.add(&format!("RabbitMQ alone: {n} confirmed publishes/s, 512 in flight"), 0, rate);
+    report.add(&format!("RabbitMQ alone: {n} confirmed publishes/s, 512 in flight"), index, rate);
     channel.close(0, "done".into()).await?;
     Ok(())
 }
