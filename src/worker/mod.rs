@@ -239,6 +239,14 @@ impl Worker {
             };
             let wanted = (slots.available_permits() + 1).min(self.settings.claim_batch);
             let limits = self.shares.limits(wanted, Instant::now());
+            if limits.too_little_room {
+                drop(first_slot);
+                tokio::select! {
+                    _ = self.shares.wait_for_room(SHARE_RECHECK) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
             let intent = presence.intent();
             let claim = match self.claim(wanted, &limits, intent).await {
                 Ok(claim) => {

@@ -84,6 +84,15 @@ pub struct Limits {
     /// Some endpoint is at its share and moving: a claim that found little
     /// may have found only its deliveries.
     pub full_and_moving: bool,
+    /// Every endpoint with requests in flight has less room than a fair
+    /// batch (a quarter of its share) and none is stalled: until one makes
+    /// room (or stalls), a claim would take their backlogs a few rows at a
+    /// time, or lock their first rows only to leave them — with a broker
+    /// whose confirms come in bursts, a third of all claims found nothing,
+    /// and locked 1,024 rows each time it paused past [`SLOWING_AFTER`].
+    /// Another endpoint's deliveries behind theirs wait as long: at most
+    /// until one of them makes room or stalls ([`STALLED_AFTER`]).
+    pub too_little_room: bool,
 }
 
 impl Shares {
@@ -119,17 +128,23 @@ impl Shares {
         self.progress.notify_waiters();
     }
 
+    /// Room worth a claim for an endpoint at its share: a quarter of it.
+    fn fair_batch(&self) -> usize {
+        (self.share / 4).max(1)
+    }
+
     /// Requests to `endpoint` in flight right now.
     pub fn in_flight(&self, endpoint: Uuid) -> usize {
         self.state.lock().expect("not poisoned").active.get(&endpoint).map_or(0, |load| load.in_flight)
     }
 
-    /// Waits until the moving endpoints at their share have room for a fair
-    /// batch again (a quarter of the share), or `timeout`: claiming sooner
-    /// would find only their deliveries, or take them a few at a time.
+    /// Waits until the endpoints at their share that are not stalled have
+    /// room for a fair batch again (a quarter of the share), or `timeout`:
+    /// claiming sooner would find only their deliveries, or take them a few
+    /// at a time.
     pub async fn wait_for_room(&self, timeout: Duration) {
         let deadline = tokio::time::Instant::now() + timeout;
-        let enough = (self.share / 4).max(1);
+        let enough = self.fair_batch();
         loop {
             let progressed = self.progress.notified();
             let roomy = {
@@ -138,7 +153,7 @@ impl Shares {
                 state
                     .active
                     .values()
-                    .filter(|load| now.saturating_duration_since(load.last_progress) < SLOWING_AFTER)
+                    .filter(|load| now.saturating_duration_since(load.last_progress) < STALLED_AFTER)
                     .all(|load| self.share.saturating_sub(load.in_flight) >= enough)
             };
             if roomy || tokio::time::timeout_at(deadline, progressed).await.is_err() {
@@ -152,8 +167,10 @@ impl Shares {
         let state = self.state.lock().expect("not poisoned");
         let mut limits = Limits { scan: wanted, ..Limits::default() };
         let mut slowing = false;
+        let mut some_room = false;
         for (endpoint, load) in &state.active {
             let room = self.share.saturating_sub(load.in_flight);
+            some_room |= room >= wanted.min(self.fair_batch());
             if room >= wanted {
                 continue;
             }
@@ -173,6 +190,7 @@ impl Shares {
                 limits.full_and_moving = true;
             }
         }
+        limits.too_little_room = !state.active.is_empty() && !some_room && limits.stalled.is_empty();
         if slowing {
             limits.scan = (wanted * SCAN_FACTOR).clamp(wanted, SCAN_MAX.max(wanted));
         } else if !limits.busy.is_empty() && limits.busy.len() == state.active.len() && limits.stalled.is_empty() {
@@ -221,6 +239,40 @@ mod tests {
         assert_eq!(slowing.scan, 32, "looks past its backlog");
         let stalled = shares.limits(8, now + STALLED_AFTER);
         assert_eq!(stalled.stalled, vec![a]);
+    }
+
+    #[test]
+    fn no_claim_is_worth_making_while_every_endpoint_lacks_room_and_none_is_stalled() {
+        let shares = Shares::new(2);
+        assert!(!shares.limits(8, Instant::now()).too_little_room, "nothing in flight");
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        load(&shares, a, FAST, 2);
+        let now = Instant::now();
+        assert!(shares.limits(8, now).too_little_room, "moving");
+        assert!(shares.limits(8, now + SLOWING_AFTER).too_little_room, "slowing");
+        assert!(!shares.limits(8, now + STALLED_AFTER).too_little_room, "stalled: a claim holds its backlog");
+        load(&shares, b, FAST, 1);
+        assert!(!shares.limits(8, now).too_little_room, "b has room");
+
+        let shares = Shares::new(8);
+        load(&shares, a, FAST, 7);
+        assert!(shares.limits(8, Instant::now()).too_little_room, "room for 1, less than a quarter of 8");
+        assert!(!shares.limits(1, Instant::now()).too_little_room, "room for all the claim wants");
+    }
+
+    #[tokio::test]
+    async fn waiting_for_room_ends_when_a_request_finishes_and_leaves_enough() {
+        let shares = std::sync::Arc::new(Shares::new(4));
+        let a = Uuid::now_v7();
+        load(&shares, a, FAST, 4);
+        let waiting = tokio::spawn({
+            let shares = shares.clone();
+            async move { shares.wait_for_room(Duration::from_secs(60)).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        shares.finished(a, FAST);
+        tokio::time::timeout(Duration::from_secs(5), waiting).await.expect("woken by the finish").unwrap();
     }
 
     #[test]
