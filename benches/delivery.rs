@@ -375,12 +375,15 @@ impl Bench {
             self.quiet().await?;
             self.reset_statements().await?;
             let pg_cpu_before = self.postgres_cpu();
+            let destination = destination_pid(setting);
+            let destination_cpu_before = destination.map_or(0.0, |pid| cpu_seconds(pid, false));
             let started = Instant::now();
             let mut children = self.spawn_workers(build, workers);
             self.settled(build).await?;
             let rate = n as f64 / started.elapsed().as_secs_f64();
             let worker_cpu: f64 = children.iter().map(|c| cpu_seconds(c.id(), false)).sum();
             let pg_cpu = self.postgres_cpu() - pg_cpu_before;
+            let destination_cpu = destination.map_or(0.0, |pid| cpu_seconds(pid, false)) - destination_cpu_before;
             stop(&mut children);
             if profile && nth == settings.len() - 1 {
                 self.statements(build).await?.print_top(&format!("{}: {figure}", build.name), 12);
@@ -389,6 +392,9 @@ impl Bench {
             let per_1000 = |cpu: f64| cpu / n as f64 * 1000.0;
             report.add(&format!("{figure}: PostgreSQL CPU-s per 1,000"), build.index, per_1000(pg_cpu));
             report.add(&format!("{figure}: workers' CPU-s per 1,000"), build.index, per_1000(worker_cpu));
+            if destination.is_some() {
+                report.add(&format!("{figure}: receiver's CPU-s per 1,000"), build.index, per_1000(destination_cpu));
+            }
             rates.push(rate);
         }
         build.client.execute(&format!("UPDATE hookline.endpoints SET {}", settings[0].1), &[]).await?;
@@ -694,22 +700,58 @@ impl Bench {
     }
 }
 
+/// The process that receives what an endpoint `setting` points at: the
+/// broker's server, or this process (the HTTP receiver) when `setting`
+/// names no broker; `None` if the server is not found on this machine.
+fn destination_pid(setting: &str) -> Option<u32> {
+    let server = ["nats://", "amqp://", "redis://"]
+        .into_iter()
+        .zip(["nats-server", "beam.smp", "redis-server"])
+        .find_map(|(scheme, server)| setting.contains(scheme).then_some(server));
+    let Some(server) = server else {
+        return Some(std::process::id());
+    };
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let pid = entry.file_name().to_str()?.parse().ok()?;
+        let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        (name.trim() == server).then_some(pid)
+    })
+}
+
 /// What RabbitMQ takes on this machine without hookline: `n` publishes as
-/// hookline makes them (persistent, mandatory, confirmed), 512 awaiting
-/// their confirm at once on one channel per worker-like task pair.
+/// hookline makes them (persistent, mandatory, confirmed, with its
+/// headers), 512 awaiting their confirm at once on one channel; and the
+/// CPU RabbitMQ spends on them.
 async fn amqp_ceiling(amqp: &lapin::Connection, n: u64, index: usize, report: &mut Report) -> anyhow::Result<()> {
+    use lapin::types::{AMQPValue, FieldTable};
+
     let channel = amqp.create_channel().await?;
     channel.confirm_select(Default::default()).await?;
     let body = vec![b'x'; 200];
     let in_flight = Arc::new(tokio::sync::Semaphore::new(512));
     let mut tasks = tokio::task::JoinSet::new();
+    let rabbitmq = destination_pid("amqp://");
+    let cpu_before = rabbitmq.map_or(0.0, |pid| cpu_seconds(pid, false));
     let started = Instant::now();
-    for i in 0..n {
+    for _ in 0..n {
         let permit = in_flight.clone().acquire_owned().await?;
         let (channel, body) = (channel.clone(), body.clone());
         tasks.spawn(async move {
-            let properties =
-                lapin::BasicProperties::default().with_message_id(i.to_string().into()).with_delivery_mode(2);
+            let id = uuid::Uuid::now_v7().to_string();
+            let mut headers = FieldTable::default();
+            for (name, value) in [
+                ("content-type", "application/json".to_owned()),
+                ("webhook-id", id.clone()),
+                ("webhook-timestamp", "1764990000".to_owned()),
+                ("webhook-signature", format!("v1,{}", "A".repeat(43) + "=")),
+            ] {
+                headers.insert(name.into(), AMQPValue::LongString(value.as_str().into()));
+            }
+            let properties = lapin::BasicProperties::default()
+                .with_headers(headers)
+                .with_message_id(id.as_str().into())
+                .with_content_type("application/json".into())
+                .with_delivery_mode(2);
             let options = lapin::options::BasicPublishOptions { mandatory: true, ..Default::default() };
             let confirm = channel.basic_publish("amq.topic".into(), "bench.broker".into(), options, &body, properties);
             let confirmed = confirm.await?.await;
@@ -725,6 +767,10 @@ async fn amqp_ceiling(amqp: &lapin::Connection, n: u64, index: usize, report: &m
     }
     let rate = n as f64 / started.elapsed().as_secs_f64();
     report.add(&format!("RabbitMQ alone: {n} confirmed publishes/s, 512 in flight"), index, rate);
+    if let Some(pid) = rabbitmq {
+        let per_1000 = (cpu_seconds(pid, false) - cpu_before) / n as f64 * 1000.0;
+        report.add("RabbitMQ alone: its CPU-s per 1,000", index, per_1000);
+    }
     channel.close(0, "done".into()).await?;
     Ok(())
 }
