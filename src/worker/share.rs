@@ -25,6 +25,11 @@ use uuid::Uuid;
 /// At its share, slower than this (on average, or since a request last
 /// finished) is stalled. Healthy endpoints answer within milliseconds.
 pub const STALLED_AFTER: Duration = Duration::from_millis(50);
+/// ... and, since a request last finished, slower than this many times its
+/// average: a broker's confirms come in bursts, pausing 50–160 ms at a
+/// 30–90 ms average on a loaded machine, and holding its backlog at each
+/// pause (to release it again a moment later) cost more than the pause.
+const PAUSE_FACTOR: u32 = 2;
 /// ... unless its requests in flight, at their average latency, still
 /// finish one in this long: RabbitMQ's confirms take 40 ms at 256 in
 /// flight (one every 0.16 ms), a receiver that takes 10 s one every 40 ms.
@@ -70,6 +75,13 @@ struct Load {
     in_flight: usize,
     /// When a request last started from idle or finished.
     last_progress: Instant,
+}
+
+impl State {
+    /// How long `endpoint` may go without a finished request before it is stalled.
+    fn pause_limit(&self, endpoint: &Uuid) -> Duration {
+        self.latency.get(endpoint).map_or(STALLED_AFTER, |average| (*average * PAUSE_FACTOR).max(STALLED_AFTER))
+    }
 }
 
 /// What the claim needs to know from the shares.
@@ -152,9 +164,11 @@ impl Shares {
                 let now = Instant::now();
                 state
                     .active
-                    .values()
-                    .filter(|load| now.saturating_duration_since(load.last_progress) < STALLED_AFTER)
-                    .all(|load| self.share.saturating_sub(load.in_flight) >= enough)
+                    .iter()
+                    .filter(|(endpoint, load)| {
+                        now.saturating_duration_since(load.last_progress) < state.pause_limit(endpoint)
+                    })
+                    .all(|(_, load)| self.share.saturating_sub(load.in_flight) >= enough)
             };
             if roomy || tokio::time::timeout_at(deadline, progressed).await.is_err() {
                 return;
@@ -182,7 +196,7 @@ impl Shares {
             let slow = state.latency.get(endpoint).is_some_and(|average| {
                 *average >= STALLED_AFTER && *average / load.in_flight.max(1) as u32 >= STALLED_GAP
             });
-            if slow || quiet >= STALLED_AFTER {
+            if slow || quiet >= state.pause_limit(endpoint) {
                 limits.stalled.push(*endpoint);
             } else if quiet >= SLOWING_AFTER {
                 slowing = true;
@@ -273,6 +287,16 @@ mod tests {
         assert!(!waiting.is_finished());
         shares.finished(a, FAST);
         tokio::time::timeout(Duration::from_secs(5), waiting).await.expect("woken by the finish").unwrap();
+    }
+
+    #[test]
+    fn a_pause_twice_as_long_as_its_requests_take_stalls_an_endpoint() {
+        let shares = Shares::new(256);
+        let broker = Uuid::now_v7();
+        load(&shares, broker, Duration::from_millis(40), 256);
+        let now = Instant::now();
+        assert!(shares.limits(8, now + STALLED_AFTER).stalled.is_empty(), "a 50 ms pause of 40 ms confirms");
+        assert_eq!(shares.limits(8, now + Duration::from_millis(80)).stalled, vec![broker]);
     }
 
     #[test]
