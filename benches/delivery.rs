@@ -708,13 +708,18 @@ fn destination_pid(setting: &str) -> Option<u32> {
         .into_iter()
         .zip(["nats-server", "beam.smp", "redis-server"])
         .find_map(|(scheme, server)| setting.contains(scheme).then_some(server));
-    let Some(server) = server else {
-        return Some(std::process::id());
-    };
+    match server {
+        Some(server) => process_named(server),
+        None => Some(std::process::id()),
+    }
+}
+
+/// The first process whose command name is `name`.
+fn process_named(name: &str) -> Option<u32> {
     std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
         let pid = entry.file_name().to_str()?.parse().ok()?;
-        let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-        (name.trim() == server).then_some(pid)
+        let command = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        (command.trim() == name).then_some(pid)
     })
 }
 
@@ -730,7 +735,7 @@ async fn amqp_ceiling(amqp: &lapin::Connection, n: u64, index: usize, report: &m
     let body = vec![b'x'; 200];
     let in_flight = Arc::new(tokio::sync::Semaphore::new(512));
     let mut tasks = tokio::task::JoinSet::new();
-    let rabbitmq = destination_pid("amqp://");
+    let rabbitmq = process_named("beam.smp");
     let cpu_before = rabbitmq.map_or(0.0, |pid| cpu_seconds(pid, false));
     let started = Instant::now();
     for _ in 0..n {
